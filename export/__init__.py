@@ -1,0 +1,1 @@
+"""Packaging the feed-forward stylizer for TF Serving and Keras pipelines (see the export issue)."""

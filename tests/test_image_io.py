@@ -1,0 +1,153 @@
+"""Reading odd images, refusing bad ones, atomic writes, and the VGG pixel conversion."""
+
+import os
+import struct
+import zlib
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from tf_nst import image_io
+from tf_nst.errors import UserInputError
+
+
+def _save(tmp_path, name, image, **kwargs):
+    path = str(tmp_path / name)
+    image.save(path, **kwargs)
+    return path
+
+
+def _gradient_rgb(width=40, height=24):
+    x = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None, None]
+    return np.concatenate([np.broadcast_to(x, (height, width, 1)), np.broadcast_to(y, (height, width, 1)),
+                           np.full((height, width, 1), 90, np.float32)], axis=2).astype(np.uint8)
+
+
+def test_grayscale_palette_and_cmyk_become_rgb(tmp_path):
+    rgb = Image.fromarray(_gradient_rgb())
+    for name, image in (("gray.png", rgb.convert("L")), ("palette.png", rgb.convert("P")),
+                        ("cmyk.jpg", rgb.convert("CMYK"))):
+        array = image_io.read_image(_save(tmp_path, name, image))
+        assert array.shape == (24, 40, 3) and array.dtype == np.uint8, name
+    gray = image_io.read_image(str(tmp_path / "gray.png"))
+    np.testing.assert_array_equal(gray[..., 0], gray[..., 2])
+
+
+def test_transparency_is_composited_on_white(tmp_path):
+    rgba = np.zeros((10, 12, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:, :6, 3] = 255  # left half opaque red, right half fully transparent
+    array = image_io.read_image(_save(tmp_path, "alpha.png", Image.fromarray(rgba, "RGBA")))
+    np.testing.assert_array_equal(array[0, 0], [200, 0, 0])
+    np.testing.assert_array_equal(array[0, -1], [255, 255, 255])
+
+
+def test_sixteen_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    values = np.array([[0, 32896, 65535]], np.uint16)  # 32896 = 128 * 257
+    path = _save(tmp_path, "deep.png", Image.fromarray(values))
+    array = image_io.read_image(path)
+    np.testing.assert_array_equal(array[0, :, 0], [0, 128, 255])
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = Image.fromarray(_gradient_rgb(40, 24))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = _save(tmp_path, "rotated.jpg", image, exif=exif)
+    assert image_io.read_image(path).shape == (40, 24, 3)
+
+
+def test_animated_gif_gives_its_first_frame(tmp_path):
+    frames = [Image.new("RGB", (16, 16), color) for color in ((255, 0, 0), (0, 0, 255))]
+    path = str(tmp_path / "anim.gif")
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    array = image_io.read_image(path)
+    assert array.shape == (16, 16, 3)
+    assert array[..., 0].mean() > 200 and array[..., 2].mean() < 50
+
+
+def _png_header_only(path, width, height):
+    """A PNG whose header claims a huge size, with no pixel data (a decompression-bomb stand-in)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("width", [12_000, 40_000])  # under and over Pillow's own bomb limit
+def test_pixel_limit_is_checked_before_decoding(tmp_path, width):
+    path = str(tmp_path / "bomb.png")
+    _png_header_only(path, width, 12_000)
+    with pytest.raises(UserInputError, match="pixels"):
+        image_io.read_image(path)
+
+
+def test_small_pixel_limit_refuses_a_normal_image(tmp_path):
+    path = _save(tmp_path, "ok.png", Image.fromarray(_gradient_rgb()))
+    with pytest.raises(UserInputError, match=r"40x24 = 960 pixels; the limit is 100 pixels"):
+        image_io.read_image(path, max_pixels=100)
+
+
+def test_missing_empty_text_and_truncated_files_are_user_errors(tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    good = _save(tmp_path, "good.png", Image.fromarray(_gradient_rgb(200, 200)))
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(open(good, "rb").read()[:300])
+    for path in (tmp_path / "missing.png", empty, text, truncated):
+        with pytest.raises(UserInputError, match=repr(str(path)).replace("\\", "\\\\")[1:-1]):
+            image_io.read_image(str(path))
+
+
+def test_resize_max_side_keeps_the_aspect_ratio():
+    image = np.zeros((300, 451, 3), np.uint8)
+    assert tuple(image_io.resize_max_side(image, 128).shape) == (85, 128, 3)
+    assert tuple(image_io.resize_max_side(image, 902).shape) == (600, 902, 3)
+
+
+def test_vgg_preprocess_matches_keras_applications():
+    rgb = np.random.default_rng(0).uniform(0, 255, size=(2, 5, 6, 3)).astype(np.float32)
+    expected = keras.applications.vgg19.preprocess_input(rgb.copy())
+    np.testing.assert_allclose(image_io.vgg_preprocess(rgb).numpy(), expected, rtol=1e-6, atol=1e-4)
+    expected16 = keras.applications.vgg16.preprocess_input(rgb.copy())
+    np.testing.assert_allclose(image_io.vgg_preprocess(rgb).numpy(), expected16, rtol=1e-6, atol=1e-4)
+
+
+def test_to_uint8_rounds_and_clips():
+    np.testing.assert_array_equal(image_io.to_uint8(np.array([-5.0, 0.4, 0.6, 254.5, 300.0])).numpy(),
+                                  [0, 0, 1, 254, 255])
+
+
+@pytest.mark.parametrize("extension,magic", [(".png", b"\x89PNG"), (".jpg", b"\xff\xd8"),
+                                             (".webp", b"RIFF"), (".bmp", b"BM")])
+def test_format_follows_extension_and_parent_is_created(tmp_path, extension, magic):
+    path = str(tmp_path / "new" / "dir" / f"out{extension}")
+    image_io.write_image(path, _gradient_rgb())
+    assert open(path, "rb").read(4).startswith(magic)
+    assert Image.open(path).size == (40, 24)
+    assert os.listdir(os.path.dirname(path)) == [f"out{extension}"]  # no temp file left
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    with pytest.raises(Exception):
+        image_io.write_image(str(tmp_path / "out.png"), np.zeros((4, 4, 7)))  # 7 channels: not an image
+    assert os.listdir(tmp_path) == []
+
+
+def test_check_output_path_rules(tmp_path):
+    existing = tmp_path / "exists.png"
+    existing.write_bytes(b"x")
+    image_io.check_output_path(str(tmp_path / "new.png"))
+    with pytest.raises(UserInputError, match="already exists; pass --overwrite"):
+        image_io.check_output_path(str(existing))
+    image_io.check_output_path(str(existing), overwrite=True)
+    with pytest.raises(UserInputError, match="also an input file"):
+        image_io.check_output_path(str(existing), inputs=[str(existing)], overwrite=True)
+    with pytest.raises(UserInputError, match=r"extension '\.gif'; use one of"):
+        image_io.check_output_path(str(tmp_path / "x.gif"))

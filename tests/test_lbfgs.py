@@ -1,0 +1,56 @@
+"""The TensorFlow L-BFGS against functions with known minima."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_nst.lbfgs import LBFGS
+
+
+def _minimise(function, start, steps, history=10):
+    x = tf.Variable(np.asarray(start, np.float32))
+
+    def value_and_grad():
+        with tf.GradientTape() as tape:
+            value = function(x)
+        return value, {"value": value}, tape.gradient(value, x)
+
+    optimizer = LBFGS(x, history=history)
+    step = tf.function(lambda: optimizer.step(value_and_grad))
+    for _ in range(steps):
+        value, aux = step()
+    return x.numpy(), float(value), float(aux["value"]), optimizer
+
+
+def _rosenbrock(x):
+    return tf.reduce_sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+@pytest.mark.parametrize("dimension", [2, 10])
+def test_converges_on_rosenbrock(dimension):
+    start = np.tile([-1.2, 1.0], dimension // 2)
+    x, value, aux_value, _ = _minimise(_rosenbrock, start, steps=200)
+    np.testing.assert_allclose(x, np.ones(dimension), atol=1e-4)
+    assert value < 1e-8
+    assert aux_value == value  # aux belongs to the accepted point
+
+
+def test_quadratic_is_solved_in_few_steps_and_scale_does_not_matter():
+    diagonal = tf.constant(np.linspace(1.0, 50.0, 20), tf.float32)
+    target = tf.constant(np.linspace(-3.0, 3.0, 20), tf.float32)
+    for scale in (1e-6, 1.0, 1e4):
+        x, _, _, _ = _minimise(lambda v: scale * tf.reduce_sum(diagonal * (v - target) ** 2),
+                               np.zeros(20), steps=40)
+        np.testing.assert_allclose(x, target.numpy(), atol=1e-4)
+
+
+def test_history_of_one_still_descends():
+    start = [-1.2, 1.0]
+    _, value, _, optimizer = _minimise(_rosenbrock, start, steps=50, history=1)
+    assert value < _rosenbrock(tf.constant(start, tf.float32)).numpy() / 10
+    assert int(optimizer.evaluations) >= 51
+
+
+def test_rejects_empty_history():
+    with pytest.raises(ValueError, match="history"):
+        LBFGS(tf.Variable([1.0]), history=0)

@@ -1,0 +1,88 @@
+"""The feature extractor: layers, shapes, weights sources, pooling."""
+
+import keras
+import numpy as np
+import pytest
+
+from tf_nst import vgg
+from tf_nst.errors import UserInputError
+
+
+def test_exposes_requested_layers_with_vgg_shapes():
+    config = vgg.ExtractorConfig(backbone="vgg19", weights="none",
+                                 style_layers=("block1_conv1", "block3_conv4"), content_layers=("block5_conv1",))
+    features = vgg.build_extractor(config)(np.zeros((2, 64, 96, 3), np.float32))
+    assert {name: tuple(value.shape) for name, value in features.items()} == {
+        "block1_conv1": (2, 64, 96, 64), "block3_conv4": (2, 16, 24, 256), "block5_conv1": (2, 4, 6, 512)}
+
+
+def test_stops_at_the_deepest_requested_layer_and_is_frozen():
+    config = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block1_conv1",),
+                                 content_layers=("block2_conv2",))
+    model = vgg.build_extractor(config)
+    names = [layer.name for layer in model.layers]
+    assert "block2_conv2" in names and "block2_pool" not in names and "block3_conv1" not in names
+    assert not model.trainable_weights
+
+
+@pytest.mark.parametrize("fixture", ["vgg16_weights", "vgg16_legacy_weights"])
+def test_local_weights_file_loads(request, hed_layers, fixture):
+    config = vgg.ExtractorConfig(backbone="vgg16", weights=request.getfixturevalue(fixture))
+    model = vgg.build_extractor(config)
+    for name, kernel, bias in hed_layers[:10]:  # the layers up to block4_conv2
+        if name in {layer.name for layer in model.layers}:
+            got_kernel, got_bias = model.get_layer(name).get_weights()
+            np.testing.assert_array_equal(got_kernel, kernel)
+            np.testing.assert_array_equal(got_bias, bias)
+
+
+@pytest.mark.parametrize("fixture", ["vgg16_weights", "vgg16_legacy_weights"])
+def test_weights_for_the_wrong_backbone_are_refused(request, fixture):
+    config = vgg.ExtractorConfig(backbone="vgg19", weights=request.getfixturevalue(fixture))
+    with pytest.raises(UserInputError, match="does not fit --backbone=vgg19"):
+        vgg.build_extractor(config)
+
+
+def test_avg_pooling_replaces_every_max_pool():
+    config = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block3_conv1",),
+                                 content_layers=("block3_conv1",), pooling="avg")
+    model = vgg.build_extractor(config)
+    assert not any(isinstance(layer, keras.layers.MaxPooling2D) for layer in model.layers)
+    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.AveragePooling2D)]
+    assert [layer.name for layer in pools] == ["block1_pool", "block2_pool"]
+    # The pooled activations really are averages of 2x2 windows of the convolution output.
+    outputs = {}
+    x = np.random.default_rng(0).uniform(0, 255, (1, 8, 8, 3)).astype(np.float32)
+    for layer in model.layers[1:]:  # the extractor is a chain: replay it layer by layer
+        x = outputs[layer.name] = layer(x)
+    conv, pooled = np.asarray(outputs["block1_conv2"]), np.asarray(outputs["block1_pool"])
+    expected = conv.reshape(1, 4, 2, 4, 2, 64).mean(axis=(2, 4))
+    np.testing.assert_allclose(pooled, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_unknown_layer_names_list_the_valid_ones():
+    with pytest.raises(UserInputError, match=r"unknown vgg16 layer 'block3_conv4'.*block3_conv3"):
+        vgg.validate_config(vgg.ExtractorConfig(backbone="vgg16", style_layers=("block3_conv4",)))
+
+
+def test_missing_weights_file_names_the_flag(tmp_path):
+    with pytest.raises(UserInputError, match="weights file not found.*--weights=imagenet"):
+        vgg.validate_config(vgg.ExtractorConfig(weights=str(tmp_path / "nope.h5")))
+
+
+def test_min_input_size_follows_the_deepest_layer():
+    assert vgg.min_input_size(("block1_conv1",)) == 1
+    assert vgg.min_input_size(("block1_conv1", "block4_conv2")) == 8
+    assert vgg.min_input_size(("block5_conv1",)) == 16
+    assert vgg.min_input_size(("block5_pool",)) == 32
+
+
+def test_offline_imagenet_download_names_the_flag_and_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # refused at once: no network in tests
+    with pytest.raises(UserInputError) as raised:
+        vgg.build_extractor(vgg.ExtractorConfig(backbone="vgg16", weights="imagenet"))
+    message = str(raised.value)
+    assert "--weights=/path/to/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
+    assert "\n" not in message

@@ -1,0 +1,127 @@
+"""Stateless style-transfer losses: Gram matrices, style, content and total-variation terms.
+
+Every loss is computed in float32, whatever the precision of the features (mixed precision keeps the
+Gram matrices and the losses in float32).
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+
+def gram_matrix(features):
+    """Channel correlations of feature maps, averaged over positions.
+
+    G[b, c, d] = sum_{h,w} F[b, h, w, c] F[b, h, w, d] / (H * W).
+
+    Dividing by the number of positions H * W (not by C * H * W as some implementations do) makes G the mean
+    outer product of a position's feature vector: it does not grow with the image size, so a style target
+    computed at one resolution matches features at another.
+
+    Args:
+      features: [batch, height, width, channels] activations.
+
+    Returns:
+      [batch, channels, channels] float32 Gram matrices.
+    """
+    features = tf.cast(features, tf.float32)
+    shape = tf.shape(features)
+    positions = tf.cast(shape[1] * shape[2], tf.float32)
+    return tf.einsum("bhwc,bhwd->bcd", features, features) / positions
+
+
+def _relative_squared_error(value, target):
+    """sum((value - target)^2) / (sum(target^2) + eps): a squared error that does not depend on scale."""
+    error = tf.reduce_sum(tf.square(value - target), axis=list(range(1, value.shape.rank)))
+    norm = tf.reduce_sum(tf.square(target), axis=list(range(1, target.shape.rank)))
+    return tf.reduce_mean(error / (norm + 1e-8))
+
+
+def style_layer_loss(features, target_gram):
+    """Squared Gram-matrix error of one layer, relative to the target's squared norm.
+
+    Gatys et al. 2016 (eq. 4) weight a layer's squared Gram error by 1 / (4 N^2 M^2). Those raw errors differ
+    by three orders of magnitude between VGG's first and last blocks, so the first blocks dominate and the
+    per-layer weights need retuning for every backbone. Dividing by ||A||^2 makes every layer's term
+    dimensionless (0 when matched, about 1 for an unrelated image), so equal layer weights mean equal
+    influence, and the same loss weights fit any image size and backbone.
+
+    Args:
+      features: [batch, height, width, channels] activations of the image being optimised.
+      target_gram: [batch or 1, channels, channels] target Gram matrix.
+    """
+    gram = gram_matrix(features)
+    return _relative_squared_error(gram, tf.broadcast_to(tf.cast(target_gram, tf.float32), tf.shape(gram)))
+
+
+def content_layer_loss(features, target_features):
+    """Squared activation error relative to the target's squared norm (Gatys et al. 2016, eq. 1, scaled).
+
+    Args:
+      features, target_features: [batch, height, width, channels] activations.
+    """
+    return _relative_squared_error(tf.cast(features, tf.float32), tf.cast(target_features, tf.float32))
+
+
+def total_variation_loss(images):
+    """Mean squared difference between vertically and horizontally neighbouring pixels, on a [0, 1] scale.
+
+    A mean rather than a sum, so that the weight does not depend on the image size.
+
+    Args:
+      images: [batch, height, width, channels] in [0, 255].
+    """
+    images = tf.cast(images, tf.float32) / 255.0
+    vertical = images[:, 1:, :, :] - images[:, :-1, :, :]
+    horizontal = images[:, :, 1:, :] - images[:, :, :-1, :]
+    return tf.reduce_mean(tf.square(vertical)) + tf.reduce_mean(tf.square(horizontal))
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+    """How much each term counts.
+
+    Attributes:
+      content: weight of the mean content-layer loss.
+      style: weight of the weighted mean style-layer loss.
+      tv: weight of the total-variation loss.
+      style_layers: {layer: relative weight}; the style term is sum_l w_l E_l / sum_l w_l, so only the ratios
+        between layers matter. Layers missing here weigh 1.
+    """
+
+    content: float = 1.0
+    style: float = 10.0
+    tv: float = 0.0
+    style_layers: dict = dataclasses.field(default_factory=dict)
+
+
+def style_targets(features, style_layers):
+    """{layer: Gram matrix} of a style image's features."""
+    return {name: gram_matrix(features[name]) for name in style_layers}
+
+
+def combined_loss(images, features, style_grams, content_features, weights):
+    """The total loss and its named, weighted terms.
+
+    Args:
+      images: the images being optimised, [batch, height, width, 3] in [0, 255] (for the TV term).
+      features: {layer: activations} of `images`.
+      style_grams: {layer: target Gram matrix}; these layers form the style term.
+      content_features: {layer: target activations}; these layers form the content term.
+      weights: a LossWeights.
+
+    Returns:
+      (total, {"content": ..., "style": ..., "tv": ...}) as float32 scalars, where total is the sum of the
+      terms.
+    """
+    content = tf.add_n([content_layer_loss(features[name], target)
+                        for name, target in content_features.items()]) / len(content_features)
+    layer_weights = {name: float(weights.style_layers.get(name, 1.0)) for name in style_grams}
+    style = tf.add_n([layer_weights[name] * style_layer_loss(features[name], target)
+                      for name, target in style_grams.items()]) / sum(layer_weights.values())
+    terms = {
+        "content": weights.content * content,
+        "style": weights.style * style,
+        "tv": weights.tv * total_variation_loss(images),
+    }
+    return tf.add_n(list(terms.values())), terms

@@ -1,0 +1,184 @@
+"""The frozen VGG feature extractor: named style and content layer outputs, and where its weights come from.
+
+Built once from `keras.applications`; it takes RGB images in [0, 255] and applies VGG's preprocessing itself
+(through `image_io.vgg_preprocess`), so callers never prepare pixels for it.
+"""
+
+import dataclasses
+import os
+import re
+import warnings
+
+import keras
+import tensorflow as tf
+
+from tf_nst import image_io
+from tf_nst.errors import UserInputError
+
+# Convolutions per block: Simonyan & Zisserman 2015, configurations D (VGG16) and E (VGG19).
+BLOCK_CONVS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+
+# Gatys et al. 2016: style on the first convolution (after ReLU) of every block, content on block4_conv2.
+DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
+DEFAULT_CONTENT_LAYERS = ("block4_conv2",)
+
+_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications"
+# (file name, sha/md5 hash) of the Keras-applications ImageNet weights without the classifier.
+IMAGENET_WEIGHTS = {
+    "vgg16": ("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "6d6bbae143d832006294945121d1f1fc"),
+    "vgg19": ("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", "253f8cb515780f3b799900260a226db6"),
+}
+
+_LAYER_NAME = re.compile(r"block(\d)_(?:conv(\d)|pool)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractorConfig:
+    """What the feature extractor exposes.
+
+    Attributes:
+      backbone: "vgg19" or "vgg16".
+      weights: "imagenet" (downloaded by Keras and cached), "none" (random; for tests only), or a path to a
+        Keras-applications `.h5` or a Keras `.weights.h5` file for the same backbone.
+      style_layers: Keras layer names whose Gram matrices carry the style.
+      content_layers: Keras layer names whose activations carry the content.
+      pooling: "max", or "avg" to swap every MaxPooling2D for AveragePooling2D (Gatys et al. 2016, §2).
+    """
+
+    backbone: str = "vgg19"
+    weights: str = "imagenet"
+    style_layers: tuple = DEFAULT_STYLE_LAYERS
+    content_layers: tuple = DEFAULT_CONTENT_LAYERS
+    pooling: str = "max"
+
+
+def layer_names(backbone):
+    """All layer names of a backbone's convolutional stack, in order."""
+    if backbone not in BLOCK_CONVS:
+        raise UserInputError(f"unknown backbone {backbone!r}; use one of {', '.join(BLOCK_CONVS)}")
+    names = []
+    for block, convs in enumerate(BLOCK_CONVS[backbone], start=1):
+        names += [f"block{block}_conv{i}" for i in range(1, convs + 1)] + [f"block{block}_pool"]
+    return names
+
+
+def validate_layers(backbone, names, flag_name="layers"):
+    """Raises UserInputError unless every name is a layer of the backbone."""
+    valid = layer_names(backbone)
+    if not names:
+        raise UserInputError(f"--{flag_name} is empty; give at least one of {', '.join(valid)}")
+    for name in names:
+        if name not in valid:
+            raise UserInputError(
+                f"unknown {backbone} layer {name!r} in --{flag_name}; valid layers are {', '.join(valid)}")
+
+
+def min_input_size(layers):
+    """The smallest image side (pixels) that leaves every requested layer at least 1x1."""
+    pools = 0
+    for name in layers:
+        block, conv = _LAYER_NAME.match(name).groups()
+        pools = max(pools, int(block) - 1 + (conv is None))
+    return 2 ** pools
+
+
+def validate_config(config):
+    """Checks everything about an ExtractorConfig that can be checked without building it."""
+    if config.pooling not in ("max", "avg"):
+        raise UserInputError(f"unknown pooling {config.pooling!r}; use 'max' or 'avg'")
+    validate_layers(config.backbone, config.style_layers, "style_layers")
+    validate_layers(config.backbone, config.content_layers, "content_layers")
+    if config.weights not in ("imagenet", "none"):
+        if not os.path.isfile(config.weights):
+            raise UserInputError(
+                f"weights file not found: {config.weights!r}; pass --weights=imagenet, or a path to a "
+                f"Keras {config.backbone} .h5 or .weights.h5 file")
+        if not config.weights.endswith(".h5"):
+            raise UserInputError(
+                f"weights file {config.weights!r} is not an .h5 file; pass a Keras-applications "
+                f"{IMAGENET_WEIGHTS[config.backbone][0]} or a Keras .weights.h5 file")
+
+
+class VggPreprocess(keras.layers.Layer):
+    """RGB [0, 255] -> VGG "caffe" input; a layer so the extractor is one Keras model."""
+
+    def call(self, inputs):
+        return image_io.vgg_preprocess(inputs)
+
+
+def build_extractor(config=ExtractorConfig()):
+    """Builds the frozen feature extractor.
+
+    Args:
+      config: an ExtractorConfig.
+
+    Returns:
+      A non-trainable keras.Model mapping RGB images [batch, height, width, 3] in [0, 255] to a dict
+      {layer_name: activations} for every style and content layer. Layers after the deepest requested one
+      are not built.
+
+    Raises:
+      UserInputError: bad layer names, a missing or mismatched weights file, or an ImageNet download that
+        failed (the message names --weights and the file to fetch).
+    """
+    validate_config(config)
+    base = _backbone(config.backbone)
+    _load_weights(base, config)
+    wanted = set(config.style_layers) | set(config.content_layers)
+    inputs = keras.Input(shape=(None, None, 3), name="rgb")
+    x = VggPreprocess(name="vgg_preprocess")(inputs)
+    outputs = {}
+    for layer in base.layers[1:]:
+        if not wanted - outputs.keys():
+            break
+        if config.pooling == "avg" and isinstance(layer, keras.layers.MaxPooling2D):
+            layer = keras.layers.AveragePooling2D(
+                pool_size=layer.pool_size, strides=layer.strides, padding=layer.padding, name=layer.name)
+        x = layer(x)
+        if layer.name in wanted:
+            outputs[layer.name] = x
+    model = keras.Model(inputs, outputs, name=f"{config.backbone}_features")
+    model.trainable = False
+    return model
+
+
+def _backbone(name):
+    factory = {"vgg16": keras.applications.VGG16, "vgg19": keras.applications.VGG19}[name]
+    return factory(include_top=False, weights=None, input_shape=(None, None, 3))
+
+
+def _load_weights(model, config):
+    if config.weights == "none":
+        return
+    path = _download_imagenet(config.backbone) if config.weights == "imagenet" else config.weights
+    # Keras warns about every layer it skips before it raises on a mismatched file; the one-line error
+    # says it all, so the warnings are replayed only when the load succeeds.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+        except (ValueError, KeyError, OSError) as e:
+            reason = _first_line(e)
+            raise UserInputError(
+                f"weights file {config.weights!r} does not fit --backbone={config.backbone} ({reason}); "
+                f"pass a {config.backbone} file such as {IMAGENET_WEIGHTS[config.backbone][0]}") from None
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def _first_line(error):
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _download_imagenet(backbone):
+    """Returns the cached path of the ImageNet weights, downloading them through Keras on first use."""
+    file_name, file_hash = IMAGENET_WEIGHTS[backbone]
+    url = f"{_BASE_URL}/{backbone}/{file_name}"
+    try:
+        return keras.utils.get_file(file_name, url, cache_subdir="models", file_hash=file_hash)
+    except Exception as e:  # Keras wraps every network failure in a bare Exception.
+        reason = _first_line(e)
+        raise UserInputError(
+            f"could not download the ImageNet {backbone} weights ({reason}); download {url} on a machine "
+            f"with internet and pass --weights=/path/to/{file_name}") from None
+
