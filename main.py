@@ -68,7 +68,7 @@ _INIT = flags.DEFINE_string(
     "init", "content", "Starting image: 'content', 'noise', 'style', or a path to an image file.")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed (noise initialisation, random weights).")
 _PRINT_EVERY = flags.DEFINE_integer(
-    "print_every", 50, "Print the loss terms every N steps (0: only at the end).", lower_bound=0)
+    "print_every", 25, "Print the loss terms every N steps (0: only at the end).", lower_bound=0)
 _SAVE_EVERY = flags.DEFINE_integer(
     "save_every", 0, "Also write a snapshot <output>_stepN.<ext> every N steps (0: never).", lower_bound=0)
 

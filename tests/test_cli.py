@@ -1,0 +1,156 @@
+"""End-to-end runs of `python main.py`: outputs, progress, and one-line errors for bad input."""
+
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = ["--weights=none", "--image_size=32", "--num_steps=2"]
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **(env or {})}, check=False)
+
+
+def assert_user_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("tf-nst: error: "), lines[0]
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture
+def files(tmp_path, image_files):
+    return {**image_files, "out": str(tmp_path / "out.png"), "dir": tmp_path}
+
+
+def test_run_writes_the_output_with_progress(files):
+    result = run_cli(f"--content={files['content']}", f"--style={files['style']}", f"--output={files['out']}",
+                     "--weights=none", "--image_size=48", "--num_steps=4", "--print_every=2", "--save_every=2",
+                     "--optimizer=adam")
+    assert result.returncode == 0, result.stderr
+    assert Image.open(files["out"]).size == (48, 32)
+    step_lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in step_lines] == ["2/4", "4/4"]
+    for term in ("total", "content", "style", "tv", "ms/step"):
+        assert term in step_lines[-1]
+    assert os.path.exists(str(files["dir"] / "out_step00002.png"))
+    assert sorted(os.listdir(files["dir"])) == ["out.png", "out_step00002.png"]  # no temp files
+
+
+def test_odd_but_valid_images_run(files):
+    gray = str(files["dir"] / "gray16.png")
+    Image.fromarray((np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50)).save(gray)
+    gif = str(files["dir"] / "anim.gif")
+    frames = [Image.new("RGB", (30, 30), c) for c in ((255, 0, 0), (0, 255, 0))]
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    result = run_cli(f"--content={gray}", f"--style={gif}", f"--output={files['out']}", *FAST)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(files["out"]).size == (32, 24)
+
+
+def _bad_file(folder, kind):
+    path = str(folder / f"bad_{kind}.png")
+    if kind == "text":
+        open(path, "w").write("hello")
+    elif kind == "empty":
+        open(path, "wb").close()
+    elif kind == "truncated":
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(path)
+        data = open(path, "rb").read()
+        open(path, "wb").write(data[: len(data) // 2])
+    elif kind == "tiny":
+        Image.new("RGB", (8, 8)).save(path)
+    elif kind == "bomb":
+        chunk = lambda k, d: struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d))
+        open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 50000, 50000, 8, 2, 0, 0, 0))
+                               + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("kind,fragment", [
+    ("missing", "image file not found"), ("text", "cannot read image"), ("empty", "cannot read image"),
+    ("truncated", "cannot read image"), ("tiny", "need at least 16 px"), ("bomb", "pixels"),
+])
+def test_bad_content_image(files, kind, fragment):
+    path = str(files["dir"] / "missing.png") if kind == "missing" else _bad_file(files["dir"], kind)
+    result = run_cli(f"--content={path}", f"--style={files['style']}", f"--output={files['out']}",
+                     "--weights=none", "--image_size=8" if kind == "tiny" else "--image_size=32",
+                     "--num_steps=1")
+    if kind == "tiny":  # --image_size=8 is itself refused; the image check is exercised with a valid size
+        assert_user_error(result, "--image_size=8")
+        result = run_cli(f"--content={path}", f"--style={files['style']}", f"--output={files['out']}",
+                         "--weights=none", "--image_size=16", "--num_steps=1",
+                         "--content_layers=block5_pool")
+        fragment = "need at least 32 px"
+    assert_user_error(result, fragment, repr(path))
+    assert not os.path.exists(files["out"])
+
+
+@pytest.mark.parametrize("flag,fragment", [
+    ("--style_layers=block1_conv1,block6_conv1", "'block6_conv1'"),
+    ("--optimizer=sgd", "--optimizer"),
+    ("--style_layer_weights=1,2", "--style_layer_weights"),
+    ("--style_layer_weights=1,-1,1,1,1", "non-negative"),
+    ("--num_steps=0", "--num_steps=0"),
+    ("--init=nowhere.png", "--init"),
+    ("--output=out.gif", "'.gif'"),
+])
+def test_bad_flags(files, flag, fragment):
+    args = [f"--content={files['content']}", f"--style={files['style']}", *FAST]
+    if not flag.startswith("--output"):
+        args.append(f"--output={files['out']}")
+    result = run_cli(*args, flag)
+    assert_user_error(result, fragment)
+    assert not os.path.exists(files["out"])
+
+
+def test_weights_for_the_wrong_backbone(files, vgg16_weights):
+    result = run_cli(f"--content={files['content']}", f"--style={files['style']}", f"--output={files['out']}",
+                     f"--weights={vgg16_weights}", "--backbone=vgg19", "--image_size=32", "--num_steps=1")
+    assert_user_error(result, "does not fit --backbone=vgg19", repr(vgg16_weights))
+    assert not os.path.exists(files["out"])
+
+
+def test_offline_imagenet_names_the_flag(files, tmp_path):
+    proxy = "http://127.0.0.1:9"  # refused at once: tests never touch the network
+    env = {"KERAS_HOME": str(tmp_path / "keras"), "https_proxy": proxy, "HTTPS_PROXY": proxy,
+           "http_proxy": proxy, "HTTP_PROXY": proxy}
+    result = run_cli(f"--content={files['content']}", f"--style={files['style']}", f"--output={files['out']}",
+                     "--image_size=32", "--num_steps=1", env=env)
+    assert_user_error(result, "--weights=", "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    assert not os.path.exists(files["out"])
+
+
+def test_existing_output_is_kept_without_overwrite(files):
+    open(files["out"], "wb").write(b"precious")
+    result = run_cli(f"--content={files['content']}", f"--style={files['style']}", f"--output={files['out']}",
+                     *FAST)
+    assert_user_error(result, "already exists", "--overwrite")
+    assert open(files["out"], "rb").read() == b"precious"
+    result = run_cli(f"--content={files['content']}", f"--style={files['style']}", f"--output={files['out']}",
+                     "--overwrite", *FAST)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(files["out"]).size == (32, 21)
+
+
+def test_an_input_is_never_overwritten(files):
+    before = open(files["style"], "rb").read()
+    result = run_cli(f"--content={files['content']}", f"--style={files['style']}", f"--output={files['style']}",
+                     "--overwrite", *FAST)
+    assert_user_error(result, "also an input file")
+    assert open(files["style"], "rb").read() == before
+
+
+def test_unknown_command():
+    assert_user_error(run_cli("paint"), "'paint'")

@@ -1,0 +1,97 @@
+"""Per-image optimisation: the start image, and quality on real pretrained VGG16 features."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import skimage_rgb
+from tf_nst import image_io, losses, optimize, vgg
+
+
+def _relative(value, target):
+    return float(tf.norm(value - target) / tf.norm(target))
+
+
+def gram_distance(extractor, image, style, layers):
+    """Mean over style layers of ||G(image) - G(style)|| / ||G(style)||."""
+    features, style_features = extractor(tf.cast(image, tf.float32)[None]), extractor(style[None])
+    return np.mean([_relative(losses.gram_matrix(features[name]), losses.gram_matrix(style_features[name]))
+                    for name in layers])
+
+
+def content_distance(extractor, image, content, layer):
+    features = extractor(tf.cast(image, tf.float32)[None])[layer]
+    return _relative(features, extractor(content[None])[layer])
+
+
+@pytest.fixture(scope="module")
+def real_case(vgg16_weights):
+    config = vgg.ExtractorConfig(backbone="vgg16", weights=vgg16_weights)
+    extractor = vgg.build_extractor(config)
+    content = image_io.resize_max_side(skimage_rgb("chelsea"), 128)
+    style = image_io.resize_max_side(skimage_rgb("coffee"), 128)
+    return extractor, config, content, style
+
+
+def _run(real_case, optimizer, num_steps=100):
+    extractor, config, content, style = real_case
+    transfer_config = optimize.TransferConfig(
+        num_steps=num_steps, optimizer=optimizer,
+        loss_weights=losses.LossWeights(content=1.0, style=3.0, tv=0.0))
+    final = {}
+    result = optimize.transfer(extractor, content, style, transfer_config, config.style_layers,
+                               config.content_layers, callback=lambda step, terms, image: final.update(terms))
+    return result, {name: float(value) for name, value in final.items()}
+
+
+@pytest.fixture(scope="module")
+def lbfgs_run(real_case):
+    return _run(real_case, "lbfgs")
+
+
+def test_style_transfers_and_content_is_kept_on_real_features(real_case, lbfgs_run):
+    extractor, config, content, style = real_case
+    result, _ = lbfgs_run
+    assert result.shape == (85, 128, 3) and result.dtype == np.uint8
+    before = gram_distance(extractor, content, style, config.style_layers)
+    after = gram_distance(extractor, result, style, config.style_layers)
+    assert after <= 0.5 * before, (before, after)
+    kept = content_distance(extractor, result, content, "block4_conv2")
+    style_itself = content_distance(extractor, image_io.resize(style, content.shape[:2]), content,
+                                    "block4_conv2")
+    assert kept < 0.5 * style_itself, (kept, style_itself)
+
+
+def test_lbfgs_reaches_a_lower_loss_than_adam_in_equal_steps(real_case, lbfgs_run):
+    _, lbfgs_terms = lbfgs_run
+    _, adam_terms = _run(real_case, "adam")
+    assert lbfgs_terms["total"] < adam_terms["total"], (lbfgs_terms, adam_terms)
+
+
+def test_initial_images():
+    content = np.full((20, 30, 3), 10.0, np.float32)
+    style = np.full((50, 40, 3), 200.0, np.float32)
+    np.testing.assert_array_equal(optimize.initial_image("content", content, style)[0], content)
+    from_style = optimize.initial_image("style", content, style)
+    assert from_style.shape == (1, 20, 30, 3)
+    np.testing.assert_allclose(from_style, 200.0, atol=1e-3)
+    noise = optimize.initial_image("noise", content, style, seed=3)
+    np.testing.assert_array_equal(noise, optimize.initial_image("noise", content, style, seed=3))
+    assert not np.array_equal(noise, optimize.initial_image("noise", content, style, seed=4))
+    assert float(tf.reduce_min(noise)) >= 0 and float(tf.reduce_max(noise)) <= 255
+
+
+def test_adam_keeps_pixels_in_range_and_the_callback_sees_every_step():
+    config = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block1_conv1",),
+                                 content_layers=("block2_conv1",))
+    extractor = vgg.build_extractor(config)
+    rng = np.random.default_rng(0)
+    content, style = rng.uniform(0, 255, (24, 20, 3)), rng.uniform(0, 255, (16, 16, 3))
+    steps = []
+    result = optimize.transfer(
+        extractor, content, style, optimize.TransferConfig(num_steps=3, optimizer="adam", learning_rate=50.0),
+        config.style_layers, config.content_layers,
+        callback=lambda step, terms, image: steps.append((step, sorted(terms))))
+    assert steps == [(i, ["content", "style", "total", "tv"]) for i in (1, 2, 3)]
+    assert result.shape == (24, 20, 3) and result.dtype == np.uint8
+    assert not np.array_equal(result, np.round(content).astype(np.uint8))
