@@ -242,6 +242,10 @@ def _parse_flags(argv):
 
 def run():
     """Console-script entry point (`tf-nst`)."""
+    # absl's --helpshort lists the key flags of the module named by argv[0]; for the console script that is
+    # the generated wrapper, so this module's flags are registered for it too.
+    for flag in flags.FLAGS.get_key_flags_for_module(__name__):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     app.run(main, flags_parser=_parse_flags)
 
 
