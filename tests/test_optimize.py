@@ -1,5 +1,7 @@
 """Per-image optimisation: the start image, and quality on real pretrained VGG16 features."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -95,3 +97,61 @@ def test_adam_keeps_pixels_in_range_and_the_callback_sees_every_step():
     assert steps == [(i, ["content", "style", "total", "tv"]) for i in (1, 2, 3)]
     assert result.shape == (24, 20, 3) and result.dtype == np.uint8
     assert not np.array_equal(result, np.round(content).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def random_case():
+    config = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block1_conv1", "block2_conv1"),
+                                 content_layers=("block2_conv1",))
+    rng = np.random.default_rng(1)
+    images = [rng.uniform(0, 255, shape).astype(np.float32) for shape in ((30, 40, 3), (24, 24, 3), (36, 20, 3))]
+    return vgg.build_extractor(config), config, images
+
+
+def test_blend_with_weights_one_and_zero_equals_the_single_style_run(random_case):
+    extractor, config, (content, style_a, style_b) = random_case
+    run = lambda styles, blend: optimize.transfer(
+        extractor, content, styles, optimize.TransferConfig(num_steps=5, style_blend_weights=blend),
+        config.style_layers, config.content_layers)
+    single = run(style_a, None)
+    np.testing.assert_allclose(run([style_a, style_b], (1.0, 0.0)), single, atol=1)
+    assert np.abs(run([style_a, style_b], (0.0, 1.0)).astype(int) - single).max() > 1
+
+
+def test_blended_targets_are_the_weighted_mean_of_grams(random_case):
+    extractor, config, (content, style_a, style_b) = random_case
+    grams_a, _ = optimize.compute_targets(extractor, content, style_a, config.style_layers, config.content_layers)
+    grams_b, _ = optimize.compute_targets(extractor, content, style_b, config.style_layers, config.content_layers)
+    blended, _ = optimize.compute_targets(extractor, content, [style_a, style_b], config.style_layers,
+                                          config.content_layers, blend_weights=(0.7, 0.3))
+    for name in config.style_layers:
+        np.testing.assert_allclose(blended[name], 0.7 * grams_a[name] + 0.3 * grams_b[name], rtol=1e-5)
+    with pytest.raises(optimize.UserInputError, match="blend weights"):
+        optimize.compute_targets(extractor, content, [style_a, style_b], config.style_layers,
+                                 config.content_layers, blend_weights=(1.0,))
+
+
+def test_coarse_to_fine_runs_every_scale_and_ends_at_full_size(random_case):
+    extractor, config, (content, style, _) = random_case
+    sizes = []
+    result = optimize.transfer(
+        extractor, content, style,
+        optimize.TransferConfig(num_steps=2, num_scales=3, scale_factor=2.0, coarse_steps=3),
+        config.style_layers, config.content_layers,
+        callback=lambda step, terms, image: sizes.append((step, tuple(image.shape[1:3]))))
+    assert sizes == [(1, (8, 10)), (2, (8, 10)), (3, (8, 10)), (4, (15, 20)), (5, (15, 20)), (6, (15, 20)),
+                     (7, (30, 40)), (8, (30, 40))]
+    assert result.shape == (30, 40, 3)
+    assert optimize.scale_sizes(512, 341, 3, 2.0) == [(128, 85), (256, 170), (512, 341)]
+
+
+def test_xla_and_bfloat16_steps_run_and_stay_finite(random_case):
+    _, config, (content, style, _) = random_case
+    extractor = vgg.build_extractor(dataclasses.replace(config, precision="mixed_bfloat16"))
+    terms = {}
+    for jit in (False, True):
+        result = optimize.transfer(
+            extractor, content, style, optimize.TransferConfig(num_steps=3, jit_compile=jit),
+            config.style_layers, config.content_layers, callback=lambda s, t, i: terms.update(t))
+        assert result.shape == content.shape
+        assert np.isfinite(float(terms["total"]))

@@ -75,7 +75,7 @@ class LBFGS:
         if ys > 1e-10 * yy:
             self._s.scatter_update(tf.IndexedSlices(s[None], self._head[None]))
             self._y.scatter_update(tf.IndexedSlices(y[None], self._head[None]))
-            self._rho[self._head].assign(1.0 / ys)
+            self._rho.scatter_update(tf.IndexedSlices((1.0 / ys)[None], self._head[None]))
             self._gamma.assign(ys / yy)
             self._head.assign(tf.math.floormod(self._head + 1, self.history))
             self._count.assign(tf.minimum(self._count + 1, self.history))

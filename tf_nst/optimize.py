@@ -27,6 +27,13 @@ class TransferConfig:
       init: "content", "noise", "style", or a path to an image.
       seed: seeds the noise initialisation.
       loss_weights: a losses.LossWeights.
+      style_blend_weights: one weight per style image (default: equal); the style target is the weighted
+        mean of the styles' Gram matrices.
+      num_scales: coarse-to-fine: optimise first at 1 / scale_factor^(num_scales - 1) of the size, then
+        upsample the result and continue at each larger scale, ending at the full size.
+      scale_factor: the size ratio between neighbouring scales.
+      coarse_steps: iterations at each scale but the finest (default: num_steps).
+      jit_compile: compile the step with XLA.
     """
 
     num_steps: int = 300
@@ -36,33 +43,56 @@ class TransferConfig:
     init: str = "content"
     seed: int = 0
     loss_weights: losses.LossWeights = losses.LossWeights()
+    style_blend_weights: tuple = None
+    num_scales: int = 1
+    scale_factor: float = 2.0
+    coarse_steps: int = None
+    jit_compile: bool = False
 
 
-def compute_targets(extractor, content, style, style_layers, content_layers):
+def compute_targets(extractor, content, styles, style_layers, content_layers, blend_weights=None):
     """Style Gram matrices and content activations, computed once.
 
     Args:
       extractor: the model from vgg.build_extractor.
       content: [H, W, 3] content image in [0, 255].
-      style: [H', W', 3] style image in [0, 255]; its size may differ from the content's.
+      styles: one [H', W', 3] style image in [0, 255], or a list of them; sizes may differ.
       style_layers, content_layers: layer names.
+      blend_weights: one non-negative weight per style image (default: equal). Gram matrices are blended
+        as sum_i w_i G_i / sum_i w_i.
 
     Returns:
       (style_grams, content_features): dicts {layer: tensor}.
     """
-    style_features = extractor(tf.convert_to_tensor(style, tf.float32)[None])
+    styles = _as_image_list(styles)
+    blend_weights = [1.0] * len(styles) if blend_weights is None else [float(w) for w in blend_weights]
+    if len(blend_weights) != len(styles) or min(blend_weights) < 0 or sum(blend_weights) <= 0:
+        raise UserInputError(
+            f"style blend weights {blend_weights} do not fit {len(styles)} style image(s); give one "
+            "non-negative weight per style, not all zero")
+    style_grams = {name: 0.0 for name in style_layers}
+    for style, weight in zip(styles, blend_weights):
+        grams = losses.style_targets(extractor(tf.convert_to_tensor(style, tf.float32)[None]), style_layers)
+        for name in style_layers:
+            style_grams[name] += (weight / sum(blend_weights)) * grams[name]
     content_features = extractor(tf.convert_to_tensor(content, tf.float32)[None])
-    return (losses.style_targets(style_features, style_layers),
-            {name: content_features[name] for name in content_layers})
+    return style_grams, {name: content_features[name] for name in content_layers}
+
+
+def _as_image_list(images):
+    if isinstance(images, (list, tuple)):
+        return list(images)
+    return [images]
 
 
 def initial_image(init, content, style, seed=0):
     """The image the optimisation starts from, [1, H, W, 3] float32 in [0, 255], H x W as the content.
 
     Args:
-      init: "content", "noise" (Gaussian noise around mid-grey), "style" (the style image resized to the
-        content's size), or a path to an image file (resized likewise).
-      content, style: [H, W, 3] images in [0, 255].
+      init: "content", "noise" (Gaussian noise around mid-grey), "style" (the first style image resized to
+        the content's size), or a path to an image file (resized likewise).
+      content: [H, W, 3] image in [0, 255].
+      style: one [H, W, 3] image in [0, 255] or a list of them.
       seed: seeds the noise.
     """
     size = content.shape[:2]
@@ -72,7 +102,7 @@ def initial_image(init, content, style, seed=0):
         noise = tf.random.stateless_normal([*size, 3], seed=[seed, 0], stddev=32.0)
         image = tf.clip_by_value(127.5 + noise, 0.0, 255.0)
     elif init == "style":
-        image = image_io.resize(style, size)
+        image = image_io.resize(_as_image_list(style)[0], size)
     else:
         image = image_io.resize(image_io.read_image(init), size)
     return tf.convert_to_tensor(image, tf.float32)[None]
@@ -99,14 +129,14 @@ def make_step(image, loss_fn, config):
     if config.optimizer == "lbfgs":
         lbfgs = LBFGS(image, history=config.lbfgs_history)
 
-        @tf.function
+        @tf.function(jit_compile=config.jit_compile)
         def step():
             return lbfgs.step(value_and_grad)
 
     elif config.optimizer == "adam":
         adam = keras.optimizers.Adam(learning_rate=config.learning_rate)
 
-        @tf.function
+        @tf.function(jit_compile=config.jit_compile)
         def step():
             total, terms, grad = value_and_grad()
             adam.apply_gradients([(grad, image)])
@@ -118,31 +148,58 @@ def make_step(image, loss_fn, config):
     return step
 
 
+def scale_sizes(height, width, num_scales, scale_factor):
+    """[(height, width)] from the coarsest scale to the full size (the last entry)."""
+    sizes = []
+    for level in reversed(range(num_scales)):
+        ratio = scale_factor ** -level
+        sizes.append((max(1, round(height * ratio)), max(1, round(width * ratio))))
+    return sizes
+
+
 def transfer(extractor, content, style, config, style_layers, content_layers, callback=None):
-    """Stylises `content` with `style` by optimising the pixels.
+    """Stylises `content` with one or more style images by optimising the pixels.
+
+    With config.num_scales > 1 the optimisation runs coarse-to-fine: each scale starts from the previous
+    scale's result, upsampled, and style images are scaled by the same ratio as the content.
 
     Args:
       extractor: the model from vgg.build_extractor, exposing every style and content layer.
       content: [H, W, 3] content image in [0, 255] (uint8 or float).
-      style: [H', W', 3] style image in [0, 255].
+      style: one [H', W', 3] style image in [0, 255], or a list of them (see config.style_blend_weights).
       config: a TransferConfig.
       style_layers, content_layers: the layers the loss uses.
-      callback: optional callback(step, terms, image) called after every step, where terms is a dict of
-        float32 scalar tensors ("total", "content", "style", "tv") and image the tf.Variable being optimised.
-        Reading the tensors costs a device sync, so a callback should read them only when it reports.
+      callback: optional callback(step, terms, image) called after every step, where step counts across
+        scales, terms is a dict of float32 scalar tensors ("total", "content", "style", "tv") and image the
+        tf.Variable being optimised. Reading the tensors costs a device sync, so a callback should read
+        them only when it reports.
 
     Returns:
       The stylised image, [H, W, 3] uint8.
     """
     content = tf.convert_to_tensor(content, tf.float32)
-    style = tf.convert_to_tensor(style, tf.float32)
-    style_grams, content_features = compute_targets(extractor, content, style, style_layers, content_layers)
-    image = tf.Variable(initial_image(config.init, content, style, config.seed), name="image")
-    loss_fn = make_loss_fn(extractor, style_grams, content_features, config.loss_weights)
-    step = make_step(image, loss_fn, config)
-    for step_index in range(1, config.num_steps + 1):
-        total, terms = step()
-        if callback is not None:
-            callback(step_index, {"total": total, **terms}, image)
+    styles = [tf.convert_to_tensor(s, tf.float32) for s in _as_image_list(style)]
+    sizes = scale_sizes(*content.shape[:2], config.num_scales, config.scale_factor)
+    coarse_steps = config.num_steps if config.coarse_steps is None else config.coarse_steps
+    image, done = None, 0
+    for index, size in enumerate(sizes):
+        ratio = size[0] / int(content.shape[0])
+        scaled_content = image_io.resize(content, size) if index < len(sizes) - 1 else content
+        scaled_styles = [s if ratio == 1 else image_io.resize(s, _scaled(s.shape, ratio)) for s in styles]
+        style_grams, content_features = compute_targets(
+            extractor, scaled_content, scaled_styles, style_layers, content_layers, config.style_blend_weights)
+        start = (initial_image(config.init, scaled_content, scaled_styles, config.seed) if image is None
+                 else image_io.resize(image, size))
+        image = tf.Variable(start, name="image")
+        step = make_step(image, make_loss_fn(extractor, style_grams, content_features, config.loss_weights),
+                         config)
+        for _ in range(config.num_steps if index == len(sizes) - 1 else coarse_steps):
+            total, terms = step()
+            done += 1
+            if callback is not None:
+                callback(done, {"total": total, **terms}, image)
     return np.asarray(image_io.to_uint8(image[0]))
 
+
+def _scaled(shape, ratio):
+    return max(1, round(int(shape[0]) * ratio)), max(1, round(int(shape[1]) * ratio))

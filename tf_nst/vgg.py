@@ -29,6 +29,8 @@ IMAGENET_WEIGHTS = {
     "vgg19": ("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", "253f8cb515780f3b799900260a226db6"),
 }
 
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
 _LAYER_NAME = re.compile(r"block(\d)_(?:conv(\d)|pool)$")
 
 
@@ -43,6 +45,8 @@ class ExtractorConfig:
       style_layers: Keras layer names whose Gram matrices carry the style.
       content_layers: Keras layer names whose activations carry the content.
       pooling: "max", or "avg" to swap every MaxPooling2D for AveragePooling2D (Gatys et al. 2016, §2).
+      precision: a Keras dtype policy for the convolutions: "float32", "mixed_bfloat16" or "mixed_float16".
+        Inputs, preprocessing and every output stay float32 (the losses compute Grams in float32).
     """
 
     backbone: str = "vgg19"
@@ -50,6 +54,7 @@ class ExtractorConfig:
     style_layers: tuple = DEFAULT_STYLE_LAYERS
     content_layers: tuple = DEFAULT_CONTENT_LAYERS
     pooling: str = "max"
+    precision: str = "float32"
 
 
 def layer_names(backbone):
@@ -86,6 +91,8 @@ def validate_config(config):
     """Checks everything about an ExtractorConfig that can be checked without building it."""
     if config.pooling not in ("max", "avg"):
         raise UserInputError(f"unknown pooling {config.pooling!r}; use 'max' or 'avg'")
+    if config.precision not in PRECISIONS:
+        raise UserInputError(f"unknown precision {config.precision!r}; use one of {', '.join(PRECISIONS)}")
     validate_layers(config.backbone, config.style_layers, "style_layers")
     validate_layers(config.backbone, config.content_layers, "content_layers")
     if config.weights not in ("imagenet", "none"):
@@ -122,29 +129,36 @@ def build_extractor(config=ExtractorConfig()):
         failed (the message names --weights and the file to fetch).
     """
     validate_config(config)
-    base = _backbone(config.backbone)
+    base = _backbone(config.backbone, config.precision)
     _load_weights(base, config)
     wanted = set(config.style_layers) | set(config.content_layers)
     inputs = keras.Input(shape=(None, None, 3), name="rgb")
-    x = VggPreprocess(name="vgg_preprocess")(inputs)
+    x = VggPreprocess(name="vgg_preprocess", dtype="float32")(inputs)
     outputs = {}
     for layer in base.layers[1:]:
         if not wanted - outputs.keys():
             break
         if config.pooling == "avg" and isinstance(layer, keras.layers.MaxPooling2D):
             layer = keras.layers.AveragePooling2D(
-                pool_size=layer.pool_size, strides=layer.strides, padding=layer.padding, name=layer.name)
+                pool_size=layer.pool_size, strides=layer.strides, padding=layer.padding, name=layer.name,
+                dtype=layer.dtype_policy)
         x = layer(x)
         if layer.name in wanted:
-            outputs[layer.name] = x
+            outputs[layer.name] = keras.ops.cast(x, "float32") if config.precision != "float32" else x
     model = keras.Model(inputs, outputs, name=f"{config.backbone}_features")
     model.trainable = False
     return model
 
 
-def _backbone(name):
+def _backbone(name, precision):
     factory = {"vgg16": keras.applications.VGG16, "vgg19": keras.applications.VGG19}[name]
-    return factory(include_top=False, weights=None, input_shape=(None, None, 3))
+    # keras.applications reads the global dtype policy; set it only while the layers are created.
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        return factory(include_top=False, weights=None, input_shape=(None, None, 3))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def _load_weights(model, config):
