@@ -3,9 +3,13 @@
   python main.py                       # stylise the bundled sample images into stylized.png
   python main.py --content=photo.jpg --style=painting.jpg --output=out.png --image_size=512
   python main.py transfer --weights=/path/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 ...
+  python main.py train --dataset_dir=photos/ --style=painting.jpg --train_dir=runs/painting
+  python main.py stylize --model=runs/painting --input=photos/ --output_dir=styled/ --max_size=1024
 
 User errors (bad flags, unreadable images, a weights file for the wrong backbone) print one line,
-`tf-nst: error: ...`, and exit with status 2 without writing any file.
+`tf-nst: error: ...`, and exit with status 2 without writing any file. `stylize` skips the images it cannot
+read, names them, and exits with status 1; `train` stopped by Ctrl-C or SIGTERM saves a checkpoint first
+and exits with 128 + the signal number.
 """
 
 import contextlib
@@ -15,6 +19,7 @@ import time
 
 from absl import app
 from absl import flags
+from absl import logging as absl_logging
 
 from tf_nst import SAMPLES_DIR
 from tf_nst.errors import UserInputError
@@ -26,7 +31,8 @@ _DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4
 _CONTENT = flags.DEFINE_string(
     "content", os.path.join(SAMPLES_DIR, "chelsea.jpg"), "Content image file.")
 _STYLE = flags.DEFINE_string(
-    "style", os.path.join(SAMPLES_DIR, "hubble_deep_field.jpg"), "Style image file.")
+    "style", os.path.join(SAMPLES_DIR, "hubble_deep_field.jpg"),
+    "Style image file; for `transfer`, several comma-separated files are blended (--style_blend_weights).")
 _OUTPUT = flags.DEFINE_string(
     "output", "stylized.png", "Output image; the format follows the extension (.png, .jpg, .webp, .bmp).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing output file (never an input file).")
@@ -69,6 +75,26 @@ _INIT = flags.DEFINE_string(
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed (noise initialisation, random weights).")
 _PRINT_EVERY = flags.DEFINE_integer(
     "print_every", 25, "Print the loss terms every N steps (0: only at the end).", lower_bound=0)
+_STYLE_BLEND_WEIGHTS = flags.DEFINE_list(
+    "style_blend_weights", None, "One weight per --style file; their Gram targets are blended (default: equal).")
+_STYLE_SCALE = flags.DEFINE_float(
+    "style_scale", 1.0, "Style images are resized to style_scale * --image_size (longer side).", lower_bound=0.01)
+_NUM_SCALES = flags.DEFINE_integer(
+    "num_scales", 1, "Coarse-to-fine: optimise at this many sizes, each --scale_factor times the last.",
+    lower_bound=1)
+_SCALE_FACTOR = flags.DEFINE_float("scale_factor", 2.0, "Size ratio between scales.", lower_bound=1.01)
+_COARSE_STEPS = flags.DEFINE_integer(
+    "coarse_steps", None, "Iterations at each coarser scale (default: --num_steps).", lower_bound=1)
+_PRECISION = flags.DEFINE_enum(
+    "precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+    "Compute precision of the networks; Gram matrices and losses stay float32.")
+_PRESERVE_COLOR = flags.DEFINE_enum(
+    "preserve_color", "none", ["none", "luminance", "histogram"],
+    "'luminance': transfer brightness only and keep the content's colours; 'histogram': recolour the style "
+    "to the content's colour mean and covariance first (Gatys et al. 2017, section 5).")
+_COLOR_TRANSFORM = flags.DEFINE_enum(
+    "color_transform", "chol", ["chol", "sym"], "Linear map for --preserve_color=histogram.")
+_JIT_COMPILE = flags.DEFINE_bool("jit_compile", False, "Compile the optimisation step with XLA.")
 _SAVE_EVERY = flags.DEFINE_integer(
     "save_every", 0, "Also write a snapshot <output>_stepN.<ext> every N steps (0: never).", lower_bound=0)
 
@@ -80,17 +106,97 @@ flags.register_validator(
 
 
 @flags.multi_flags_validator(
+    ["style", "style_blend_weights"],
+    message="--style_blend_weights needs one non-negative number per --style file, not all zero")
+def _check_style_blend_weights(values):
+    return _valid_weights(values["style_blend_weights"], len(values["style"].split(",")))
+
+
+@flags.multi_flags_validator(
     ["style_layers", "style_layer_weights"],
     message="--style_layer_weights needs one non-negative number per --style_layers entry, not all zero")
 def _check_style_layer_weights(values):
-    weights = values["style_layer_weights"]
+    return _valid_weights(values["style_layer_weights"], len(values["style_layers"]))
+
+
+def _valid_weights(weights, count):
     if weights is None:
         return True
     try:
         numbers = [float(w) for w in weights]
     except ValueError:
         return False
-    return (len(numbers) == len(values["style_layers"]) and min(numbers) >= 0 and sum(numbers) > 0)
+    return len(numbers) == count and min(numbers) >= 0 and sum(numbers) > 0
+
+
+# --- The feed-forward stylizer: `train` and `stylize` ------------------------------------------------
+# `train` also reads --style (one file), --backbone, --weights, --style_layers, --content_layers,
+# --style_layer_weights, --pooling, --content_weight, --style_weight, --tv_weight, --precision, --seed and
+# --print_every; `stylize` also reads --overwrite.
+_STRATEGIES = ("default", "mirrored", "multi_worker")
+
+_DATASET_DIR = flags.DEFINE_string(
+    "dataset_dir", None,
+    "train: folder of training images, searched recursively; unreadable files are skipped and counted.")
+_TRAIN_DIR = flags.DEFINE_string(
+    "train_dir", None,
+    "train: checkpoints, TensorBoard summaries and the final stylizer.keras; a rerun resumes from it.")
+_TRAIN_IMAGE_SIZE = flags.DEFINE_integer(
+    "train_image_size", 256, "train: side of the square training crops, in pixels.", lower_bound=16)
+_TRAIN_STYLE_SIZE = flags.DEFINE_integer(
+    "train_style_size", 512, "train: longer side of the style image, in pixels.", lower_bound=16)
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", 4, "train: global batch size (split across replicas).", lower_bound=1)
+_NUM_TRAIN_STEPS = flags.DEFINE_integer(
+    "num_train_steps", 40_000, "train: total training steps (a resumed run trains up to it).", lower_bound=1)
+_TRAIN_LEARNING_RATE = flags.DEFINE_float(
+    "train_learning_rate", 1e-3, "train: Adam learning rate of the network's weights.", lower_bound=0.0)
+_CHECKPOINT_EVERY = flags.DEFINE_integer(
+    "checkpoint_every", 1000, "train: save a checkpoint every N steps (also at the end, and on Ctrl-C or "
+    "SIGTERM).", lower_bound=1)
+_SUMMARY_EVERY = flags.DEFINE_integer(
+    "summary_every", 100, "train: write TensorBoard losses and a preview image every N steps (0: never).",
+    lower_bound=0)
+_STRATEGY = flags.DEFINE_enum(
+    "strategy", "default", _STRATEGIES,
+    "train: 'default' (one device), 'mirrored' (all local GPUs), 'multi_worker' (cluster from TF_CONFIG).")
+_WIDTH_MULTIPLIER = flags.DEFINE_float(
+    "width_multiplier", 1.0, "train: scales the network's channels (0.5 or 0.25: a slimmer, faster "
+    "stylizer).", lower_bound=0.0)
+_MODEL = flags.DEFINE_string("model", None, "stylize: a stylizer .keras file, or a --train_dir holding one.")
+_INPUT = flags.DEFINE_string(
+    "input", None, "stylize: an image file, or a folder of images (searched recursively).")
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "stylize: where the stylised images go, under their input names.")
+_MAX_SIZE = flags.DEFINE_integer(
+    "max_size", 0, "stylize: downscale images whose longer side exceeds this many pixels (0: keep the "
+    "size).", lower_bound=0)
+
+flags.register_validator(
+    "train_learning_rate", lambda value: value > 0, message="--train_learning_rate must be greater than 0")
+flags.register_validator(
+    "width_multiplier", lambda value: value > 0, message="--width_multiplier must be greater than 0")
+
+# --- TF Serving: `export` and `serve-request` ------------------------------------------------------------
+# `export` also reads --model; `serve-request` also reads --input, --output_dir and --overwrite, as `stylize`
+# does, and writes the same output names.
+_EXPORT_DIR = flags.DEFINE_string(
+    "export_dir", "exports",
+    "export: the serving root; writes <export_dir>/<model_name>/<version>/ plus models.config and "
+    "batching_parameters.txt beside it.")
+_MODEL_NAME = flags.DEFINE_string(
+    "model_name", "stylizer", "export, serve-request: the served model's name (/v1/models/<model_name>).")
+_VERSION = flags.DEFINE_integer(
+    "version", 0, "export: the version number to write (0: the next free one); a version is never "
+    "overwritten.", lower_bound=0)
+_EXPORT_MAX_SIZE = flags.DEFINE_integer(
+    "export_max_size", 1024, "export: the served model downscales encoded images whose longer side exceeds "
+    "this many pixels.", lower_bound=16)
+_SERVER = flags.DEFINE_string(
+    "server", None, "serve-request: host:port of TF Serving (default: localhost:8501 for rest, "
+    "localhost:8500 for grpc).")
+_PROTOCOL = flags.DEFINE_enum(
+    "protocol", "rest", ["rest", "grpc"], "serve-request: JSON with base64 images (rest) or gRPC.")
 
 
 def _transfer():
@@ -98,40 +204,50 @@ def _transfer():
     from tf_nst import image_io, losses, optimize, vgg  # pylint: disable=import-outside-toplevel
 
     content = image_io.read_image(_CONTENT.value)
-    style = image_io.read_image(_STYLE.value)
+    style_paths = _STYLE.value.split(",")
+    styles = [image_io.read_image(path) for path in style_paths]
     init_path = _INIT.value if _INIT.value not in optimize.INIT_MODES else None
     if init_path:
         image_io.read_image(init_path)
-    inputs = (_CONTENT.value, _STYLE.value, init_path)
+    inputs = (_CONTENT.value, *style_paths, init_path)
     image_io.check_output_path(_OUTPUT.value, inputs, _OVERWRITE.value)
-    snapshots = _snapshot_paths(_OUTPUT.value, _NUM_STEPS.value, _SAVE_EVERY.value)
+    total_steps = _NUM_STEPS.value + (_NUM_SCALES.value - 1) * (_COARSE_STEPS.value or _NUM_STEPS.value)
+    snapshots = _snapshot_paths(_OUTPUT.value, total_steps, _SAVE_EVERY.value)
     for path in snapshots.values():
         image_io.check_output_path(path, inputs, _OVERWRITE.value)
 
     extractor_config = vgg.ExtractorConfig(
         backbone=_BACKBONE.value, weights=_WEIGHTS.value, style_layers=tuple(_STYLE_LAYERS.value),
-        content_layers=tuple(_CONTENT_LAYERS.value), pooling=_POOLING.value)
+        content_layers=tuple(_CONTENT_LAYERS.value), pooling=_POOLING.value, precision=_PRECISION.value)
     vgg.validate_config(extractor_config)
     min_side = vgg.min_input_size(extractor_config.style_layers + extractor_config.content_layers)
     content = image_io.resize_max_side(content, _IMAGE_SIZE.value)
-    style = image_io.resize_max_side(style, _IMAGE_SIZE.value)
-    for name, path, image in (("content", _CONTENT.value, content), ("style", _STYLE.value, style)):
-        _check_min_side(name, path, image.shape, min_side)
+    style_size = max(1, round(_STYLE_SCALE.value * _IMAGE_SIZE.value))
+    styles = [image_io.resize_max_side(style, style_size) for style in styles]
+    coarsest = optimize.scale_sizes(*content.shape[:2], _NUM_SCALES.value, _SCALE_FACTOR.value)[0]
+    _check_min_side("content", _CONTENT.value, coarsest, min_side)
+    ratio = coarsest[0] / content.shape[0]  # styles shrink with the content at coarse scales
+    for path, style in zip(style_paths, styles):
+        _check_min_side("style", path, (style.shape[0] * ratio, style.shape[1] * ratio), min_side)
 
     layer_weights = _STYLE_LAYER_WEIGHTS.value or [1.0] * len(_STYLE_LAYERS.value)
     config = optimize.TransferConfig(
         num_steps=_NUM_STEPS.value, optimizer=_OPTIMIZER.value, learning_rate=_LEARNING_RATE.value,
         lbfgs_history=_LBFGS_HISTORY.value, init=_INIT.value, seed=_SEED.value,
+        style_blend_weights=_float_tuple(_STYLE_BLEND_WEIGHTS.value), num_scales=_NUM_SCALES.value,
+        scale_factor=_SCALE_FACTOR.value, coarse_steps=_COARSE_STEPS.value, jit_compile=_JIT_COMPILE.value,
+        preserve_color=_PRESERVE_COLOR.value, color_transform=_COLOR_TRANSFORM.value,
         loss_weights=losses.LossWeights(
             content=_CONTENT_WEIGHT.value, style=_STYLE_WEIGHT.value, tv=_TV_WEIGHT.value,
             style_layers=dict(zip(_STYLE_LAYERS.value, (float(w) for w in layer_weights)))))
 
     extractor = vgg.build_extractor(extractor_config)
     height, width = content.shape[:2]
-    print(f"tf-nst: {width}x{height} px, {config.num_steps} {config.optimizer} steps, "
+    print(f"tf-nst: {width}x{height} px, {total_steps} {config.optimizer} steps over {config.num_scales} "
+          f"scale(s), {len(styles)} style(s), {_PRECISION.value}{' with XLA' if config.jit_compile else ''}, "
           f"{extractor_config.backbone} ({extractor_config.weights}) on {_device_name()}", flush=True)
-    reporter = _ProgressReporter(config.num_steps, _PRINT_EVERY.value, snapshots)
-    result = optimize.transfer(extractor, content, style, config, extractor_config.style_layers,
+    reporter = _ProgressReporter(total_steps, _PRINT_EVERY.value, snapshots)
+    result = optimize.transfer(extractor, content, styles, config, extractor_config.style_layers,
                                extractor_config.content_layers, callback=reporter)
     image_io.write_image(_OUTPUT.value, result)
     print(f"tf-nst: wrote {_OUTPUT.value}", flush=True)
@@ -141,8 +257,13 @@ def _transfer():
 def _check_min_side(name, path, shape, min_side):
     if min(shape[:2]) < min_side:
         raise UserInputError(
-            f"{name} image {path!r} is {shape[1]}x{shape[0]} px at --image_size={_IMAGE_SIZE.value}; the "
-            f"chosen layers need at least {min_side} px on each side")
+            f"{name} image {path!r} becomes {shape[1]:.0f}x{shape[0]:.0f} px at --image_size={_IMAGE_SIZE.value} "
+            f"(coarsest scale, --style_scale applied); the chosen layers need at least {min_side} px on "
+            "each side")
+
+
+def _float_tuple(values):
+    return None if values is None else tuple(float(v) for v in values)
 
 
 def _snapshot_paths(output, num_steps, save_every):
@@ -214,7 +335,121 @@ def _import_tensorflow():
     tf.get_logger().setLevel("ERROR")
 
 
-_COMMANDS = {"transfer": _transfer}
+def _require_flags(command, *holders):
+    missing = [f"--{holder.name}" for holder in holders if not holder.value]
+    if missing:
+        raise UserInputError(f"the {command} command needs {', '.join(missing)}")
+
+
+def _train():
+    """The `train` command: fits a feed-forward stylizer to --style (Johnson et al. 2016)."""
+    from tf_nst import losses, train, vgg  # pylint: disable=import-outside-toplevel
+
+    _require_flags("train", _DATASET_DIR, _TRAIN_DIR)
+    if "," in _STYLE.value:
+        raise UserInputError(f"train learns one style: give one --style file, not {_STYLE.value!r}")
+    layer_weights = _STYLE_LAYER_WEIGHTS.value or [1.0] * len(_STYLE_LAYERS.value)
+    config = train.TrainConfig(
+        dataset_dir=_DATASET_DIR.value, train_dir=_TRAIN_DIR.value, style_image=_STYLE.value,
+        image_size=_TRAIN_IMAGE_SIZE.value, style_size=_TRAIN_STYLE_SIZE.value, batch_size=_BATCH_SIZE.value,
+        num_steps=_NUM_TRAIN_STEPS.value, learning_rate=_TRAIN_LEARNING_RATE.value,
+        checkpoint_every=_CHECKPOINT_EVERY.value, summary_every=_SUMMARY_EVERY.value,
+        print_every=_PRINT_EVERY.value, strategy=_STRATEGY.value, precision=_PRECISION.value,
+        width_multiplier=_WIDTH_MULTIPLIER.value, seed=_SEED.value,
+        extractor=vgg.ExtractorConfig(
+            backbone=_BACKBONE.value, weights=_WEIGHTS.value, style_layers=tuple(_STYLE_LAYERS.value),
+            content_layers=tuple(_CONTENT_LAYERS.value), pooling=_POOLING.value),
+        loss_weights=losses.LossWeights(
+            content=_CONTENT_WEIGHT.value, style=_STYLE_WEIGHT.value, tv=_TV_WEIGHT.value,
+            style_layers=dict(zip(_STYLE_LAYERS.value, (float(w) for w in layer_weights)))))
+    absl_logging.set_verbosity(absl_logging.WARNING)  # checkpoint saving logs at INFO every time
+    result = train.train(config, _TrainReporter(config.num_steps))
+    if result.interrupted_by is not None:
+        print(f"tf-nst: stopped by signal {result.interrupted_by} at step {result.step}; checkpoint saved "
+              f"in {config.train_dir}: rerun the same command to resume", flush=True)
+        return 128 + result.interrupted_by
+    print(f"tf-nst: wrote {result.model_path}", flush=True)
+    return 0
+
+
+class _TrainReporter:
+    """train.Callback for the terminal: the skipped files, where training starts, then the loss terms."""
+
+    max_listed = 10
+
+    def __init__(self, num_steps):
+        self._num_steps = num_steps
+        self._first_report = None  # (time, step): rates start there, after graph tracing
+
+    def on_train_begin(self, info):
+        for path in info.skipped_files[:self.max_listed]:
+            print(f"tf-nst: skipping unreadable image {path}", file=sys.stderr)
+        if len(info.skipped_files) > self.max_listed:
+            print(f"tf-nst: ... and {len(info.skipped_files) - self.max_listed} more", file=sys.stderr)
+        start = f"resuming at step {info.start_step}" if info.start_step else "starting at step 0"
+        print(f"tf-nst: training on {info.num_images} images ({len(info.skipped_files)} unreadable skipped), "
+              f"{start} of {info.num_steps}, {info.num_replicas} replica(s) on {_device_name()}", flush=True)
+
+    def on_progress(self, step, terms):
+        now = time.perf_counter()
+        timing = ""
+        if self._first_report is None:
+            self._first_report = (now, step)
+        elif step > self._first_report[1]:
+            per_step = (now - self._first_report[0]) / (step - self._first_report[1])
+            timing = f"  {1000 * per_step:.0f} ms/step  eta {per_step * (self._num_steps - step):.0f}s"
+        values = "  ".join(f"{name} {value:.4g}" for name, value in terms.items())
+        print(f"step {step:>{len(str(self._num_steps))}}/{self._num_steps}  {values}{timing}", flush=True)
+
+
+def _stylize():
+    """The `stylize` command: applies a trained stylizer to an image file or a folder of them."""
+    from tf_nst import stylize  # pylint: disable=import-outside-toplevel
+
+    _require_flags("stylize", _MODEL, _INPUT, _OUTPUT_DIR)
+    result = stylize.stylize(_MODEL.value, _INPUT.value, _OUTPUT_DIR.value, _MAX_SIZE.value or None,
+                             overwrite=_OVERWRITE.value, callback=_report_stylized)
+    failed = f"; {len(result.failed)} failed" if result.failed else ""
+    print(f"tf-nst: wrote {len(result.written)} image(s) to {_OUTPUT_DIR.value}{failed}", flush=True)
+    return 1 if result.failed else 0
+
+
+def _report_stylized(path, output, error):
+    if error:
+        print(f"tf-nst: skipped {path}: {error}", file=sys.stderr, flush=True)
+    else:
+        print(f"tf-nst: wrote {output}", flush=True)
+
+
+def _export():
+    """The `export` command: a trained stylizer -> a versioned SavedModel for TF Serving."""
+    from absl import logging  # pylint: disable=import-outside-toplevel
+
+    from export import saved_model  # pylint: disable=import-outside-toplevel
+
+    _require_flags("export", _MODEL)
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # TF's SavedModel writer logs its tracing notes at INFO
+    version_dir = saved_model.export(_MODEL.value, _EXPORT_DIR.value, model_name=_MODEL_NAME.value,
+                                     version=_VERSION.value or None, max_size=_EXPORT_MAX_SIZE.value)
+    print(f"tf-nst: wrote {version_dir} (signatures: {', '.join(saved_model.SIGNATURES)})", flush=True)
+    return 0
+
+
+def _serve_request():
+    """The `serve-request` command: stylises images with a running TF Serving (REST or gRPC)."""
+    from export import client  # pylint: disable=import-outside-toplevel
+    from tf_nst import stylize  # pylint: disable=import-outside-toplevel
+
+    _require_flags("serve-request", _INPUT, _OUTPUT_DIR)
+    pairs = stylize.plan_outputs(_INPUT.value, _OUTPUT_DIR.value, _OVERWRITE.value)
+    for output in client.stylize_files(pairs, _SERVER.value, _MODEL_NAME.value, protocol=_PROTOCOL.value):
+        print(f"tf-nst: wrote {output}", flush=True)
+    return 0
+
+
+_COMMANDS = {"transfer": _transfer, "train": _train, "stylize": _stylize, "export": _export,
+             "serve-request": _serve_request}
 
 
 def main(argv):

@@ -1,5 +1,6 @@
 """Reading odd images, refusing bad ones, atomic writes, and the VGG pixel conversion."""
 
+import io
 import os
 import struct
 import zlib
@@ -7,6 +8,7 @@ import zlib
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from tf_nst import image_io
@@ -151,3 +153,61 @@ def test_check_output_path_rules(tmp_path):
         image_io.check_output_path(str(existing), inputs=[str(existing)], overwrite=True)
     with pytest.raises(UserInputError, match=r"extension '\.gif'; use one of"):
         image_io.check_output_path(str(tmp_path / "x.gif"))
+
+
+def _encoded(image, fmt, **kwargs):
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP"])
+def test_encoded_image_size_reads_the_header(fmt):
+    image = Image.fromarray(_gradient_rgb(width=53, height=37))
+    size = image_io.encoded_image_size(tf.constant(_encoded(image, fmt)))
+    assert size.numpy().tolist() == [37, 53]
+
+
+def test_encoded_image_size_of_a_top_down_bmp_and_a_header_only_png(tmp_path):
+    bmp = bytearray(_encoded(Image.fromarray(_gradient_rgb(width=20, height=9)), "BMP"))
+    bmp[22:26] = struct.pack("<i", -9)  # negative height: rows stored top-down
+    assert image_io.encoded_image_size(tf.constant(bytes(bmp))).numpy().tolist() == [9, 20]
+    path = str(tmp_path / "bomb.png")
+    _png_header_only(path, 40_000, 30_000)
+    with open(path, "rb") as f:
+        assert image_io.encoded_image_size(tf.constant(f.read())).numpy().tolist() == [30_000, 40_000]
+
+
+@pytest.mark.parametrize("contents", [b"", b"not an image at all", b"\x89PNG", b"RIFF\0\0\0\0WEBPVP8 "])
+def test_encoded_image_size_refuses_other_bytes(contents):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not an image"):
+        image_io.encoded_image_size(tf.constant(contents))
+
+
+def test_shrink_to_max_side_only_shrinks():
+    image = _gradient_rgb(width=96, height=40)
+    assert image_io.shrink_to_max_side(image, 48).shape == (20, 48, 3)
+    unchanged = image_io.shrink_to_max_side(image, 96)
+    assert unchanged.dtype == tf.float32
+    np.testing.assert_array_equal(unchanged.numpy(), image.astype(np.float32))
+    assert tuple(tf.function(image_io.shrink_to_max_side)(tf.constant(image), 30).shape) == (12, 30, 3)
+
+
+def test_encode_png_round_trips():
+    image = _gradient_rgb()
+    png = image_io.encode_png(image).numpy()
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), image)
+
+
+def test_blend_and_keep_content_colors():
+    rng = np.random.default_rng(0)
+    content, stylized = (rng.uniform(40, 215, (6, 7, 3)).astype(np.float32) for _ in range(2))
+    np.testing.assert_allclose(image_io.blend(stylized, content, 0.0), content)
+    np.testing.assert_allclose(image_io.blend(stylized, content, 1.0), stylized, rtol=1e-6)
+    np.testing.assert_allclose(image_io.blend(stylized, content, 0.25), 0.75 * content + 0.25 * stylized,
+                               rtol=1e-6)
+    # Keeping U and V (scaled B - Y and R - Y) while taking Y from `stylized` shifts every channel of the
+    # content by the same amount: the difference in luma (BT.601 weights).
+    luma = lambda rgb: rgb @ np.array([0.299, 0.587, 0.114], np.float32)  # noqa: E731
+    expected = content + (luma(stylized) - luma(content))[..., None]
+    np.testing.assert_allclose(image_io.keep_content_colors(stylized, content), expected, atol=1e-3)

@@ -1,9 +1,9 @@
 """Image files in and out, and every pixel conversion in tf_nst.
 
-This is the only module that converts pixels: file or encoded bytes <-> uint8 RGB, uint8 <-> float [0, 255],
-resizing, the feed-forward network's [-1, 1] range, and VGG's "caffe" preprocessing. Per-image
-optimisation, training, `stylize` and the serving graph all call it, so the network never sees differently
-prepared pixels in two places.
+This is the only module that converts pixels: file or encoded bytes <-> uint8 RGB (header sizes and PNG
+encoding included), uint8 <-> float [0, 255], resizing, colour blending, the feed-forward network's [-1, 1]
+range, and VGG's "caffe" preprocessing. Per-image optimisation, training, `stylize` and the serving graph
+all call it, so the network never sees differently prepared pixels in two places.
 """
 
 import os
@@ -123,6 +123,23 @@ def resize_max_side(image, max_side):
     return resize(image, scaled_size(height, width, max_side))
 
 
+def shrink_to_max_side(image, max_side):
+    """Downscales an [H, W, C] image, antialiased, so that its longer side is at most `max_side`.
+
+    Works on dynamic shapes (inside tf.function and tf.map_fn); a smaller image passes through unchanged.
+    Returns float32 in the input's value range.
+    """
+    shape = tf.shape(image)[:2]
+    longer = tf.reduce_max(shape)
+
+    def shrink():
+        scale = tf.constant(max_side, tf.float64) / tf.cast(longer, tf.float64)
+        size = tf.cast(tf.round(tf.cast(shape, tf.float64) * scale), tf.int32)
+        return resize(image, tf.maximum(size, 1))
+
+    return tf.cond(longer > max_side, shrink, lambda: to_float(image))
+
+
 def to_float(image):
     """uint8 [0, 255] -> float32 [0, 255]."""
     return tf.cast(image, tf.float32)
@@ -148,6 +165,90 @@ def vgg_preprocess(image):
     """RGB float in [0, 255] -> the "caffe" input that Keras VGG16/VGG19 weights expect."""
     image = tf.cast(image, tf.float32)
     return tf.reverse(image, axis=[-1]) - tf.constant(VGG_MEAN_BGR, dtype=tf.float32)
+
+
+def encode_png(image):
+    """[H, W, 3] uint8, or float in [0, 255] (rounded and clipped) -> PNG bytes as a scalar string tensor."""
+    return tf.io.encode_png(to_uint8(image))
+
+
+def blend(stylized, content, strength):
+    """Linear mix of two float [0, 255] images: `content` at strength 0, `stylized` at strength 1."""
+    strength = tf.cast(strength, tf.float32)
+    content = tf.cast(content, tf.float32)
+    return content + strength * (tf.cast(stylized, tf.float32) - content)
+
+
+def keep_content_colors(stylized, content):
+    """Luminance-only transfer: the brightness (Y) of `stylized` with the colour (U, V) of `content`.
+
+    Gatys, Bethge, Hertzmann and Shechtman 2016, "Preserving color in neural artistic style transfer"
+    (arXiv:1606.05897), which uses YIQ; YUV differs only by a rotation of the chroma plane. Both images are
+    float RGB in [0, 255] of the same shape; returns float32, which may fall slightly outside [0, 255]
+    where the combination is out of gamut (`to_uint8` clips it).
+    """
+    stylized_yuv = tf.image.rgb_to_yuv(tf.cast(stylized, tf.float32) / 255.0)
+    content_yuv = tf.image.rgb_to_yuv(tf.cast(content, tf.float32) / 255.0)
+    yuv = tf.concat([stylized_yuv[..., :1], content_yuv[..., 1:]], axis=-1)
+    return tf.image.yuv_to_rgb(yuv) * 255.0
+
+
+# The formats whose size `encoded_image_size` reads from the header, by leading bytes, in branch order.
+HEADER_FORMATS = (("JPEG", b"\xff\xd8\xff"), ("PNG", b"\x89PNG\r\n\x1a\n"), ("GIF", b"GIF8"), ("BMP", b"BM"))
+# Bytes the PNG, GIF and BMP headers need (BMP's width and height end at byte 26).
+_HEADER_BYTES = 26
+
+
+def encoded_image_size(contents):
+    """Height and width of encoded JPEG, PNG, GIF or BMP bytes, read from the header without decoding.
+
+    Lets a server refuse or plan for an image before it allocates the decoded pixels. Layouts: JPEG's frame
+    header (found by tf.image.extract_jpeg_shape); PNG's IHDR chunk (big-endian 32-bit width, height at
+    bytes 16-23); GIF's logical screen (little-endian 16-bit width, height at bytes 6-9), which is also the
+    size tf.io.decode_gif returns; BMP's info header (little-endian 32-bit width, height at bytes 18-25; a
+    negative height means rows stored top-down). Uses core TensorFlow ops only, so it runs in TF Serving.
+
+    Args:
+      contents: a scalar string tensor.
+
+    Returns:
+      An int32 tensor [height, width]. The values are whatever the header claims (a forged header can claim
+      anything, zero or negative included); the caller checks them.
+
+    Raises:
+      tf.errors.InvalidArgumentError (when run): bytes of another format, or a JPEG without a frame header.
+    """
+    # Padding lets every substr below read a full field, even from empty or truncated bytes.
+    padded = contents + tf.constant(b"\0" * _HEADER_BYTES)
+
+    def field(position, dtype, count, little_endian):
+        raw = tf.strings.substr(padded, position, count * dtype.size)
+        values = tf.io.decode_raw(raw, dtype, little_endian=little_endian)
+        return tf.reshape(tf.cast(values, tf.int32), [count])
+
+    def jpeg():
+        return tf.image.extract_jpeg_shape(contents)[:2]
+
+    def png():
+        return tf.reverse(field(16, tf.int32, 2, little_endian=False), [0])
+
+    def gif():
+        return tf.reverse(field(6, tf.uint16, 2, little_endian=True), [0])
+
+    def bmp():
+        width, height = tf.unstack(field(18, tf.int32, 2, little_endian=True))
+        return tf.stack([tf.abs(height), width])
+
+    def unknown():
+        names = ", ".join(name for name, _ in HEADER_FORMATS)
+        check = tf.debugging.Assert(False, [f"not an image: the bytes are not {names}; they start with",
+                                            tf.strings.substr(contents, 0, 8)])
+        with tf.control_dependencies([check]):
+            return tf.zeros([2], tf.int32)
+
+    matches = [tf.strings.substr(padded, 0, len(magic)) == magic for _, magic in HEADER_FORMATS]
+    branch = tf.cast(tf.reduce_min(tf.where(tf.stack(matches + [tf.constant(True)]))), tf.int32)
+    return tf.switch_case(branch, [jpeg, png, gif, bmp, unknown])
 
 
 def check_output_path(path, inputs=(), overwrite=False):
@@ -198,3 +299,65 @@ def write_image(path, image):
         if os.path.exists(temp_path):
             os.remove(temp_path)
         raise
+
+
+def luminance_image(image):
+    """RGB [0, 255] -> its luminance (Y of YUV) repeated in three channels, float32 [0, 255]."""
+    luma = tf.image.rgb_to_yuv(tf.cast(image, tf.float32) / 255.0)[..., :1] * 255.0
+    return tf.repeat(luma, 3, axis=-1)
+
+
+def match_luminance(source, target):
+    """Shifts and scales the luminance of `source` to the mean and standard deviation of `target`'s.
+
+    Gatys et al. 2017, §5.1: before a luminance-only transfer, the style's luminance histogram is matched to
+    the content's. Both are RGB [0, 255]; returns a float32 luminance image (three equal channels).
+    """
+    source_y, target_y = luminance_image(source)[..., 0], luminance_image(target)[..., 0]
+    mean_s, std_s = tf.reduce_mean(source_y), tf.math.reduce_std(source_y)
+    mean_t, std_t = tf.reduce_mean(target_y), tf.math.reduce_std(target_y)
+    matched = (source_y - mean_s) * (std_t / (std_s + 1e-6)) + mean_t
+    return tf.repeat(matched[..., None], 3, axis=-1)
+
+
+def match_color(source, target, mode="chol"):
+    """Linearly maps the colours of `source` so that their mean and covariance equal `target`'s.
+
+    Gatys et al. 2017, §5.2: x' = A (x - mu_s) + mu_t with A Sigma_s A^T = Sigma_t. "chol" uses
+    A = L_t L_s^-1 from Cholesky factors; "sym" uses the symmetric (PCA) square roots
+    A = Sigma_t^1/2 Sigma_s^-1/2, which rotates colours least.
+
+    Args:
+      source, target: [H, W, 3] RGB in [0, 255] (sizes may differ).
+      mode: "chol" or "sym".
+
+    Returns:
+      float32 [H, W, 3], the recoloured `source` (not clipped, so the statistics match exactly).
+    """
+    source = tf.cast(source, tf.float64)
+    target = tf.cast(target, tf.float64)
+    mean_s, cov_s = _color_stats(source)
+    mean_t, cov_t = _color_stats(target)
+    eye = tf.eye(3, dtype=tf.float64) * 1e-5
+    if mode == "chol":
+        chol_s, chol_t = tf.linalg.cholesky(cov_s + eye), tf.linalg.cholesky(cov_t + eye)
+        transform = chol_t @ tf.linalg.inv(chol_s)
+    elif mode == "sym":
+        transform = _sqrtm(cov_t + eye) @ tf.linalg.inv(_sqrtm(cov_s + eye))
+    else:
+        raise ValueError(f"unknown colour matching mode {mode!r}; use 'chol' or 'sym'")
+    pixels = tf.reshape(source, [-1, 3]) - mean_s
+    matched = pixels @ tf.transpose(transform) + mean_t
+    return tf.cast(tf.reshape(matched, tf.shape(source)), tf.float32)
+
+
+def _color_stats(image):
+    pixels = tf.reshape(image, [-1, 3])
+    mean = tf.reduce_mean(pixels, axis=0)
+    centred = pixels - mean
+    return mean, tf.transpose(centred) @ centred / tf.cast(tf.shape(pixels)[0], pixels.dtype)
+
+
+def _sqrtm(matrix):
+    values, vectors = tf.linalg.eigh(matrix)
+    return vectors @ tf.linalg.diag(tf.sqrt(tf.maximum(values, 0.0))) @ tf.transpose(vectors)

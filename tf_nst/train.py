@@ -1,0 +1,479 @@
+"""Training the feed-forward stylizer for one style (Johnson et al. 2016, §3): data, steps, checkpoints,
+summaries.
+
+The loss network is the frozen VGG extractor and the loss is `losses.combined_loss`: style Gram matrices of
+one style image (computed once), content features of each training image, and total variation.
+"""
+
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import tempfile
+import threading
+
+import keras
+import tensorflow as tf
+
+from tf_nst import image_io
+from tf_nst import losses
+from tf_nst import transformer
+from tf_nst import vgg
+from tf_nst.errors import UserInputError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+PRECISIONS = vgg.PRECISIONS
+MODEL_FILE = "stylizer.keras"
+# Training images shown, stylised, in TensorBoard.
+NUM_PREVIEW_IMAGES = 2
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One training run.
+
+    Attributes:
+      dataset_dir: folder searched recursively for training images (IMAGE_EXTENSIONS).
+      train_dir: checkpoints, TensorBoard summaries and the final MODEL_FILE; a rerun resumes from it.
+      style_image: the style image file.
+      image_size: training crops are image_size x image_size, after resizing the shorter side to it.
+      style_size: the style image's longer side, in pixels, when its Gram matrices are computed.
+      batch_size: global batch size (split across replicas).
+      num_steps: the step to train up to (a resumed run continues to the same total).
+      learning_rate: Adam's learning rate.
+      checkpoint_every: save a checkpoint every N steps (also at the end and on SIGINT/SIGTERM).
+      summary_every: write loss scalars and a preview image to TensorBoard every N steps (0: never).
+      print_every: report the loss terms to the callback every N steps (0: only at the end).
+      max_checkpoints: how many checkpoints to keep.
+      strategy: "default" (one device), "mirrored" (all local GPUs, else all logical CPUs) or
+        "multi_worker" (MultiWorkerMirroredStrategy configured by TF_CONFIG).
+      precision: "float32", "mixed_bfloat16" or "mixed_float16" (with dynamic loss scaling), for the network
+        and the loss network alike (it overrides extractor.precision).
+      width_multiplier, num_residual_blocks: the network's shape (transformer.build_transformer).
+      extractor: the loss network (vgg.ExtractorConfig).
+      loss_weights: a losses.LossWeights.
+      seed: seeds the initial weights and the data order.
+    """
+
+    dataset_dir: str
+    train_dir: str
+    style_image: str
+    image_size: int = 256
+    style_size: int = 512
+    batch_size: int = 4
+    num_steps: int = 40_000
+    learning_rate: float = 1e-3
+    checkpoint_every: int = 1000
+    summary_every: int = 100
+    print_every: int = 100
+    max_checkpoints: int = 3
+    strategy: str = "default"
+    precision: str = "float32"
+    width_multiplier: float = 1.0
+    num_residual_blocks: int = 5
+    extractor: vgg.ExtractorConfig = vgg.ExtractorConfig()
+    loss_weights: losses.LossWeights = losses.LossWeights()
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetFiles:
+    """Training image files: those TensorFlow decodes, and those it cannot (skipped)."""
+
+    images: tuple
+    skipped: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainInfo:
+    """What a run starts with, given to Callback.on_train_begin."""
+
+    start_step: int
+    num_steps: int
+    num_images: int
+    skipped_files: tuple
+    num_replicas: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """How a run ended.
+
+    Attributes:
+      step: the last step trained (and checkpointed).
+      model_path: the saved stylizer, or None when interrupted (or on a non-chief worker).
+      skipped_files: unreadable files left out of the dataset.
+      interrupted_by: the signal number that stopped the run early, or None.
+      terms: the last step's loss terms ("total", "content", "style", "tv") as floats; empty if no step ran.
+    """
+
+    step: int
+    model_path: str | None
+    skipped_files: tuple
+    interrupted_by: int | None
+    terms: dict
+
+
+class Callback:
+    """Hooks into `train`; override what you need."""
+
+    def on_train_begin(self, info):
+        """Called once the data is listed and any checkpoint restored, with a TrainInfo."""
+
+    def on_progress(self, step, terms):
+        """Called every `print_every` steps and after the last one, with {term: float}."""
+
+
+class LoggingCallback(Callback):
+    """The default callback: reports through the `logging` module."""
+
+    def on_train_begin(self, info):
+        if info.skipped_files:
+            logger.warning("skipped %d unreadable image files", len(info.skipped_files))
+        logger.info("training on %d images from step %d to %d on %d replica(s)", info.num_images,
+                    info.start_step, info.num_steps, info.num_replicas)
+
+    def on_progress(self, step, terms):
+        logger.info("step %d: %s", step, "  ".join(f"{name} {value:.4g}" for name, value in terms.items()))
+
+
+def validate_config(config):
+    """Checks everything about a TrainConfig that can be checked before TensorFlow starts."""
+    if config.strategy not in STRATEGIES:
+        raise UserInputError(f"unknown strategy {config.strategy!r}; use one of {', '.join(STRATEGIES)}")
+    if config.precision not in PRECISIONS:
+        raise UserInputError(f"unknown precision {config.precision!r}; use one of {', '.join(PRECISIONS)}")
+    vgg.validate_config(config.extractor)
+    layers = config.extractor.style_layers + config.extractor.content_layers
+    min_size = max(transformer.MIN_INPUT_SIDE, vgg.min_input_size(layers))
+    if config.image_size < min_size or config.style_size < min_size:
+        raise UserInputError(
+            f"training image size {config.image_size} and style size {config.style_size} must be at least "
+            f"{min_size} px for the chosen layers")
+    for name, least in (("batch_size", 1), ("num_steps", 1), ("checkpoint_every", 1), ("max_checkpoints", 1),
+                        ("summary_every", 0), ("print_every", 0)):
+        if getattr(config, name) < least:
+            raise UserInputError(f"{name} must be at least {least}; received {getattr(config, name)!r}")
+    if not config.learning_rate > 0:
+        raise UserInputError(f"learning rate must be greater than 0; received {config.learning_rate!r}")
+    if os.path.exists(config.train_dir) and not os.path.isdir(config.train_dir):
+        raise UserInputError(f"train_dir {config.train_dir!r} is a file; give a directory")
+
+
+def find_images(folder):
+    """Lists the training images under `folder` and checks each with the decoder that training uses.
+
+    Returns:
+      A DatasetFiles with the decodable and the skipped paths, each sorted.
+
+    Raises:
+      UserInputError: the folder is missing, holds no image files, or none of them decodes.
+    """
+    if not os.path.isdir(folder):
+        raise UserInputError(f"dataset folder not found: {folder!r}; give a folder of training images")
+    paths = sorted(os.path.join(root, name) for root, _, names in os.walk(folder)
+                   for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
+    if not paths:
+        raise UserInputError(
+            f"no image files under {folder!r}; expected files ending in {', '.join(IMAGE_EXTENSIONS)}")
+    decodable = _decodable_indices(paths)
+    if not decodable:
+        raise UserInputError(f"none of the {len(paths)} image files under {folder!r} can be decoded")
+    skipped = tuple(path for index, path in enumerate(paths) if index not in decodable)
+    return DatasetFiles(tuple(path for index, path in enumerate(paths) if index in decodable), skipped)
+
+
+def _decodable_indices(paths):
+    """The indices of the files image_io.decode reads, decoding them once, in parallel, inside tf.data."""
+
+    def check(index, path):
+        return index, tf.shape(image_io.decode(tf.io.read_file(path)))  # the shape keeps the decode
+
+    indices = tf.data.Dataset.from_tensor_slices((tf.range(len(paths)), list(paths)))
+    indices = indices.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False).ignore_errors()
+    return {int(index) for index, _ in indices.as_numpy_iterator()}
+
+
+def load_style(config):
+    """The style image, its longer side resized to config.style_size; float32 [H, W, 3] in [0, 255]."""
+    style = image_io.resize_max_side(image_io.read_image(config.style_image), config.style_size)
+    min_side = vgg.min_input_size(config.extractor.style_layers)
+    if min(style.shape[:2]) < min_side:
+        raise UserInputError(
+            f"style image {config.style_image!r} becomes {style.shape[1]}x{style.shape[0]} px at style size "
+            f"{config.style_size}; the style layers need at least {min_side} px on each side")
+    return style
+
+
+def load_crop(path, image_size, random):
+    """One training example: decoded, shorter side resized to image_size, cropped square; float [0, 255]."""
+    image = image_io.resize_shorter_side(image_io.decode(tf.io.read_file(path)), image_size)
+    if random:
+        return tf.image.random_crop(image, [image_size, image_size, 3])
+    return tf.image.resize_with_crop_or_pad(image, image_size, image_size)
+
+
+def make_dataset(paths, image_size, batch_size, seed=0):
+    """An endless, shuffled, batched dataset of random crops; [batch, size, size, 3] float32 in [0, 255]."""
+    dataset = tf.data.Dataset.from_tensor_slices(list(paths))
+    dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).repeat()
+    dataset = dataset.map(lambda path: load_crop(path, image_size, random=True),
+                          num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.ignore_errors(log_warning=True)  # a file that changed after find_images checked it
+    dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def make_strategy(name):
+    """The tf.distribute strategy called `name` (see TrainConfig.strategy)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise UserInputError(f"unknown strategy {name!r}; use one of {', '.join(STRATEGIES)}")
+
+
+def is_chief(strategy):
+    """Whether this worker writes summaries and the final model (always, outside multi-worker training)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker"
+                                             and resolver.task_id == 0)
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Sets the global Keras dtype policy for the models built inside, and restores it afterwards."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+class Trainer:
+    """The network, optimiser, step counter, checkpoints and compiled step of one training run.
+
+    It enters the strategy's scope itself. `train_step` takes a batch from `distribute(dataset)` and returns
+    the loss terms averaged over the global batch.
+    """
+
+    def __init__(self, config, strategy, style_image):
+        self.config = config
+        self.strategy = strategy
+        with strategy.scope():
+            self.model = _build_network(config, config.precision)
+            self.extractor = vgg.build_extractor(
+                dataclasses.replace(config.extractor, precision=config.precision))
+            self.optimizer = keras.optimizers.Adam(config.learning_rate)
+            if config.precision == "mixed_float16":
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
+            self.optimizer.build(self.model.trainable_variables)  # so a checkpoint restores into it
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        style_features = self.extractor(tf.convert_to_tensor(style_image, tf.float32)[None])
+        self.style_grams = losses.style_targets(style_features, config.extractor.style_layers)
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, _checkpoint_dir(config.train_dir, strategy), config.max_checkpoints)
+        self.train_step = tf.function(self._train_step)
+
+    def distribute(self, dataset):
+        return self.strategy.experimental_distribute_dataset(dataset)
+
+    def restore(self):
+        """Restores the latest checkpoint in train_dir, if any. Returns the step training resumes from."""
+        latest = tf.train.latest_checkpoint(self.config.train_dir)
+        if latest is None:
+            return 0
+        try:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise UserInputError(
+                f"cannot resume from {latest!r} ({reason}); it was written by a network of another width, "
+                "depth or precision: use a new train_dir, or the settings it was trained with") from None
+        return int(self.step.numpy())
+
+    def save(self):
+        return self.manager.save(checkpoint_number=self.step)
+
+    def _replica_losses(self, content):
+        """One replica's loss terms, each scaled by its share of the global batch (so replicas sum)."""
+        stylized = self.model(content, training=True)
+        features = self.extractor(tf.concat([stylized, content], axis=0))
+        size = tf.shape(content)[0]
+        stylized_features = {name: value[:size] for name, value in features.items()}
+        content_features = {name: tf.stop_gradient(features[name][size:])
+                            for name in self.config.extractor.content_layers}
+        total, terms = losses.combined_loss(stylized, stylized_features, self.style_grams, content_features,
+                                            self.config.loss_weights)
+        share = tf.cast(size, tf.float32) / self.config.batch_size
+        return {"total": total * share, **{name: value * share for name, value in terms.items()}}
+
+    def _replica_step(self, content):
+        with tf.GradientTape() as tape:
+            terms = self._replica_losses(content)
+            scaled_loss = self.optimizer.scale_loss(terms["total"])  # loss scaling for mixed_float16
+        variables = self.model.trainable_variables
+        gradients = tape.gradient(scaled_loss, variables)
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            gradients = _agree_on_overflow(gradients)
+        self.optimizer.apply(gradients, variables)  # all-reduces (sums) them across replicas
+        return terms
+
+    def _train_step(self, batch):
+        per_replica = self.strategy.run(self._replica_step, args=(batch,))
+        self.step.assign_add(1)
+        return {name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                for name, value in per_replica.items()}
+
+    def write_summaries(self, writer, terms, preview):
+        """Loss scalars and the stylised preview images at the current step."""
+        with writer.as_default(step=self.step):
+            for name, value in terms.items():
+                tf.summary.scalar(f"loss/{name}", value)
+            tf.summary.image("preview/stylized", image_io.to_uint8(self.model(preview)),
+                             max_outputs=NUM_PREVIEW_IMAGES)
+
+    def export(self, path):
+        """Saves the network as a float32 `.keras` file (atomically), whatever the training precision."""
+        model = _build_network(self.config, "float32")
+        model.set_weights(self.model.get_weights())
+        handle, temp_path = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".keras")
+        os.close(handle)
+        try:
+            model.save(temp_path)
+            os.replace(temp_path, path)
+        finally:
+            if os.path.exists(temp_path):
+                os.remove(temp_path)
+        return path
+
+
+def _agree_on_overflow(gradients):
+    """Makes every replica's gradients non-finite if any replica's are.
+
+    Keras' LossScaleOptimizer decides whether to skip a step from the first replica's gradients alone, before
+    they are summed; an overflow on another replica would then reach the weights as NaN.
+    """
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients if g is not None])
+    overflows = tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+    poison = tf.where(overflows > 0, float("nan"), 0.0)
+    return [None if g is None else g + tf.cast(poison, g.dtype) for g in gradients]
+
+
+def _build_network(config, precision):
+    with dtype_policy(precision):
+        return transformer.build_transformer(config.width_multiplier, config.num_residual_blocks)
+
+
+def _checkpoint_dir(train_dir, strategy):
+    """train_dir on the chief; a worker's own folder elsewhere (every worker must save, one may own it)."""
+    if is_chief(strategy):
+        return train_dir
+    return os.path.join(train_dir, "workers", f"{strategy.cluster_resolver.task_type}"
+                        f"-{strategy.cluster_resolver.task_id}")
+
+
+class _StopSignals:
+    """Turns SIGINT and SIGTERM into a flag that the loop checks after every step."""
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):  # pylint: disable=unused-argument
+        self.signum = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def train(config, callback=None):
+    """Trains the stylizer for one style, resuming from train_dir's latest checkpoint if there is one.
+
+    Args:
+      config: a TrainConfig.
+      callback: a Callback for progress (default: LoggingCallback).
+
+    Returns:
+      A TrainResult. On SIGINT or SIGTERM the run saves a checkpoint and returns early, with
+      `interrupted_by` set; the same call resumes it.
+
+    Raises:
+      UserInputError: a bad config, dataset folder, style image or train_dir.
+    """
+    validate_config(config)
+    strategy = make_strategy(config.strategy)  # first: multi-worker training needs it before other TF ops
+    if config.batch_size < strategy.num_replicas_in_sync:
+        raise UserInputError(f"batch size {config.batch_size} is smaller than the "
+                             f"{strategy.num_replicas_in_sync} replicas; use a larger batch size")
+    files = find_images(config.dataset_dir)
+    style = load_style(config)
+    os.makedirs(config.train_dir, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+    trainer = Trainer(config, strategy, style)
+    start_step = trainer.restore()
+    callback = callback or LoggingCallback()
+    callback.on_train_begin(TrainInfo(start_step, config.num_steps, len(files.images), files.skipped,
+                                      strategy.num_replicas_in_sync))
+    # A resumed run reshuffles with another seed rather than replaying the first epoch's order.
+    batches = iter(trainer.distribute(make_dataset(files.images, config.image_size, config.batch_size,
+                                                   seed=config.seed + start_step)))
+    preview = tf.stack([load_crop(path, config.image_size, random=False)
+                        for path in files.images[:NUM_PREVIEW_IMAGES]])
+    with _summary_writer(config.train_dir, strategy) as writer, _StopSignals() as stop:
+        step, terms = _run_steps(trainer, batches, writer, preview, callback, stop)
+    model_path = None
+    if stop.signum is None and is_chief(strategy):
+        model_path = trainer.export(os.path.join(config.train_dir, MODEL_FILE))
+    return TrainResult(step, model_path, files.skipped, stop.signum, terms)
+
+
+@contextlib.contextmanager
+def _summary_writer(train_dir, strategy):
+    chief = is_chief(strategy)
+    writer = tf.summary.create_file_writer(train_dir) if chief else tf.summary.create_noop_writer()
+    try:
+        yield writer
+    finally:
+        writer.close()
+
+
+def _run_steps(trainer, batches, writer, preview, callback, stop):
+    """The training loop from the trainer's step to num_steps; returns the last (step, {term: float})."""
+    config = trainer.config
+    start_step = step = int(trainer.step.numpy())
+    terms = {}
+    while step < config.num_steps and stop.signum is None:
+        terms = trainer.train_step(next(batches))
+        step += 1
+        if config.summary_every and step % config.summary_every == 0:
+            trainer.write_summaries(writer, terms, preview)
+        if (config.print_every and step % config.print_every == 0) or step == config.num_steps:
+            callback.on_progress(step, {name: float(value) for name, value in terms.items()})
+        if step % config.checkpoint_every == 0:
+            trainer.save()
+    if step > start_step and step % config.checkpoint_every:  # at the end, or interrupted in between
+        trainer.save()
+    return step, {name: float(value) for name, value in terms.items()}
