@@ -1,0 +1,186 @@
+"""A small TF Serving client for the exported stylizer: image files in, stylised files out, by REST or gRPC.
+
+Request building and response decoding are pure functions; only `rest_predict` and `grpc_predict` talk to a
+server. Images travel encoded (as read from disk) to the `serving_default` signature, which decodes them and
+returns PNGs.
+"""
+
+import base64
+import json
+import urllib.error
+import urllib.request
+
+from tf_nst import image_io
+from tf_nst.errors import UserInputError
+
+SIGNATURE = "serving_default"
+INPUT = "image_bytes"
+OUTPUT = "output_bytes"
+PROTOCOLS = ("rest", "grpc")
+DEFAULT_PORTS = {"rest": 8501, "grpc": 8500}
+# gRPC refuses messages over 4 MB by default; a few large PNGs exceed that.
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# gRPC status codes that a user can fix (wrong address or model name, bad image, too large, too slow).
+_GRPC_USER_ERRORS = ("INVALID_ARGUMENT", "NOT_FOUND", "UNAVAILABLE", "FAILED_PRECONDITION",
+                     "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED")
+
+
+def build_rest_request(images, signature_name=SIGNATURE):
+    """The JSON body (as a dict) of a REST predict request, in row format, for encoded images (bytes)."""
+    return {
+        "signature_name": signature_name,
+        "instances": [{INPUT: {"b64": base64.b64encode(image).decode("ascii")}} for image in images],
+    }
+
+
+def decode_rest_response(response):
+    """The PNG bytes in a REST predict response (a dict parsed from JSON), one per image.
+
+    Accepts row format, where TF Serving omits the output name when a signature has one output
+    (`{"predictions": [{"b64": ...}]}`) and keeps it otherwise, and columnar format (`{"outputs": ...}`).
+
+    Raises:
+      UserInputError: the response is an error or holds no images.
+    """
+    if "error" in response:
+        raise UserInputError(f"the server refused the request: {_first_line(str(response['error']))}")
+    if "predictions" in response:
+        values = [row[OUTPUT] if isinstance(row, dict) and OUTPUT in row else row
+                  for row in response["predictions"]]
+    elif "outputs" in response:
+        outputs = response["outputs"]
+        values = outputs[OUTPUT] if isinstance(outputs, dict) and OUTPUT in outputs else outputs
+    else:
+        raise UserInputError(f"the server's response has no predictions; keys: {sorted(response)}")
+    return [_b64_png(value) for value in values]
+
+
+def _b64_png(value):
+    if not (isinstance(value, dict) and "b64" in value):
+        raise UserInputError(
+            f"expected a base64 PNG ({{'b64': ...}}) in the response; received {value!r:.80}")
+    data = base64.b64decode(value["b64"])
+    if not data.startswith(_PNG_MAGIC):
+        raise UserInputError("the server returned bytes that are not a PNG image")
+    return data
+
+
+def rest_predict(server, model_name, images, timeout=60.0):
+    """POSTs images to `http://<server>/v1/models/<model_name>:predict`; returns the PNG bytes.
+
+    Raises:
+      UserInputError: the server is unreachable, or it rejected the request (unknown model, bad image).
+    """
+    url = f"http://{server}/v1/models/{model_name}:predict"
+    body = json.dumps(build_rest_request(images)).encode("utf-8")
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return decode_rest_response(json.loads(reply.read()))
+    except urllib.error.HTTPError as e:
+        detail = e.read().decode("utf-8", "replace")
+        try:
+            detail = json.loads(detail).get("error", detail)
+        except (ValueError, AttributeError):
+            pass
+        if e.code >= 500:
+            raise
+        raise UserInputError(f"{url} answered {e.code}: {_first_line(str(detail))}") from None
+    except urllib.error.URLError as e:
+        raise UserInputError(f"cannot reach {url} ({e.reason}); is TF Serving running with its REST "
+                             "port published?") from None
+    except TimeoutError:
+        raise UserInputError(f"{url} did not answer within {timeout:g} s") from None
+
+
+def _first_line(message):
+    """The informative line of a TensorFlow error message (not its header or the failing node's name)."""
+    lines = [line.strip() for line in message.splitlines()]
+    useful = [line for line in lines if line and not line.startswith("[[") and not line.endswith("error:")]
+    return useful[0] if useful else message.strip()
+
+
+def build_grpc_request(images, model_name, signature_name=SIGNATURE):
+    """A PredictRequest carrying encoded images (bytes) as a string tensor [N]."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature_name
+    request.inputs[INPUT].CopyFrom(tf.make_tensor_proto(list(images), dtype=tf.string, shape=[len(images)]))
+    return request
+
+
+def decode_grpc_response(response):
+    """The PNG bytes in a PredictResponse, one per image."""
+    if OUTPUT not in response.outputs:
+        raise UserInputError(f"the server's response has no {OUTPUT!r}; outputs: {sorted(response.outputs)}")
+    values = list(response.outputs[OUTPUT].string_val)
+    for value in values:
+        if not value.startswith(_PNG_MAGIC):
+            raise UserInputError("the server returned bytes that are not a PNG image")
+    return values
+
+
+def grpc_predict(server, model_name, images, timeout=60.0):
+    """Calls PredictionService.Predict at `server` (host:port); returns the PNG bytes.
+
+    Raises:
+      UserInputError: the server is unreachable, or it rejected the request (unknown model, bad image).
+    """
+    import grpc  # pylint: disable=import-outside-toplevel
+    from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=import-outside-toplevel
+
+    options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+               ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+    request = build_grpc_request(images, model_name)
+    with grpc.insecure_channel(server, options=options) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        try:
+            response = stub.Predict(request, timeout=timeout)
+        except grpc.RpcError as e:
+            code, details = e.code(), e.details() or ""  # pylint: disable=no-member
+            if code.name not in _GRPC_USER_ERRORS:
+                raise
+            raise UserInputError(f"{server} (gRPC) answered {code.name}: {_first_line(details)}") from None
+    return decode_grpc_response(response)
+
+
+def stylize_files(pairs, server, model_name, protocol="rest", timeout=60.0):
+    """Sends the input images in one request and writes each stylised result to its output path.
+
+    Args:
+      pairs: (input file, output file) pairs, as from tf_nst.stylize.plan_outputs (which checks them). Inputs
+        are sent as they are; outputs are written in the format their extension names.
+      server: host:port of TF Serving's REST or gRPC port; None for localhost and the protocol's default port.
+      model_name: the served model's name.
+      protocol: "rest" or "grpc".
+      timeout: seconds to wait for the server.
+
+    Returns:
+      The paths written.
+
+    Raises:
+      UserInputError: an unreadable input, an unreachable server, or a rejected request.
+    """
+    if protocol not in PROTOCOLS:
+        raise UserInputError(f"protocol must be one of {', '.join(PROTOCOLS)}; received {protocol!r}")
+    if not pairs:
+        raise UserInputError("no input images given")
+    images = []
+    for path, _ in pairs:
+        try:
+            with open(path, "rb") as f:
+                images.append(f.read())
+        except OSError as e:
+            raise UserInputError(f"cannot read {path!r} ({e.strerror})") from None
+    server = server or f"localhost:{DEFAULT_PORTS[protocol]}"
+    predict = rest_predict if protocol == "rest" else grpc_predict
+    pngs = predict(server, model_name, images, timeout)
+    if len(pngs) != len(images):
+        raise UserInputError(f"sent {len(images)} images but the server returned {len(pngs)}")
+    for (_, output), png in zip(pairs, pngs):
+        image_io.write_image(output, image_io.decode(png).numpy())
+    return [output for _, output in pairs]

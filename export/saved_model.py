@@ -1,0 +1,321 @@
+"""Exports the feed-forward stylizer for TF Serving: a versioned SavedModel, warmup requests, server config.
+
+Layout written by `export()` (TF Serving's file-system source watches `<export_dir>/<model_name>`):
+
+  <export_dir>/models.config                  ModelServerConfig listing every model in export_dir
+  <export_dir>/batching_parameters.txt        BatchingParameters for --enable_batching
+  <export_dir>/<model_name>/<version>/saved_model.pb, variables/, assets.extra/tf_serving_warmup_requests
+
+Signatures (all core TensorFlow ops, no XLA, no Python callbacks):
+  serving_default       image_bytes: string [N] (JPEG, PNG, GIF, BMP; any size) -> output_bytes: string [N]
+                        (PNG)
+  stylize_with_options  image_bytes, strength: float [N] in [0, 1], preserve_color: bool [N] -> output_bytes
+  stylize_images        images: uint8 [N, H, W, 3] -> stylized: uint8 [N, H, W, 3] (no resizing)
+
+Encoded images are checked before they are decoded: the size in the header must be positive and at most
+`max_pixels`, otherwise the request fails with InvalidArgument. A decoded image whose longer side exceeds
+`max_size` is downscaled (antialiased) to `max_size`, so the PNG that comes back can be smaller than the
+input.
+"""
+
+import dataclasses
+import os
+import re
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_nst import image_io
+from tf_nst import stylize
+from tf_nst import transformer
+from tf_nst.errors import UserInputError
+
+SERVING_DEFAULT = "serving_default"
+WITH_OPTIONS = "stylize_with_options"
+IMAGES = "stylize_images"
+SIGNATURES = (SERVING_DEFAULT, WITH_OPTIONS, IMAGES)
+
+DEFAULT_MAX_SIZE = 1024
+# Header limit: a decoded RGB image of this many pixels takes 192 MiB as uint8 (plus 4x that as float32
+# while it is downscaled), which is what one request may cost the server at most.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+# Where the sample models.config expects export_dir: the Docker image's model root.
+DEFAULT_SERVING_ROOT = "/models"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+MODELS_CONFIG = "models.config"
+BATCHING_PARAMETERS = "batching_parameters.txt"
+# Side of the synthetic image in the warmup requests: small, so loading stays fast on a CPU.
+WARMUP_SIDE = 64
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+# BatchingParameters (tensorflow_serving/servables/tensorflow/session_bundle_config.proto).
+_BATCHING_PARAMETERS_TEXT = """\
+# TF Serving BatchingParameters, read with --enable_batching --batching_parameters_file=<this file>.
+# Requests of a signature are merged into batches of up to max_batch_size rows. serving_default and
+# stylize_with_options take one encoded image per row, so any mix of image sizes merges (each row is still
+# stylised at its own size). stylize_images takes a uint8 [N, H, W, 3] tensor: requests of different sizes
+# that meet in one batch fail it (FAILED_PRECONDITION; padding would change the result, so it stays off):
+# send stylize_images one image size, or serve it without batching.
+max_batch_size { value: 8 }
+batch_timeout_micros { value: 5000 }
+max_enqueued_batches { value: 64 }
+num_batch_threads { value: 4 }
+pad_variable_length_inputs: false
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingConfig:
+    """What the serving graph accepts.
+
+    Attributes:
+      max_size: decoded images with a longer side above this are downscaled to it (pixels).
+      max_pixels: encoded images whose header claims more pixels than this are refused before decoding.
+      min_side: images with a shorter side below this (after downscaling) are refused; the network's minimum.
+    """
+
+    max_size: int = DEFAULT_MAX_SIZE
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_side: int = transformer.MIN_INPUT_SIDE
+
+
+def export(model_or_path, export_dir, model_name="stylizer", version=None, max_size=DEFAULT_MAX_SIZE,
+           max_pixels=DEFAULT_MAX_PIXELS, serving_root=DEFAULT_SERVING_ROOT):
+    """Writes `<export_dir>/<model_name>/<version>/` for TF Serving, and models.config and batching beside it.
+
+    The version folder is written to a temporary folder beside it and renamed into place, so a server that
+    watches the model folder never sees half an export.
+
+    Args:
+      model_or_path: a keras.Model (RGB float [0, 255] in and out), or what stylize.load_stylizer reads: a
+        `.keras` file, or a training folder holding one.
+      export_dir: the serving root on this machine; created if missing.
+      model_name: the name clients use (`/v1/models/<model_name>:predict`).
+      version: a positive integer; None takes the next free version (1 for a new model).
+      max_size: longer side, in pixels, above which encoded images are downscaled.
+      max_pixels: encoded images whose header claims more pixels are refused before decoding.
+      serving_root: where export_dir is mounted on the server, for models.config's base_path.
+
+    Returns:
+      The path of the version folder.
+
+    Raises:
+      UserInputError: a missing or unreadable model, a bad name or version, or a version that exists.
+    """
+    config = ServingConfig(max_size=max_size, max_pixels=max_pixels)
+    _check_arguments(model_name, version, config)
+    model_dir = os.path.join(export_dir, model_name)
+    version = next_version(model_dir) if version is None else version
+    version_dir = os.path.join(model_dir, str(version))
+    if os.path.exists(version_dir):
+        raise UserInputError(f"version {version} of {model_name!r} already exists at {version_dir!r}; "
+                             "versions are never overwritten: choose another version or leave it unset")
+    if not isinstance(model_or_path, keras.Model):
+        model_or_path = stylize.load_stylizer(os.fspath(model_or_path))
+    os.makedirs(model_dir, exist_ok=True)
+    temp_dir = tempfile.mkdtemp(dir=model_dir, prefix=f".tmp-{version}-")
+    try:
+        build_archive(model_or_path, config).write_out(temp_dir, verbose=False)
+        write_warmup_requests(os.path.join(temp_dir, WARMUP_FILE), model_name)
+        os.rename(temp_dir, version_dir)
+    except BaseException:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+    write_server_config(export_dir, serving_root)
+    return version_dir
+
+
+def _check_arguments(model_name, version, config):
+    if not _MODEL_NAME.match(model_name or ""):
+        raise UserInputError(f"model name {model_name!r} is not usable in a URL or folder name; use letters, "
+                             "digits, '_', '-' and '.' (not first)")
+    if version is not None and (not isinstance(version, int) or version < 1):
+        raise UserInputError(f"version must be a positive integer; received {version!r}")
+    if config.max_size < config.min_side:
+        raise UserInputError(
+            f"max size must be at least {config.min_side} pixels; received {config.max_size}")
+    if config.max_pixels < 1:
+        raise UserInputError(f"max pixels must be a positive number; received {config.max_pixels}")
+
+
+def next_version(model_dir):
+    """One more than the highest numeric version folder in `model_dir` (1 when there is none)."""
+    if not os.path.isdir(model_dir):
+        return 1
+    versions = [int(name) for name in os.listdir(model_dir) if name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+class _Stylizer:
+    """The per-image computations the signatures share: checked decoding, the network, options."""
+
+    def __init__(self, model, config):
+        self._model = model
+        self._config = config
+
+    def network(self, images):
+        """Float [B, H, W, 3] in [0, 255] -> float32 in [0, 255], whatever the model's dtype policy."""
+        return tf.cast(self._model(images, training=False), tf.float32)
+
+    def decode(self, contents):
+        """Encoded bytes -> float32 [H, W, 3]: header checked before decoding, then downscaled to max_size."""
+        size = image_io.encoded_image_size(contents)
+        pixels = tf.reduce_prod(tf.cast(size, tf.int64))
+        checks = [
+            tf.debugging.assert_positive(size, message="image header gives a zero or negative size"),
+            tf.debugging.assert_less_equal(
+                pixels, tf.constant(self._config.max_pixels, tf.int64),
+                message=f"image refused before decoding: its header claims more than "
+                        f"{self._config.max_pixels} pixels"),
+        ]
+        with tf.control_dependencies(checks):
+            image = image_io.decode(contents)
+        image = image_io.shrink_to_max_side(image, self._config.max_size)
+        min_side = tf.reduce_min(tf.shape(image)[:2])
+        check = tf.debugging.assert_greater_equal(
+            min_side, self._config.min_side,
+            message=f"image too small: each side must be at least {self._config.min_side} pixels")
+        with tf.control_dependencies([check]):
+            return tf.identity(image)
+
+    def stylize(self, image):
+        return self.network(image[tf.newaxis])[0]
+
+    def stylize_with_options(self, image, strength, preserve_color):
+        stylized = self.stylize(image)
+        stylized = tf.cond(preserve_color, lambda: image_io.keep_content_colors(stylized, image),
+                           lambda: stylized)
+        return image_io.blend(stylized, image, strength)
+
+
+def serving_functions(model, config):
+    """{signature name: (function, input signature)}: the three endpoints, as plain functions of tensors."""
+    stylizer = _Stylizer(model, config)
+    png = tf.TensorSpec([], tf.string)
+
+    def serve_bytes(image_bytes):
+        outputs = tf.map_fn(lambda contents: image_io.encode_png(stylizer.stylize(stylizer.decode(contents))),
+                            image_bytes, fn_output_signature=png)
+        return {"output_bytes": outputs}
+
+    def serve_with_options(image_bytes, strength, preserve_color):
+        rows = tf.size(image_bytes)
+        checks = [
+            tf.debugging.assert_equal(tf.size(strength), rows, message="give one strength per image"),
+            tf.debugging.assert_equal(tf.size(preserve_color), rows,
+                                      message="give one preserve_color per image"),
+            tf.debugging.assert_greater_equal(strength, 0.0, message="strength must be in [0, 1]"),
+            tf.debugging.assert_less_equal(strength, 1.0, message="strength must be in [0, 1]"),
+        ]
+        with tf.control_dependencies(checks):
+            image_bytes = tf.identity(image_bytes)
+
+        def one(row):
+            contents, row_strength, row_preserve_color = row
+            image = stylizer.decode(contents)
+            return image_io.encode_png(stylizer.stylize_with_options(image, row_strength, row_preserve_color))
+
+        outputs = tf.map_fn(one, (image_bytes, strength, preserve_color), fn_output_signature=png)
+        return {"output_bytes": outputs}
+
+    def serve_images(images):
+        return {"stylized": image_io.to_uint8(stylizer.network(image_io.to_float(images)))}
+
+    return {
+        SERVING_DEFAULT: (serve_bytes, [tf.TensorSpec([None], tf.string, name="image_bytes")]),
+        WITH_OPTIONS: (serve_with_options, [tf.TensorSpec([None], tf.string, name="image_bytes"),
+                                            tf.TensorSpec([None], tf.float32, name="strength"),
+                                            tf.TensorSpec([None], tf.bool, name="preserve_color")]),
+        IMAGES: (serve_images, [tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]),
+    }
+
+
+def build_archive(model, config):
+    """A keras.export.ExportArchive tracking `model`, with one endpoint per signature.
+
+    ExportArchive (not a plain tf.Module) is what makes Keras 3 variables restorable by the TF1 session
+    loader that TF Serving uses. Endpoints are traced without jit_compile: TF Serving runs no XLA.
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, (function, input_signature) in serving_functions(model, config).items():
+        archive.add_endpoint(name=name, fn=function, input_signature=input_signature)
+    return archive
+
+
+def warmup_inputs():
+    """{signature name: {input name: numpy value}}: one small synthetic image per signature."""
+    ramp = np.linspace(0, 255, WARMUP_SIDE, dtype=np.float32)
+    image = np.stack(np.broadcast_arrays(ramp[None, :], ramp[:, None], np.full((1, 1), 128.0)), axis=-1)
+    image = np.asarray(image_io.to_uint8(image))
+    png = np.array([image_io.encode_png(image).numpy()], dtype=object)
+    return {
+        SERVING_DEFAULT: {"image_bytes": png},
+        WITH_OPTIONS: {"image_bytes": png, "strength": np.array([0.5], np.float32),
+                       "preserve_color": np.array([True])},
+        IMAGES: {"images": image[np.newaxis]},
+    }
+
+
+def write_warmup_requests(path, model_name):
+    """Writes TF Serving's warmup file: a TFRecord of PredictionLog records, one per signature."""
+    from tensorflow_serving.apis import model_pb2  # pylint: disable=import-outside-toplevel
+    from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
+    from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=import-outside-toplevel
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        for signature_name, inputs in warmup_inputs().items():
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature_name))
+            for input_name, value in inputs.items():
+                request.inputs[input_name].CopyFrom(tf.make_tensor_proto(value))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def models_config_text(model_names, serving_root=DEFAULT_SERVING_ROOT):
+    """ModelServerConfig text for --model_config_file: each model served from `<serving_root>/<name>`."""
+    from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
+    from tensorflow_serving.config import model_server_config_pb2  # pylint: disable=import-outside-toplevel
+
+    server_config = model_server_config_pb2.ModelServerConfig()
+    for name in model_names:
+        server_config.model_config_list.config.add(
+            name=name, base_path=f"{serving_root.rstrip('/')}/{name}", model_platform="tensorflow")
+    return text_format.MessageToString(server_config)
+
+
+def exported_models(export_dir):
+    """Names of the folders in export_dir holding at least one version with a saved_model.pb."""
+    names = []
+    for name in sorted(os.listdir(export_dir)):
+        model_dir = os.path.join(export_dir, name)
+        if os.path.isdir(model_dir) and any(
+                version.isdigit() and os.path.isfile(os.path.join(model_dir, version, "saved_model.pb"))
+                for version in os.listdir(model_dir)):
+            names.append(name)
+    return names
+
+
+def write_server_config(export_dir, serving_root=DEFAULT_SERVING_ROOT):
+    """Writes models.config (every exported model) and batching_parameters.txt into export_dir, atomically."""
+    _write_text(os.path.join(export_dir, MODELS_CONFIG),
+                models_config_text(exported_models(export_dir), serving_root))
+    _write_text(os.path.join(export_dir, BATCHING_PARAMETERS), _BATCHING_PARAMETERS_TEXT)
+
+
+def _write_text(path, text):
+    handle, temp_path = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(temp_path, path)
+    except BaseException:
+        if os.path.exists(temp_path):
+            os.remove(temp_path)
+        raise
