@@ -105,6 +105,9 @@ def test_bad_content_image(files, kind, fragment):
     ("--num_steps=0", "--num_steps=0"),
     ("--init=nowhere.png", "--init"),
     ("--output=out.gif", "'.gif'"),
+    ("--style_blend_weights=0.7,0.3", "--style_blend_weights"),
+    ("--style_blend_weights=-1", "non-negative"),
+    ("--precision=float8", "--precision"),
 ])
 def test_bad_flags(files, flag, fragment):
     args = [f"--content={files['content']}", f"--style={files['style']}", *FAST]
@@ -154,3 +157,15 @@ def test_an_input_is_never_overwritten(files):
 
 def test_unknown_command():
     assert_user_error(run_cli("paint"), "'paint'")
+
+
+def test_two_styles_coarse_to_fine_from_the_command_line(files):
+    result = run_cli(f"--content={files['content']}", f"--style={files['style']},{files['coffee']}",
+                     "--style_blend_weights=0.7,0.3", "--num_scales=2", "--coarse_steps=1", "--style_scale=0.8",
+                     f"--output={files['out']}", "--weights=none", "--image_size=64", "--num_steps=2",
+                     "--print_every=1")
+    assert result.returncode == 0, result.stderr
+    assert "3 lbfgs steps over 2 scale(s), 2 style(s)" in result.stdout
+    assert [line.split()[1] for line in result.stdout.splitlines() if line.startswith("step ")] == [
+        "1/3", "2/3", "3/3"]
+    assert Image.open(files["out"]).size == (64, 42)  # the 160x106 test image at 64 px

@@ -155,3 +155,37 @@ def test_xla_and_bfloat16_steps_run_and_stay_finite(random_case):
             config.style_layers, config.content_layers, callback=lambda s, t, i: terms.update(t))
         assert result.shape == content.shape
         assert np.isfinite(float(terms["total"]))
+
+
+def _yuv(image):
+    return tf.image.rgb_to_yuv(tf.cast(image, tf.float32) / 255.0).numpy()
+
+
+def test_luminance_mode_keeps_the_content_chroma_and_changes_the_luminance(random_case):
+    extractor, config, _ = random_case
+    content = image_io.resize_max_side(skimage_rgb("chelsea"), 48).numpy()
+    style = image_io.resize_max_side(skimage_rgb("coffee"), 48).numpy()
+    result = optimize.transfer(
+        extractor, content, style,
+        optimize.TransferConfig(num_steps=10, preserve_color="luminance", optimizer="adam", learning_rate=20.0),
+        config.style_layers, config.content_layers)
+    result_yuv, content_yuv = _yuv(result), _yuv(content)
+    assert np.abs(result_yuv[..., 1:] - content_yuv[..., 1:]).mean() < 0.01  # chroma: about 1 grey level
+    assert np.abs(result_yuv[..., 0] - content_yuv[..., 0]).mean() > 0.02  # luminance was stylised
+
+
+@pytest.mark.parametrize("mode", ["chol", "sym"])
+def test_histogram_matching_gives_the_style_the_content_colour_statistics(mode):
+    style, content = skimage_rgb("hubble_deep_field")[::4, ::4], skimage_rgb("chelsea")[::3, ::3]
+    matched = image_io.match_color(style, content, mode).numpy().reshape(-1, 3).astype(np.float64)
+    target = content.reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(matched.mean(axis=0), target.mean(axis=0), atol=1e-3)
+    np.testing.assert_allclose(np.cov(matched.T, bias=True), np.cov(target.T, bias=True), rtol=1e-3, atol=1e-2)
+
+
+def test_luminance_matching_equalises_mean_and_spread():
+    style, content = skimage_rgb("hubble_deep_field")[::4, ::4], skimage_rgb("chelsea")[::3, ::3]
+    matched = image_io.match_luminance(style, content).numpy()[..., 0]
+    content_y = _yuv(content)[..., 0] * 255
+    assert matched.mean() == pytest.approx(content_y.mean(), abs=1e-2)
+    assert matched.std() == pytest.approx(content_y.std(), rel=1e-3)

@@ -12,6 +12,7 @@ from tf_nst.errors import UserInputError
 from tf_nst.lbfgs import LBFGS
 
 INIT_MODES = ("content", "noise", "style")
+COLOR_MODES = ("none", "luminance", "histogram")
 OPTIMIZERS = ("lbfgs", "adam")
 
 
@@ -34,6 +35,10 @@ class TransferConfig:
       scale_factor: the size ratio between neighbouring scales.
       coarse_steps: iterations at each scale but the finest (default: num_steps).
       jit_compile: compile the step with XLA.
+      preserve_color: "none"; "luminance" to transfer on luminance only and keep the content's colours
+        (Gatys et al. 2017, §5.1); or "histogram" to give the style images the content's colour mean and
+        covariance before the run (§5.2).
+      color_transform: for "histogram", "chol" (Cholesky) or "sym" (symmetric/PCA square roots).
     """
 
     num_steps: int = 300
@@ -48,6 +53,8 @@ class TransferConfig:
     scale_factor: float = 2.0
     coarse_steps: int = None
     jit_compile: bool = False
+    preserve_color: str = "none"
+    color_transform: str = "chol"
 
 
 def compute_targets(extractor, content, styles, style_layers, content_layers, blend_weights=None):
@@ -177,8 +184,8 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
     Returns:
       The stylised image, [H, W, 3] uint8.
     """
-    content = tf.convert_to_tensor(content, tf.float32)
-    styles = [tf.convert_to_tensor(s, tf.float32) for s in _as_image_list(style)]
+    original = tf.convert_to_tensor(content, tf.float32)
+    content, styles = _prepare_colors(original, _as_image_list(style), config)
     sizes = scale_sizes(*content.shape[:2], config.num_scales, config.scale_factor)
     coarse_steps = config.num_steps if config.coarse_steps is None else config.coarse_steps
     image, done = None, 0
@@ -198,7 +205,23 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
             done += 1
             if callback is not None:
                 callback(done, {"total": total, **terms}, image)
-    return np.asarray(image_io.to_uint8(image[0]))
+    result = image[0]
+    if config.preserve_color == "luminance":
+        result = image_io.keep_content_colors(result, original)
+    return np.asarray(image_io.to_uint8(result))
+
+
+def _prepare_colors(content, styles, config):
+    """The (content, styles) the optimisation sees under config.preserve_color."""
+    styles = [tf.convert_to_tensor(s, tf.float32) for s in styles]
+    if config.preserve_color == "none":
+        return content, styles
+    if config.preserve_color == "luminance":
+        return image_io.luminance_image(content), [image_io.match_luminance(s, content) for s in styles]
+    if config.preserve_color == "histogram":
+        return content, [image_io.match_color(s, content, config.color_transform) for s in styles]
+    raise UserInputError(
+        f"unknown preserve_color {config.preserve_color!r}; use one of {', '.join(COLOR_MODES)}")
 
 
 def _scaled(shape, ratio):
