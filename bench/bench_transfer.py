@@ -20,7 +20,9 @@ from absl import flags
 
 _SIZES = flags.DEFINE_list("sizes", ["256", "512"], "Square image sizes (pixels).")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per configuration (after 2 warm-up steps).")
-_METHODS = flags.DEFINE_list("methods", ["tutorial", "adam", "lbfgs"], "Configurations to run.")
+_METHODS = flags.DEFINE_list(
+    "methods", ["tutorial", "adam", "lbfgs", "lbfgs+bf16", "lbfgs+xla"],
+    "Configurations: 'tutorial', or 'adam'/'lbfgs' with optional '+bf16' and '+xla'.")
 _ONE = flags.DEFINE_string("one", None, "Internal: run one configuration 'method:size' and print JSON.")
 
 _STYLE = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
@@ -63,15 +65,17 @@ def _tutorial_step(size):
 
 
 def _tf_nst_step(method, size):
+    """method: "adam" or "lbfgs", optionally followed by "+bf16" (mixed_bfloat16) and/or "+xla"."""
     import numpy as np  # pylint: disable=import-outside-toplevel
 
     from tf_nst import optimize, vgg  # pylint: disable=import-outside-toplevel
 
-    config = vgg.ExtractorConfig(weights="none")
+    optimizer, *options = method.split("+")
+    config = vgg.ExtractorConfig(weights="none", precision="mixed_bfloat16" if "bf16" in options else "float32")
     extractor = vgg.build_extractor(config)
     rng = np.random.default_rng(0)
     content, style = rng.uniform(0, 255, (size, size, 3)), rng.uniform(0, 255, (size, size, 3))
-    transfer_config = optimize.TransferConfig(optimizer=method)
+    transfer_config = optimize.TransferConfig(optimizer=optimizer, jit_compile="xla" in options)
     style_grams, content_features = optimize.compute_targets(
         extractor, content, style, config.style_layers, config.content_layers)
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -112,20 +116,19 @@ def main(argv):
         _run_one(_ONE.value, _STEPS.value)
         return
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    rows = []
+    print(f"machine: {_machine()}")
+    print("| size | method | ms/step | vs tutorial | peak RSS (MB) |")
+    print("| --- | --- | --- | --- | --- |", flush=True)
     for size in _SIZES.value:
+        base = None
         for method in _METHODS.value:
             out = subprocess.run([sys.executable, __file__, f"--one={method}:{size}", f"--steps={_STEPS.value}"],
                                  capture_output=True, text=True, env=env, check=True).stdout
-            rows.append(json.loads(out.strip().splitlines()[-1]))
-            print(f"  done {method} {size}px", file=sys.stderr, flush=True)
-    print(f"machine: {_machine()}")
-    print("| size | method | ms/step | vs tutorial | peak RSS (MB) |")
-    print("| --- | --- | --- | --- | --- |")
-    for row in rows:
-        base = next((r for r in rows if r["method"] == "tutorial" and r["size"] == row["size"]), None)
-        ratio = f"{row['ms_per_step'] / base['ms_per_step']:.2f}x" if base else "-"
-        print(f"| {row['size']} | {row['method']} | {row['ms_per_step']:.0f} | {ratio} | {row['peak_rss_mb']:.0f} |")
+            row = json.loads(out.strip().splitlines()[-1])
+            base = row if method == "tutorial" else base
+            ratio = f"{row['ms_per_step'] / base['ms_per_step']:.2f}x" if base else "-"
+            print(f"| {size} | {method} | {row['ms_per_step']:.0f} | {ratio} | {row['peak_rss_mb']:.0f} |",
+                  flush=True)
 
 
 if __name__ == "__main__":
