@@ -21,10 +21,11 @@ from tf_nst import losses
 from tf_nst import transformer
 from tf_nst import vgg
 from tf_nst.errors import UserInputError
+from tf_nst.precision import PRECISIONS
+from tf_nst.precision import dtype_policy
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 STRATEGIES = ("default", "mirrored", "multi_worker")
-PRECISIONS = vgg.PRECISIONS
 MODEL_FILE = "stylizer.keras"
 # Training images shown, stylised, in TensorBoard.
 NUM_PREVIEW_IMAGES = 2
@@ -250,17 +251,6 @@ def is_chief(strategy):
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker"
                                              and resolver.task_id == 0)
-
-
-@contextlib.contextmanager
-def dtype_policy(name):
-    """Sets the global Keras dtype policy for the models built inside, and restores it afterwards."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 class Trainer:

@@ -14,6 +14,8 @@ import tensorflow as tf
 
 from tf_nst import image_io
 from tf_nst.errors import UserInputError
+from tf_nst.precision import PRECISIONS
+from tf_nst.precision import dtype_policy
 
 # Convolutions per block: Simonyan & Zisserman 2015, configurations D (VGG16) and E (VGG19).
 BLOCK_CONVS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
@@ -28,8 +30,6 @@ IMAGENET_WEIGHTS = {
     "vgg16": ("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "6d6bbae143d832006294945121d1f1fc"),
     "vgg19": ("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", "253f8cb515780f3b799900260a226db6"),
 }
-
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 _LAYER_NAME = re.compile(r"block(\d)_(?:conv(\d)|pool)$")
 
@@ -152,13 +152,8 @@ def build_extractor(config=ExtractorConfig()):
 
 def _backbone(name, precision):
     factory = {"vgg16": keras.applications.VGG16, "vgg19": keras.applications.VGG19}[name]
-    # keras.applications reads the global dtype policy; set it only while the layers are created.
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(precision)
-    try:
+    with dtype_policy(precision):
         return factory(include_top=False, weights=None, input_shape=(None, None, 3))
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
 
 
 def _load_weights(model, config):
