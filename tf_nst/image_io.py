@@ -47,16 +47,17 @@ def read_image(path, max_pixels=MAX_PIXELS):
     if not os.path.isfile(path):
         raise UserInputError(f"image file not found: {path!r}")
     try:
-        with warnings.catch_warnings(), Image.open(path) as img:
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit is checked here
-            width, height = img.size
-            if width * height > max_pixels:
-                raise UserInputError(
-                    f"image {path!r} is {width}x{height} = {width * height} pixels; the limit is "
-                    f"{max_pixels} pixels")
-            img.seek(0)
-            img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit is checked below
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise UserInputError(
+                        f"image {path!r} is {width}x{height} = {width * height} pixels; the limit is "
+                        f"{max_pixels} pixels")
+                img.seek(0)
+                img = ImageOps.exif_transpose(img)
+                return _to_rgb(img)
     except Image.DecompressionBombError as e:
         raise UserInputError(f"image {path!r} is too large ({e}); the limit is {max_pixels} pixels") from None
     except _READ_ERRORS as e:
