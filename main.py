@@ -201,7 +201,7 @@ _PROTOCOL = flags.DEFINE_enum(
 
 def _transfer():
     """The `transfer` command: per-image optimisation."""
-    from tf_nst import image_io, losses, optimize, vgg  # pylint: disable=import-outside-toplevel
+    from tf_nst import image_io, optimize, vgg  # pylint: disable=import-outside-toplevel
 
     content = image_io.read_image(_CONTENT.value)
     style_paths = _STYLE.value.split(",")
@@ -216,9 +216,7 @@ def _transfer():
     for path in snapshots.values():
         image_io.check_output_path(path, inputs, _OVERWRITE.value)
 
-    extractor_config = vgg.ExtractorConfig(
-        backbone=_BACKBONE.value, weights=_WEIGHTS.value, style_layers=tuple(_STYLE_LAYERS.value),
-        content_layers=tuple(_CONTENT_LAYERS.value), pooling=_POOLING.value, precision=_PRECISION.value)
+    extractor_config = _extractor_config()
     vgg.validate_config(extractor_config)
     min_side = vgg.min_input_size(extractor_config.style_layers + extractor_config.content_layers)
     content = image_io.resize_max_side(content, _IMAGE_SIZE.value)
@@ -230,16 +228,13 @@ def _transfer():
     for path, style in zip(style_paths, styles):
         _check_min_side("style", path, (style.shape[0] * ratio, style.shape[1] * ratio), min_side)
 
-    layer_weights = _STYLE_LAYER_WEIGHTS.value or [1.0] * len(_STYLE_LAYERS.value)
     config = optimize.TransferConfig(
         num_steps=_NUM_STEPS.value, optimizer=_OPTIMIZER.value, learning_rate=_LEARNING_RATE.value,
         lbfgs_history=_LBFGS_HISTORY.value, init=_INIT.value, seed=_SEED.value,
         style_blend_weights=_float_tuple(_STYLE_BLEND_WEIGHTS.value), num_scales=_NUM_SCALES.value,
         scale_factor=_SCALE_FACTOR.value, coarse_steps=_COARSE_STEPS.value, jit_compile=_JIT_COMPILE.value,
         preserve_color=_PRESERVE_COLOR.value, color_transform=_COLOR_TRANSFORM.value,
-        loss_weights=losses.LossWeights(
-            content=_CONTENT_WEIGHT.value, style=_STYLE_WEIGHT.value, tv=_TV_WEIGHT.value,
-            style_layers=dict(zip(_STYLE_LAYERS.value, (float(w) for w in layer_weights)))))
+        loss_weights=_loss_weights())
 
     extractor = vgg.build_extractor(extractor_config)
     height, width = content.shape[:2]
@@ -252,6 +247,25 @@ def _transfer():
     image_io.write_image(_OUTPUT.value, result)
     print(f"tf-nst: wrote {_OUTPUT.value}", flush=True)
     return 0
+
+
+def _extractor_config():
+    """The loss network that --backbone, --weights, --*_layers, --pooling and --precision describe."""
+    from tf_nst import vgg  # pylint: disable=import-outside-toplevel
+
+    return vgg.ExtractorConfig(
+        backbone=_BACKBONE.value, weights=_WEIGHTS.value, style_layers=tuple(_STYLE_LAYERS.value),
+        content_layers=tuple(_CONTENT_LAYERS.value), pooling=_POOLING.value, precision=_PRECISION.value)
+
+
+def _loss_weights():
+    """The loss weights from --content_weight, --style_weight, --tv_weight and --style_layer_weights."""
+    from tf_nst import losses  # pylint: disable=import-outside-toplevel
+
+    layer_weights = _STYLE_LAYER_WEIGHTS.value or [1.0] * len(_STYLE_LAYERS.value)
+    return losses.LossWeights(
+        content=_CONTENT_WEIGHT.value, style=_STYLE_WEIGHT.value, tv=_TV_WEIGHT.value,
+        style_layers=dict(zip(_STYLE_LAYERS.value, (float(w) for w in layer_weights))))
 
 
 def _check_min_side(name, path, shape, min_side):
@@ -343,12 +357,11 @@ def _require_flags(command, *holders):
 
 def _train():
     """The `train` command: fits a feed-forward stylizer to --style (Johnson et al. 2016)."""
-    from tf_nst import losses, train, vgg  # pylint: disable=import-outside-toplevel
+    from tf_nst import train  # pylint: disable=import-outside-toplevel
 
     _require_flags("train", _DATASET_DIR, _TRAIN_DIR)
     if "," in _STYLE.value:
         raise UserInputError(f"train learns one style: give one --style file, not {_STYLE.value!r}")
-    layer_weights = _STYLE_LAYER_WEIGHTS.value or [1.0] * len(_STYLE_LAYERS.value)
     config = train.TrainConfig(
         dataset_dir=_DATASET_DIR.value, train_dir=_TRAIN_DIR.value, style_image=_STYLE.value,
         image_size=_TRAIN_IMAGE_SIZE.value, style_size=_TRAIN_STYLE_SIZE.value, batch_size=_BATCH_SIZE.value,
@@ -356,12 +369,8 @@ def _train():
         checkpoint_every=_CHECKPOINT_EVERY.value, summary_every=_SUMMARY_EVERY.value,
         print_every=_PRINT_EVERY.value, strategy=_STRATEGY.value, precision=_PRECISION.value,
         width_multiplier=_WIDTH_MULTIPLIER.value, seed=_SEED.value,
-        extractor=vgg.ExtractorConfig(
-            backbone=_BACKBONE.value, weights=_WEIGHTS.value, style_layers=tuple(_STYLE_LAYERS.value),
-            content_layers=tuple(_CONTENT_LAYERS.value), pooling=_POOLING.value),
-        loss_weights=losses.LossWeights(
-            content=_CONTENT_WEIGHT.value, style=_STYLE_WEIGHT.value, tv=_TV_WEIGHT.value,
-            style_layers=dict(zip(_STYLE_LAYERS.value, (float(w) for w in layer_weights)))))
+        extractor=_extractor_config(),
+        loss_weights=_loss_weights())
     absl_logging.set_verbosity(absl_logging.WARNING)  # checkpoint saving logs at INFO every time
     result = train.train(config, _TrainReporter(config.num_steps))
     if result.interrupted_by is not None:
