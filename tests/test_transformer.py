@@ -106,10 +106,56 @@ def test_mixed_precision_computes_in_half_precision_and_returns_float32(slim):
     assert np.abs(output.numpy() - slim(images).numpy()).mean() < 3
 
 
-def test_reflection_padding_matches_numpy():
-    images = _images(2, 5, 7)
-    padded = transformer.ReflectionPadding2D(3)(images).numpy()
-    np.testing.assert_array_equal(padded, np.pad(images, [(0, 0), (3, 3), (3, 3), (0, 0)], mode="reflect"))
+def _reference_conv(images, kernel, bias, strides=1, upsample=False):
+    """Nearest upsampling with NumPy, reflection padding with np.pad, then a plain "valid" convolution."""
+    if upsample:
+        images = images.repeat(2, axis=1).repeat(2, axis=2)
+    padding = kernel.shape[0] // 2
+    padded = np.pad(images, [(0, 0), (padding, padding), (padding, padding), (0, 0)], mode="reflect")
+    return tf.nn.conv2d(padded, kernel, strides, "VALID").numpy() + bias
+
+
+@pytest.mark.parametrize("kernel_size, strides, upsample, height, width", [
+    (9, 1, False, 16, 20),   # space-to-depth path, sizes multiples of its blocks
+    (9, 1, False, 13, 7),    # ... and not
+    (7, 1, False, 9, 10),
+    (3, 1, True, 5, 7),      # upsampling at the low resolution
+    (3, 1, True, 1 + 2, 2),
+    (3, 2, False, 9, 12),    # plain path
+    (3, 1, False, 6, 5),
+])
+def test_reflection_conv_equals_padding_then_convolution(kernel_size, strides, upsample, height, width):
+    rng = np.random.default_rng(kernel_size + height)
+    images = rng.normal(size=(2, height, width, 5)).astype(np.float32)
+    layer = transformer.ReflectionConv2D(6, kernel_size, strides, upsample)
+    layer.build(images.shape)
+    kernel = rng.normal(size=layer.kernel.shape).astype(np.float32)
+    bias = rng.normal(size=6).astype(np.float32)
+    layer.set_weights([kernel, bias])
+    expected = _reference_conv(images, kernel, bias, strides, upsample)
+    assert layer.compute_output_shape(images.shape) == expected.shape
+    np.testing.assert_allclose(layer(images).numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_reflection_conv_gradients_equal_the_reference():
+    rng = np.random.default_rng(3)
+    images = tf.constant(rng.normal(size=(1, 12, 8, 3)).astype(np.float32))
+    for upsample, kernel_size in ((False, 9), (True, 3)):
+        layer = transformer.ReflectionConv2D(4, kernel_size, upsample=upsample)
+        layer.build(images.shape)
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(images)
+            fast = tf.reduce_sum(tf.sin(layer(images)))
+            if upsample:
+                upsampled = tf.repeat(tf.repeat(images, 2, axis=1), 2, axis=2)
+            else:
+                upsampled = images
+            padding = kernel_size // 2
+            padded = tf.pad(upsampled, [[0, 0], [padding, padding], [padding, padding], [0, 0]], "REFLECT")
+            slow = tf.reduce_sum(tf.sin(tf.nn.conv2d(padded, layer.kernel, 1, "VALID") + layer.bias))
+        for fast_grad, slow_grad in zip(tape.gradient(fast, [images, layer.kernel]),
+                                        tape.gradient(slow, [images, layer.kernel])):
+            np.testing.assert_allclose(fast_grad.numpy(), slow_grad.numpy(), rtol=1e-3, atol=1e-3)
 
 
 def test_pad_to_multiple_then_crop_restores_the_input():
@@ -130,3 +176,57 @@ def test_instance_normalization_matches_numpy():
     variance = features.var(axis=(1, 2), keepdims=True)
     expected = (features - mean) / np.sqrt(variance + 1e-5) * [1.0, 2.0, 0.5, -1.0] + [0.0, 1.0, -1.0, 3.0]
     np.testing.assert_allclose(layer(features).numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def _reference_network(model, images, num_residual_blocks):
+    """The same network computed the plain way from the model's weights: NumPy upsampling and reflection
+    padding, tf.nn.conv2d, and instance normalisation from NumPy moments."""
+
+    def conv(x, name, strides=1, upsample=False):
+        kernel, bias = model.get_layer(f"{name}_conv").get_weights()
+        return _reference_conv(x, kernel, bias, strides, upsample)
+
+    def norm(x, name, relu=True):
+        gamma, beta = model.get_layer(f"{name}_norm").get_weights()
+        x = (x - x.mean(axis=(1, 2), keepdims=True)) / np.sqrt(x.var(axis=(1, 2), keepdims=True) + 1e-5)
+        x = x * gamma + beta
+        return np.maximum(x, 0) if relu else x
+
+    height, width = images.shape[1:3]
+    x = images / 127.5 - 1
+    x = np.pad(x, [(0, 0), (0, -height % 4), (0, -width % 4), (0, 0)], mode="reflect")
+    x = norm(conv(x, "down1"), "down1")
+    x = norm(conv(x, "down2", strides=2), "down2")
+    x = norm(conv(x, "down3", strides=2), "down3")
+    for index in range(1, num_residual_blocks + 1):
+        y = norm(conv(x, f"res{index}_a"), f"res{index}_a")
+        x = x + norm(conv(y, f"res{index}_b"), f"res{index}_b", relu=False)
+    x = norm(conv(x, "up1", upsample=True), "up1")
+    x = norm(conv(x, "up2", upsample=True), "up2")
+    x = 127.5 * (np.tanh(conv(x, "output")) + 1)
+    return x[:, :height, :width]
+
+
+@pytest.mark.parametrize("height, width", [(67, 101), (8, 12), (36, 20)])
+def test_network_equals_the_plain_computation_of_johnsons_architecture(height, width):
+    keras.utils.set_random_seed(4)
+    model = transformer.build_transformer(width_multiplier=0.25, num_residual_blocks=2)
+    rng = np.random.default_rng(5)
+    # Random norm scales and offsets, so that every weight matters.
+    for layer in model.layers:
+        if isinstance(layer, transformer.InstanceNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape) for w in layer.get_weights()])
+    images = _images(2, height, width, seed=6)
+    expected = _reference_network(model, images, num_residual_blocks=2)
+    np.testing.assert_allclose(model(images).numpy(), expected, atol=0.05)
+
+
+def test_instance_normalization_of_the_phase_form_pools_the_phases():
+    features = np.random.default_rng(7).normal(3.0, 5.0, (2, 4, 3, 4 * 5)).astype(np.float32)
+    layer = transformer.InstanceNormalization(phases=4)
+    layer.build(features.shape)
+    assert layer.gamma.shape == (5,)
+    by_phase = features.reshape(2, 4, 3, 4, 5)
+    mean = by_phase.mean(axis=(1, 2, 3), keepdims=True)
+    expected = (by_phase - mean) / np.sqrt(by_phase.var(axis=(1, 2, 3), keepdims=True) + 1e-5)
+    np.testing.assert_allclose(layer(features).numpy(), expected.reshape(features.shape), rtol=1e-4, atol=1e-4)
