@@ -92,6 +92,15 @@ _PRESERVE_COLOR = flags.DEFINE_enum(
     "preserve_color", "none", ["none", "luminance", "histogram"],
     "'luminance': transfer brightness only and keep the content's colours; 'histogram': recolour the style "
     "to the content's colour mean and covariance first (Gatys et al. 2017, section 5).")
+_CONTENT_MASK = flags.DEFINE_list(
+    "content_mask", None,
+    "Spatial control: one grayscale mask file per --style file, each the content image's size. White: that "
+    "style applies here, black: it does not, grey: partly; where every mask is black the content is kept "
+    "(Gatys et al. 2017, section 4).")
+_STYLE_MASKS = flags.DEFINE_list(
+    "style_masks", None,
+    "One grayscale mask file per --style file, each its style image's size: the white region supplies that "
+    "style's statistics (default: the whole style image).")
 _COLOR_TRANSFORM = flags.DEFINE_enum(
     "color_transform", "chol", ["chol", "sym"], "Linear map for --preserve_color=histogram.")
 _JIT_COMPILE = flags.DEFINE_bool("jit_compile", False, "Compile the optimisation step with XLA.")
@@ -206,10 +215,12 @@ def _transfer():
     content = image_io.read_image(_CONTENT.value)
     style_paths = _STYLE.value.split(",")
     styles = [image_io.read_image(path) for path in style_paths]
+    content_masks = _read_masks(_CONTENT_MASK, [(_CONTENT.value, content)] * len(styles), "content")
+    style_masks = _read_masks(_STYLE_MASKS, list(zip(style_paths, styles)), "style")
     init_path = _INIT.value if _INIT.value not in optimize.INIT_MODES else None
     if init_path:
         image_io.read_image(init_path)
-    inputs = (_CONTENT.value, *style_paths, init_path)
+    inputs = (_CONTENT.value, *style_paths, init_path, *(_CONTENT_MASK.value or ()), *(_STYLE_MASKS.value or ()))
     image_io.check_output_path(_OUTPUT.value, inputs, _OVERWRITE.value)
     total_steps = _NUM_STEPS.value + (_NUM_SCALES.value - 1) * (_COARSE_STEPS.value or _NUM_STEPS.value)
     snapshots = _snapshot_paths(_OUTPUT.value, total_steps, _SAVE_EVERY.value)
@@ -234,7 +245,7 @@ def _transfer():
         style_blend_weights=_float_tuple(_STYLE_BLEND_WEIGHTS.value), num_scales=_NUM_SCALES.value,
         scale_factor=_SCALE_FACTOR.value, coarse_steps=_COARSE_STEPS.value, jit_compile=_JIT_COMPILE.value,
         preserve_color=_PRESERVE_COLOR.value, color_transform=_COLOR_TRANSFORM.value,
-        loss_weights=_loss_weights())
+        content_masks=content_masks, style_masks=style_masks, loss_weights=_loss_weights())
 
     extractor = vgg.build_extractor(extractor_config)
     height, width = content.shape[:2]
@@ -247,6 +258,36 @@ def _transfer():
     image_io.write_image(_OUTPUT.value, result)
     print(f"tf-nst: wrote {_OUTPUT.value}", flush=True)
     return 0
+
+
+def _read_masks(holder, images, kind):
+    """The masks of --content_mask or --style_masks, checked against their [(path, image)] at file size.
+
+    Returns:
+      A tuple of float32 [H, W] masks in [0, 1], one per style, or None without the flag.
+    """
+    from tf_nst import image_io  # pylint: disable=import-outside-toplevel
+
+    if holder.value is None:
+        return None
+    if len(holder.value) != len(images):
+        raise UserInputError(f"--{holder.name} has {len(holder.value)} file(s) but --style has {len(images)}; "
+                             "give one mask per --style file, in the same order")
+    masks = []
+    for mask_path, (image_path, image) in zip(holder.value, images):
+        try:
+            mask = image_io.read_mask(mask_path)
+        except UserInputError as e:
+            raise UserInputError(f"--{holder.name}: {e}") from None
+        if mask.shape != image.shape[:2]:
+            raise UserInputError(
+                f"{kind} mask {mask_path!r} is {mask.shape[1]}x{mask.shape[0]} but the {kind} image "
+                f"{image_path!r} is {image.shape[1]}x{image.shape[0]}; a mask must be the size of its image")
+        if kind == "style" and not mask.max() > 0:
+            raise UserInputError(f"style mask {mask_path!r} is all black: it selects no part of the style image "
+                                 f"{image_path!r}; paint the region to take the style from white")
+        masks.append(mask)
+    return tuple(masks)
 
 
 def _extractor_config():

@@ -169,3 +169,50 @@ def test_two_styles_coarse_to_fine_from_the_command_line(files):
     assert [line.split()[1] for line in result.stdout.splitlines() if line.startswith("step ")] == [
         "1/3", "2/3", "3/3"]
     assert Image.open(files["out"]).size == (64, 42)  # the 160x106 test image at 64 px
+
+
+def _mask(folder, name, size, value=255):
+    path = str(folder / name)
+    Image.new("L", size, value).save(path)
+    return path
+
+
+@pytest.mark.parametrize("case,fragments", [
+    ("count", ["--content_mask has 1 file(s) but --style has 2"]),
+    ("content_size", ["content mask", "is 100x80 but the content image", "is 160x106"]),
+    ("style_size", ["style mask", "is 30x30 but the style image"]),
+    ("unreadable", ["--content_mask: cannot read image", "bad_text.png"]),
+    ("black_style", ["is all black"]),
+])
+def test_bad_masks(files, case, fragments):
+    folder, content_size = files["dir"], Image.open(files["content"]).size
+    content_mask = _mask(folder, "content_mask.png", content_size)
+    masks = {
+        "count": [f"--content_mask={content_mask}"],
+        "content_size": [f"--content_mask={_mask(folder, 'small.png', (100, 80))},{content_mask}"],
+        "style_size": [f"--style_masks={_mask(folder, 'style_mask.png', (30, 30))},"
+                       f"{_mask(folder, 'coffee_mask.png', Image.open(files['coffee']).size)}"],
+        "unreadable": [f"--content_mask={_bad_file(folder, 'text')},{content_mask}"],
+        "black_style": [f"--style_masks={_mask(folder, 'black.png', Image.open(files['style']).size, 0)},"
+                        f"{_mask(folder, 'coffee_mask.png', Image.open(files['coffee']).size)}"],
+    }[case]
+    result = run_cli(f"--content={files['content']}", f"--style={files['style']},{files['coffee']}",
+                     f"--output={files['out']}", *masks, *FAST)
+    assert_user_error(result, *fragments)
+    assert not os.path.exists(files["out"])
+
+
+def test_masks_from_the_command_line(files):
+    width, height = Image.open(files["content"]).size
+    left = np.zeros((height, width), np.uint8)
+    left[:, : width // 2] = 255
+    Image.fromarray(left).save(str(files["dir"] / "left.png"))
+    Image.fromarray(255 - left).convert("RGB").save(str(files["dir"] / "right.jpg"))
+    style_mask = _mask(files["dir"], "coffee_mask.png", Image.open(files["coffee"]).size, 200)
+    result = run_cli(f"--content={files['content']}", f"--style={files['style']},{files['coffee']}",
+                     f"--content_mask={files['dir'] / 'left.png'},{files['dir'] / 'right.jpg'}",
+                     f"--style_masks={_mask(files['dir'], 'all.png', Image.open(files['style']).size)},{style_mask}",
+                     "--num_scales=2", "--coarse_steps=1", "--preserve_color=luminance", f"--output={files['out']}",
+                     "--weights=none", "--image_size=48", "--num_steps=2")
+    assert result.returncode == 0, result.stderr
+    assert Image.open(files["out"]).size == (48, 32)

@@ -211,3 +211,46 @@ def test_blend_and_keep_content_colors():
     luma = lambda rgb: rgb @ np.array([0.299, 0.587, 0.114], np.float32)  # noqa: E731
     expected = content + (luma(stylized) - luma(content))[..., None]
     np.testing.assert_allclose(image_io.keep_content_colors(stylized, content), expected, atol=1e-3)
+
+
+def test_read_mask_is_the_luminance_in_zero_one(tmp_path):
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[:, :2] = 255
+    rgb[:, 2:4] = (255, 0, 0)
+    rgb[:, 4:] = 0
+    for name, image in (("rgb.png", Image.fromarray(rgb)), ("gray.png", Image.fromarray(rgb).convert("L")),
+                        ("gray16.png", Image.fromarray(rgb[..., 0].astype(np.uint16) * 257))):
+        mask = image_io.read_mask(_save(tmp_path, name, image))
+        assert mask.shape == (4, 6) and mask.dtype == np.float32, name
+        np.testing.assert_allclose(mask[:, :2], 1.0, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(mask[:, 4:], 0.0, err_msg=name)
+    np.testing.assert_allclose(image_io.read_mask(str(tmp_path / "rgb.png"))[:, 2:4], 0.299, atol=1e-6)
+    with pytest.raises(UserInputError, match="cannot read image"):
+        image_io.read_mask(_save_text(tmp_path, "mask.png"))
+
+
+def _save_text(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("not an image")
+    return str(path)
+
+
+def test_pool_mask_follows_vgg_poolings_and_falls_back_to_area():
+    mask = np.random.default_rng(0).uniform(size=(85, 128)).astype(np.float32)
+    expected = mask[:84].reshape(42, 2, 64, 2).mean(axis=(1, 3))  # 2x2 "valid" pooling drops the odd row
+    np.testing.assert_allclose(image_io.pool_mask(mask, (42, 64)).numpy(), expected, rtol=1e-5)
+    deep = image_io.pool_mask(mask, (5, 8)).numpy()  # 85 -> 42 -> 21 -> 10 -> 5: rows 80 to 84 dropped
+    np.testing.assert_allclose(deep, mask[:80].reshape(5, 16, 8, 16).mean(axis=(1, 3)), rtol=1e-4)
+    np.testing.assert_allclose(image_io.pool_mask(mask, (85, 128)).numpy(), mask)
+    other = image_io.pool_mask(np.ones((30, 40), np.float32), (7, 9)).numpy()
+    assert other.shape == (7, 9)
+    np.testing.assert_allclose(other, 1.0, rtol=1e-6)
+
+
+def test_resize_mask_stays_in_zero_one_and_aligned():
+    mask = np.zeros((40, 60), np.float32)
+    mask[:, :30] = 1
+    resized = image_io.resize_mask(mask, (20, 30)).numpy()
+    assert resized.shape == (20, 30) and resized.min() >= 0 and resized.max() <= 1
+    np.testing.assert_allclose(resized[:, :14], 1.0, atol=1e-6)
+    np.testing.assert_allclose(resized[:, 16:], 0.0, atol=1e-6)

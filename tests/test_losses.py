@@ -83,3 +83,69 @@ def test_losses_are_float32_for_bfloat16_features():
     features = tf.cast(_features(13), tf.bfloat16)
     assert losses.gram_matrix(features).dtype == tf.float32
     assert losses.content_layer_loss(features, features).dtype == tf.float32
+
+
+def _numpy_masked_gram(features, mask):
+    weights = np.broadcast_to(mask, features.shape[:3]).astype(np.float64)
+    moments = np.einsum("bhw,bhwc,bhwd->bcd", weights, features.astype(np.float64), features.astype(np.float64))
+    return moments / weights.sum(axis=(1, 2))[:, None, None]
+
+
+def test_masked_gram_matrix_matches_numpy_for_soft_masks():
+    features = _features(14)
+    rng = np.random.default_rng(15)
+    shared, per_image = rng.uniform(size=(5, 7)), rng.uniform(size=(2, 5, 7))
+    for mask in (shared, per_image):
+        np.testing.assert_allclose(losses.masked_gram_matrix(features, mask.astype(np.float32)).numpy(),
+                                   _numpy_masked_gram(features, mask), rtol=1e-5, atol=1e-6)
+
+
+def test_masked_gram_matrix_with_ones_is_the_gram_matrix_and_with_zeros_is_zero():
+    features = _features(16)
+    np.testing.assert_allclose(losses.masked_gram_matrix(features, np.ones((5, 7), np.float32)).numpy(),
+                               losses.gram_matrix(features).numpy(), rtol=1e-6, atol=1e-7)
+    features = tf.constant(features)
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        gram = losses.masked_gram_matrix(features, tf.zeros((5, 7)))
+        total = tf.reduce_sum(gram)
+    assert np.all(gram.numpy() == 0)
+    np.testing.assert_array_equal(tape.gradient(total, features).numpy(), 0)  # no NaN from 0 / 0
+
+
+def test_masked_gram_matrix_ignores_the_unmasked_region():
+    features = _features(17, (1, 6, 8, 3))
+    mask = np.zeros((6, 8), np.float32)
+    mask[:, :4] = 1
+    changed = features.copy()
+    changed[:, :, 4:] = 100.0
+    np.testing.assert_allclose(losses.masked_gram_matrix(changed, mask).numpy(),
+                               losses.gram_matrix(features[:, :, :4]).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_guided_style_loss_is_the_weighted_sum_of_masked_relative_errors():
+    features = _features(18, (1, 5, 7, 4))
+    targets = [losses.gram_matrix(_features(seed, (1, 5, 7, 4))) for seed in (19, 20)]
+    masks = [np.random.default_rng(seed).uniform(size=(5, 7)).astype(np.float32) for seed in (21, 22)]
+    expected = 0
+    for mask, target, weight in zip(masks, targets, (0.25, 0.75)):
+        gram = _numpy_masked_gram(features, mask)
+        expected += weight * np.sum((gram - target.numpy()) ** 2) / np.sum(target.numpy() ** 2)
+    loss = losses.guided_style_layer_loss(features, masks, targets, (0.25, 0.75)).numpy()
+    assert loss == pytest.approx(expected, rel=1e-4)
+
+
+def test_combined_loss_with_one_all_ones_guide_equals_the_unguided_loss():
+    images = np.random.default_rng(23).uniform(0, 255, size=(1, 6, 7, 3)).astype(np.float32)
+    features = {"a": _features(24, (1, 5, 7, 4)), "b": _features(25, (1, 3, 4, 4))}
+    grams = {name: losses.gram_matrix(_features(26, value.shape)) for name, value in features.items()}
+    guided = losses.GuidedStyleTargets(
+        grams={name: [gram] for name, gram in grams.items()},
+        masks={name: [np.ones(value.shape[1:3], np.float32)] for name, value in features.items()},
+        blend_weights=(1.0,))
+    weights = losses.LossWeights(content=2.0, style=3.0, tv=4.0, style_layers={"a": 1.0, "b": 2.0})
+    plain_total, plain = losses.combined_loss(images, features, grams, {"a": features["a"]}, weights)
+    guided_total, terms = losses.combined_loss(images, features, guided, {"a": features["a"]}, weights)
+    assert set(terms) == {"content", "style", "tv"}
+    assert terms["style"].numpy() == pytest.approx(plain["style"].numpy(), rel=1e-5)
+    assert guided_total.numpy() == pytest.approx(plain_total.numpy(), rel=1e-5)

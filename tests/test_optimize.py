@@ -64,6 +64,32 @@ def test_style_transfers_and_content_is_kept_on_real_features(real_case, lbfgs_r
     assert kept < 0.5 * style_itself, (kept, style_itself)
 
 
+def test_content_mask_confines_the_style_to_its_region_on_real_features(real_case):
+    """Gatys et al. 2017, §4: style on the white left half; the black right half keeps the content."""
+    extractor, config, content, style = real_case
+    content = np.asarray(content)
+    height, width = content.shape[:2]
+    mask = np.zeros((height, width), np.float32)
+    mask[:, : width // 2] = 1
+    transfer_config = optimize.TransferConfig(
+        num_steps=40, content_masks=(mask,), loss_weights=losses.LossWeights(content=1.0, style=3.0, tv=0.0))
+    result = optimize.transfer(extractor, content, style, transfer_config, config.style_layers,
+                               config.content_layers).astype(np.float32)
+    band = 16  # deep layers' receptive fields and the pooled mask blur the border
+    left, right = (slice(None), slice(None, width // 2 - band)), (slice(None), slice(width // 2 + band, None))
+    change = np.abs(result - content).mean(axis=2)
+    left_change, right_change = change[left].mean(), change[right].mean()
+    measured = f"mean |result - content|: left {left_change:.2f}, right {right_change:.2f} grey levels"
+    assert right_change < 0.25 * left_change, measured  # measured: about 0.06x
+    assert right_change < 5.0, measured  # measured: about 1.5
+    assert left_change > 10.0, measured  # measured: about 23
+    left_gram = [gram_distance(extractor, image[left], style, config.style_layers) for image in (content, result)]
+    right_gram = [gram_distance(extractor, image[right], style, config.style_layers) for image in (content, result)]
+    measured = f"Gram distance to the style, before -> after: left {left_gram}, right {right_gram}"
+    assert left_gram[1] < 0.7 * left_gram[0], measured  # measured: 0.76 -> 0.39
+    assert right_gram[1] > 0.9 * right_gram[0], measured  # measured: 0.80 -> 0.80
+
+
 def test_lbfgs_reaches_a_lower_loss_than_adam_in_equal_steps(real_case, lbfgs_run):
     _, lbfgs_terms = lbfgs_run
     _, adam_terms = _run(real_case, "adam")
@@ -189,3 +215,77 @@ def test_luminance_matching_equalises_mean_and_spread():
     content_y = _yuv(content)[..., 0] * 255
     assert matched.mean() == pytest.approx(content_y.mean(), abs=1e-2)
     assert matched.std() == pytest.approx(content_y.std(), rel=1e-3)
+
+
+def _left_half(shape):
+    mask = np.zeros(shape[:2], np.float32)
+    mask[:, : shape[1] // 2] = 1
+    return mask
+
+
+def test_all_ones_content_mask_equals_the_unmasked_run(random_case):
+    extractor, config, (content, style, _) = random_case
+    run = lambda **masks: optimize.transfer(
+        extractor, content, style, optimize.TransferConfig(num_steps=5, **masks), config.style_layers,
+        config.content_layers)
+    np.testing.assert_allclose(run(content_masks=(np.ones(content.shape[:2], np.float32),)), run(), atol=1)
+
+
+def test_where_every_content_mask_is_black_the_content_is_kept(random_case):
+    extractor, config, (content, style_a, style_b) = random_case
+    black = np.zeros(content.shape[:2], np.float32)
+    result = optimize.transfer(
+        extractor, content, [style_a, style_b], optimize.TransferConfig(num_steps=5, content_masks=(black, black)),
+        config.style_layers, config.content_layers)
+    np.testing.assert_array_equal(result, np.round(content).astype(np.uint8))
+
+
+def test_masked_targets(random_case):
+    extractor, config, (content, style_a, style_b) = random_case
+    plain, _ = optimize.compute_targets(extractor, content, style_a, config.style_layers, config.content_layers)
+    ones, _ = optimize.compute_targets(extractor, content, style_a, config.style_layers, config.content_layers,
+                                       style_masks=[np.ones(style_a.shape[:2], np.float32)])
+    for name in config.style_layers:
+        np.testing.assert_allclose(ones[name], plain[name], rtol=1e-5)
+    masks = (_left_half(content.shape), 1 - _left_half(content.shape))
+    guided, _ = optimize.compute_targets(extractor, content, [style_a, style_b], config.style_layers,
+                                         config.content_layers, blend_weights=(3.0, 1.0), content_masks=masks,
+                                         style_masks=[None, _left_half(style_b.shape)])
+    assert guided.blend_weights == (0.75, 0.25)
+    features = extractor(content[None])
+    for name in config.style_layers:
+        assert [tuple(mask.shape) for mask in guided.masks[name]] == [tuple(features[name].shape[1:3])] * 2
+        np.testing.assert_allclose(guided.grams[name][0], plain[name], rtol=1e-5)
+        style_b_features = extractor(style_b[None])[name]
+        expected = losses.masked_gram_matrix(
+            style_b_features, image_io.pool_mask(_left_half(style_b.shape), style_b_features.shape[1:3]))
+        np.testing.assert_allclose(guided.grams[name][1], expected, rtol=1e-5)
+
+
+def test_masks_run_coarse_to_fine_with_colour_control(random_case):
+    extractor, config, (content, style_a, style_b) = random_case
+    sizes, finite = [], []
+    for mode in ("luminance", "histogram"):
+        result = optimize.transfer(
+            extractor, content, [style_a, style_b],
+            optimize.TransferConfig(num_steps=2, num_scales=2, coarse_steps=2, preserve_color=mode,
+                                    content_masks=(_left_half(content.shape), 1 - _left_half(content.shape)),
+                                    style_masks=(np.ones(style_a.shape[:2]), _left_half(style_b.shape))),
+            config.style_layers, config.content_layers,
+            callback=lambda step, terms, image: (sizes.append(tuple(image.shape[1:3])),
+                                                 finite.append(np.isfinite(float(terms["total"])))))
+        assert result.shape == content.shape
+    assert sizes == [(15, 20), (15, 20), (30, 40), (30, 40)] * 2 and all(finite)
+
+
+@pytest.mark.parametrize("masks,message", [
+    ({"content_masks": (np.ones((30, 40)),)}, "1 content mask"),
+    ({"style_masks": (np.ones((24, 24)), np.ones((36, 20)), np.ones((5, 5)))}, "3 style mask"),
+    ({"style_masks": (np.ones((24, 24)), np.zeros((36, 20)))}, "style mask 2 is all black"),
+    ({"content_masks": (np.ones((30, 40, 3)), np.ones((30, 40)))}, "content mask 1 has shape"),
+])
+def test_masks_that_do_not_fit_are_user_errors(random_case, masks, message):
+    extractor, config, (content, style_a, style_b) = random_case
+    with pytest.raises(optimize.UserInputError, match=message):
+        optimize.transfer(extractor, content, [style_a, style_b], optimize.TransferConfig(num_steps=1, **masks),
+                          config.style_layers, config.content_layers)

@@ -1,9 +1,9 @@
 """Image files in and out, and every pixel conversion in tf_nst.
 
 This is the only module that converts pixels: file or encoded bytes <-> uint8 RGB (header sizes and PNG
-encoding included), uint8 <-> float [0, 255], resizing, colour blending, the feed-forward network's [-1, 1]
-range, and VGG's "caffe" preprocessing. Per-image optimisation, training, `stylize` and the serving graph
-all call it, so the network never sees differently prepared pixels in two places.
+encoding included), uint8 <-> float [0, 255], grayscale masks, resizing, colour blending, the feed-forward
+network's [-1, 1] range, and VGG's "caffe" preprocessing. Per-image optimisation, training, `stylize` and the
+serving graph all call it, so the network never sees differently prepared pixels in two places.
 """
 
 import os
@@ -69,6 +69,19 @@ def read_image(path, max_pixels=MAX_PIXELS):
             "file") from None
 
 
+def read_mask(path, max_pixels=MAX_PIXELS):
+    """Reads a grayscale mask file as float32 [H, W] in [0, 1]: white 1, black 0.
+
+    Any image `read_image` reads works; colour is reduced to its luminance (Y of YUV, ITU-R BT.601) and
+    transparency counts as white, as `read_image` composites it.
+
+    Raises:
+      UserInputError: the file is missing, not an image, truncated, or too large.
+    """
+    rgb = read_image(path, max_pixels).astype(np.float32)
+    return np.clip(rgb @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0, 0.0, 1.0)
+
+
 def decode(contents):
     """Encoded PNG, JPEG, GIF, BMP or WebP bytes (a string tensor) -> [H, W, 3] uint8 RGB tensor.
 
@@ -109,6 +122,39 @@ def resize(image, size):
     """
     image = tf.cast(image, tf.float32)
     return tf.image.resize(image, size, method="bilinear", antialias=True)
+
+
+def resize_mask(mask, size):
+    """Resizes an [H, W] mask like `resize` resizes an image (so the two stay aligned); float32 in [0, 1]."""
+    mask = tf.convert_to_tensor(mask, tf.float32)
+    if tuple(mask.shape) == tuple(size):
+        return mask
+    return tf.clip_by_value(resize(mask[..., None], size)[..., 0], 0.0, 1.0)
+
+
+def pool_mask(mask, size):
+    """Brings an [H, W] mask to a VGG feature map's [h, w] grid: each cell is the mean of the pixels it covers.
+
+    VGG's 2x2, stride-2, "valid" poolings (max or average) take a feature map from H to floor(H / 2), dropping
+    an odd last row or column. Halving the mask by 2x2 average pooling repeats exactly that geometry, so each
+    cell of the result averages the same pixels as the feature it weights; tf.image.resize(method="area")
+    would spread the mask over the dropped rows too, shifting it by up to a cell at the far edge. Sizes that
+    halving cannot reach (not a VGG grid) fall back to an area resize.
+
+    Args:
+      mask: [H, W] weights.
+      size: (h, w) of the feature map, at most (H, W).
+
+    Returns:
+      float32 [h, w].
+    """
+    pooled = tf.convert_to_tensor(mask, tf.float32)[None, :, :, None]
+    height, width = size
+    while int(pooled.shape[1]) // 2 >= height and int(pooled.shape[2]) // 2 >= width:
+        pooled = tf.nn.avg_pool2d(pooled, 2, 2, "VALID")
+    if tuple(pooled.shape[1:3]) != (height, width):
+        pooled = tf.image.resize(pooled, size, method="area")
+    return pooled[0, :, :, 0]
 
 
 def resize_shorter_side(image, side):

@@ -1,4 +1,4 @@
-"""Stateless style-transfer losses: Gram matrices, style, content and total-variation terms.
+"""Stateless style-transfer losses: Gram matrices (guided ones too), style, content and total-variation terms.
 
 Every loss is computed in float32, whatever the precision of the features (mixed precision keeps the
 Gram matrices and the losses in float32).
@@ -30,11 +30,43 @@ def gram_matrix(features):
     return tf.einsum("bhwc,bhwd->bcd", features, features) / positions
 
 
-def _relative_squared_error(value, target):
-    """sum((value - target)^2) / (sum(target^2) + eps): a squared error that does not depend on scale."""
+def masked_gram_matrix(features, mask):
+    """The guided Gram matrix of a weighted region (Gatys et al. 2017, §4.1).
+
+    G[b, c, d] = sum_{h,w} m[h, w] F[b, h, w, c] F[b, h, w, d] / sum_{h,w} m[h, w].
+
+    The mean outer product over the region, as `gram_matrix` is over the whole map: an all-ones mask gives
+    `gram_matrix`, and the normalisation by the mask's area keeps a small region's statistics comparable to a
+    large one's. Weighting by m (not m^2, as masking F before the product would) makes a soft mask a weighted
+    mean. A mask that is zero everywhere gives a zero matrix, not NaN.
+
+    Args:
+      features: [batch, height, width, channels] activations.
+      mask: [height, width] or [batch, height, width] non-negative weights on the features' grid (see
+        image_io.pool_mask).
+
+    Returns:
+      [batch, channels, channels] float32 Gram matrices.
+    """
+    features = tf.cast(features, tf.float32)
+    mask = tf.cast(mask, tf.float32)
+    if mask.shape.rank == 2:
+        mask = mask[None]
+    moments = tf.einsum("bhwc,bhwd->bcd", features * mask[..., None], features)
+    area = tf.reduce_sum(mask, axis=[1, 2])
+    return tf.math.divide_no_nan(moments, area[:, None, None])
+
+
+def _relative_squared_errors(value, target):
+    """Per batch entry, sum((value - target)^2) / (sum(target^2) + eps): a squared error free of scale."""
     error = tf.reduce_sum(tf.square(value - target), axis=list(range(1, value.shape.rank)))
     norm = tf.reduce_sum(tf.square(target), axis=list(range(1, target.shape.rank)))
-    return tf.reduce_mean(error / (norm + 1e-8))
+    return error / (norm + 1e-8)
+
+
+def _relative_squared_error(value, target):
+    """The batch mean of `_relative_squared_errors`."""
+    return tf.reduce_mean(_relative_squared_errors(value, target))
 
 
 def style_layer_loss(features, target_gram):
@@ -52,6 +84,26 @@ def style_layer_loss(features, target_gram):
     """
     gram = gram_matrix(features)
     return _relative_squared_error(gram, tf.broadcast_to(tf.cast(target_gram, tf.float32), tf.shape(gram)))
+
+
+def guided_style_layer_loss(features, masks, target_grams, blend_weights):
+    """Spatially controlled style loss of one layer (Gatys et al. 2017, §4.1).
+
+    sum_i w_i E(masked_gram_matrix(F, m_i), T_i), with E the relative squared error of `style_layer_loss`:
+    style i is matched only inside its mask m_i, and positions outside every mask have no style term.
+
+    Args:
+      features: [batch, height, width, channels] activations of the image being optimised.
+      masks: one [height, width] mask per style, on the features' grid.
+      target_grams: one [1, channels, channels] target Gram matrix per style.
+      blend_weights: one weight per style, summing to 1.
+    """
+    terms = []
+    for mask, target, weight in zip(masks, target_grams, blend_weights):
+        gram = masked_gram_matrix(features, mask)
+        target = tf.broadcast_to(tf.cast(target, tf.float32), tf.shape(gram))
+        terms.append(weight * _relative_squared_error(gram, target))
+    return tf.add_n(terms)
 
 
 def content_layer_loss(features, target_features):
@@ -100,13 +152,29 @@ def style_targets(features, style_layers):
     return {name: gram_matrix(features[name]) for name in style_layers}
 
 
+@dataclasses.dataclass(frozen=True)
+class GuidedStyleTargets:
+    """Style targets under spatial control (Gatys et al. 2017, §4.1): one target and one region per style.
+
+    Attributes:
+      grams: {layer: [target Gram matrix of style i, ...]}.
+      masks: {layer: [content mask of style i on the layer's grid, ...]}.
+      blend_weights: one weight per style, summing to 1.
+    """
+
+    grams: dict
+    masks: dict
+    blend_weights: tuple
+
+
 def combined_loss(images, features, style_grams, content_features, weights):
     """The total loss and its named, weighted terms.
 
     Args:
       images: the images being optimised, [batch, height, width, 3] in [0, 255] (for the TV term).
       features: {layer: activations} of `images`.
-      style_grams: {layer: target Gram matrix}; these layers form the style term.
+      style_grams: {layer: target Gram matrix}, or a GuidedStyleTargets for spatial control; these layers
+        form the style term.
       content_features: {layer: target activations}; these layers form the content term.
       weights: a LossWeights.
 
@@ -116,9 +184,16 @@ def combined_loss(images, features, style_grams, content_features, weights):
     """
     content = tf.add_n([content_layer_loss(features[name], target)
                         for name, target in content_features.items()]) / len(content_features)
-    layer_weights = {name: float(weights.style_layers.get(name, 1.0)) for name in style_grams}
-    style = tf.add_n([layer_weights[name] * style_layer_loss(features[name], target)
-                      for name, target in style_grams.items()]) / sum(layer_weights.values())
+    if isinstance(style_grams, GuidedStyleTargets):
+        guides = style_grams
+        layer_losses = {name: guided_style_layer_loss(features[name], guides.masks[name], targets,
+                                                      guides.blend_weights)
+                        for name, targets in guides.grams.items()}
+    else:
+        layer_losses = {name: style_layer_loss(features[name], target) for name, target in style_grams.items()}
+    layer_weights = {name: float(weights.style_layers.get(name, 1.0)) for name in layer_losses}
+    style = tf.add_n([layer_weights[name] * loss for name, loss in layer_losses.items()]) / sum(
+        layer_weights.values())
     terms = {
         "content": weights.content * content,
         "style": weights.style * style,

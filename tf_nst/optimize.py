@@ -39,6 +39,11 @@ class TransferConfig:
         (Gatys et al. 2017, §5.1); or "histogram" to give the style images the content's colour mean and
         covariance before the run (§5.2).
       color_transform: for "histogram", "chol" (Cholesky) or "sym" (symmetric/PCA square roots).
+      content_masks: spatial control (Gatys et al. 2017, §4): one [H, W] mask in [0, 1] per style image, of
+        the content's aspect ratio (resized to it); style i is matched only where its mask is non-zero, and
+        where every mask is 0 only the content and TV terms apply. None: every style everywhere (blended).
+      style_masks: one [H', W'] mask in [0, 1] per style image, of that style's aspect ratio: the region of
+        the style image whose statistics are its target (§4.1). None: the whole style images.
     """
 
     num_steps: int = 300
@@ -55,9 +60,12 @@ class TransferConfig:
     jit_compile: bool = False
     preserve_color: str = "none"
     color_transform: str = "chol"
+    content_masks: tuple = None
+    style_masks: tuple = None
 
 
-def compute_targets(extractor, content, styles, style_layers, content_layers, blend_weights=None):
+def compute_targets(extractor, content, styles, style_layers, content_layers, blend_weights=None,
+                    content_masks=None, style_masks=None):
     """Style Gram matrices and content activations, computed once.
 
     Args:
@@ -65,25 +73,58 @@ def compute_targets(extractor, content, styles, style_layers, content_layers, bl
       content: [H, W, 3] content image in [0, 255].
       styles: one [H', W', 3] style image in [0, 255], or a list of them; sizes may differ.
       style_layers, content_layers: layer names.
-      blend_weights: one non-negative weight per style image (default: equal). Gram matrices are blended
-        as sum_i w_i G_i / sum_i w_i.
+      blend_weights: one non-negative weight per style image (default: equal), normalised to sum 1.
+      content_masks: optional, one [H, W] mask per style image at the content's size (spatial control).
+      style_masks: optional, one [H', W'] mask (or None) per style image at that style's size: its Gram
+        target is the guided Gram matrix of the masked region (Gatys et al. 2017, §4.1).
 
     Returns:
-      (style_grams, content_features): dicts {layer: tensor}.
+      (style_grams, content_features). content_features is {layer: tensor}. Without content_masks,
+      style_grams is {layer: sum_i w_i G_i}, the blended Gram target; with them, a
+      losses.GuidedStyleTargets holding each style's target and content mask on every layer's grid.
     """
     styles = _as_image_list(styles)
-    blend_weights = [1.0] * len(styles) if blend_weights is None else [float(w) for w in blend_weights]
-    if len(blend_weights) != len(styles) or min(blend_weights) < 0 or sum(blend_weights) <= 0:
-        raise UserInputError(
-            f"style blend weights {blend_weights} do not fit {len(styles)} style image(s); give one "
-            "non-negative weight per style, not all zero")
-    style_grams = {name: 0.0 for name in style_layers}
-    for style, weight in zip(styles, blend_weights):
-        grams = losses.style_targets(extractor(tf.convert_to_tensor(style, tf.float32)[None]), style_layers)
-        for name in style_layers:
-            style_grams[name] += (weight / sum(blend_weights)) * grams[name]
+    weights = _normalised_blend_weights(blend_weights, len(styles))
+    per_style = [_style_grams(extractor, style, style_layers, mask)
+                 for style, mask in zip(styles, style_masks or [None] * len(styles))]
     content_features = extractor(tf.convert_to_tensor(content, tf.float32)[None])
+    if content_masks is None:
+        style_grams = {name: 0.0 for name in style_layers}
+        for grams, weight in zip(per_style, weights):
+            for name in style_layers:
+                style_grams[name] += weight * grams[name]
+    else:
+        style_grams = losses.GuidedStyleTargets(
+            grams={name: [grams[name] for grams in per_style] for name in style_layers},
+            masks={name: [image_io.pool_mask(mask, content_features[name].shape[1:3]) for mask in content_masks]
+                   for name in style_layers},
+            blend_weights=tuple(weights))
     return style_grams, {name: content_features[name] for name in content_layers}
+
+
+def _normalised_blend_weights(blend_weights, num_styles):
+    weights = [1.0] * num_styles if blend_weights is None else [float(w) for w in blend_weights]
+    if len(weights) != num_styles or min(weights) < 0 or sum(weights) <= 0:
+        raise UserInputError(
+            f"style blend weights {weights} do not fit {num_styles} style image(s); give one "
+            "non-negative weight per style, not all zero")
+    return [weight / sum(weights) for weight in weights]
+
+
+def _style_grams(extractor, style, style_layers, mask=None):
+    """{layer: Gram matrix} of one style image; with a mask, of the masked region only."""
+    features = extractor(tf.convert_to_tensor(style, tf.float32)[None])
+    if mask is None:
+        return losses.style_targets(features, style_layers)
+    grams = {}
+    for name in style_layers:
+        layer_mask = image_io.pool_mask(mask, features[name].shape[1:3])
+        if not float(tf.reduce_max(layer_mask)) > 0:
+            raise UserInputError(
+                f"a style mask's region vanishes at {name} ({features[name].shape[2]}x{features[name].shape[1]} "
+                "cells); make its white region larger")
+        grams[name] = losses.masked_gram_matrix(features[name], layer_mask)
+    return grams
 
 
 def _as_image_list(images):
@@ -168,7 +209,9 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
     """Stylises `content` with one or more style images by optimising the pixels.
 
     With config.num_scales > 1 the optimisation runs coarse-to-fine: each scale starts from the previous
-    scale's result, upsampled, and style images are scaled by the same ratio as the content.
+    scale's result, upsampled, and style images are scaled by the same ratio as the content. Masks
+    (config.content_masks, config.style_masks) are resized to the content's and each style's size at every
+    scale.
 
     Args:
       extractor: the model from vgg.build_extractor, exposing every style and content layer.
@@ -186,6 +229,7 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
     """
     original = tf.convert_to_tensor(content, tf.float32)
     content, styles = _prepare_colors(original, _as_image_list(style), config)
+    _check_masks(config, len(styles))
     sizes = scale_sizes(*content.shape[:2], config.num_scales, config.scale_factor)
     coarse_steps = config.num_steps if config.coarse_steps is None else config.coarse_steps
     image, done = None, 0
@@ -193,8 +237,10 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
         ratio = size[0] / int(content.shape[0])
         scaled_content = image_io.resize(content, size) if index < len(sizes) - 1 else content
         scaled_styles = [s if ratio == 1 else image_io.resize(s, _scaled(s.shape, ratio)) for s in styles]
+        content_masks, style_masks = _scaled_masks(config, size, scaled_styles)
         style_grams, content_features = compute_targets(
-            extractor, scaled_content, scaled_styles, style_layers, content_layers, config.style_blend_weights)
+            extractor, scaled_content, scaled_styles, style_layers, content_layers, config.style_blend_weights,
+            content_masks, style_masks)
         start = (initial_image(config.init, scaled_content, scaled_styles, config.seed) if image is None
                  else image_io.resize(image, size))
         image = tf.Variable(start, name="image")
@@ -209,6 +255,30 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
     if config.preserve_color == "luminance":
         result = image_io.keep_content_colors(result, original)
     return np.asarray(image_io.to_uint8(result))
+
+
+def _check_masks(config, num_styles):
+    """Raises UserInputError unless the masks fit the styles: one 2-D mask each, style masks not all 0."""
+    for kind, masks in (("content", config.content_masks), ("style", config.style_masks)):
+        if masks is None:
+            continue
+        if len(masks) != num_styles:
+            raise UserInputError(f"{len(masks)} {kind} mask(s) for {num_styles} style image(s); give one per style")
+        for index, mask in enumerate(masks, start=1):
+            if np.ndim(mask) != 2:
+                raise UserInputError(f"{kind} mask {index} has shape {np.shape(mask)}; expected [height, width]")
+            if kind == "style" and not np.max(mask) > 0:
+                raise UserInputError(f"style mask {index} is all black: it selects no part of style image {index}")
+
+
+def _scaled_masks(config, size, styles):
+    """The (content_masks, style_masks) resized to the content's `size` and to each of `styles`."""
+    content_masks = style_masks = None
+    if config.content_masks is not None:
+        content_masks = [image_io.resize_mask(mask, size) for mask in config.content_masks]
+    if config.style_masks is not None:
+        style_masks = [image_io.resize_mask(mask, style.shape[:2]) for mask, style in zip(config.style_masks, styles)]
+    return content_masks, style_masks
 
 
 def _prepare_colors(content, styles, config):
