@@ -289,3 +289,28 @@ def test_masks_that_do_not_fit_are_user_errors(random_case, masks, message):
     with pytest.raises(optimize.UserInputError, match=message):
         optimize.transfer(extractor, content, [style_a, style_b], optimize.TransferConfig(num_steps=1, **masks),
                           config.style_layers, config.content_layers)
+
+
+def test_bfloat16_and_float32_runs_reach_the_same_style_gain_on_real_features(vgg16_weights):
+    """Mixed bfloat16 (Gram matrices and losses in float32) stylises as well as float32 on one case.
+
+    Judged with the float32 network, so both results are measured alike. Tuning run (96 px, 40 L-BFGS steps):
+    float32 gain 0.572, content distance 0.427; bfloat16 gain 0.575, content distance 0.431.
+    """
+    content = image_io.resize_max_side(skimage_rgb("chelsea"), 96)
+    style = image_io.resize_max_side(skimage_rgb("coffee"), 96)
+    config = vgg.ExtractorConfig(backbone="vgg16", weights=vgg16_weights)
+    judge = vgg.build_extractor(config)
+    transfer_config = optimize.TransferConfig(
+        num_steps=40, loss_weights=losses.LossWeights(content=1.0, style=3.0, tv=0.0))
+    before = gram_distance(judge, content, style, config.style_layers)
+    results = {}
+    for precision in ("float32", "mixed_bfloat16"):
+        extractor = vgg.build_extractor(dataclasses.replace(config, precision=precision))
+        result = optimize.transfer(extractor, content, style, transfer_config, config.style_layers,
+                                   config.content_layers)
+        gain = 1 - gram_distance(judge, result, style, config.style_layers) / before
+        results[precision] = (gain, content_distance(judge, result, content, config.content_layers[0]))
+    (gain32, content32), (gain16, content16) = results["float32"], results["mixed_bfloat16"]
+    assert gain32 > 0.4 and gain16 > 0.4, results
+    assert abs(gain16 - gain32) < 0.05 and abs(content16 - content32) < 0.05, results
