@@ -106,6 +106,13 @@ _COLOR_TRANSFORM = flags.DEFINE_enum(
 _JIT_COMPILE = flags.DEFINE_bool("jit_compile", False, "Compile the optimisation step with XLA.")
 _SAVE_EVERY = flags.DEFINE_integer(
     "save_every", 0, "Also write a snapshot <output>_stepN.<ext> every N steps (0: never).", lower_bound=0)
+_TILE_SIZE = flags.DEFINE_integer(
+    "tile_size", 0, "High resolution in bounded memory: optimise scales larger than this many pixels in "
+    "overlapping tiles of this size, one after another (0: whole images). At least 64 and more than twice "
+    "--tile_overlap.", lower_bound=0)
+_TILE_OVERLAP = flags.DEFINE_integer(
+    "tile_overlap", 64, "Pixels that neighbouring tiles share at least; tiles are blended across them.",
+    lower_bound=0)
 
 flags.register_validator(
     "learning_rate", lambda value: value > 0, message="--learning_rate must be greater than 0")
@@ -119,6 +126,19 @@ flags.register_validator(
     message="--style_blend_weights needs one non-negative number per --style file, not all zero")
 def _check_style_blend_weights(values):
     return _valid_weights(values["style_blend_weights"], len(values["style"].split(",")))
+
+
+@flags.multi_flags_validator(["tile_size", "tile_overlap"])
+def _check_tiles(values):
+    from tf_nst import tiling  # pylint: disable=import-outside-toplevel
+
+    size, overlap = values["tile_size"], values["tile_overlap"]
+    if size and (size < tiling.MIN_TILE_SIZE or size <= 2 * overlap):
+        raise flags.ValidationError(
+            f"--tile_size={size} with --tile_overlap={overlap} does not work: use --tile_size=0 (no tiles) or a "
+            f"tile of at least {tiling.MIN_TILE_SIZE} px and more than twice the overlap "
+            f"(--tile_size={max(tiling.MIN_TILE_SIZE, 2 * overlap + 1)} or more)")
+    return True
 
 
 @flags.multi_flags_validator(
@@ -222,10 +242,6 @@ def _transfer():
         image_io.read_image(init_path)
     inputs = (_CONTENT.value, *style_paths, init_path, *(_CONTENT_MASK.value or ()), *(_STYLE_MASKS.value or ()))
     image_io.check_output_path(_OUTPUT.value, inputs, _OVERWRITE.value)
-    total_steps = _NUM_STEPS.value + (_NUM_SCALES.value - 1) * (_COARSE_STEPS.value or _NUM_STEPS.value)
-    snapshots = _snapshot_paths(_OUTPUT.value, total_steps, _SAVE_EVERY.value)
-    for path in snapshots.values():
-        image_io.check_output_path(path, inputs, _OVERWRITE.value)
 
     extractor_config = _extractor_config()
     vgg.validate_config(extractor_config)
@@ -245,16 +261,27 @@ def _transfer():
         style_blend_weights=_float_tuple(_STYLE_BLEND_WEIGHTS.value), num_scales=_NUM_SCALES.value,
         scale_factor=_SCALE_FACTOR.value, coarse_steps=_COARSE_STEPS.value, jit_compile=_JIT_COMPILE.value,
         preserve_color=_PRESERVE_COLOR.value, color_transform=_COLOR_TRANSFORM.value,
-        content_masks=content_masks, style_masks=style_masks, loss_weights=_loss_weights())
+        content_masks=content_masks, style_masks=style_masks, loss_weights=_loss_weights(),
+        tile_size=_TILE_SIZE.value or None, tile_overlap=_TILE_OVERLAP.value)
+    height, width = content.shape[:2]
+    num_tiles = len(optimize.scale_tiles((height, width), config))
+    if num_tiles and _SAVE_EVERY.value:
+        raise UserInputError(
+            f"--save_every={_SAVE_EVERY.value} does not work with tiles (--tile_size={_TILE_SIZE.value} is below "
+            f"--image_size={_IMAGE_SIZE.value}): a snapshot would hold one tile; drop one of the two flags")
+    total_steps = optimize.count_steps(height, width, config)
+    snapshots = _snapshot_paths(_OUTPUT.value, total_steps, _SAVE_EVERY.value)
+    for path in snapshots.values():
+        image_io.check_output_path(path, inputs, _OVERWRITE.value)
 
     extractor = vgg.build_extractor(extractor_config)
-    height, width = content.shape[:2]
+    tiles = f" in {num_tiles} tiles of {config.tile_size} px" if num_tiles else ""
     print(f"tf-nst: {width}x{height} px, {total_steps} {config.optimizer} steps over {config.num_scales} "
-          f"scale(s), {len(styles)} style(s), {_PRECISION.value}{' with XLA' if config.jit_compile else ''}, "
+          f"scale(s){tiles}, {len(styles)} style(s), {_PRECISION.value}{' with XLA' if config.jit_compile else ''}, "
           f"{extractor_config.backbone} ({extractor_config.weights}) on {_device_name()}", flush=True)
     reporter = _ProgressReporter(total_steps, _PRINT_EVERY.value, snapshots)
     result = optimize.transfer(extractor, content, styles, config, extractor_config.style_layers,
-                               extractor_config.content_layers, callback=reporter)
+                               extractor_config.content_layers, callback=reporter, tile_callback=reporter.on_tile)
     image_io.write_image(_OUTPUT.value, result)
     print(f"tf-nst: wrote {_OUTPUT.value}", flush=True)
     return 0
@@ -330,7 +357,7 @@ def _snapshot_paths(output, num_steps, save_every):
 
 
 class _ProgressReporter:
-    """Prints the loss terms every `print_every` steps and writes the snapshots."""
+    """Prints the loss terms (and the tile, when tiled) every `print_every` steps and writes the snapshots."""
 
     def __init__(self, num_steps, print_every, snapshots):
         self._num_steps = num_steps
@@ -338,6 +365,10 @@ class _ProgressReporter:
         self._snapshots = snapshots
         self._start = time.perf_counter()
         self._first_step_done = None
+        self._tile = ""
+
+    def on_tile(self, index, num_tiles):
+        self._tile = f"  tile {index}/{num_tiles}"
 
     def __call__(self, step, terms, image):
         from tf_nst import image_io  # pylint: disable=import-outside-toplevel
@@ -351,7 +382,7 @@ class _ProgressReporter:
             per_step = (now - self._first_step_done) / max(1, step - 1)
             eta = per_step * (self._num_steps - step)
             values = "  ".join(f"{name} {float(value):.4g}" for name, value in terms.items())
-            print(f"step {step:>{len(str(self._num_steps))}}/{self._num_steps}  {values}  "
+            print(f"step {step:>{len(str(self._num_steps))}}/{self._num_steps}{self._tile}  {values}  "
                   f"{1000 * per_step:.0f} ms/step  eta {eta:.0f}s", flush=True)
 
 

@@ -1,4 +1,7 @@
-"""Per-image style transfer by optimisation (Gatys et al. 2016): targets, initial image, and the step loop."""
+"""Per-image style transfer by optimisation (Gatys et al. 2016): targets, initial image, and the step loop.
+
+Large scales can be optimised in overlapping tiles (tf_nst.tiling) so that memory follows the tile size.
+"""
 
 import dataclasses
 
@@ -8,6 +11,8 @@ import tensorflow as tf
 
 from tf_nst import image_io
 from tf_nst import losses
+from tf_nst import tiling
+from tf_nst import vgg
 from tf_nst.errors import UserInputError
 from tf_nst.lbfgs import LBFGS
 
@@ -44,6 +49,13 @@ class TransferConfig:
         where every mask is 0 only the content and TV terms apply. None: every style everywhere (blended).
       style_masks: one [H', W'] mask in [0, 1] per style image, of that style's aspect ratio: the region of
         the style image whose statistics are its target (§4.1). None: the whole style images.
+      tile_size: memory-bounded high resolution: a scale whose height or width exceeds this many pixels is
+        optimised in overlapping tile_size x tile_size tiles, one after another in raster order, each for the
+        scale's number of steps, and style images larger than it are measured in pieces, so that memory
+        depends on the tile size, not on the image size. Style targets stay those of the whole style images.
+        None or 0: whole images.
+      tile_overlap: the fewest pixels neighbouring tiles share; across them the tiles cross-fade linearly
+        (tiling.blend_weight). tile_size must be at least tiling.MIN_TILE_SIZE and more than twice this.
     """
 
     num_steps: int = 300
@@ -62,10 +74,12 @@ class TransferConfig:
     color_transform: str = "chol"
     content_masks: tuple = None
     style_masks: tuple = None
+    tile_size: int = None
+    tile_overlap: int = tiling.DEFAULT_OVERLAP
 
 
 def compute_targets(extractor, content, styles, style_layers, content_layers, blend_weights=None,
-                    content_masks=None, style_masks=None):
+                    content_masks=None, style_masks=None, piece_size=None):
     """Style Gram matrices and content activations, computed once.
 
     Args:
@@ -77,22 +91,17 @@ def compute_targets(extractor, content, styles, style_layers, content_layers, bl
       content_masks: optional, one [H, W] mask per style image at the content's size (spatial control).
       style_masks: optional, one [H', W'] mask (or None) per style image at that style's size: its Gram
         target is the guided Gram matrix of the masked region (Gatys et al. 2017, §4.1).
+      piece_size: style images with a side longer than this are measured in pieces (see style_grams).
 
     Returns:
       (style_grams, content_features). content_features is {layer: tensor}. Without content_masks,
       style_grams is {layer: sum_i w_i G_i}, the blended Gram target; with them, a
       losses.GuidedStyleTargets holding each style's target and content mask on every layer's grid.
     """
-    styles = _as_image_list(styles)
-    weights = _normalised_blend_weights(blend_weights, len(styles))
-    per_style = [_style_grams(extractor, style, style_layers, mask)
-                 for style, mask in zip(styles, style_masks or [None] * len(styles))]
+    per_style, weights = _per_style_grams(extractor, styles, style_layers, blend_weights, style_masks, piece_size)
     content_features = extractor(tf.convert_to_tensor(content, tf.float32)[None])
     if content_masks is None:
-        style_grams = {name: 0.0 for name in style_layers}
-        for grams, weight in zip(per_style, weights):
-            for name in style_layers:
-                style_grams[name] += weight * grams[name]
+        style_grams = _blended_grams(per_style, weights, style_layers)
     else:
         style_grams = losses.GuidedStyleTargets(
             grams={name: [grams[name] for grams in per_style] for name in style_layers},
@@ -100,6 +109,24 @@ def compute_targets(extractor, content, styles, style_layers, content_layers, bl
                    for name in style_layers},
             blend_weights=tuple(weights))
     return style_grams, {name: content_features[name] for name in content_layers}
+
+
+def _per_style_grams(extractor, styles, style_layers, blend_weights, style_masks, piece_size):
+    """([{layer: Gram matrix} of each style], the normalised blend weights)."""
+    styles = _as_image_list(styles)
+    weights = _normalised_blend_weights(blend_weights, len(styles))
+    per_style = [style_grams(extractor, style, style_layers, mask, piece_size)
+                 for style, mask in zip(styles, style_masks or [None] * len(styles))]
+    return per_style, weights
+
+
+def _blended_grams(per_style, weights, style_layers):
+    """{layer: sum_i w_i G_i}."""
+    blended = {name: 0.0 for name in style_layers}
+    for grams, weight in zip(per_style, weights):
+        for name in style_layers:
+            blended[name] += weight * grams[name]
+    return blended
 
 
 def _normalised_blend_weights(blend_weights, num_styles):
@@ -111,20 +138,90 @@ def _normalised_blend_weights(blend_weights, num_styles):
     return [weight / sum(weights) for weight in weights]
 
 
-def _style_grams(extractor, style, style_layers, mask=None):
-    """{layer: Gram matrix} of one style image; with a mask, of the masked region only."""
-    features = extractor(tf.convert_to_tensor(style, tf.float32)[None])
-    if mask is None:
-        return losses.style_targets(features, style_layers)
+# Style pieces start on multiples of VGG's largest stride (block5_pool: 32 px), so that every layer's grid of
+# a piece lines up with the whole image's, and see this much context on each side: about the receptive field
+# of block4_conv1, as the tiles' default overlap.
+_PIECE_ALIGN = 32
+_PIECE_MARGIN = 64
+
+
+def style_grams(extractor, style, style_layers, mask=None, piece_size=None):
+    """{layer: Gram matrix} of one style image; with a mask, the guided Gram matrix of the masked region.
+
+    A style image with a side longer than `piece_size` is measured in pieces, so that memory depends on the
+    piece size: a (guided) Gram matrix is a mean over positions, so the whole image's is the area-weighted
+    mean of its pieces'. Each piece is run through VGG with _PIECE_MARGIN px of the image around it and only
+    its own cells are counted, so the result differs from the whole image's only where a deep layer's
+    receptive field reaches beyond the margin.
+
+    Args:
+      extractor: the model from vgg.build_extractor.
+      style: [H, W, 3] style image in [0, 255].
+      style_layers: layer names.
+      mask: optional [H, W] weights of the region whose statistics are the target (Gatys et al. 2017, §4.1).
+      piece_size: None, or the longest side the extractor should see (pieces with their context are at
+        most this size, and 192 px at least).
+
+    Raises:
+      UserInputError: the mask's region vanishes on a layer's grid.
+    """
+    style = tf.convert_to_tensor(style, tf.float32)
+    height, width = int(style.shape[0]), int(style.shape[1])
+    mask = None if mask is None else np.asarray(mask, np.float32)
+    if piece_size is None or max(height, width) <= piece_size:
+        pieces = [(_window(0, 0, height, width, height, width),) * 2]
+    else:
+        pieces = _style_pieces(height, width, piece_size)
+    measured = {name: [] for name in style_layers}  # [(area, Gram matrix)] of the pieces with an area
+    for window, context in pieces:
+        features = extractor(style[context][None])
+        for name in style_layers:
+            area, gram = _piece_gram(features[name], window, context, _stride(name), mask)
+            if area > 0:  # a thin last piece may have no cell on a deep layer's grid
+                measured[name].append((area, gram))
     grams = {}
-    for name in style_layers:
-        layer_mask = image_io.pool_mask(mask, features[name].shape[1:3])
-        if not float(tf.reduce_max(layer_mask)) > 0:
+    for name, parts in measured.items():
+        if not parts:
             raise UserInputError(
-                f"a style mask's region vanishes at {name} ({features[name].shape[2]}x{features[name].shape[1]} "
+                f"a style mask's region vanishes at {name} ({width // _stride(name)}x{height // _stride(name)} "
                 "cells); make its white region larger")
-        grams[name] = losses.masked_gram_matrix(features[name], layer_mask)
+        grams[name] = parts[0][1] if len(parts) == 1 else tf.add_n([a * g for a, g in parts]) / sum(
+            a for a, _ in parts)
     return grams
+
+
+def _piece_gram(features, window, context, stride, mask):
+    """(area, Gram matrix) of a piece's own cells in the features of its context; guided with a mask."""
+    rows, columns = window
+    features = features[:, _cells(rows, context[0], stride), _cells(columns, context[1], stride)]
+    if mask is None:
+        return float(features.shape[1] * features.shape[2]), losses.gram_matrix(features)
+    layer_mask = image_io.pool_mask(mask[window], features.shape[1:3])
+    return float(tf.reduce_sum(layer_mask)), losses.masked_gram_matrix(features, layer_mask)
+
+
+def _stride(name):
+    """Pixels per cell of a VGG layer's grid: 2 ** (poolings up to it), the side that leaves it 1x1."""
+    return vgg.min_input_size((name,))
+
+
+def _style_pieces(height, width, piece_size):
+    """[((rows, columns), (context_rows, context_columns))]: aligned pieces of the image and their context."""
+    block = max(2 * _PIECE_ALIGN, (piece_size - 2 * _PIECE_MARGIN) // _PIECE_ALIGN * _PIECE_ALIGN)
+    return [(_window(top, left, block, block, height, width),
+             _window(top - _PIECE_MARGIN, left - _PIECE_MARGIN, block + 2 * _PIECE_MARGIN,
+                     block + 2 * _PIECE_MARGIN, height, width))
+            for top in range(0, height, block) for left in range(0, width, block)]
+
+
+def _window(top, left, rows, columns, height, width):
+    return (slice(max(0, top), min(height, top + rows)), slice(max(0, left), min(width, left + columns)))
+
+
+def _cells(pixels, context, stride):
+    """The cells of a piece (a slice of pixels) on a layer's grid of its context (a larger slice)."""
+    first = (pixels.start - context.start) // stride
+    return slice(first, first + (pixels.stop - pixels.start) // stride)
 
 
 def _as_image_list(images):
@@ -167,6 +264,14 @@ def make_loss_fn(extractor, style_grams, content_features, loss_weights):
 
 def make_step(image, loss_fn, config):
     """The compiled optimisation step for `image` (a tf.Variable). Returns step() -> (total, terms)."""
+    return _step_and_reset(image, loss_fn, config)[0]
+
+
+def _step_and_reset(image, loss_fn, config):
+    """(step, reset): make_step's step, and reset() that makes the optimiser forget what it learnt.
+
+    Call reset after assigning a new problem to `image` (the next tile): the step's graph is kept.
+    """
 
     def value_and_grad():
         with tf.GradientTape() as tape:
@@ -181,8 +286,12 @@ def make_step(image, loss_fn, config):
         def step():
             return lbfgs.step(value_and_grad)
 
-    elif config.optimizer == "adam":
+        return step, lbfgs.reset
+
+    if config.optimizer == "adam":
         adam = keras.optimizers.Adam(learning_rate=config.learning_rate)
+        adam.build([image])
+        initial = [variable.numpy() for variable in adam.variables]  # iterations 0, moments 0, learning rate
 
         @tf.function(jit_compile=config.jit_compile)
         def step():
@@ -191,9 +300,13 @@ def make_step(image, loss_fn, config):
             image.assign(tf.clip_by_value(image, 0.0, 255.0))
             return total, terms
 
-    else:
-        raise UserInputError(f"unknown optimizer {config.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
-    return step
+        def reset():
+            for variable, value in zip(adam.variables, initial):
+                variable.assign(value)
+
+        return step, reset
+
+    raise UserInputError(f"unknown optimizer {config.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
 
 
 def scale_sizes(height, width, num_scales, scale_factor):
@@ -205,13 +318,27 @@ def scale_sizes(height, width, num_scales, scale_factor):
     return sizes
 
 
-def transfer(extractor, content, style, config, style_layers, content_layers, callback=None):
+def scale_tiles(size, config):
+    """The tiles (tiling.Tile) that a scale of `size` (height, width) is optimised in; [] if it runs whole."""
+    if not config.tile_size or max(size) <= config.tile_size:
+        return []
+    return tiling.tile_layout(*size, config.tile_size, config.tile_overlap)
+
+
+def count_steps(height, width, config):
+    """How many steps `transfer` takes (and reports to its callback) for a height x width content image."""
+    sizes = scale_sizes(height, width, config.num_scales, config.scale_factor)
+    return sum(max(1, len(scale_tiles(size, config))) * _num_steps(config, final=index == len(sizes) - 1)
+               for index, size in enumerate(sizes))
+
+
+def transfer(extractor, content, style, config, style_layers, content_layers, callback=None, tile_callback=None):
     """Stylises `content` with one or more style images by optimising the pixels.
 
     With config.num_scales > 1 the optimisation runs coarse-to-fine: each scale starts from the previous
     scale's result, upsampled, and style images are scaled by the same ratio as the content. Masks
     (config.content_masks, config.style_masks) are resized to the content's and each style's size at every
-    scale.
+    scale. With config.tile_size, scales larger than a tile are optimised tile by tile (see TransferConfig).
 
     Args:
       extractor: the model from vgg.build_extractor, exposing every style and content layer.
@@ -220,9 +347,12 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
       config: a TransferConfig.
       style_layers, content_layers: the layers the loss uses.
       callback: optional callback(step, terms, image) called after every step, where step counts across
-        scales, terms is a dict of float32 scalar tensors ("total", "content", "style", "tv") and image the
-        tf.Variable being optimised. Reading the tensors costs a device sync, so a callback should read
-        them only when it reports.
+        scales and tiles (count_steps in all), terms is a dict of float32 scalar tensors ("total", "content",
+        "style", "tv") and image the tf.Variable being optimised: [1, h, w, 3], the whole image or, at a tiled
+        scale, the current tile. Reading the tensors costs a device sync, so a callback should read them only
+        when it reports.
+      tile_callback: optional tile_callback(index, num_tiles) called before each tile of a tiled scale is
+        optimised; index counts from 1 within the scale.
 
     Returns:
       The stylised image, [H, W, 3] uint8.
@@ -230,31 +360,145 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
     original = tf.convert_to_tensor(content, tf.float32)
     content, styles = _prepare_colors(original, _as_image_list(style), config)
     _check_masks(config, len(styles))
+    if config.tile_size:
+        tiling.check_tiling(config.tile_size, config.tile_overlap)
     sizes = scale_sizes(*content.shape[:2], config.num_scales, config.scale_factor)
-    coarse_steps = config.num_steps if config.coarse_steps is None else config.coarse_steps
-    image, done = None, 0
+    progress = _Progress(callback, tile_callback)
+    layers, image = (style_layers, content_layers), None
     for index, size in enumerate(sizes):
-        ratio = size[0] / int(content.shape[0])
-        scaled_content = image_io.resize(content, size) if index < len(sizes) - 1 else content
-        scaled_styles = [s if ratio == 1 else image_io.resize(s, _scaled(s.shape, ratio)) for s in styles]
-        content_masks, style_masks = _scaled_masks(config, size, scaled_styles)
-        style_grams, content_features = compute_targets(
-            extractor, scaled_content, scaled_styles, style_layers, content_layers, config.style_blend_weights,
-            content_masks, style_masks)
-        start = (initial_image(config.init, scaled_content, scaled_styles, config.seed) if image is None
+        final = index == len(sizes) - 1
+        scale = _scale(content, styles, config, size, final)
+        start = (initial_image(config.init, scale.content, scale.styles, config.seed) if image is None
                  else image_io.resize(image, size))
-        image = tf.Variable(start, name="image")
-        step = make_step(image, make_loss_fn(extractor, style_grams, content_features, config.loss_weights),
-                         config)
-        for _ in range(config.num_steps if index == len(sizes) - 1 else coarse_steps):
-            total, terms = step()
-            done += 1
-            if callback is not None:
-                callback(done, {"total": total, **terms}, image)
+        tiles = scale_tiles(size, config)
+        image = (_optimize_tiles(extractor, start, scale, tiles, config, layers, progress) if tiles
+                 else _optimize_whole(extractor, start, scale, config, layers, progress))
     result = image[0]
     if config.preserve_color == "luminance":
         result = image_io.keep_content_colors(result, original)
     return np.asarray(image_io.to_uint8(result))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scale:
+    """One scale of a coarse-to-fine run: the images and masks at its size, and its number of steps."""
+
+    content: tf.Tensor
+    styles: list
+    content_masks: list
+    style_masks: list
+    num_steps: int
+
+
+def _scale(content, styles, config, size, final):
+    ratio = size[0] / int(content.shape[0])
+    scaled_content = content if final else image_io.resize(content, size)
+    scaled_styles = [s if ratio == 1 else image_io.resize(s, _scaled(s.shape, ratio)) for s in styles]
+    content_masks, style_masks = _scaled_masks(config, size, scaled_styles)
+    return _Scale(scaled_content, scaled_styles, content_masks, style_masks, _num_steps(config, final))
+
+
+def _num_steps(config, final):
+    if final or config.coarse_steps is None:
+        return config.num_steps
+    return config.coarse_steps
+
+
+class _Progress:
+    """Counts the steps across scales and tiles and passes them, and the tiles, to the caller's callbacks."""
+
+    def __init__(self, callback, tile_callback):
+        self._callback = callback
+        self._tile_callback = tile_callback
+        self._steps = 0
+
+    def step(self, total, terms, image):
+        self._steps += 1
+        if self._callback is not None:
+            self._callback(self._steps, {"total": total, **terms}, image)
+
+    def tile(self, index, num_tiles):
+        if self._tile_callback is not None:
+            self._tile_callback(index, num_tiles)
+
+
+def _optimize_whole(extractor, start, scale, config, layers, progress):
+    """Optimises a whole scale from `start` ([1, h, w, 3]); returns the tf.Variable."""
+    style_layers, content_layers = layers
+    style_grams, content_features = compute_targets(
+        extractor, scale.content, scale.styles, style_layers, content_layers, config.style_blend_weights,
+        scale.content_masks, scale.style_masks, piece_size=config.tile_size or None)
+    image = tf.Variable(start, name="image")
+    step = make_step(image, make_loss_fn(extractor, style_grams, content_features, config.loss_weights), config)
+    for _ in range(scale.num_steps):
+        progress.step(*step(), image)
+    return image
+
+
+def _optimize_tiles(extractor, start, scale, tiles, config, layers, progress):
+    """Optimises a scale from `start` ([1, H, W, 3]) tile by tile; returns a [1, H, W, 3] NumPy array.
+
+    The whole image stays a NumPy array; VGG and the optimiser only ever see a tile. Each tile starts from
+    the current image (earlier tiles blended in, so neighbours agree where they overlap), is optimised
+    against its own content crop and the whole style images' targets, and is blended back
+    (tiling.blend_into).
+    """
+    style_layers, _ = layers
+    per_style, weights = _per_style_grams(extractor, scale.styles, style_layers, config.style_blend_weights,
+                                          scale.style_masks, config.tile_size)
+    base = np.asarray(start[0], np.float32)
+    image = base.copy()
+    content = np.asarray(scale.content, np.float32)
+    masks = None if scale.content_masks is None else [np.asarray(mask) for mask in scale.content_masks]
+    optimizer = _TileOptimizer(extractor, per_style, weights, (tiles[0].height, tiles[0].width), config, layers,
+                               guided=masks is not None)
+    for index, tile in enumerate(tiles, start=1):
+        progress.tile(index, len(tiles))
+        optimizer.start(image[tile.window], content[tile.window],
+                        None if masks is None else [mask[tile.window] for mask in masks])
+        for _ in range(scale.num_steps):
+            progress.step(*optimizer.step(), optimizer.image)
+        tiling.blend_into(image, base, optimizer.image[0].numpy(), tile)
+    return image[None]
+
+
+class _TileOptimizer:
+    """Optimises tiles of one shape, one after another, with one traced step.
+
+    A tf.function traces anew for every new function, so a step built per tile would trace per tile; here the
+    tile's pixels, its content targets and (with spatial control) its content masks live in variables of the
+    tile's shape that `start` overwrites, and the optimiser's state is reset instead of rebuilt.
+    """
+
+    def __init__(self, extractor, per_style, blend_weights, shape, config, layers, guided):
+        style_layers, content_layers = layers
+        self._extractor = extractor
+        shapes = {name: features.shape for name, features in extractor(tf.zeros([1, *shape, 3])).items()}
+        zeros = lambda dims: tf.Variable(tf.zeros(dims), trainable=False)
+        self.image = tf.Variable(tf.zeros([1, *shape, 3]), name="tile")
+        self._content = {name: zeros(shapes[name]) for name in content_layers}
+        self._masks = None
+        if guided:
+            self._masks = {name: [zeros(shapes[name][1:3]) for _ in per_style] for name in style_layers}
+            style_targets = losses.GuidedStyleTargets(
+                grams={name: [grams[name] for grams in per_style] for name in style_layers}, masks=self._masks,
+                blend_weights=tuple(blend_weights))
+        else:
+            style_targets = _blended_grams(per_style, blend_weights, style_layers)
+        loss_fn = make_loss_fn(extractor, style_targets, self._content, config.loss_weights)
+        self.step, self._reset = _step_and_reset(self.image, loss_fn, config)
+
+    def start(self, pixels, content, content_masks=None):
+        """Makes [h, w, 3] `pixels` the tile to optimise, against `content` and `content_masks` crops."""
+        self.image.assign(pixels[None])
+        features = self._extractor(tf.convert_to_tensor(content)[None])
+        for name, target in self._content.items():
+            target.assign(features[name])
+        if self._masks is not None:
+            for layer_masks in self._masks.values():
+                for variable, mask in zip(layer_masks, content_masks):
+                    variable.assign(image_io.pool_mask(mask, variable.shape))
+        self._reset()
 
 
 def _check_masks(config, num_styles):
