@@ -100,14 +100,11 @@ def compute_targets(extractor, content, styles, style_layers, content_layers, bl
     """
     per_style, weights = _per_style_grams(extractor, styles, style_layers, blend_weights, style_masks, piece_size)
     content_features = extractor(tf.convert_to_tensor(content, tf.float32)[None])
-    if content_masks is None:
-        style_grams = _blended_grams(per_style, weights, style_layers)
-    else:
-        style_grams = losses.GuidedStyleTargets(
-            grams={name: [grams[name] for grams in per_style] for name in style_layers},
-            masks={name: [image_io.pool_mask(mask, content_features[name].shape[1:3]) for mask in content_masks]
-                   for name in style_layers},
-            blend_weights=tuple(weights))
+    layer_masks = None
+    if content_masks is not None:
+        layer_masks = {name: [image_io.pool_mask(mask, content_features[name].shape[1:3]) for mask in content_masks]
+                       for name in style_layers}
+    style_grams = _style_targets(per_style, weights, style_layers, layer_masks)
     return style_grams, {name: content_features[name] for name in content_layers}
 
 
@@ -118,6 +115,15 @@ def _per_style_grams(extractor, styles, style_layers, blend_weights, style_masks
     per_style = [style_grams(extractor, style, style_layers, mask, piece_size)
                  for style, mask in zip(styles, style_masks or [None] * len(styles))]
     return per_style, weights
+
+
+def _style_targets(per_style, weights, style_layers, layer_masks=None):
+    """The style loss's targets: the blended Gram matrices, or with layer_masks ({layer: [one mask per style
+    on the layer's grid]}) a losses.GuidedStyleTargets."""
+    if layer_masks is None:
+        return _blended_grams(per_style, weights, style_layers)
+    return losses.GuidedStyleTargets(grams={name: [grams[name] for grams in per_style] for name in style_layers},
+                                     masks=layer_masks, blend_weights=tuple(weights))
 
 
 def _blended_grams(per_style, weights, style_layers):
@@ -480,11 +486,7 @@ class _TileOptimizer:
         self._masks = None
         if guided:
             self._masks = {name: [zeros(shapes[name][1:3]) for _ in per_style] for name in style_layers}
-            style_targets = losses.GuidedStyleTargets(
-                grams={name: [grams[name] for grams in per_style] for name in style_layers}, masks=self._masks,
-                blend_weights=tuple(blend_weights))
-        else:
-            style_targets = _blended_grams(per_style, blend_weights, style_layers)
+        style_targets = _style_targets(per_style, blend_weights, style_layers, self._masks)
         loss_fn = make_loss_fn(extractor, style_targets, self._content, config.loss_weights)
         self.step, self._reset = _step_and_reset(self.image, loss_fn, config)
 
