@@ -216,3 +216,27 @@ def test_masks_from_the_command_line(files):
                      "--weights=none", "--image_size=48", "--num_steps=2")
     assert result.returncode == 0, result.stderr
     assert Image.open(files["out"]).size == (48, 32)
+
+
+# Which CPU allocator the command line's TensorFlow gets: only the pooled (BFC) one keeps statistics.
+_ALLOCATOR_PROBE = """
+import main
+main._import_tensorflow()
+import tensorflow as tf
+tf.constant([1.0]) + 1.0
+try:
+    tf.config.experimental.get_memory_info("CPU:0")
+    print("pooled")
+except ValueError:
+    print("default")
+"""
+
+
+@pytest.mark.parametrize("setting, expected", [(None, "pooled"), ("false", "default")])
+def test_the_command_line_pools_cpu_memory_unless_told_not_to(setting, expected):
+    env = {name: value for name, value in os.environ.items() if name != "TF_CPU_ALLOCATOR_USE_BFC"}
+    if setting is not None:
+        env["TF_CPU_ALLOCATOR_USE_BFC"] = setting
+    result = subprocess.run([sys.executable, "-c", _ALLOCATOR_PROBE], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.stdout.split() == [expected], result.stderr
