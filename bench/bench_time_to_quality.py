@@ -15,12 +15,12 @@ test dependency). Content and style are the bundled chelsea and coffee samples.
 """
 
 import os
-import sys
-import tempfile
 import time
 
 from absl import app
 from absl import flags
+
+import real_features  # bench/real_features.py, beside this script
 
 _SIZE = flags.DEFINE_integer("size", 512, "Longer side of content and style (pixels).")
 _ADAM_STEPS = flags.DEFINE_integer("adam_steps", 1000, "Steps of the Adam reference.")
@@ -36,17 +36,6 @@ _CANDIDATES = flags.DEFINE_list(
 
 class _Reached(Exception):
     """Raised from the callback to stop a run at the target loss."""
-
-
-def _weights_path():
-    if _WEIGHTS.value != "hed":
-        return _WEIGHTS.value
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-    from conftest import hed_vgg16_arrays, write_keras_weights  # pylint: disable=import-outside-toplevel
-
-    path = os.path.join(tempfile.mkdtemp(), "vgg16_hed.weights.h5")
-    write_keras_weights(path, hed_vgg16_arrays())
-    return path
 
 
 def _run(extractor, content, style, config, layers, target=None, finest_steps_from=0):
@@ -86,7 +75,7 @@ def main(argv):
           f"{_BACKBONE.value} weights {_WEIGHTS.value}, {_SIZE.value} px")
     content = image_io.resize_max_side(image_io.read_image(os.path.join(SAMPLES_DIR, "chelsea.jpg")), _SIZE.value)
     style = image_io.resize_max_side(image_io.read_image(os.path.join(SAMPLES_DIR, "coffee.jpg")), _SIZE.value)
-    extractor_config = vgg.ExtractorConfig(backbone=_BACKBONE.value, weights=_weights_path())
+    extractor_config = vgg.ExtractorConfig(backbone=_BACKBONE.value, weights=real_features.weights_path(_WEIGHTS.value))
     layers = (extractor_config.style_layers, extractor_config.content_layers)
     float32 = vgg.build_extractor(extractor_config)
     base = optimize.TransferConfig(loss_weights=losses.LossWeights(content=1.0, style=5.0, tv=10.0))
