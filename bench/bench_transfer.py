@@ -2,6 +2,8 @@
 
 Each configuration runs in its own process (so peak RSS is its own), one after another in this one run, so the
 ratios compare like with like on a noisy machine. Random VGG19 weights: speed does not depend on them.
+Configurations run with TensorFlow's default CPU allocator unless they end in '+pooled'; `main.py` runs with
+the pooled one.
 
   python bench/bench_transfer.py                  # 256 and 512 px, 10 timed steps each
   python bench/bench_transfer.py --sizes=256 --steps=5
@@ -21,8 +23,10 @@ from absl import flags
 _SIZES = flags.DEFINE_list("sizes", ["256", "512"], "Square image sizes (pixels).")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per configuration (after 2 warm-up steps).")
 _METHODS = flags.DEFINE_list(
-    "methods", ["tutorial", "adam", "lbfgs", "lbfgs+bf16", "lbfgs+xla"],
-    "Configurations: 'tutorial', or 'adam'/'lbfgs' with optional '+bf16' and '+xla'.")
+    "methods", ["tutorial", "adam", "lbfgs", "adam+pooled", "lbfgs+pooled", "lbfgs+bf16", "lbfgs+xla"],
+    "Configurations: 'tutorial', or 'adam'/'lbfgs' with optional '+bf16' and '+xla'; any of them with "
+    "'+pooled' runs with TensorFlow's pooled CPU allocator (TF_CPU_ALLOCATOR_USE_BFC, as main.py sets it), "
+    "the others with its default allocator.")
 _ONE = flags.DEFINE_string("one", None, "Internal: run one configuration 'method:size' and print JSON.")
 
 _STYLE = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
@@ -65,7 +69,8 @@ def _tutorial_step(size):
 
 
 def _tf_nst_step(method, size):
-    """method: "adam" or "lbfgs", optionally followed by "+bf16" (mixed_bfloat16) and/or "+xla"."""
+    """method: "adam" or "lbfgs", optionally followed by "+bf16" (mixed_bfloat16) and/or "+xla" (and
+    "+pooled", which the parent process turns into the allocator setting)."""
     import numpy as np  # pylint: disable=import-outside-toplevel
 
     from tf_nst import optimize, vgg  # pylint: disable=import-outside-toplevel
@@ -89,7 +94,7 @@ def _tf_nst_step(method, size):
 def _run_one(spec, steps):
     method, size = spec.split(":")
     size = int(size)
-    step = _tutorial_step(size) if method == "tutorial" else _tf_nst_step(method, size)
+    step = _tutorial_step(size) if method.split("+")[0] == "tutorial" else _tf_nst_step(method, size)
     for _ in range(2):
         float(step())
     start = time.perf_counter()
@@ -122,10 +127,12 @@ def main(argv):
     for size in _SIZES.value:
         base = None
         for method in _METHODS.value:
+            pooled = "true" if "pooled" in method.split("+") else "false"
             out = subprocess.run([sys.executable, __file__, f"--one={method}:{size}", f"--steps={_STEPS.value}"],
-                                 capture_output=True, text=True, env=env, check=True).stdout
+                                 capture_output=True, text=True, env={**env, "TF_CPU_ALLOCATOR_USE_BFC": pooled},
+                                 check=True).stdout
             row = json.loads(out.strip().splitlines()[-1])
-            base = row if method == "tutorial" else base
+            base = row if method == "tutorial" else base  # the tutorial as written: default allocator
             ratio = f"{row['ms_per_step'] / base['ms_per_step']:.2f}x" if base else "-"
             print(f"| {size} | {method} | {row['ms_per_step']:.0f} | {ratio} | {row['peak_rss_mb']:.0f} |",
                   flush=True)
