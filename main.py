@@ -414,7 +414,7 @@ def _import_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # TensorFlow's pooled (BFC) CPU allocator, read at the first allocation. The default allocator takes each
     # large activation from a fresh mmap whose pages fault in again on every call; pooling made a 512 px
-    # transfer step 1.4x and the slim stylizer at 1024 px 1.3x faster (BENCHMARKS.md). Set the variable to
+    # Adam step 1.4x and the slim stylizer at 1024 px 1.15x-1.3x faster (BENCHMARKS.md). Set the variable to
     # false to keep TensorFlow's default.
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
     with _quiet_native_stderr():
