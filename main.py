@@ -22,10 +22,10 @@ from absl import flags
 from absl import logging as absl_logging
 
 from tf_nst import SAMPLES_DIR
+from tf_nst import defaults
 from tf_nst.errors import UserInputError
 
 _BACKBONES = ("vgg19", "vgg16")
-_DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 
 # Inputs and output.
 _CONTENT = flags.DEFINE_string(
@@ -37,20 +37,20 @@ _OUTPUT = flags.DEFINE_string(
     "output", "stylized.png", "Output image; the format follows the extension (.png, .jpg, .webp, .bmp).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing output file (never an input file).")
 _IMAGE_SIZE = flags.DEFINE_integer(
-    "image_size", 512, "Longer side of the output in pixels; the content image is resized to it.",
+    "image_size", defaults.IMAGE_SIZE, "Longer side of the output in pixels; the content image is resized to it.",
     lower_bound=16)
 
 # Feature extractor.
-_BACKBONE = flags.DEFINE_enum("backbone", "vgg19", _BACKBONES, "Loss network.")
+_BACKBONE = flags.DEFINE_enum("backbone", defaults.BACKBONE, _BACKBONES, "Loss network.")
 _WEIGHTS = flags.DEFINE_string(
-    "weights", "imagenet",
+    "weights", defaults.WEIGHTS,
     "'imagenet' (downloaded by Keras on first use, then cached), a path to a Keras-applications .h5 or a "
     "Keras .weights.h5 file for --backbone, or 'none' (random weights: for tests only, transfers little "
     "style).")
 _STYLE_LAYERS = flags.DEFINE_list(
-    "style_layers", list(_DEFAULT_STYLE_LAYERS), "Keras layer names whose Gram matrices carry the style.")
+    "style_layers", list(defaults.STYLE_LAYERS), "Keras layer names whose Gram matrices carry the style.")
 _CONTENT_LAYERS = flags.DEFINE_list(
-    "content_layers", ["block4_conv2"], "Keras layer names whose activations carry the content.")
+    "content_layers", list(defaults.CONTENT_LAYERS), "Keras layer names whose activations carry the content.")
 _STYLE_LAYER_WEIGHTS = flags.DEFINE_list(
     "style_layer_weights", None,
     "Relative weight of each style layer, one per --style_layers entry (default: equal).")
@@ -58,18 +58,18 @@ _POOLING = flags.DEFINE_enum(
     "pooling", "max", ["max", "avg"], "'avg' replaces VGG's max pooling with average pooling (Gatys 2016).")
 
 # Loss weights. Every term is relative to its target's magnitude, so these hold across image sizes.
-_CONTENT_WEIGHT = flags.DEFINE_float("content_weight", 1.0, "Weight of the content loss.", lower_bound=0.0)
-_STYLE_WEIGHT = flags.DEFINE_float("style_weight", 5.0, "Weight of the style loss.", lower_bound=0.0)
+_CONTENT_WEIGHT = flags.DEFINE_float("content_weight", defaults.CONTENT_WEIGHT, "Weight of the content loss.", lower_bound=0.0)
+_STYLE_WEIGHT = flags.DEFINE_float("style_weight", defaults.STYLE_WEIGHT, "Weight of the style loss.", lower_bound=0.0)
 _TV_WEIGHT = flags.DEFINE_float(
-    "tv_weight", 10.0, "Weight of the total-variation (smoothness) loss.", lower_bound=0.0)
+    "tv_weight", defaults.TV_WEIGHT, "Weight of the total-variation (smoothness) loss.", lower_bound=0.0)
 
 # Optimisation.
-_OPTIMIZER = flags.DEFINE_enum("optimizer", "lbfgs", ["lbfgs", "adam"], "Optimiser.")
-_NUM_STEPS = flags.DEFINE_integer("num_steps", 300, "Optimiser iterations.", lower_bound=1)
+_OPTIMIZER = flags.DEFINE_enum("optimizer", defaults.OPTIMIZER, ["lbfgs", "adam"], "Optimiser.")
+_NUM_STEPS = flags.DEFINE_integer("num_steps", defaults.NUM_STEPS, "Optimiser iterations.", lower_bound=1)
 _LEARNING_RATE = flags.DEFINE_float(
-    "learning_rate", 5.0, "Adam step size in pixel units ([0, 255] images).", lower_bound=0.0)
+    "learning_rate", defaults.LEARNING_RATE, "Adam step size in pixel units ([0, 255] images).", lower_bound=0.0)
 _LBFGS_HISTORY = flags.DEFINE_integer(
-    "lbfgs_history", 100, "How many curvature pairs L-BFGS keeps.", lower_bound=1)
+    "lbfgs_history", defaults.LBFGS_HISTORY, "How many curvature pairs L-BFGS keeps.", lower_bound=1)
 _INIT = flags.DEFINE_string(
     "init", "content", "Starting image: 'content', 'noise', 'style', or a path to an image file.")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed (noise initialisation, random weights).")

@@ -8,6 +8,8 @@ import dataclasses
 
 import tensorflow as tf
 
+from tf_nst import defaults
+
 
 def gram_matrix(features):
     """Channel correlations of feature maps, averaged over positions.
@@ -141,9 +143,9 @@ class LossWeights:
         between layers matter. Layers missing here weigh 1.
     """
 
-    content: float = 1.0
-    style: float = 10.0
-    tv: float = 0.0
+    content: float = defaults.CONTENT_WEIGHT
+    style: float = defaults.STYLE_WEIGHT
+    tv: float = defaults.TV_WEIGHT
     style_layers: dict = dataclasses.field(default_factory=dict)
 
 

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_nst import defaults
 from tf_nst import image_io
 from tf_nst import losses
 from tf_nst import tiling
@@ -58,10 +59,10 @@ class TransferConfig:
         (tiling.blend_weight). tile_size must be at least tiling.MIN_TILE_SIZE and more than twice this.
     """
 
-    num_steps: int = 300
-    optimizer: str = "lbfgs"
-    learning_rate: float = 5.0
-    lbfgs_history: int = 100
+    num_steps: int = defaults.NUM_STEPS
+    optimizer: str = defaults.OPTIMIZER
+    learning_rate: float = defaults.LEARNING_RATE
+    lbfgs_history: int = defaults.LBFGS_HISTORY
     init: str = "content"
     seed: int = 0
     loss_weights: losses.LossWeights = losses.LossWeights()

@@ -12,6 +12,7 @@ import warnings
 import keras
 import tensorflow as tf
 
+from tf_nst import defaults
 from tf_nst import image_io
 from tf_nst.errors import UserInputError
 from tf_nst.precision import PRECISIONS
@@ -20,9 +21,8 @@ from tf_nst.precision import dtype_policy
 # Convolutions per block: Simonyan & Zisserman 2015, configurations D (VGG16) and E (VGG19).
 BLOCK_CONVS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 
-# Gatys et al. 2016: style on the first convolution (after ReLU) of every block, content on block4_conv2.
-DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
-DEFAULT_CONTENT_LAYERS = ("block4_conv2",)
+DEFAULT_STYLE_LAYERS = defaults.STYLE_LAYERS
+DEFAULT_CONTENT_LAYERS = defaults.CONTENT_LAYERS
 
 _BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications"
 # (file name, sha/md5 hash) of the Keras-applications ImageNet weights without the classifier.
@@ -49,8 +49,8 @@ class ExtractorConfig:
         Inputs, preprocessing and every output stay float32 (the losses compute Grams in float32).
     """
 
-    backbone: str = "vgg19"
-    weights: str = "imagenet"
+    backbone: str = defaults.BACKBONE
+    weights: str = defaults.WEIGHTS
     style_layers: tuple = DEFAULT_STYLE_LAYERS
     content_layers: tuple = DEFAULT_CONTENT_LAYERS
     pooling: str = "max"

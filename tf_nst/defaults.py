@@ -1,0 +1,23 @@
+"""The defaults that every entry point shares: the command line, the config dataclasses and the Python API.
+
+Importing this module is cheap (no TensorFlow), so the command line can read it before TensorFlow loads.
+"""
+
+# The loss network (Gatys et al. 2016): style on the first convolution of every block, content on block4_conv2.
+BACKBONE = "vgg19"
+WEIGHTS = "imagenet"
+STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
+CONTENT_LAYERS = ("block4_conv2",)
+
+# Loss weights. Every term is relative to its target's magnitude (losses.py), so they hold across image sizes
+# and backbones; tuned on the ImageNet VGG19 (BENCHMARKS.md, "Loss weights").
+CONTENT_WEIGHT = 1.0
+STYLE_WEIGHT = 5.0
+TV_WEIGHT = 10.0
+
+# Per-image optimisation.
+IMAGE_SIZE = 512
+NUM_STEPS = 300
+OPTIMIZER = "lbfgs"
+LEARNING_RATE = 5.0
+LBFGS_HISTORY = 100
