@@ -1,4 +1,4 @@
-"""Per-image optimisation: the start image, and quality on real pretrained VGG16 features."""
+"""Per-image optimisation: the start image, and quality on real ImageNet VGG19 features (the default backbone)."""
 
 import dataclasses
 
@@ -27,8 +27,8 @@ def content_distance(extractor, image, content, layer):
 
 
 @pytest.fixture(scope="module")
-def real_case(vgg16_weights):
-    config = vgg.ExtractorConfig(backbone="vgg16", weights=vgg16_weights)
+def real_case(vgg19_q8_weights):
+    config = vgg.ExtractorConfig(backbone="vgg19", weights=vgg19_q8_weights)
     extractor = vgg.build_extractor(config)
     content = image_io.resize_max_side(skimage_rgb("chelsea"), 128)
     style = image_io.resize_max_side(skimage_rgb("coffee"), 128)
@@ -57,11 +57,12 @@ def test_style_transfers_and_content_is_kept_on_real_features(real_case, lbfgs_r
     assert result.shape == (85, 128, 3) and result.dtype == np.uint8
     before = gram_distance(extractor, content, style, config.style_layers)
     after = gram_distance(extractor, result, style, config.style_layers)
-    assert after <= 0.5 * before, (before, after)
     kept = content_distance(extractor, result, content, "block4_conv2")
     style_itself = content_distance(extractor, image_io.resize(style, content.shape[:2]), content,
                                     "block4_conv2")
-    assert kept < 0.5 * style_itself, (kept, style_itself)
+    print(f"Gram distance {before:.3f} -> {after:.3f}; content distance {kept:.3f}, style's own {style_itself:.3f}")
+    assert after <= 0.5 * before, (before, after)  # measured: 0.763 -> 0.345
+    assert kept < 0.5 * style_itself, (kept, style_itself)  # measured: 0.530 against 1.507
 
 
 def test_content_mask_confines_the_style_to_its_region_on_real_features(real_case):
@@ -80,20 +81,26 @@ def test_content_mask_confines_the_style_to_its_region_on_real_features(real_cas
     change = np.abs(result - content).mean(axis=2)
     left_change, right_change = change[left].mean(), change[right].mean()
     measured = f"mean |result - content|: left {left_change:.2f}, right {right_change:.2f} grey levels"
-    assert right_change < 0.25 * left_change, measured  # measured: about 0.06x
-    assert right_change < 5.0, measured  # measured: about 1.5
-    assert left_change > 10.0, measured  # measured: about 23
+    print(measured)
+    assert right_change < 0.25 * left_change, measured  # measured: 0.07x
+    assert right_change < 5.0, measured  # measured: 1.7
+    assert left_change > 10.0, measured  # measured: 24.8
     left_gram = [gram_distance(extractor, image[left], style, config.style_layers) for image in (content, result)]
     right_gram = [gram_distance(extractor, image[right], style, config.style_layers) for image in (content, result)]
     measured = f"Gram distance to the style, before -> after: left {left_gram}, right {right_gram}"
-    assert left_gram[1] < 0.7 * left_gram[0], measured  # measured: 0.76 -> 0.39
+    print(measured)
+    assert left_gram[1] < 0.7 * left_gram[0], measured  # measured: 0.79 -> 0.45
     assert right_gram[1] > 0.9 * right_gram[0], measured  # measured: 0.80 -> 0.80
 
 
-def test_lbfgs_reaches_a_lower_loss_than_adam_in_equal_steps(real_case, lbfgs_run):
-    _, lbfgs_terms = lbfgs_run
-    _, adam_terms = _run(real_case, "adam")
-    assert lbfgs_terms["total"] < adam_terms["total"], (lbfgs_terms, adam_terms)
+def test_lbfgs_reaches_a_lower_loss_than_adam_in_equal_steps(real_case):
+    """L-BFGS leads early, then Adam closes in: measured totals L-BFGS/Adam 1.034/1.143 at 10 steps,
+    0.905/1.029 at 15, 0.790/0.828 at 30, 0.718/0.721 at 100. Compared at 15 steps, where the lead is widest,
+    with a margin of half the measured lead."""
+    _, lbfgs_terms = _run(real_case, "lbfgs", num_steps=15)
+    _, adam_terms = _run(real_case, "adam", num_steps=15)
+    print(f"total loss after 15 steps: L-BFGS {lbfgs_terms['total']:.4f}, Adam {adam_terms['total']:.4f}")
+    assert lbfgs_terms["total"] < 0.94 * adam_terms["total"], (lbfgs_terms, adam_terms)
 
 
 def test_initial_images():
@@ -198,6 +205,35 @@ def test_luminance_mode_keeps_the_content_chroma_and_changes_the_luminance(rando
     result_yuv, content_yuv = _yuv(result), _yuv(content)
     assert np.abs(result_yuv[..., 1:] - content_yuv[..., 1:]).mean() < 0.01  # chroma: about 1 grey level
     assert np.abs(result_yuv[..., 0] - content_yuv[..., 0]).mean() > 0.02  # luminance was stylised
+
+
+def test_colour_control_keeps_the_content_colours_and_moves_the_style_on_real_features(real_case):
+    """Gatys et al. 2017, §5: luminance-only transfer keeps the content's chroma, histogram matching its mean
+    colour, and both still move the style (judged against the style the optimiser sees)."""
+    extractor, config, content, style = real_case
+    content, style = np.asarray(content, np.float32), np.asarray(style, np.float32)
+    luma_style = image_io.luminance_image(image_io.match_luminance(style, content))
+    colour_style = image_io.match_color(style, content, "chol")
+    measured = {}
+    for mode, seen_style, seen in (("luminance", luma_style, image_io.luminance_image),
+                                   ("histogram", colour_style, lambda image: image)):
+        result = optimize.transfer(
+            extractor, content, style,
+            optimize.TransferConfig(num_steps=40, preserve_color=mode,
+                                    loss_weights=losses.LossWeights(content=1.0, style=3.0, tv=0.0)),
+            config.style_layers, config.content_layers)
+        before = gram_distance(extractor, seen(content), np.asarray(seen_style), config.style_layers)
+        after = gram_distance(extractor, seen(result), np.asarray(seen_style), config.style_layers)
+        chroma = np.abs(_yuv(result)[..., 1:] - _yuv(content)[..., 1:]).mean()
+        colour_shift = np.abs(np.asarray(result, np.float32).mean(axis=(0, 1)) - content.mean(axis=(0, 1))).max()
+        measured[mode] = (round(before, 3), round(after, 3), round(float(chroma), 4), round(float(colour_shift), 1))
+    print(f"(Gram before, after, mean |UV change|, max mean-colour shift in grey levels): {measured}")
+    style_shift = np.abs(style.mean(axis=(0, 1)) - content.mean(axis=(0, 1))).max()
+    # measured: Gram 0.95 -> 0.30 (luminance), 0.85 -> 0.27 (histogram); colour shifts 1.8 and 2.5 grey levels
+    for mode, (before, after, chroma, colour_shift) in measured.items():
+        assert after < 0.7 * before, measured
+        assert colour_shift < 0.25 * style_shift, (measured, style_shift)
+    assert measured["luminance"][2] < 0.01, measured  # the chroma is the content's, to about a grey level
 
 
 @pytest.mark.parametrize("mode", ["chol", "sym"])

@@ -206,14 +206,14 @@ def _gram_distance(extractor, image, style, layers):
                           / tf.norm(losses.gram_matrix(style_features[name]))) for name in layers])
 
 
-def test_four_tiles_on_real_features_leave_no_seam(vgg16_weights):
+def test_four_tiles_on_real_features_leave_no_seam(vgg19_q8_weights):
     """A 192 px image in 2 x 2 tiles of 112 px (overlap 32): the tile edges are no sharper than the tiles.
 
     The photo itself is not uniform (the eyes and nose lie near the middle, where the tiles meet), so the
     sharpness ratio across / inside is compared with the content's own at the same lines. Pasting the same
     optimised tiles without the blend shows the seams this measures.
     """
-    config = vgg.ExtractorConfig(backbone="vgg16", weights=vgg16_weights)
+    config = vgg.ExtractorConfig(backbone="vgg19", weights=vgg19_q8_weights)
     extractor = vgg.build_extractor(config)
     cat = skimage_rgb("chelsea")
     side = cat.shape[0]
@@ -240,11 +240,13 @@ def test_four_tiles_on_real_features_leave_no_seam(vgg16_weights):
         ratios[name] = across / inside
         ratios[f"{name} grey levels"] = (round(across, 2), round(inside, 2))
     measured = f"|step| across tile edges / inside tiles: {ratios}"
-    assert ratios["tiled"] <= 1.1 * ratios["content"], measured  # measured: 1.13 vs the content's 1.15
-    assert ratios["pasted"] > 1.1 * ratios["content"], measured  # measured: 1.40: the check sees seams
+    print(measured)
+    assert ratios["tiled"] <= 1.1 * ratios["content"], measured  # measured: 1.14 vs the content's 1.15
+    assert ratios["pasted"] > 1.1 * ratios["content"], measured  # measured: 1.58: the check sees seams
     before = _gram_distance(extractor, content, style, config.style_layers)
     after = _gram_distance(extractor, result, style, config.style_layers)
-    assert after < 0.6 * before, (before, after)  # measured: 0.77 -> 0.37
+    print(f"Gram distance {before:.3f} -> {after:.3f}")
+    assert after < 0.6 * before, (before, after)  # measured: 0.76 -> 0.42
 
 
 _PEAK_RSS_SCRIPT = """

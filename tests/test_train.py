@@ -81,9 +81,9 @@ def _relative_gram_distance(extractor, images, style_grams):
                           for name, gram in style_grams.items()]))
 
 
-def test_overfits_a_tiny_set_with_real_vgg16_features(tmp_path, dataset_dir, image_files, vgg16_weights):
+def test_overfits_a_tiny_set_with_real_vgg19_features(tmp_path, dataset_dir, image_files, vgg19_q8_weights):
     extractor_config = vgg.ExtractorConfig(
-        backbone="vgg16", weights=vgg16_weights,
+        backbone="vgg19", weights=vgg19_q8_weights,
         style_layers=("block1_conv1", "block2_conv1", "block3_conv1"), content_layers=("block3_conv1",))
     config = train.TrainConfig(
         dataset_dir=dataset_dir, train_dir=str(tmp_path / "run"), style_image=image_files["style"],
