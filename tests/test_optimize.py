@@ -116,7 +116,7 @@ def test_initial_images():
     assert float(tf.reduce_min(noise)) >= 0 and float(tf.reduce_max(noise)) <= 255
 
 
-def test_adam_keeps_pixels_in_range_and_the_callback_sees_every_step():
+def test_adam_changes_the_image_and_the_callback_sees_every_step():
     config = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block1_conv1",),
                                  content_layers=("block2_conv1",))
     extractor = vgg.build_extractor(config)
@@ -130,6 +130,47 @@ def test_adam_keeps_pixels_in_range_and_the_callback_sees_every_step():
     assert steps == [(i, ["content", "style", "total", "tv"]) for i in (1, 2, 3)]
     assert result.shape == (24, 20, 3) and result.dtype == np.uint8
     assert not np.array_equal(result, np.round(content).astype(np.uint8))
+
+
+def test_adam_clips_the_variable_itself_to_the_pixel_range():
+    """Guards Adam's clip: the optimised variable stays in [0, 255] before any uint8 conversion (a step of 50
+    grey levels from pixels near 0 and 255 would leave the range without it)."""
+    config = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block1_conv1",),
+                                 content_layers=("block2_conv1",))
+    extractor = vgg.build_extractor(config)
+    rng = np.random.default_rng(0)
+    content = rng.choice([0.0, 255.0], size=(24, 20, 3))
+    style = rng.uniform(0, 255, (16, 16, 3))
+    ranges = []
+    optimize.transfer(
+        extractor, content, style, optimize.TransferConfig(num_steps=3, optimizer="adam", learning_rate=50.0),
+        config.style_layers, config.content_layers,
+        callback=lambda step, terms, image: ranges.append((float(tf.reduce_min(image)), float(tf.reduce_max(image)))))
+    assert all(0.0 <= low and high <= 255.0 for low, high in ranges), ranges
+    assert ranges[0][0] == 0.0, ranges  # the first step pushed dark pixels below 0, and the clip held them
+
+
+def test_each_finer_scale_starts_from_the_upsampled_coarser_result():
+    """Guards the coarse-to-fine hand-off: from noise, the finest scale's first step is one small Adam step
+    away from the coarse result upsampled, not a fresh start."""
+    config = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block1_conv1",),
+                                 content_layers=("block2_conv1",))
+    extractor = vgg.build_extractor(config)
+    rng = np.random.default_rng(2)
+    content, style = rng.uniform(0, 255, (32, 40, 3)), rng.uniform(0, 255, (24, 24, 3))
+    seen = {}
+    optimize.transfer(
+        extractor, content, style,
+        optimize.TransferConfig(num_steps=1, num_scales=2, coarse_steps=4, init="noise", optimizer="adam",
+                                learning_rate=1.0),
+        config.style_layers, config.content_layers,
+        callback=lambda step, terms, image: seen.__setitem__(step, image[0].numpy().copy()))
+    coarse, fine = seen[4], seen[5]
+    assert coarse.shape == (16, 20, 3) and fine.shape == (32, 40, 3)
+    upsampled = image_io.resize(coarse, (32, 40)).numpy()
+    fresh = optimize.initial_image("noise", content, style, seed=0)[0].numpy()
+    from_coarse, from_fresh = np.abs(fine - upsampled).mean(), np.abs(fine - fresh).mean()
+    assert from_coarse < 1.5 and from_fresh > 20, (from_coarse, from_fresh)  # Adam moves a pixel <= ~1 level
 
 
 @pytest.fixture(scope="module")

@@ -50,6 +50,17 @@ def test_load_stylizer_takes_a_file_or_a_train_dir(model_dir, tmp_path):
         stylize.load_stylizer(str(tmp_path / "junk.keras"))
 
 
+def test_stylize_image_is_the_networks_forward_pass(model_dir):
+    """Guards stylize_image: its output is the model's own forward pass (within rounding), not its input."""
+    model = stylize.load_stylizer(model_dir)
+    image = skimage_rgb("chelsea")[::8, ::8]
+    result = stylize.stylize_image(model, image)
+    expected = np.clip(np.round(model(image[None].astype(np.float32), training=False)[0].numpy()), 0, 255)
+    assert result.shape == image.shape and result.dtype == np.uint8
+    assert np.abs(result.astype(int) - expected).max() <= 1
+    assert np.abs(result.astype(int) - image).mean() > 5
+
+
 def test_outputs_keep_names_and_never_replace_inputs(photos, tmp_path):
     out = tmp_path / "out"
     pairs = stylize.plan_outputs(str(photos), str(out))
