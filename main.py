@@ -324,7 +324,8 @@ def _extractor_config():
 
     return vgg.ExtractorConfig(
         backbone=_BACKBONE.value, weights=_WEIGHTS.value, style_layers=tuple(_STYLE_LAYERS.value),
-        content_layers=tuple(_CONTENT_LAYERS.value), pooling=_POOLING.value, precision=_PRECISION.value)
+        content_layers=tuple(_CONTENT_LAYERS.value), pooling=_POOLING.value, precision=_PRECISION.value,
+        seed=_SEED.value)
 
 
 def _loss_weights():

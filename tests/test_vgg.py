@@ -88,3 +88,12 @@ def test_offline_imagenet_download_names_the_flag_and_file(tmp_path, monkeypatch
     message = str(raised.value)
     assert "--weights=/path/to/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
     assert "\n" not in message
+
+
+def test_random_weights_follow_the_seed():
+    image = np.random.default_rng(0).uniform(0, 255, (1, 16, 16, 3)).astype(np.float32)
+    outputs = [vgg.build_extractor(vgg.ExtractorConfig(weights="none", seed=seed, style_layers=("block1_conv1",),
+                                                       content_layers=("block2_conv1",)))(image)["block2_conv1"]
+               for seed in (1, 1, 2)]
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert np.abs(np.asarray(outputs[0]) - np.asarray(outputs[2])).max() > 1e-3

@@ -10,6 +10,7 @@ import re
 import warnings
 
 import keras
+import numpy as np
 
 from tf_nst import defaults
 from tf_nst import image_io
@@ -44,6 +45,8 @@ class ExtractorConfig:
       pooling: "max", or "avg" to swap every MaxPooling2D for AveragePooling2D (Gatys et al. 2016, §2).
       precision: a Keras dtype policy for the convolutions: "float32", "mixed_bfloat16" or "mixed_float16".
         Inputs, preprocessing and every output stay float32 (the losses compute Grams in float32).
+      seed: seeds the random weights of weights="none" (Glorot-uniform kernels, zero biases, as Keras
+        initialises them), so that a run with random weights can be repeated.
     """
 
     backbone: str = defaults.BACKBONE
@@ -52,6 +55,7 @@ class ExtractorConfig:
     content_layers: tuple = DEFAULT_CONTENT_LAYERS
     pooling: str = "max"
     precision: str = "float32"
+    seed: int = 0
 
 
 def layer_names(backbone):
@@ -159,6 +163,7 @@ def _backbone(name, precision):
 def _load_weights(model, config):
     path = weights_source.resolve(config.backbone, config.weights)
     if path is None:
+        _random_weights(model, config.seed)
         return
     # Keras warns about every layer it skips before it raises on a mismatched file; the one-line error
     # says it all, so the warnings are replayed only when the load succeeds.
@@ -173,6 +178,17 @@ def _load_weights(model, config):
                 f"pass a {config.backbone} file such as {IMAGENET_WEIGHTS[config.backbone][0]}") from None
     for warning in caught:
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def _random_weights(model, seed):
+    """Glorot-uniform kernels from a seeded generator: repeatable without touching Keras's global seed."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kernel, bias = layer.get_weights()
+            fan_in, fan_out = np.prod(kernel.shape[:-1]), np.prod(kernel.shape[:-2]) * kernel.shape[-1]
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            layer.set_weights([rng.uniform(-limit, limit, kernel.shape).astype(kernel.dtype), np.zeros_like(bias)])
 
 
 def _first_line(error):
