@@ -21,12 +21,12 @@ from tf_nst import losses
 from tf_nst import transformer
 from tf_nst import vgg
 from tf_nst.errors import UserInputError
+from tf_nst.files import IMAGE_EXTENSIONS
+from tf_nst.files import MODEL_FILE
 from tf_nst.precision import PRECISIONS
 from tf_nst.precision import dtype_policy
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 STRATEGIES = ("default", "mirrored", "multi_worker")
-MODEL_FILE = "stylizer.keras"
 # Training images shown, stylised, in TensorBoard.
 NUM_PREVIEW_IMAGES = 2
 
