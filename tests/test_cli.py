@@ -220,8 +220,8 @@ def test_masks_from_the_command_line(files):
 
 # Which CPU allocator the command line's TensorFlow gets: only the pooled (BFC) one keeps statistics.
 _ALLOCATOR_PROBE = """
-import main
-main._import_tensorflow()
+from tf_nst.cli import common
+common.import_tensorflow()
 import tensorflow as tf
 tf.constant([1.0]) + 1.0
 try:
