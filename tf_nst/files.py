@@ -188,7 +188,17 @@ def find_model(path):
     return path
 
 
-def check_folder(path, flag_name, what):
-    """Raises UserInputError unless `path` is an existing folder (`what` it should hold names it)."""
-    if not os.path.isdir(path):
-        raise UserInputError(f"--{flag_name} {path!r} is not a folder; give a folder of {what}")
+def list_images(folder):
+    """The files under `folder` (searched recursively) whose names end in IMAGE_EXTENSIONS, sorted.
+
+    Raises:
+      UserInputError: the folder is missing or holds no image files.
+    """
+    if not os.path.isdir(folder):
+        raise UserInputError(f"dataset folder not found: {folder!r}; give a folder of training images")
+    paths = sorted(os.path.join(root, name) for root, _, names in os.walk(folder)
+                   for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
+    if not paths:
+        raise UserInputError(
+            f"no image files under {folder!r}; expected files ending in {', '.join(IMAGE_EXTENSIONS)}")
+    return paths

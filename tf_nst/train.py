@@ -16,12 +16,13 @@ import threading
 import keras
 import tensorflow as tf
 
+from tf_nst import files
 from tf_nst import image_io
 from tf_nst import losses
 from tf_nst import transformer
 from tf_nst import vgg
 from tf_nst.errors import UserInputError
-from tf_nst.files import IMAGE_EXTENSIONS
+from tf_nst.files import IMAGE_EXTENSIONS  # pylint: disable=unused-import  # re-exported
 from tf_nst.files import MODEL_FILE
 from tf_nst.precision import PRECISIONS
 from tf_nst.precision import dtype_policy
@@ -174,13 +175,7 @@ def find_images(folder):
     Raises:
       UserInputError: the folder is missing, holds no image files, or none of them decodes.
     """
-    if not os.path.isdir(folder):
-        raise UserInputError(f"dataset folder not found: {folder!r}; give a folder of training images")
-    paths = sorted(os.path.join(root, name) for root, _, names in os.walk(folder)
-                   for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
-    if not paths:
-        raise UserInputError(
-            f"no image files under {folder!r}; expected files ending in {', '.join(IMAGE_EXTENSIONS)}")
+    paths = files.list_images(folder)
     decodable = _decodable_indices(paths)
     if not decodable:
         raise UserInputError(f"none of the {len(paths)} image files under {folder!r} can be decoded")
