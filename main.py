@@ -17,6 +17,7 @@ import importlib
 import sys
 
 from absl import app
+from absl import flags
 
 from tf_nst import cli
 from tf_nst.cli import common
@@ -44,10 +45,12 @@ def main(argv=None):
     if any(arg in cli.HELP_FLAGS for arg in rest):
         print(cli.command_help(command))
         return 0
-    if not explicit and "--helpfull" in rest:
-        for other in cli.COMMANDS.values():  # every command's flags
-            importlib.import_module(other.module)
     module = importlib.import_module(cli.COMMANDS[command].module)
+    if "--helpfull" in rest:  # every flag: all commands' without a command, else this command's and absl's
+        for other in cli.COMMANDS.values() if not explicit else ():
+            importlib.import_module(other.module)
+        print(f"{cli.usage()}\n\n{flags.FLAGS.get_help()}")
+        return 0
     app.run(module.main, argv=[f"{argv[0]} {command}", *rest], flags_parser=common.parse_flags)
     return 0
 

@@ -240,3 +240,85 @@ def test_the_command_line_pools_cpu_memory_unless_told_not_to(setting, expected)
     result = subprocess.run([sys.executable, "-c", _ALLOCATOR_PROBE], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=300, check=False)
     assert result.stdout.split() == [expected], result.stderr
+
+
+# --- Commands and help ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["help"], ["--help"]])
+def test_help_lists_every_command_with_an_example(args):
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    for command in ("transfer", "train", "stylize", "export", "serve-request"):
+        assert f"  {command} " in result.stdout
+        assert f"main.py {command} --" in result.stdout  # its example
+    assert "--tile_size" not in result.stdout
+
+
+def test_command_help_lists_only_the_flags_the_command_reads():
+    train_help = run_cli("train", "--help")
+    assert train_help.returncode == 0, train_help.stderr
+    for flag in ("--dataset_dir", "--train_dir", "--style", "--backbone", "--weights", "--style_weight"):
+        assert f"{flag}:" in train_help.stdout
+    for flag in ("--tile_size", "--content", "--num_steps", "--export_dir", "--protocol"):
+        assert f"{flag}:" not in train_help.stdout
+    assert "[transfer, train]" in train_help.stdout  # a shared flag names its readers
+    assert "imagenet_q8" in train_help.stdout
+    export_help = run_cli("export", "--help")
+    assert "--export_dir:" in export_help.stdout and "--backbone:" not in export_help.stdout
+    assert run_cli("help", "serve-request").stdout == run_cli("serve-request", "--help").stdout
+
+
+def test_helpfull_shows_every_command_flag():
+    result = run_cli("--helpfull")
+    assert result.returncode == 0, result.stderr
+    for flag in ("--tile_size", "--dataset_dir", "--max_size", "--export_dir", "--protocol"):
+        assert flag in result.stdout
+
+
+def test_a_command_after_flags_is_explained():
+    assert_user_error(run_cli("--weights=none", "train"), "'train'", "the command goes first")
+
+
+# Runs a command's main() in this process's way, then says whether TensorFlow was imported.
+_ORDER_PROBE = """
+import sys
+import main
+try:
+    main.main(sys.argv[1:])
+except SystemExit:
+    pass
+print('tensorflow' in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["transfer", "--content=missing.png"], "image file not found: 'missing.png'"),
+    (["transfer", "--output={existing}"], "already exists"),
+    (["train", "--train_dir={dir}/run"], "needs --dataset_dir"),
+    (["train", "--dataset_dir={dir}/none", "--train_dir={dir}/run"], "dataset folder not found"),
+    (["stylize", "--model={dir}/none.keras", "--input={existing}", "--output_dir={dir}/o"], "model not found"),
+    (["export", "--model={dir}"], "model not found"),
+    (["serve-request", "--input={dir}/missing.png", "--output_dir={dir}/o"], "input not found"),
+    (["serve-request", "--input={existing}"], "needs --output_dir"),
+])
+def test_bad_paths_are_reported_before_tensorflow_loads(tmp_path, args, fragment):
+    existing = tmp_path / "existing.png"
+    Image.new("RGB", (32, 32)).save(existing)
+    args = [arg.format(dir=tmp_path, existing=existing) for arg in args]
+    result = subprocess.run([sys.executable, "-c", _ORDER_PROBE, "main.py", *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.stdout.split() == ["False"], result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tf-nst: error: ") and fragment in lines[0], result.stderr
+
+
+def test_a_missing_optional_dependency_is_one_line_naming_the_extra(tmp_path, image_files):
+    probe = ("import sys; sys.modules['grpc'] = None; import main; "
+             f"main.run()")  # sys.modules[name] = None makes `import name` fail as if it were not installed
+    result = subprocess.run(
+        [sys.executable, "-c", probe, "serve-request", f"--input={image_files['content']}",
+         f"--output_dir={tmp_path / 'out'}", "--protocol=grpc", "--server=127.0.0.1:9"], cwd=ROOT,
+        capture_output=True, text=True, timeout=120, check=False)
+    assert_user_error(result, "'grpc'", "pip install 'tf-nst[serving]'")
+    assert not os.path.exists(tmp_path / "out")
