@@ -56,7 +56,7 @@ def read_image(path, max_pixels=MAX_PIXELS):
                         f"{max_pixels} pixels")
                 img.seek(0)
                 img = ImageOps.exif_transpose(img)
-                return _to_rgb(img)
+                return pil_to_rgb(img)
     except Image.DecompressionBombError as e:
         raise UserInputError(f"image {path!r} is too large ({e}); the limit is {max_pixels} pixels") from None
     except _READ_ERRORS as e:
@@ -81,7 +81,7 @@ def read_mask(path, max_pixels=MAX_PIXELS):
     return np.clip(rgb @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0, 0.0, 1.0)
 
 
-def _to_rgb(img):
+def pil_to_rgb(img):
     """Converts a loaded PIL image of any mode to a uint8 RGB array."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         gray = np.asarray(img, dtype=np.float64)
