@@ -14,6 +14,7 @@ exit with status 2 without writing any file.
 """
 
 import importlib
+import os
 import sys
 
 from absl import app
@@ -34,8 +35,10 @@ def main(argv=None):
     """Runs the command named by argv[1] (default `transfer`); returns only for help and unknown commands."""
     argv = list(sys.argv if argv is None else argv)
     command, rest = _split_command(argv)
+    program = os.path.basename(argv[0]) if argv and argv[0].endswith(("main.py", "tf-nst")) else "main.py"
     if command == "help" or (command is None and any(arg in cli.HELP_FLAGS for arg in rest)):
-        print(cli.command_help(rest[0]) if command and rest and rest[0] in cli.COMMANDS else cli.usage())
+        print(cli.command_help(rest[0], program) if command and rest and rest[0] in cli.COMMANDS
+              else cli.usage(program))
         return 0
     if command is not None and command not in cli.COMMANDS:
         common.error(f"unknown command {command!r}; use one of {', '.join(cli.COMMANDS)}, or help")
@@ -43,13 +46,13 @@ def main(argv=None):
     explicit = command is not None
     command = command or "transfer"
     if any(arg in cli.HELP_FLAGS for arg in rest):
-        print(cli.command_help(command))
+        print(cli.command_help(command, program))
         return 0
     module = importlib.import_module(cli.COMMANDS[command].module)
     if "--helpfull" in rest:  # every flag: all commands' without a command, else this command's and absl's
         for other in cli.COMMANDS.values() if not explicit else ():
             importlib.import_module(other.module)
-        print(f"{cli.usage()}\n\n{flags.FLAGS.get_help()}")
+        print(f"{cli.usage(program)}\n\n{flags.FLAGS.get_help()}")
         return 0
     app.run(module.main, argv=[f"{argv[0]} {command}", *rest], flags_parser=common.parse_flags)
     return 0

@@ -75,6 +75,16 @@ def test_load_stylizer_matches_the_models_forward_pass(stylizer_file):
         stylizer(images[0], style=images[1])
 
 
+def test_load_stylizer_reads_an_exported_savedmodel_version(stylizer_file, tmp_path):
+    from export import saved_model  # pylint: disable=import-outside-toplevel
+
+    version_dir = saved_model.export(stylizer_file, str(tmp_path / "exports"))
+    image = np.random.default_rng(2).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    served, local = tf_nst.load_stylizer(version_dir)(image), tf_nst.load_stylizer(stylizer_file)(image)
+    assert served.dtype == np.uint8 and served.shape == image.shape
+    assert np.abs(served.astype(int) - local.astype(int)).max() <= 1
+
+
 def _tiny_data(seed=0):
     rng = np.random.default_rng(seed)
     inputs = rng.uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
