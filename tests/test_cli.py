@@ -121,7 +121,7 @@ def test_bad_flags(files, flag, fragment):
 def test_weights_for_the_wrong_backbone(files, vgg16_weights):
     result = run_cli(f"--content={files['content']}", f"--style={files['style']}", f"--output={files['out']}",
                      f"--weights={vgg16_weights}", "--backbone=vgg19", "--image_size=32", "--num_steps=1")
-    assert_user_error(result, "does not fit --backbone=vgg19", repr(vgg16_weights))
+    assert_user_error(result, "does not fit --backbone=vgg19", repr(vgg16_weights), "pass --backbone=vgg16")
     assert not os.path.exists(files["out"])
 
 

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from tf_nst import defaults
 from tf_nst import image_io
+from tf_nst import weights_file
 from tf_nst.errors import UserInputError
 from tf_nst.precision import PRECISIONS
 from tf_nst.precision import dtype_policy
@@ -167,10 +168,8 @@ def _load_weights(model, config):
         try:
             model.load_weights(path)
         except (ValueError, KeyError, OSError) as e:
-            reason = _first_line(e)
-            raise UserInputError(
-                f"weights file {config.weights!r} does not fit --backbone={config.backbone} ({reason}); "
-                f"pass a {config.backbone} file such as {IMAGENET_WEIGHTS[config.backbone][0]}") from None
+            raise UserInputError(weights_file.mismatch_message(
+                path, config.backbone, _first_line(e), IMAGENET_WEIGHTS[config.backbone][0])) from None
     for warning in caught:
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
@@ -189,5 +188,5 @@ def _download_imagenet(backbone):
         reason = _first_line(e)
         raise UserInputError(
             f"could not download the ImageNet {backbone} weights ({reason}); download {url} on a machine "
-            f"with internet and pass --weights=/path/to/{file_name}") from None
+            f"with internet and pass --weights=/path/to/{file_name}, or put it in ~/.keras/models/") from None
 
