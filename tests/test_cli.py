@@ -322,3 +322,20 @@ def test_a_missing_optional_dependency_is_one_line_naming_the_extra(tmp_path, im
         capture_output=True, text=True, timeout=120, check=False)
     assert_user_error(result, "'grpc'", "pip install 'tf-nst[serving]'")
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_slow_settings_are_warned_about_on_a_cpu_only(tmp_path):
+    from tf_nst.cli import common  # pylint: disable=import-outside-toplevel
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    plain_cpu = common.cpu_flags(str(cpuinfo))
+    assert plain_cpu == {"fpu", "sse2", "avx2", "avx512f"}
+    (bf16,) = common.slow_settings_warnings("mixed_bfloat16", False, has_gpu=False, flags_of_cpu=plain_cpu)
+    assert "9x slower" in bf16 and "--precision=float32" in bf16
+    assert not common.slow_settings_warnings("mixed_bfloat16", False, False, plain_cpu | {"avx512_bf16"})
+    assert not common.slow_settings_warnings("mixed_bfloat16", True, has_gpu=True, flags_of_cpu=plain_cpu)
+    assert not common.slow_settings_warnings("float32", False, has_gpu=False, flags_of_cpu=plain_cpu)
+    (jit,) = common.slow_settings_warnings("float32", True, has_gpu=False, flags_of_cpu=plain_cpu)
+    assert "--jit_compile" in jit and "2-8x" in jit
+    assert common.cpu_flags(str(tmp_path / "missing")) == set()

@@ -11,9 +11,9 @@ from absl import flags
 
 from tf_nst import SAMPLES_DIR
 from tf_nst import defaults
+from tf_nst.precision import PRECISIONS
 
 BACKBONES = ("vgg19", "vgg16")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 # --weights values that are not files; what each loads is up to tf_nst.vgg.
 WEIGHT_NAMES = ("imagenet", "imagenet_q8", "none")
 
