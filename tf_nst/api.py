@@ -59,17 +59,35 @@ def _split_options(options):
     return extractor, {k: v for k, v in options.items() if k in _TRANSFER_OPTIONS}, loss_weights
 
 
-def _sized(content, styles, image_size, style_scale, extractor, config):
-    """(content, styles) resized as the command line does, checked against the layers' smallest input."""
+def sized_images(content, styles, image_size, style_scale, extractor_config, config, names=None):
+    """(content, styles) resized for optimize.transfer, checked against the chosen layers' smallest input.
+
+    The content's longer side becomes image_size and each style's style_scale * image_size, as the command
+    line does.
+
+    Args:
+      content, styles: an [H, W, 3] image and a list of them, in [0, 255].
+      image_size, style_scale: the sizes above.
+      extractor_config, config: the vgg.ExtractorConfig (its layers) and the optimize.TransferConfig (its scales).
+      names: optional, the content's and each style's file name, for the error message.
+
+    Raises:
+      UserInputError: an image too small for the layers at the coarsest scale.
+    """
     content = image_io.resize_max_side(content, image_size)
     styles = [image_io.resize_max_side(style, max(1, round(style_scale * image_size))) for style in styles]
-    min_side = vgg.min_input_size(extractor.style_layers + extractor.content_layers)
+    min_side = vgg.min_input_size(extractor_config.style_layers + extractor_config.content_layers)
     coarsest = optimize.scale_sizes(*content.shape[:2], config.num_scales, config.scale_factor)[0]
-    ratio = coarsest[0] / content.shape[0]
-    for name, shape in [("content", content.shape)] + [("style", style.shape) for style in styles]:
-        if min(shape[0] * ratio, shape[1] * ratio) < min_side:
-            raise UserInputError(f"the {name} image is {shape[1]}x{shape[0]} px at image_size={image_size} (at "
-                                 f"the coarsest scale); the chosen layers need at least {min_side} px a side")
+    ratio = coarsest[0] / content.shape[0]  # styles shrink with the content at coarse scales
+    names = names or [""] * (1 + len(styles))
+    kinds = ["content"] + ["style"] * len(styles)
+    for kind, name, image in zip(kinds, names, [content, *styles]):
+        height, width = image.shape[0] * ratio, image.shape[1] * ratio
+        if min(height, width) < min_side:
+            label = f"{kind} image {name!r}" if name else f"the {kind} image"
+            raise UserInputError(
+                f"{label} becomes {width:.0f}x{height:.0f} px at image_size={image_size} (coarsest "
+                f"scale, style_scale applied); the chosen layers need at least {min_side} px on each side")
     return content, styles
 
 
@@ -116,8 +134,8 @@ def transfer(content, style, *, image_size=defaults.IMAGE_SIZE, style_scale=1.0,
     extractor_config, transfer_options, loss_weights = _split_options(options)
     config = optimize.TransferConfig(loss_weights=loss_weights, **transfer_options)
     styles = [as_image(s, "style") for s in (style if isinstance(style, (list, tuple)) else [style])]
-    content, styles = _sized(as_image(content, "content"), styles, image_size, style_scale, extractor_config,
-                             config)
+    content, styles = sized_images(as_image(content, "content"), styles, image_size, style_scale,
+                                   extractor_config, config)
     reporter = _Reporter(optimize.count_steps(*content.shape[:2], config), verbose, callbacks)
     extractor = vgg.build_extractor(extractor_config)
     return optimize.transfer(extractor, content, styles, config, extractor_config.style_layers,

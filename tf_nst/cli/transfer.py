@@ -160,30 +160,6 @@ def _transfer_config(inputs):
         tile_overlap=_TILE_OVERLAP.value)
 
 
-def _resized(inputs, extractor_config):
-    """(content, styles) at --image_size and --style_scale, checked against the layers' smallest input."""
-    from tf_nst import image_io, optimize, vgg  # pylint: disable=import-outside-toplevel
-
-    min_side = vgg.min_input_size(extractor_config.style_layers + extractor_config.content_layers)
-    content = image_io.resize_max_side(inputs.content, _IMAGE_SIZE.value)
-    style_size = max(1, round(_STYLE_SCALE.value * _IMAGE_SIZE.value))
-    styles = [image_io.resize_max_side(style, style_size) for style in inputs.styles]
-    coarsest = optimize.scale_sizes(*content.shape[:2], _NUM_SCALES.value, _SCALE_FACTOR.value)[0]
-    _check_min_side("content", _CONTENT.value, coarsest, min_side)
-    ratio = coarsest[0] / content.shape[0]  # styles shrink with the content at coarse scales
-    for path, style in zip(inputs.style_paths, styles):
-        _check_min_side("style", path, (style.shape[0] * ratio, style.shape[1] * ratio), min_side)
-    return content, styles
-
-
-def _check_min_side(name, path, shape, min_side):
-    if min(shape[:2]) < min_side:
-        raise UserInputError(
-            f"{name} image {path!r} becomes {shape[1]:.0f}x{shape[0]:.0f} px at --image_size={_IMAGE_SIZE.value} "
-            f"(coarsest scale, --style_scale applied); the chosen layers need at least {min_side} px on "
-            "each side")
-
-
 def _float_tuple(values):
     return None if values is None else tuple(float(v) for v in values)
 
@@ -235,12 +211,13 @@ class _ProgressReporter:
 def _run():
     inputs = _Inputs()  # before TensorFlow: a bad path or image is reported at once
     common.import_tensorflow()
-    from tf_nst import image_io, optimize, vgg  # pylint: disable=import-outside-toplevel
+    from tf_nst import api, image_io, optimize, vgg  # pylint: disable=import-outside-toplevel
 
     extractor_config = _NETWORK.extractor_config()
     vgg.validate_config(extractor_config)
-    content, styles = _resized(inputs, extractor_config)
     config = _transfer_config(inputs)
+    content, styles = api.sized_images(inputs.content, inputs.styles, _IMAGE_SIZE.value, _STYLE_SCALE.value,
+                                       extractor_config, config, names=[_CONTENT.value, *inputs.style_paths])
     height, width = content.shape[:2]
     num_tiles = len(optimize.scale_tiles((height, width), config))
     total_steps = optimize.count_steps(height, width, config)
