@@ -314,8 +314,8 @@ def test_bad_paths_are_reported_before_tensorflow_loads(tmp_path, args, fragment
 
 
 def test_a_missing_optional_dependency_is_one_line_naming_the_extra(tmp_path, image_files):
-    probe = ("import sys; sys.modules['grpc'] = None; import main; "
-             f"main.run()")  # sys.modules[name] = None makes `import name` fail as if it were not installed
+    # sys.modules[name] = None makes `import name` fail as if the package were not installed.
+    probe = "import sys; sys.modules['grpc'] = None; import main; main.run()"
     result = subprocess.run(
         [sys.executable, "-c", probe, "serve-request", f"--input={image_files['content']}",
          f"--output_dir={tmp_path / 'out'}", "--protocol=grpc", "--server=127.0.0.1:9"], cwd=ROOT,

@@ -1,7 +1,8 @@
 """Image files in and out, and every pixel conversion in tf_nst.
 
 This is the only module that converts pixels: file or encoded bytes <-> uint8 RGB (header sizes and PNG
-encoding included), uint8 <-> float [0, 255], grayscale masks, resizing, colour blending, the feed-forward
+encoding included; reading files with Pillow lives in tf_nst.files, without TensorFlow, and is re-exported
+here), uint8 <-> float [0, 255], grayscale masks, resizing, colour blending, the feed-forward
 network's [-1, 1] range, and VGG's "caffe" preprocessing. Per-image optimisation, training, `stylize` and the
 serving graph all call it, so the network never sees differently prepared pixels in two places.
 """
