@@ -1,5 +1,8 @@
 """The command line: one module per command, each defining only the flags it reads (shared ones come from
 flag_groups). main.py picks the command and imports only its module.
+
+A new command is a module here with `main(argv)` (flags and paths checked first, then
+common.import_tensorflow(), then one library call) and a line in COMMANDS.
 """
 
 import collections
