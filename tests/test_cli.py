@@ -339,3 +339,12 @@ def test_slow_settings_are_warned_about_on_a_cpu_only(tmp_path):
     (jit,) = common.slow_settings_warnings("float32", True, has_gpu=False, flags_of_cpu=plain_cpu)
     assert "--jit_compile" in jit and "2-8x" in jit
     assert common.cpu_flags(str(tmp_path / "missing")) == set()
+
+
+def test_jit_compile_on_a_cpu_prints_one_warning_and_runs(files):
+    result = run_cli(f"--content={files['content']}", f"--style={files['style']}", f"--output={files['out']}",
+                     "--jit_compile", "--optimizer=adam", *FAST)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("tf-nst: warning: ")]
+    assert len(warnings) == 1 and "--jit_compile on a CPU" in warnings[0], result.stderr
+    assert os.path.exists(files["out"])
