@@ -348,3 +348,16 @@ def test_jit_compile_on_a_cpu_prints_one_warning_and_runs(files):
     warnings = [line for line in result.stderr.splitlines() if line.startswith("tf-nst: warning: ")]
     assert len(warnings) == 1 and "--jit_compile on a CPU" in warnings[0], result.stderr
     assert os.path.exists(files["out"])
+
+
+def test_export_without_the_serving_protos_is_one_line(tmp_path):
+    from tf_nst import transformer  # pylint: disable=import-outside-toplevel
+
+    model = str(tmp_path / "stylizer.keras")
+    transformer.build_transformer(width_multiplier=0.25).save(model)
+    probe = "import sys; sys.modules['tensorflow_serving'] = None; import main; main.run()"
+    result = subprocess.run([sys.executable, "-c", probe, "export", f"--model={model}",
+                             f"--export_dir={tmp_path / 'exports'}"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert_user_error(result, "'tensorflow_serving'", "pip install tensorflow-serving-api")
+    assert not os.path.exists(tmp_path / "exports" / "stylizer" / "1")
