@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_nst import image_io
+from tf_nst import optional
 from tf_nst import stylize
 from tf_nst import transformer
 from tf_nst.errors import UserInputError
@@ -50,6 +51,7 @@ BATCHING_PARAMETERS = "batching_parameters.txt"
 # Side of the synthetic image in the warmup requests: small, so loading stays fast on a CPU.
 WARMUP_SIDE = 64
 
+_WARMUP_FEATURE = "export's warmup requests"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 # BatchingParameters (tensorflow_serving/servables/tensorflow/session_bundle_config.proto).
@@ -108,6 +110,7 @@ def export(model_or_path, export_dir, model_name="stylizer", version=None, max_s
     """
     config = ServingConfig(max_size=max_size, max_pixels=max_pixels)
     _check_arguments(model_name, version, config)
+    optional.require("tensorflow_serving.apis.prediction_log_pb2", _WARMUP_FEATURE)  # before any work
     model_dir = os.path.join(export_dir, model_name)
     version = next_version(model_dir) if version is None else version
     version_dir = os.path.join(model_dir, str(version))
@@ -263,9 +266,9 @@ def warmup_inputs():
 
 def write_warmup_requests(path, model_name):
     """Writes TF Serving's warmup file: a TFRecord of PredictionLog records, one per signature."""
-    from tensorflow_serving.apis import model_pb2  # pylint: disable=import-outside-toplevel
-    from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
-    from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=import-outside-toplevel
+    model_pb2 = optional.require("tensorflow_serving.apis.model_pb2", _WARMUP_FEATURE)
+    predict_pb2 = optional.require("tensorflow_serving.apis.predict_pb2", _WARMUP_FEATURE)
+    prediction_log_pb2 = optional.require("tensorflow_serving.apis.prediction_log_pb2", _WARMUP_FEATURE)
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with tf.io.TFRecordWriter(path) as writer:
@@ -281,7 +284,8 @@ def write_warmup_requests(path, model_name):
 def models_config_text(model_names, serving_root=DEFAULT_SERVING_ROOT):
     """ModelServerConfig text for --model_config_file: each model served from `<serving_root>/<name>`."""
     from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
-    from tensorflow_serving.config import model_server_config_pb2  # pylint: disable=import-outside-toplevel
+    model_server_config_pb2 = optional.require("tensorflow_serving.config.model_server_config_pb2",
+                                               "export's models.config")
 
     server_config = model_server_config_pb2.ModelServerConfig()
     for name in model_names:
