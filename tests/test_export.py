@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import socket
 import struct
 import subprocess
 import sys
@@ -493,16 +494,23 @@ def test_serve_request_cli_over_rest(tmp_path, fake_rest_server, model, photos):
         assert_within_one_level(written, reference(model, photos[size]))
 
 
+def _closed_port():
+    """A local port that nothing listens on: bound, then released (no assumption about fixed ports)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_rest_client_reports_a_rejected_image_and_an_unreachable_server(fake_rest_server):
     with pytest.raises(UserInputError, match="answered 400: .*not an image"):
         client.rest_predict(fake_rest_server, "stylizer", [b"not an image"])
     with pytest.raises(UserInputError, match="cannot reach"):
-        client.rest_predict("127.0.0.1:9", "stylizer", [b"x"], timeout=5)
+        client.rest_predict(f"127.0.0.1:{_closed_port()}", "stylizer", [b"x"], timeout=5)
 
 
 def test_grpc_client_reports_an_unreachable_server_with_the_rest_hint():
     with pytest.raises(UserInputError, match="UNAVAILABLE.*is TF Serving running with its gRPC port published"):
-        client.grpc_predict("127.0.0.1:9", "stylizer", [b"x"], timeout=5)
+        client.grpc_predict(f"127.0.0.1:{_closed_port()}", "stylizer", [b"x"], timeout=5)
 
 
 def test_grpc_client_writes_files(tmp_path, served, fake_grpc_server, model, photos):

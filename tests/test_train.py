@@ -1,5 +1,6 @@
-"""Training the stylizer: it learns a style (real VGG16 features), resumes after a kill, mirrors a single
-device exactly, skips and counts unreadable files, and refuses an empty folder in one line."""
+"""Training the stylizer: it learns a style (real ImageNet VGG19 features), resumes after a kill, matches a
+single device on two mirrored ones to float32 rounding, skips and counts unreadable files, and refuses an
+empty folder in one line."""
 
 import json
 import os
@@ -219,8 +220,10 @@ def test_mirrored_over_two_devices_matches_one_device(tmp_path, vgg16_weights):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     single, mirrored = report["default"], report["mirrored"]
     assert (single["replicas"], mirrored["replicas"]) == (1, 2)
+    assert min(single["terms"].values()) > 0  # every term takes part (the shared defaults weigh TV too)
     for name in ("total", "content", "style", "tv"):
-        assert mirrored["terms"][name] == pytest.approx(single["terms"][name], rel=1e-4, abs=1e-6), name
+        # float32 rounding of a sum split over two replicas: measured 2e-7 relative; 1e-5 leaves a 50x margin
+        assert mirrored["terms"][name] == pytest.approx(single["terms"][name], rel=1e-5, abs=1e-7), name
     # The gradients too: after one step Adam's first moment is (1 - beta_1) * gradient, linear in it, so it
     # shows whether the replicas' gradients were summed at the right scale. (Biases are left out: instance
     # normalisation removes them, so their gradients are rounding noise.)
