@@ -254,3 +254,23 @@ def test_resize_mask_stays_in_zero_one_and_aligned():
     assert resized.shape == (20, 30) and resized.min() >= 0 and resized.max() <= 1
     np.testing.assert_allclose(resized[:, :14], 1.0, atol=1e-6)
     np.testing.assert_allclose(resized[:, 16:], 0.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("extension", [".webp", ".tif"])
+def test_webp_and_tiff_inputs_read_back(tmp_path, extension):
+    """The README lists WebP and TIFF: both decode to the pixels written (lossless)."""
+    pixels = _gradient_rgb(40, 24)
+    options = {"lossless": True} if extension == ".webp" else {}
+    path = _save(tmp_path, f"image{extension}", Image.fromarray(pixels), **options)
+    np.testing.assert_array_equal(np.asarray(image_io.read_image(path)), pixels)
+
+
+def test_exif_orientation_turns_the_picture_the_right_way(tmp_path):
+    """Orientation 6 means the stored picture is shown turned 90 degrees clockwise."""
+    pixels = _gradient_rgb(40, 24)
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    path = _save(tmp_path, "rotated.png", image, exif=exif)
+    shown = np.asarray(image_io.read_image(path))
+    np.testing.assert_array_equal(shown, np.rot90(pixels, k=-1))  # k=-1: clockwise

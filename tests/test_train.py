@@ -318,3 +318,41 @@ def test_folder_without_images_is_a_one_line_error(tmp_path, image_files):
         f"tf-nst: error: no image files under {str(tmp_path / 'empty')!r}; expected files ending in "
         f"{', '.join(train.IMAGE_EXTENSIONS)}"]
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_resuming_with_another_width_is_a_one_line_error(tmp_path, dataset_dir, image_files):
+    train_dir = str(tmp_path / "run")
+    train.train(_tiny_config(dataset_dir, train_dir, image_files["style"], num_steps=1, summary_every=0))
+    wider = _tiny_config(dataset_dir, train_dir, image_files["style"], num_steps=2, width_multiplier=0.5)
+    with pytest.raises(UserInputError, match="cannot resume from .*another width, depth or precision") as raised:
+        train.train(wider)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"strategy": "tpu"}, "unknown strategy 'tpu'"),
+    ({"precision": "float8"}, "unknown precision 'float8'"),
+    ({"image_size": 4}, "must be at least"),
+    ({"batch_size": 0}, "batch_size must be at least 1; received 0"),
+    ({"learning_rate": 0.0}, "learning rate must be greater than 0"),
+])
+def test_validate_config_refuses_bad_settings(tmp_path, image_files, overrides, message):
+    config = _tiny_config(str(tmp_path), str(tmp_path / "run"), image_files["style"], **overrides)
+    with pytest.raises(UserInputError, match=message):
+        train.validate_config(config)
+
+
+def test_validate_config_refuses_a_train_dir_that_is_a_file(tmp_path, image_files):
+    (tmp_path / "run").write_text("a file")
+    with pytest.raises(UserInputError, match="is a file; give a directory"):
+        train.validate_config(_tiny_config(str(tmp_path), str(tmp_path / "run"), image_files["style"]))
+
+
+def test_train_refuses_several_styles_in_one_line(tmp_path, dataset_dir, image_files):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "main.py"), "train", f"--dataset_dir={dataset_dir}",
+         f"--train_dir={tmp_path / 'run'}", f"--style={image_files['style']},{image_files['coffee']}",
+         *TINY_CLI_FLAGS], capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "train learns one style: give one --style file" in result.stderr
+    assert not os.path.exists(tmp_path / "run")
