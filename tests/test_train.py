@@ -356,3 +356,24 @@ def test_train_refuses_several_styles_in_one_line(tmp_path, dataset_dir, image_f
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "train learns one style: give one --style file" in result.stderr
     assert not os.path.exists(tmp_path / "run")
+
+
+def _strategy_of(cluster, task_type, task_id):
+    """A stand-in strategy with the cluster resolver that MultiWorkerMirroredStrategy reads from TF_CONFIG."""
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id)
+    return type("Strategy", (), {"cluster_resolver": resolver})()
+
+
+@pytest.mark.parametrize("cluster, task, chief", [
+    ({"chief": ["a:1"], "worker": ["b:1", "c:1"]}, ("chief", 0), True),
+    ({"chief": ["a:1"], "worker": ["b:1", "c:1"]}, ("worker", 0), False),
+    ({"worker": ["a:1", "b:1"]}, ("worker", 0), True),  # no chief: worker 0 leads
+    ({"worker": ["a:1", "b:1"]}, ("worker", 1), False),
+])
+def test_one_worker_owns_the_train_dir_and_the_others_save_beside_it(tmp_path, cluster, task, chief):
+    strategy = _strategy_of(cluster, *task)
+    assert train.is_chief(strategy) == chief
+    expected = str(tmp_path) if chief else os.path.join(str(tmp_path), "workers", f"{task[0]}-{task[1]}")
+    assert train._checkpoint_dir(str(tmp_path), strategy) == expected  # pylint: disable=protected-access
+    assert train.is_chief(tf.distribute.get_strategy())  # outside multi-worker training
