@@ -11,6 +11,7 @@ import warnings
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tf_nst import defaults
 from tf_nst import image_io
@@ -180,14 +181,19 @@ def _load_weights(model, config):
 
 
 def _random_weights(model, seed):
-    """Glorot-uniform kernels from a seeded generator: repeatable without touching Keras's global seed."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            kernel, bias = layer.get_weights()
-            fan_in, fan_out = np.prod(kernel.shape[:-1]), np.prod(kernel.shape[:-2]) * kernel.shape[-1]
-            limit = np.sqrt(6.0 / (fan_in + fan_out))
-            layer.set_weights([rng.uniform(-limit, limit, kernel.shape).astype(kernel.dtype), np.zeros_like(bias)])
+    """Glorot-uniform kernels and zero biases from `seed`: repeatable without touching Keras's global seed.
+
+    Stateless TensorFlow ops, so this works where the extractor is first built inside a traced function
+    (the Keras losses build it on first use).
+    """
+    convolutions = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    for index, layer in enumerate(convolutions):
+        shape = tuple(layer.kernel.shape)
+        fan_in, fan_out = np.prod(shape[:-1]), np.prod(shape[:-2]) * shape[-1]
+        limit = float(np.sqrt(6.0 / (fan_in + fan_out)))
+        layer.kernel.assign(tf.random.stateless_uniform(shape, seed=[seed, index], minval=-limit, maxval=limit,
+                                                        dtype=layer.kernel.dtype))
+        layer.bias.assign(tf.zeros(layer.bias.shape, layer.bias.dtype))
 
 
 def _first_line(error):
