@@ -126,6 +126,7 @@ def main(argv):
 
 
 def _write_sheet(path, rows):
+    """One row per pair (content, then each setting's result), all rows one height, padded white on the right."""
     from tf_nst import image_io  # pylint: disable=import-outside-toplevel
 
     height = min(row[0].shape[0] for row in rows)
@@ -134,8 +135,9 @@ def _write_sheet(path, rows):
         resized = [np.asarray(image_io.resize(image, (height, round(image.shape[1] * height / image.shape[0]))))
                    for image in row]
         lines.append(np.concatenate(resized, axis=1))
-    width = min(line.shape[1] for line in lines)
-    image_io.write_image(path, np.concatenate([line[:, :width] for line in lines], axis=0))
+    width = max(line.shape[1] for line in lines)
+    lines = [np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0)), constant_values=255) for line in lines]
+    image_io.write_image(path, np.concatenate(lines, axis=0))
     print(f"wrote {path}")
 
 

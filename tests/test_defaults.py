@@ -1,0 +1,50 @@
+"""One set of defaults: the command line, the config dataclasses and the Python API read tf_nst.defaults."""
+
+import dataclasses
+import inspect
+
+from absl import flags
+
+from tf_nst import api, defaults, losses, optimize, vgg
+from tf_nst.cli import flag_groups
+
+
+def test_the_tuned_loss_weights_are_pinned():
+    """Tuned on the ImageNet VGG19, judged on HED VGG16 (BENCHMARKS.md, "Loss weights"): change them there."""
+    assert (defaults.CONTENT_WEIGHT, defaults.STYLE_WEIGHT, defaults.TV_WEIGHT) == (1.0, 5.0, 10.0)
+    assert (defaults.IMAGE_SIZE, defaults.NUM_STEPS, defaults.OPTIMIZER) == (512, 300, "lbfgs")
+
+
+def test_configs_default_to_the_shared_values():
+    assert losses.LossWeights() == losses.LossWeights(
+        content=defaults.CONTENT_WEIGHT, style=defaults.STYLE_WEIGHT, tv=defaults.TV_WEIGHT)
+    transfer = optimize.TransferConfig()
+    assert (transfer.num_steps, transfer.optimizer, transfer.learning_rate, transfer.lbfgs_history) == (
+        defaults.NUM_STEPS, defaults.OPTIMIZER, defaults.LEARNING_RATE, defaults.LBFGS_HISTORY)
+    assert transfer.loss_weights == losses.LossWeights()
+    extractor = vgg.ExtractorConfig()
+    assert (extractor.backbone, extractor.weights, extractor.style_layers, extractor.content_layers) == (
+        defaults.BACKBONE, defaults.WEIGHTS, defaults.STYLE_LAYERS, defaults.CONTENT_LAYERS)
+
+
+def test_the_command_line_flags_default_to_the_shared_values():
+    import tf_nst.cli.transfer  # pylint: disable=import-outside-toplevel,unused-import  (defines its flags)
+
+    flag_groups.define_loss_network()
+    flag_groups.define_loss_weights()
+    default = lambda name: flags.FLAGS[name].default  # noqa: E731
+    assert (default("backbone"), default("weights")) == (defaults.BACKBONE, defaults.WEIGHTS)
+    assert tuple(default("style_layers")) == defaults.STYLE_LAYERS
+    assert tuple(default("content_layers")) == defaults.CONTENT_LAYERS
+    assert (default("content_weight"), default("style_weight"), default("tv_weight")) == (
+        defaults.CONTENT_WEIGHT, defaults.STYLE_WEIGHT, defaults.TV_WEIGHT)
+    assert (default("image_size"), default("num_steps"), default("optimizer"), default("learning_rate"),
+            default("lbfgs_history")) == (defaults.IMAGE_SIZE, defaults.NUM_STEPS, defaults.OPTIMIZER,
+                                          defaults.LEARNING_RATE, defaults.LBFGS_HISTORY)
+
+
+def test_the_python_api_uses_the_shared_values():
+    _, transfer_options, loss_weights = api._split_options({})  # pylint: disable=protected-access
+    assert loss_weights == losses.LossWeights(style_layers={name: 1.0 for name in defaults.STYLE_LAYERS})
+    assert inspect.signature(api.transfer).parameters["image_size"].default == defaults.IMAGE_SIZE
+    assert dataclasses.replace(optimize.TransferConfig(), **transfer_options) == optimize.TransferConfig()
