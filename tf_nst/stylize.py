@@ -98,6 +98,28 @@ def _writable_name(name):
     return name if extension.lower() in image_io.WRITE_FORMATS else f"{stem}.png"
 
 
+def prepare_image(image, max_size=None):
+    """What the network gets: the image downscaled to max_size, checked against the network's minimum.
+
+    Args:
+      image: [H, W, 3] uint8 or float in [0, 255].
+      max_size: if given, an image whose longer side exceeds it is downscaled (antialiased) to it.
+
+    Returns:
+      The image, unchanged, or downscaled as float32 [H', W', 3] in [0, 255].
+
+    Raises:
+      UserInputError: an image smaller than the network accepts.
+    """
+    height, width = image.shape[:2]
+    if max_size and max(height, width) > max_size:
+        image = image_io.resize_max_side(image, max_size)
+    if min(image.shape[:2]) < transformer.MIN_INPUT_SIDE:
+        raise UserInputError(f"image is {width}x{height} px; the stylizer needs at least "
+                             f"{transformer.MIN_INPUT_SIDE} px on each side")
+    return image
+
+
 def stylize_image(model, image, max_size=None):
     """Stylises one image.
 
@@ -112,12 +134,7 @@ def stylize_image(model, image, max_size=None):
     Raises:
       UserInputError: an image smaller than the network accepts.
     """
-    height, width = image.shape[:2]
-    if max_size and max(height, width) > max_size:
-        image = image_io.resize_max_side(image, max_size)
-    if min(image.shape[:2]) < transformer.MIN_INPUT_SIDE:
-        raise UserInputError(f"image is {width}x{height} px; the stylizer needs at least "
-                             f"{transformer.MIN_INPUT_SIDE} px on each side")
+    image = prepare_image(image, max_size)
     output = model(tf.convert_to_tensor(image, tf.float32)[None], training=False)[0]
     return np.asarray(image_io.to_uint8(output))
 
