@@ -106,14 +106,16 @@ def prepare_image(image, max_size=None):
       max_size: if given, an image whose longer side exceeds it is downscaled (antialiased) to it.
 
     Returns:
-      The image, unchanged, or downscaled as float32 [H', W', 3] in [0, 255].
+      The image, unchanged, or downscaled and rounded to uint8 [H', W', 3], as a stored image would be: the
+      batch job feeds the exported uint8 signature, and an untrained network can turn the half grey level
+      of rounding into several grey levels of output.
 
     Raises:
       UserInputError: an image smaller than the network accepts.
     """
     height, width = image.shape[:2]
     if max_size and max(height, width) > max_size:
-        image = image_io.resize_max_side(image, max_size)
+        image = np.asarray(image_io.to_uint8(image_io.resize_max_side(image, max_size)))
     if min(image.shape[:2]) < transformer.MIN_INPUT_SIDE:
         raise UserInputError(f"image is {width}x{height} px; the stylizer needs at least "
                              f"{transformer.MIN_INPUT_SIDE} px on each side")
