@@ -68,7 +68,7 @@ def _with_channels(tensor, channels):
     """States the static channel count that a pad or reshape by computed sizes hides from LiteRT's converter.
 
     Without it the converter sees a convolution over unknown channels, which only TensorFlow's kernel (Flex)
-    runs, and refuses the model. The reshape keeps the data in place, so it costs nothing measurable.
+    runs, and refuses the model. The reshape keeps the data where it is (no copy).
     """
     shape = tf.shape(tensor)
     return tf.reshape(tensor, [shape[0], shape[1], shape[2], channels])  # tf.ensure_shape is not a LiteRT op
