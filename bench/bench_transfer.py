@@ -73,7 +73,7 @@ def _tf_nst_step(method, size):
     "+pooled", which the parent process turns into the allocator setting)."""
     import numpy as np  # pylint: disable=import-outside-toplevel
 
-    from tf_nst import optimize, vgg  # pylint: disable=import-outside-toplevel
+    from tf_nst import optimize, style_targets, vgg  # pylint: disable=import-outside-toplevel
 
     optimizer, *options = method.split("+")
     config = vgg.ExtractorConfig(weights="none", precision="mixed_bfloat16" if "bf16" in options else "float32")
@@ -81,7 +81,7 @@ def _tf_nst_step(method, size):
     rng = np.random.default_rng(0)
     content, style = rng.uniform(0, 255, (size, size, 3)), rng.uniform(0, 255, (size, size, 3))
     transfer_config = optimize.TransferConfig(optimizer=optimizer, jit_compile="xla" in options)
-    style_grams, content_features = optimize.compute_targets(
+    style_grams, content_features = style_targets.compute_targets(
         extractor, content, style, config.style_layers, config.content_layers)
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 

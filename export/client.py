@@ -10,7 +10,7 @@ import json
 import urllib.error
 import urllib.request
 
-from tf_nst import image_io
+from tf_nst import optional
 from tf_nst.errors import UserInputError
 
 SIGNATURE = "serving_default"
@@ -104,8 +104,8 @@ def _first_line(message):
 def build_grpc_request(images, model_name, signature_name=SIGNATURE):
     """A PredictRequest carrying encoded images (bytes) as a string tensor [N]."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
 
+    predict_pb2 = optional.require("tensorflow_serving.apis.predict_pb2", "the gRPC client")
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature_name
@@ -130,8 +130,9 @@ def grpc_predict(server, model_name, images, timeout=60.0):
     Raises:
       UserInputError: the server is unreachable, or it rejected the request (unknown model, bad image).
     """
-    import grpc  # pylint: disable=import-outside-toplevel
-    from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=import-outside-toplevel
+    grpc = optional.require("grpc", "the gRPC client")
+    prediction_service_pb2_grpc = optional.require("tensorflow_serving.apis.prediction_service_pb2_grpc",
+                                                   "the gRPC client")
 
     options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
@@ -144,7 +145,8 @@ def grpc_predict(server, model_name, images, timeout=60.0):
             code, details = e.code(), e.details() or ""  # pylint: disable=no-member
             if code.name not in _GRPC_USER_ERRORS:
                 raise
-            raise UserInputError(f"{server} (gRPC) answered {code.name}: {_first_line(details)}") from None
+            hint = "; is TF Serving running with its gRPC port published?" if code.name == "UNAVAILABLE" else ""
+            raise UserInputError(f"{server} (gRPC) answered {code.name}: {_first_line(details)}{hint}") from None
     return decode_grpc_response(response)
 
 
@@ -152,7 +154,7 @@ def stylize_files(pairs, server, model_name, protocol="rest", timeout=60.0):
     """Sends the input images in one request and writes each stylised result to its output path.
 
     Args:
-      pairs: (input file, output file) pairs, as from tf_nst.stylize.plan_outputs (which checks them). Inputs
+      pairs: (input file, output file) pairs, as from tf_nst.files.plan_outputs (which checks them). Inputs
         are sent as they are; outputs are written in the format their extension names.
       server: host:port of TF Serving's REST or gRPC port; None for localhost and the protocol's default port.
       model_name: the served model's name.
@@ -164,6 +166,14 @@ def stylize_files(pairs, server, model_name, protocol="rest", timeout=60.0):
 
     Raises:
       UserInputError: an unreadable input, an unreachable server, or a rejected request.
+    """
+    return write_outputs(pairs, request_files(pairs, server, model_name, protocol, timeout))
+
+
+def request_files(pairs, server, model_name, protocol="rest", timeout=60.0):
+    """Sends the inputs of `pairs` in one request (see stylize_files); returns one PNG (bytes) per pair.
+
+    A REST request imports no TensorFlow, so an unreachable server is reported at once.
     """
     if protocol not in PROTOCOLS:
         raise UserInputError(f"protocol must be one of {', '.join(PROTOCOLS)}; received {protocol!r}")
@@ -181,6 +191,13 @@ def stylize_files(pairs, server, model_name, protocol="rest", timeout=60.0):
     pngs = predict(server, model_name, images, timeout)
     if len(pngs) != len(images):
         raise UserInputError(f"sent {len(images)} images but the server returned {len(pngs)}")
+    return pngs
+
+
+def write_outputs(pairs, pngs):
+    """Writes each PNG to its pair's output path, in the format the extension names; returns the paths."""
+    from tf_nst import image_io  # pylint: disable=import-outside-toplevel  # TensorFlow: only once answered
+
     for (_, output), png in zip(pairs, pngs):
         image_io.write_image(output, image_io.decode(png).numpy())
     return [output for _, output in pairs]

@@ -121,7 +121,7 @@ def test_bad_flags(files, flag, fragment):
 def test_weights_for_the_wrong_backbone(files, vgg16_weights):
     result = run_cli(f"--content={files['content']}", f"--style={files['style']}", f"--output={files['out']}",
                      f"--weights={vgg16_weights}", "--backbone=vgg19", "--image_size=32", "--num_steps=1")
-    assert_user_error(result, "does not fit --backbone=vgg19", repr(vgg16_weights))
+    assert_user_error(result, "does not fit --backbone=vgg19", repr(vgg16_weights), "pass --backbone=vgg16")
     assert not os.path.exists(files["out"])
 
 
@@ -220,8 +220,8 @@ def test_masks_from_the_command_line(files):
 
 # Which CPU allocator the command line's TensorFlow gets: only the pooled (BFC) one keeps statistics.
 _ALLOCATOR_PROBE = """
-import main
-main._import_tensorflow()
+from tf_nst.cli import common
+common.import_tensorflow()
 import tensorflow as tf
 tf.constant([1.0]) + 1.0
 try:
@@ -240,3 +240,102 @@ def test_the_command_line_pools_cpu_memory_unless_told_not_to(setting, expected)
     result = subprocess.run([sys.executable, "-c", _ALLOCATOR_PROBE], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=300, check=False)
     assert result.stdout.split() == [expected], result.stderr
+
+
+# --- Commands and help ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["help"], ["--help"]])
+def test_help_lists_every_command_with_an_example(args):
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    for command in ("transfer", "train", "stylize", "export", "serve-request"):
+        assert f"  {command} " in result.stdout
+        assert f"main.py {command} --" in result.stdout  # its example
+    assert "--tile_size" not in result.stdout
+
+
+def test_command_help_lists_only_the_flags_the_command_reads():
+    train_help = run_cli("train", "--help")
+    assert train_help.returncode == 0, train_help.stderr
+    for flag in ("--dataset_dir", "--train_dir", "--style", "--backbone", "--weights", "--style_weight"):
+        assert f"{flag}:" in train_help.stdout
+    for flag in ("--tile_size", "--content", "--num_steps", "--export_dir", "--protocol"):
+        assert f"{flag}:" not in train_help.stdout
+    assert "[transfer, train]" in train_help.stdout  # a shared flag names its readers
+    assert "imagenet_q8" in train_help.stdout
+    export_help = run_cli("export", "--help")
+    assert "--export_dir:" in export_help.stdout and "--backbone:" not in export_help.stdout
+    assert run_cli("help", "serve-request").stdout == run_cli("serve-request", "--help").stdout
+
+
+def test_helpfull_shows_every_command_flag():
+    result = run_cli("--helpfull")
+    assert result.returncode == 0, result.stderr
+    for flag in ("--tile_size", "--dataset_dir", "--max_size", "--export_dir", "--protocol"):
+        assert flag in result.stdout
+
+
+def test_a_command_after_flags_is_explained():
+    assert_user_error(run_cli("--weights=none", "train"), "'train'", "the command goes first")
+
+
+# Runs a command's main() in this process's way, then says whether TensorFlow was imported.
+_ORDER_PROBE = """
+import sys
+import main
+try:
+    main.main(sys.argv[1:])
+except SystemExit:
+    pass
+print('tensorflow' in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["transfer", "--content=missing.png"], "image file not found: 'missing.png'"),
+    (["transfer", "--output={existing}"], "already exists"),
+    (["train", "--train_dir={dir}/run"], "needs --dataset_dir"),
+    (["train", "--dataset_dir={dir}/none", "--train_dir={dir}/run"], "dataset folder not found"),
+    (["stylize", "--model={dir}/none.keras", "--input={existing}", "--output_dir={dir}/o"], "model not found"),
+    (["export", "--model={dir}"], "model not found"),
+    (["serve-request", "--input={dir}/missing.png", "--output_dir={dir}/o"], "input not found"),
+    (["serve-request", "--input={existing}"], "needs --output_dir"),
+])
+def test_bad_paths_are_reported_before_tensorflow_loads(tmp_path, args, fragment):
+    existing = tmp_path / "existing.png"
+    Image.new("RGB", (32, 32)).save(existing)
+    args = [arg.format(dir=tmp_path, existing=existing) for arg in args]
+    result = subprocess.run([sys.executable, "-c", _ORDER_PROBE, "main.py", *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.stdout.split() == ["False"], result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tf-nst: error: ") and fragment in lines[0], result.stderr
+
+
+def test_a_missing_optional_dependency_is_one_line_naming_the_extra(tmp_path, image_files):
+    # sys.modules[name] = None makes `import name` fail as if the package were not installed.
+    probe = "import sys; sys.modules['grpc'] = None; import main; main.run()"
+    result = subprocess.run(
+        [sys.executable, "-c", probe, "serve-request", f"--input={image_files['content']}",
+         f"--output_dir={tmp_path / 'out'}", "--protocol=grpc", "--server=127.0.0.1:9"], cwd=ROOT,
+        capture_output=True, text=True, timeout=120, check=False)
+    assert_user_error(result, "'grpc'", "pip install 'tf-nst[serving]'")
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_slow_settings_are_warned_about_on_a_cpu_only(tmp_path):
+    from tf_nst.cli import common  # pylint: disable=import-outside-toplevel
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    plain_cpu = common.cpu_flags(str(cpuinfo))
+    assert plain_cpu == {"fpu", "sse2", "avx2", "avx512f"}
+    (bf16,) = common.slow_settings_warnings("mixed_bfloat16", False, has_gpu=False, flags_of_cpu=plain_cpu)
+    assert "9x slower" in bf16 and "--precision=float32" in bf16
+    assert not common.slow_settings_warnings("mixed_bfloat16", False, False, plain_cpu | {"avx512_bf16"})
+    assert not common.slow_settings_warnings("mixed_bfloat16", True, has_gpu=True, flags_of_cpu=plain_cpu)
+    assert not common.slow_settings_warnings("float32", False, has_gpu=False, flags_of_cpu=plain_cpu)
+    (jit,) = common.slow_settings_warnings("float32", True, has_gpu=False, flags_of_cpu=plain_cpu)
+    assert "--jit_compile" in jit and "2-8x" in jit
+    assert common.cpu_flags(str(tmp_path / "missing")) == set()

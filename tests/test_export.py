@@ -500,6 +500,11 @@ def test_rest_client_reports_a_rejected_image_and_an_unreachable_server(fake_res
         client.rest_predict("127.0.0.1:9", "stylizer", [b"x"], timeout=5)
 
 
+def test_grpc_client_reports_an_unreachable_server_with_the_rest_hint():
+    with pytest.raises(UserInputError, match="UNAVAILABLE.*is TF Serving running with its gRPC port published"):
+        client.grpc_predict("127.0.0.1:9", "stylizer", [b"x"], timeout=5)
+
+
 def test_grpc_client_writes_files(tmp_path, served, fake_grpc_server, model, photos):
     server = fake_grpc_server(_session_predict(served))
     pairs = [(str(tmp_path / "a.png"), str(tmp_path / "out" / "a.png"))]

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import skimage_rgb
-from tf_nst import image_io, losses, optimize, vgg
+from tf_nst import image_io, losses, optimize, style_targets, vgg
 
 
 def _relative(value, target):
@@ -153,14 +153,14 @@ def test_blend_with_weights_one_and_zero_equals_the_single_style_run(random_case
 
 def test_blended_targets_are_the_weighted_mean_of_grams(random_case):
     extractor, config, (content, style_a, style_b) = random_case
-    grams_a, _ = optimize.compute_targets(extractor, content, style_a, config.style_layers, config.content_layers)
-    grams_b, _ = optimize.compute_targets(extractor, content, style_b, config.style_layers, config.content_layers)
-    blended, _ = optimize.compute_targets(extractor, content, [style_a, style_b], config.style_layers,
+    grams_a, _ = style_targets.compute_targets(extractor, content, style_a, config.style_layers, config.content_layers)
+    grams_b, _ = style_targets.compute_targets(extractor, content, style_b, config.style_layers, config.content_layers)
+    blended, _ = style_targets.compute_targets(extractor, content, [style_a, style_b], config.style_layers,
                                           config.content_layers, blend_weights=(0.7, 0.3))
     for name in config.style_layers:
         np.testing.assert_allclose(blended[name], 0.7 * grams_a[name] + 0.3 * grams_b[name], rtol=1e-5)
     with pytest.raises(optimize.UserInputError, match="blend weights"):
-        optimize.compute_targets(extractor, content, [style_a, style_b], config.style_layers,
+        style_targets.compute_targets(extractor, content, [style_a, style_b], config.style_layers,
                                  config.content_layers, blend_weights=(1.0,))
 
 
@@ -278,13 +278,13 @@ def test_where_every_content_mask_is_black_the_content_is_kept(random_case):
 
 def test_masked_targets(random_case):
     extractor, config, (content, style_a, style_b) = random_case
-    plain, _ = optimize.compute_targets(extractor, content, style_a, config.style_layers, config.content_layers)
-    ones, _ = optimize.compute_targets(extractor, content, style_a, config.style_layers, config.content_layers,
+    plain, _ = style_targets.compute_targets(extractor, content, style_a, config.style_layers, config.content_layers)
+    ones, _ = style_targets.compute_targets(extractor, content, style_a, config.style_layers, config.content_layers,
                                        style_masks=[np.ones(style_a.shape[:2], np.float32)])
     for name in config.style_layers:
         np.testing.assert_allclose(ones[name], plain[name], rtol=1e-5)
     masks = (_left_half(content.shape), 1 - _left_half(content.shape))
-    guided, _ = optimize.compute_targets(extractor, content, [style_a, style_b], config.style_layers,
+    guided, _ = style_targets.compute_targets(extractor, content, [style_a, style_b], config.style_layers,
                                          config.content_layers, blend_weights=(3.0, 1.0), content_masks=masks,
                                          style_masks=[None, _left_half(style_b.shape)])
     assert guided.blend_weights == (0.75, 0.25)

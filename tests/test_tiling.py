@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import skimage_rgb
 from test_cli import assert_user_error, run_cli
-from tf_nst import image_io, losses, optimize, tiling, vgg
+from tf_nst import image_io, losses, optimize, style_targets, tiling, vgg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -119,22 +119,22 @@ def test_style_grams_in_pieces_equal_the_whole_image_ones():
     mask = np.zeros(style.shape[:2], np.float32)
     mask[40:150, 20:90] = 1
     for region in (None, mask):
-        whole = optimize.style_grams(extractor, style, config.style_layers, region)
-        pieces = optimize.style_grams(extractor, style, config.style_layers, region, piece_size=64)
+        whole = style_targets.style_grams(extractor, style, config.style_layers, region)
+        pieces = style_targets.style_grams(extractor, style, config.style_layers, region, piece_size=64)
         for name in config.style_layers:
             np.testing.assert_allclose(pieces[name], whole[name], rtol=1e-4, atol=1e-6 * float(tf.norm(whole[name])))
     bottom = np.zeros(style.shape[:2], np.float32)
     bottom[195:] = 1  # below block5_conv1's last row of 16 px cells, which ends at 192
     for piece_size in (None, 64):
         with pytest.raises(optimize.UserInputError, match=r"vanishes at block5_conv1 \(9x12 cells\)"):
-            optimize.style_grams(extractor, style, config.style_layers, bottom, piece_size=piece_size)
+            style_targets.style_grams(extractor, style, config.style_layers, bottom, piece_size=piece_size)
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_reset_makes_the_optimiser_start_afresh(random_case, optimizer):
     extractor, config, content, style = random_case
     transfer_config = optimize.TransferConfig(optimizer=optimizer, learning_rate=20.0)
-    grams, features = optimize.compute_targets(extractor, content, style, config.style_layers, config.content_layers)
+    grams, features = style_targets.compute_targets(extractor, content, style, config.style_layers, config.content_layers)
     start = optimize.initial_image("noise", content, style)
     image = tf.Variable(start)
     step, reset = optimize._step_and_reset(  # pylint: disable=protected-access

@@ -19,6 +19,7 @@ from conftest import skimage_rgb
 from tf_nst import image_io
 from tf_nst import losses
 from tf_nst import train
+from tf_nst import train_data
 from tf_nst import vgg
 from tf_nst.errors import UserInputError
 
@@ -69,7 +70,7 @@ def test_training_crops_are_square_for_any_aspect_ratio(tmp_path, height, width)
     path = str(tmp_path / "image.png")
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (height, width, 3), np.uint8)).save(path)
     for random in (True, False):
-        crop = train.load_crop(path, 32, random).numpy()
+        crop = train_data.load_crop(path, 32, random).numpy()
         assert crop.shape == (32, 32, 3) and crop.dtype == np.float32
         assert crop.min() >= 0 and crop.max() <= 255
 
@@ -104,8 +105,8 @@ def test_overfits_a_tiny_set_with_real_vgg19_features(tmp_path, dataset_dir, ima
     extractor = vgg.build_extractor(extractor_config)
     style = image_io.resize_max_side(image_io.read_image(config.style_image), config.style_size)
     style_grams = losses.style_targets(extractor(style[None]), extractor_config.style_layers)
-    images = train.find_images(dataset_dir).images
-    content = tf.stack([train.load_crop(path, 64, random=False) for path in images])
+    images = train_data.find_images(dataset_dir).images
+    content = tf.stack([train_data.load_crop(path, 64, random=False) for path in images])
     content_distance = _relative_gram_distance(extractor, content, style_grams)
     stylized_distance = _relative_gram_distance(extractor, model(content), style_grams)
     print(f"relative Gram distance to the style: content {content_distance:.4g}, "

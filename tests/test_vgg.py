@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from tf_nst import vgg
+from tf_nst import vgg, weights_file
 from tf_nst.errors import UserInputError
 
 
@@ -39,8 +39,18 @@ def test_local_weights_file_loads(request, hed_layers, fixture):
 @pytest.mark.parametrize("fixture", ["vgg16_weights", "vgg16_legacy_weights"])
 def test_weights_for_the_wrong_backbone_are_refused(request, fixture):
     config = vgg.ExtractorConfig(backbone="vgg19", weights=request.getfixturevalue(fixture))
-    with pytest.raises(UserInputError, match="does not fit --backbone=vgg19"):
+    with pytest.raises(UserInputError, match="does not fit --backbone=vgg19") as raised:
         vgg.build_extractor(config)
+    message = str(raised.value)
+    assert "13 conv layers, like vgg16; pass --backbone=vgg16" in message  # the file's backbone, by layer count
+    assert "Example error message" not in message and "<Conv2D" not in message  # no Keras internals
+
+
+def test_conv_layers_are_counted_in_both_weight_layouts(vgg16_weights, vgg16_legacy_weights, tmp_path):
+    assert weights_file.count_conv_layers(vgg16_weights) == 13
+    assert weights_file.count_conv_layers(vgg16_legacy_weights) == 13
+    (tmp_path / "text.h5").write_text("not hdf5")
+    assert weights_file.count_conv_layers(str(tmp_path / "text.h5")) is None
 
 
 def test_avg_pooling_replaces_every_max_pool():

@@ -6,3 +6,7 @@ class UserInputError(ValueError):
 
     Internal errors are never wrapped in this type: they stay loud.
     """
+
+
+class MissingDependencyError(UserInputError):
+    """An optional package is not installed; the message names what to install."""

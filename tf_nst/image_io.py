@@ -1,7 +1,8 @@
 """Image files in and out, and every pixel conversion in tf_nst.
 
 This is the only module that converts pixels: file or encoded bytes <-> uint8 RGB (header sizes and PNG
-encoding included), uint8 <-> float [0, 255], grayscale masks, resizing, colour blending, the feed-forward
+encoding included; reading files with Pillow lives in tf_nst.files, without TensorFlow, and is re-exported
+here), uint8 <-> float [0, 255], grayscale masks, resizing, colour blending, the feed-forward
 network's [-1, 1] range, and VGG's "caffe" preprocessing. Per-image optimisation, training, `stylize` and the
 serving graph all call it, so the network never sees differently prepared pixels in two places.
 """
@@ -9,79 +10,21 @@ serving graph all call it, so the network never sees differently prepared pixels
 import io
 import os
 import tempfile
-import warnings
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from tf_nst.errors import UserInputError
-
-# Refuse images with more pixels than this before decoding them (a decompression bomb guard).
-MAX_PIXELS = 100_000_000
-
-# Output format by file extension.
-WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}
+# Reading files and checking paths needs no TensorFlow; they live in tf_nst.files and are re-exported here.
+from tf_nst.files import MAX_PIXELS  # pylint: disable=unused-import
+from tf_nst.files import WRITE_FORMATS
+from tf_nst.files import check_output_path  # pylint: disable=unused-import
+from tf_nst.files import read_image  # pylint: disable=unused-import
+from tf_nst.files import read_mask  # pylint: disable=unused-import
 
 # Keras VGG16/VGG19 ("caffe" mode): BGR channel order, ImageNet mean subtracted, no scaling.
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
-
-_READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
-
-
-def read_image(path, max_pixels=MAX_PIXELS):
-    """Reads an image file as uint8 RGB.
-
-    Grayscale, palette, 16-bit, CMYK and transparent images are converted to RGB (transparency is
-    composited on white), EXIF orientation is applied, and an animated image gives its first frame.
-
-    Args:
-      path: the file to read.
-      max_pixels: images with more pixels than this are refused before they are decoded.
-
-    Returns:
-      A uint8 array of shape [height, width, 3].
-
-    Raises:
-      UserInputError: the file is missing, not an image, truncated, or too large.
-    """
-    if not os.path.isfile(path):
-        raise UserInputError(f"image file not found: {path!r}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit is checked below
-            with Image.open(path) as img:
-                width, height = img.size
-                if width * height > max_pixels:
-                    raise UserInputError(
-                        f"image {path!r} is {width}x{height} = {width * height} pixels; the limit is "
-                        f"{max_pixels} pixels")
-                img.seek(0)
-                img = ImageOps.exif_transpose(img)
-                return _to_rgb(img)
-    except Image.DecompressionBombError as e:
-        raise UserInputError(f"image {path!r} is too large ({e}); the limit is {max_pixels} pixels") from None
-    except _READ_ERRORS as e:
-        if isinstance(e, UserInputError):
-            raise
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserInputError(
-            f"cannot read image {path!r} ({reason}); expected a PNG, JPEG, GIF, BMP, WebP or TIFF "
-            "file") from None
-
-
-def read_mask(path, max_pixels=MAX_PIXELS):
-    """Reads a grayscale mask file as float32 [H, W] in [0, 1]: white 1, black 0.
-
-    Any image `read_image` reads works; colour is reduced to its luminance (Y of YUV, ITU-R BT.601) and
-    transparency counts as white, as `read_image` composites it.
-
-    Raises:
-      UserInputError: the file is missing, not an image, truncated, or too large.
-    """
-    rgb = read_image(path, max_pixels).astype(np.float32)
-    return np.clip(rgb @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0, 0.0, 1.0)
-
 
 def decode(contents):
     """Encoded PNG, JPEG, GIF, BMP or WebP bytes (a string tensor) -> [H, W, 3] uint8 RGB tensor.
@@ -93,21 +36,6 @@ def decode(contents):
     image = tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
     image.set_shape([None, None, 3])
     return image
-
-
-def _to_rgb(img):
-    """Converts a loaded PIL image of any mode to a uint8 RGB array."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        gray = np.asarray(img, dtype=np.float64)
-        if img.mode.startswith("I;16") or gray.max(initial=0) > 255:
-            gray = gray / 257.0
-        gray = np.clip(np.round(gray), 0, 255).astype(np.uint8)
-        return np.repeat(gray[:, :, None], 3, axis=2)
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, rgba)
-    return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
 def scaled_size(height, width, max_side):
@@ -297,31 +225,6 @@ def encoded_image_size(contents):
     matches = [tf.strings.substr(padded, 0, len(magic)) == magic for _, magic in HEADER_FORMATS]
     branch = tf.cast(tf.reduce_min(tf.where(tf.stack(matches + [tf.constant(True)]))), tf.int32)
     return tf.switch_case(branch, [jpeg, png, gif, bmp, unknown])
-
-
-def check_output_path(path, inputs=(), overwrite=False):
-    """Validates an output path before any work is done.
-
-    Args:
-      path: where an image will be written.
-      inputs: input file paths; the output may never be one of them, even with `overwrite`.
-      overwrite: whether an existing output file may be replaced.
-
-    Raises:
-      UserInputError: unknown extension, an input file, or an existing file without `overwrite`.
-    """
-    extension = os.path.splitext(path)[1].lower()
-    if extension not in WRITE_FORMATS:
-        raise UserInputError(
-            f"output {path!r} has extension {extension!r}; use one of {', '.join(WRITE_FORMATS)}")
-    real = os.path.realpath(path)
-    for input_path in inputs:
-        if input_path and os.path.realpath(input_path) == real:
-            raise UserInputError(f"output {path!r} is also an input file; choose another output path")
-    if os.path.isdir(path):
-        raise UserInputError(f"output {path!r} is a directory; give a file name such as out.png")
-    if os.path.exists(path) and not overwrite:
-        raise UserInputError(f"output {path!r} already exists; pass --overwrite to replace it")
 
 
 def write_image(path, image):

@@ -1,11 +1,12 @@
 """Stateless style-transfer losses: Gram matrices (guided ones too), style, content and total-variation terms.
 
 Every loss is computed in float32, whatever the precision of the features (mixed precision keeps the
-Gram matrices and the losses in float32).
+Gram matrices and the losses in float32). StyleLoss and PerceptualLoss wrap them as Keras losses.
 """
 
 import dataclasses
 
+import keras
 import tensorflow as tf
 
 from tf_nst import defaults
@@ -202,3 +203,80 @@ def combined_loss(images, features, style_grams, content_features, weights):
         "tv": weights.tv * total_variation_loss(images),
     }
     return tf.add_n(list(terms.values())), terms
+
+
+# --- Keras losses, for image-to-image models trained with model.compile(loss=...) and fit -------------------
+
+
+class _FeatureLoss(keras.losses.Loss):
+    """A loss on the VGG features of y_pred and y_true, images [batch, H, W, 3] in [0, 255].
+
+    The frozen extractor (vgg.build_extractor) is built on the first call and is not part of the config.
+    """
+
+    def __init__(self, layers, layer_weights=None, backbone=defaults.BACKBONE, weights=defaults.WEIGHTS,
+                 pooling="max", name=None, reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.layers = tuple(layers)
+        self.layer_weights = None if layer_weights is None else tuple(float(w) for w in layer_weights)
+        if self.layer_weights is not None and len(self.layer_weights) != len(self.layers):
+            raise ValueError(f"layer_weights has {len(self.layer_weights)} entries for {len(self.layers)} "
+                             f"layers; received layer_weights={layer_weights}")
+        self.backbone, self.weights, self.pooling = backbone, weights, pooling
+        self._extractor = None
+
+    def _features(self, images):
+        if self._extractor is None:
+            from tf_nst import vgg  # pylint: disable=import-outside-toplevel
+
+            self._extractor = vgg.build_extractor(vgg.ExtractorConfig(
+                backbone=self.backbone, weights=self.weights, style_layers=self.layers, content_layers=self.layers,
+                pooling=self.pooling))
+        return self._extractor(tf.cast(images, tf.float32))
+
+    def _layer_errors(self, y_true, y_pred):
+        """{layer: [batch] relative error}; subclasses say which error."""
+        raise NotImplementedError
+
+    def call(self, y_true, y_pred):
+        errors = self._layer_errors(y_true, y_pred)
+        weights = self.layer_weights or (1.0,) * len(self.layers)
+        return tf.add_n([w * errors[name] for name, w in zip(self.layers, weights)]) / sum(weights)
+
+    def get_config(self):
+        return {**super().get_config(), "layers": list(self.layers),
+                "layer_weights": None if self.layer_weights is None else list(self.layer_weights),
+                "backbone": self.backbone, "weights": self.weights, "pooling": self.pooling}
+
+
+@keras.saving.register_keras_serializable(package="tf_nst")
+class StyleLoss(_FeatureLoss):
+    """Gram-matrix (style) distance between y_pred and y_true (Gatys et al. 2016), per image.
+
+    Each layer's error is `||G(pred) - G(true)||^2 / ||G(true)||^2` (see style_layer_loss); the loss is their
+    weighted mean over `layers` (default: the style layers of tf_nst.defaults).
+    """
+
+    def __init__(self, layers=defaults.STYLE_LAYERS, name="style_loss", **kwargs):
+        super().__init__(layers, name=name, **kwargs)
+
+    def _layer_errors(self, y_true, y_pred):
+        pred, true = self._features(y_pred), self._features(y_true)
+        return {name: _relative_squared_errors(gram_matrix(pred[name]), gram_matrix(true[name]))
+                for name in self.layers}
+
+
+@keras.saving.register_keras_serializable(package="tf_nst")
+class PerceptualLoss(_FeatureLoss):
+    """Feature (content) distance between y_pred and y_true (Johnson et al. 2016, feature reconstruction).
+
+    Each layer's error is `||F(pred) - F(true)||^2 / ||F(true)||^2` (see content_layer_loss); the loss is
+    their weighted mean over `layers` (default: the content layers of tf_nst.defaults).
+    """
+
+    def __init__(self, layers=defaults.CONTENT_LAYERS, name="perceptual_loss", **kwargs):
+        super().__init__(layers, name=name, **kwargs)
+
+    def _layer_errors(self, y_true, y_pred):
+        pred, true = self._features(y_pred), self._features(y_true)
+        return {name: _relative_squared_errors(pred[name], true[name]) for name in self.layers}

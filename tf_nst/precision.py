@@ -2,8 +2,6 @@
 
 import contextlib
 
-import keras
-
 # Gram matrices and losses stay float32 under every policy (see losses.py).
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
@@ -14,6 +12,8 @@ def dtype_policy(name):
 
     keras.applications and the transformer read the global policy when their layers are created.
     """
+    import keras  # pylint: disable=import-outside-toplevel  # keeps PRECISIONS importable without TensorFlow
+
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(name)
     try:

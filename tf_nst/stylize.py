@@ -1,16 +1,16 @@
 """Applying a trained stylizer: load it, then stylise an image file or a folder of them into a folder."""
 
 import dataclasses
-import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_nst import files
 from tf_nst import image_io
-from tf_nst import train
 from tf_nst import transformer  # registers the network's layers for loading
 from tf_nst.errors import UserInputError
+from tf_nst.files import plan_outputs  # pylint: disable=unused-import  # re-exported
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,75 +27,18 @@ class StylizeResult:
 
 
 def load_stylizer(path):
-    """Loads a stylizer from a `.keras` file, or from a train_dir holding train.MODEL_FILE.
+    """Loads a stylizer from a `.keras` file, or from a train_dir holding files.MODEL_FILE.
 
     Raises:
       UserInputError: no such file, or a file that is not a saved stylizer.
     """
-    if os.path.isdir(path):
-        path = os.path.join(path, train.MODEL_FILE)
-    if not os.path.isfile(path):
-        raise UserInputError(
-            f"model not found: {path!r}; pass a .keras file written by `train`, or its --train_dir")
+    path = files.find_model(path)
     try:
         return keras.models.load_model(path, compile=False)
     except (ValueError, OSError, KeyError, TypeError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserInputError(
             f"cannot load model {path!r} ({reason}); pass a .keras file written by `train`") from None
-
-
-def plan_outputs(input_path, output_dir, overwrite=False):
-    """Pairs each input image with its output path, and checks every output before any work is done.
-
-    Args:
-      input_path: an image file, or a folder searched recursively for train.IMAGE_EXTENSIONS.
-      output_dir: outputs keep their input's path relative to the folder (a file keeps its name); an
-        extension that cannot be written (.gif) becomes .png. The folder is skipped if it is under input_path.
-      overwrite: whether existing output files may be replaced (never an input file).
-
-    Returns:
-      A list of (input file, output file).
-
-    Raises:
-      UserInputError: a missing input, a folder without images, or an output that may not be written.
-    """
-    if os.path.isfile(input_path):
-        pairs = [(input_path, os.path.join(output_dir, _writable_name(os.path.basename(input_path))))]
-    elif os.path.isdir(input_path):
-        pairs = [(path, os.path.join(output_dir, _writable_name(os.path.relpath(path, input_path))))
-                 for path in _find_images(input_path, skip_dir=output_dir)]
-        if not pairs:
-            raise UserInputError(f"no images under {input_path!r}; expected files ending in "
-                                 f"{', '.join(train.IMAGE_EXTENSIONS)}")
-    else:
-        raise UserInputError(f"input not found: {input_path!r}; give an image file or a folder of images")
-    inputs = {os.path.realpath(path) for path, _ in pairs}
-    outputs = set()
-    for path, output in pairs:
-        real = os.path.realpath(output)
-        if real in inputs:
-            raise UserInputError(
-                f"output {output!r} would replace an input file; choose another --output_dir")
-        if real in outputs:
-            raise UserInputError(f"two inputs would both be written to {output!r}; rename one of them")
-        outputs.add(real)
-        image_io.check_output_path(output, (path,), overwrite)
-    return pairs
-
-
-def _find_images(folder, skip_dir):
-    skip = os.path.realpath(skip_dir)
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(name for name in dirs if os.path.realpath(os.path.join(root, name)) != skip)
-        for name in sorted(names):
-            if name.lower().endswith(train.IMAGE_EXTENSIONS):
-                yield os.path.join(root, name)
-
-
-def _writable_name(name):
-    stem, extension = os.path.splitext(name)
-    return name if extension.lower() in image_io.WRITE_FORMATS else f"{stem}.png"
 
 
 def prepare_image(image, max_size=None):

@@ -1,5 +1,5 @@
-"""Training the feed-forward stylizer for one style (Johnson et al. 2016, §3): data, steps, checkpoints,
-summaries.
+"""Training the feed-forward stylizer for one style (Johnson et al. 2016, §3): steps, checkpoints, summaries;
+the data comes from train_data.
 
 The loss network is the frozen VGG extractor and the loss is `losses.combined_loss`: style Gram matrices of
 one style image (computed once), content features of each training image, and total variation.
@@ -19,14 +19,18 @@ import tensorflow as tf
 from tf_nst import image_io
 from tf_nst import losses
 from tf_nst import transformer
+from tf_nst.train_data import find_images
+from tf_nst.train_data import load_crop
+from tf_nst.train_data import load_style
+from tf_nst.train_data import make_dataset
 from tf_nst import vgg
 from tf_nst.errors import UserInputError
+from tf_nst.files import IMAGE_EXTENSIONS  # pylint: disable=unused-import  # re-exported
+from tf_nst.files import MODEL_FILE
 from tf_nst.precision import PRECISIONS
 from tf_nst.precision import dtype_policy
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 STRATEGIES = ("default", "mirrored", "multi_worker")
-MODEL_FILE = "stylizer.keras"
 # Training images shown, stylised, in TensorBoard.
 NUM_PREVIEW_IMAGES = 2
 
@@ -79,14 +83,6 @@ class TrainConfig:
     extractor: vgg.ExtractorConfig = vgg.ExtractorConfig()
     loss_weights: losses.LossWeights = losses.LossWeights()
     seed: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetFiles:
-    """Training image files: those TensorFlow decodes, and those it cannot (skipped)."""
-
-    images: tuple
-    skipped: tuple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,72 +159,6 @@ def validate_config(config):
         raise UserInputError(f"learning rate must be greater than 0; received {config.learning_rate!r}")
     if os.path.exists(config.train_dir) and not os.path.isdir(config.train_dir):
         raise UserInputError(f"train_dir {config.train_dir!r} is a file; give a directory")
-
-
-def find_images(folder):
-    """Lists the training images under `folder` and checks each with the decoder that training uses.
-
-    Returns:
-      A DatasetFiles with the decodable and the skipped paths, each sorted.
-
-    Raises:
-      UserInputError: the folder is missing, holds no image files, or none of them decodes.
-    """
-    if not os.path.isdir(folder):
-        raise UserInputError(f"dataset folder not found: {folder!r}; give a folder of training images")
-    paths = sorted(os.path.join(root, name) for root, _, names in os.walk(folder)
-                   for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
-    if not paths:
-        raise UserInputError(
-            f"no image files under {folder!r}; expected files ending in {', '.join(IMAGE_EXTENSIONS)}")
-    decodable = _decodable_indices(paths)
-    if not decodable:
-        raise UserInputError(f"none of the {len(paths)} image files under {folder!r} can be decoded")
-    skipped = tuple(path for index, path in enumerate(paths) if index not in decodable)
-    return DatasetFiles(tuple(path for index, path in enumerate(paths) if index in decodable), skipped)
-
-
-def _decodable_indices(paths):
-    """The indices of the files image_io.decode reads, decoding them once, in parallel, inside tf.data."""
-
-    def check(index, path):
-        return index, tf.shape(image_io.decode(tf.io.read_file(path)))  # the shape keeps the decode
-
-    indices = tf.data.Dataset.from_tensor_slices((tf.range(len(paths)), list(paths)))
-    indices = indices.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False).ignore_errors()
-    return {int(index) for index, _ in indices.as_numpy_iterator()}
-
-
-def load_style(config):
-    """The style image, its longer side resized to config.style_size; float32 [H, W, 3] in [0, 255]."""
-    style = image_io.resize_max_side(image_io.read_image(config.style_image), config.style_size)
-    min_side = vgg.min_input_size(config.extractor.style_layers)
-    if min(style.shape[:2]) < min_side:
-        raise UserInputError(
-            f"style image {config.style_image!r} becomes {style.shape[1]}x{style.shape[0]} px at style size "
-            f"{config.style_size}; the style layers need at least {min_side} px on each side")
-    return style
-
-
-def load_crop(path, image_size, random):
-    """One training example: decoded, shorter side resized to image_size, cropped square; float [0, 255]."""
-    image = image_io.resize_shorter_side(image_io.decode(tf.io.read_file(path)), image_size)
-    if random:
-        return tf.image.random_crop(image, [image_size, image_size, 3])
-    return tf.image.resize_with_crop_or_pad(image, image_size, image_size)
-
-
-def make_dataset(paths, image_size, batch_size, seed=0):
-    """An endless, shuffled, batched dataset of random crops; [batch, size, size, 3] float32 in [0, 255]."""
-    dataset = tf.data.Dataset.from_tensor_slices(list(paths))
-    dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).repeat()
-    dataset = dataset.map(lambda path: load_crop(path, image_size, random=True),
-                          num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.ignore_errors(log_warning=True)  # a file that changed after find_images checked it
-    dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options)
 
 
 def make_strategy(name):
@@ -418,26 +348,26 @@ def train(config, callback=None):
     if config.batch_size < strategy.num_replicas_in_sync:
         raise UserInputError(f"batch size {config.batch_size} is smaller than the "
                              f"{strategy.num_replicas_in_sync} replicas; use a larger batch size")
-    files = find_images(config.dataset_dir)
+    dataset_files = find_images(config.dataset_dir)
     style = load_style(config)
     os.makedirs(config.train_dir, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     trainer = Trainer(config, strategy, style)
     start_step = trainer.restore()
     callback = callback or LoggingCallback()
-    callback.on_train_begin(TrainInfo(start_step, config.num_steps, len(files.images), files.skipped,
+    callback.on_train_begin(TrainInfo(start_step, config.num_steps, len(dataset_files.images), dataset_files.skipped,
                                       strategy.num_replicas_in_sync))
     # A resumed run reshuffles with another seed rather than replaying the first epoch's order.
-    batches = iter(trainer.distribute(make_dataset(files.images, config.image_size, config.batch_size,
+    batches = iter(trainer.distribute(make_dataset(dataset_files.images, config.image_size, config.batch_size,
                                                    seed=config.seed + start_step)))
     preview = tf.stack([load_crop(path, config.image_size, random=False)
-                        for path in files.images[:NUM_PREVIEW_IMAGES]])
+                        for path in dataset_files.images[:NUM_PREVIEW_IMAGES]])
     with _summary_writer(config.train_dir, strategy) as writer, _StopSignals() as stop:
         step, terms = _run_steps(trainer, batches, writer, preview, callback, stop)
     model_path = None
     if stop.signum is None and is_chief(strategy):
         model_path = trainer.export(os.path.join(config.train_dir, MODEL_FILE))
-    return TrainResult(step, model_path, files.skipped, stop.signum, terms)
+    return TrainResult(step, model_path, dataset_files.skipped, stop.signum, terms)
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import keras
 from tf_nst import defaults
 from tf_nst import image_io
 from tf_nst import weights as weights_source
+from tf_nst import weights_file
 from tf_nst.errors import UserInputError
 from tf_nst.precision import PRECISIONS
 from tf_nst.precision import dtype_policy
@@ -167,10 +168,8 @@ def _load_weights(model, config):
         try:
             model.load_weights(path)
         except (ValueError, KeyError, OSError) as e:
-            reason = _first_line(e)
-            raise UserInputError(
-                f"weights file {config.weights!r} does not fit --backbone={config.backbone} ({reason}); "
-                f"pass a {config.backbone} file such as {IMAGENET_WEIGHTS[config.backbone][0]}") from None
+            raise UserInputError(weights_file.mismatch_message(
+                path, config.backbone, _first_line(e), IMAGENET_WEIGHTS[config.backbone][0])) from None
     for warning in caught:
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 

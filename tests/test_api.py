@@ -1,0 +1,126 @@
+"""The Keras-style Python API: tf_nst.transfer, tf_nst.load_stylizer, and the Keras losses."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import tf_nst
+from tf_nst import files, losses, transformer
+from tf_nst.errors import UserInputError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = {"weights": "none", "image_size": 64, "num_steps": 3}
+
+
+def test_importing_the_package_does_not_import_tensorflow():
+    result = subprocess.run([sys.executable, "-c", "import sys, tf_nst; tf_nst.transfer; tf_nst.load_stylizer; "
+                             "print('tensorflow' in sys.modules)"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.stdout.split() == ["False"], result.stderr
+
+
+def test_transfer_takes_paths_arrays_and_pil_images(image_files):
+    content = files.read_image(image_files["content"])
+    keras.utils.set_random_seed(0)  # the same random VGG weights for both runs
+    from_paths = tf_nst.transfer(image_files["content"], image_files["style"], **FAST)
+    keras.utils.set_random_seed(0)
+    from_objects = tf_nst.transfer(content, Image.open(image_files["style"]), **FAST)
+    assert from_paths.dtype == np.uint8 and from_paths.shape == (42, 64, 3)  # the 160x106 image at 64 px
+    np.testing.assert_array_equal(from_paths, from_objects)
+    resized = np.asarray(Image.fromarray(content).resize((64, 42), Image.BILINEAR), np.float32)
+    assert np.abs(from_paths.astype(np.float32) - resized).mean() > 1.0  # it changed the content
+
+
+def test_transfer_callbacks_receive_every_step_and_its_terms(image_files):
+    seen = []
+    tf_nst.transfer(image_files["content"], [image_files["style"], image_files["coffee"]], optimizer="adam",
+                    callbacks=[lambda step, terms: seen.append((step, terms))], verbose=1, **FAST)
+    assert [step for step, _ in seen] == [1, 2, 3]
+    for _, terms in seen:
+        assert sorted(terms) == ["content", "style", "total", "tv"]
+        assert all(isinstance(value, float) for value in terms.values())
+        assert terms["total"] == pytest.approx(terms["content"] + terms["style"] + terms["tv"], rel=1e-5)
+
+
+def test_transfer_refuses_unknown_options(image_files):
+    with pytest.raises(UserInputError, match="unknown option.*num_stepz"):
+        tf_nst.transfer(image_files["content"], image_files["style"], num_stepz=3)
+
+
+@pytest.fixture(scope="module")
+def stylizer_file(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    path = str(tmp_path_factory.mktemp("model") / files.MODEL_FILE)
+    transformer.build_transformer(width_multiplier=0.25).save(path)
+    return path
+
+
+def test_load_stylizer_matches_the_models_forward_pass(stylizer_file):
+    images = np.random.default_rng(0).integers(0, 256, (2, 48, 64, 3), dtype=np.uint8)
+    model = keras.saving.load_model(stylizer_file, compile=False)
+    expected = np.clip(np.round(model(images.astype(np.float32), training=False).numpy()), 0, 255)
+    for path in (stylizer_file, os.path.dirname(stylizer_file)):
+        stylizer = tf_nst.load_stylizer(path)
+        batch, single = stylizer(images), stylizer(images[0])
+        assert batch.dtype == np.uint8 and batch.shape == images.shape and single.shape == images.shape[1:]
+        assert np.abs(batch.astype(np.float32) - expected).max() <= 1
+        np.testing.assert_array_equal(single, batch[0])
+    with pytest.raises(UserInputError, match="learnt one style"):
+        stylizer(images[0], style=images[1])
+
+
+def test_load_stylizer_reads_an_exported_savedmodel_version(stylizer_file, tmp_path):
+    from export import saved_model  # pylint: disable=import-outside-toplevel
+
+    version_dir = saved_model.export(stylizer_file, str(tmp_path / "exports"))
+    image = np.random.default_rng(2).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    served, local = tf_nst.load_stylizer(version_dir)(image), tf_nst.load_stylizer(stylizer_file)(image)
+    assert served.dtype == np.uint8 and served.shape == image.shape
+    assert np.abs(served.astype(int) - local.astype(int)).max() <= 1
+
+
+def _tiny_data(seed=0):
+    rng = np.random.default_rng(seed)
+    inputs = rng.uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
+    return inputs, np.clip(255.0 - inputs * 0.5 + 20.0, 0, 255).astype(np.float32)
+
+
+@pytest.mark.parametrize("loss_class,layers", [(losses.StyleLoss, ("block1_conv1", "block2_conv1")),
+                                               (losses.PerceptualLoss, ("block2_conv2",))])
+def test_keras_losses_are_lowered_by_fit(loss_class, layers):
+    keras.utils.set_random_seed(0)
+    inputs, targets = _tiny_data()
+    model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Rescaling(1 / 255.0),
+                              keras.layers.Conv2D(3, 3, padding="same"), keras.layers.Rescaling(255.0)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss_class(layers=layers, weights="none"))
+    history = model.fit(inputs, targets, batch_size=4, epochs=8, verbose=0)
+    assert history.history["loss"][-1] < 0.7 * history.history["loss"][0], history.history["loss"]
+
+
+@pytest.mark.parametrize("loss_class", [losses.StyleLoss, losses.PerceptualLoss])
+def test_keras_losses_round_trip_their_config(loss_class, tmp_path):
+    loss = loss_class(layers=("block1_conv1", "block2_conv1"), layer_weights=(1.0, 3.0), weights="none",
+                      backbone="vgg16", pooling="avg")
+    config = loss.get_config()
+    assert loss_class.from_config(config).get_config() == config
+    restored = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert type(restored) is loss_class and restored.get_config() == config
+    model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(3, 1)])
+    model.compile(optimizer="adam", loss=loss)
+    model.save(str(tmp_path / "model.keras"))
+    reloaded = keras.saving.load_model(str(tmp_path / "model.keras"))
+    assert reloaded.loss.get_config() == config
+
+
+def test_keras_losses_are_zero_on_identical_images_and_per_image():
+    images = tf.constant(np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)), tf.float32)
+    for loss in (losses.StyleLoss(weights="none"), losses.PerceptualLoss(weights="none")):
+        assert float(loss(images, images)) == pytest.approx(0.0, abs=1e-6)
+        per_image = loss.call(images, tf.reverse(images, axis=[0]))
+        assert per_image.shape == (3,) and float(per_image[1]) == pytest.approx(0.0, abs=1e-6)

@@ -1,0 +1,181 @@
+"""The Python API in the style of Keras: `transfer(content, style, **options)` and `load_stylizer(path)`.
+
+Thin layers over vgg, optimize and stylize, with the command line's defaults (tf_nst.defaults). `import tf_nst`
+exposes both without importing TensorFlow; this module imports it.
+"""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_nst import defaults
+from tf_nst import files
+from tf_nst import image_io
+from tf_nst import losses
+from tf_nst import optimize
+from tf_nst import stylize
+from tf_nst import vgg
+from tf_nst.errors import UserInputError
+
+# transfer()'s options that are not TransferConfig or ExtractorConfig fields.
+_LOSS_OPTIONS = ("content_weight", "style_weight", "tv_weight", "style_layer_weights")
+_EXTRACTOR_OPTIONS = tuple(field.name for field in dataclasses.fields(vgg.ExtractorConfig))
+_TRANSFER_OPTIONS = tuple(field.name for field in dataclasses.fields(optimize.TransferConfig)
+                          if field.name != "loss_weights")
+
+
+def as_image(image, name="image"):
+    """A path, a PIL image or an [H, W, 3] array in [0, 255] -> an [H, W, 3] array (uint8 or float)."""
+    if isinstance(image, (str, os.PathLike)):
+        return files.read_image(os.fspath(image))
+    if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
+        return files.pil_to_rgb(image)
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[-1] != 3:
+        raise UserInputError(f"{name} must be a path, a PIL image or an [height, width, 3] array in [0, 255]; "
+                             f"received an array of shape {array.shape}")
+    return array
+
+
+def _split_options(options):
+    """(ExtractorConfig, TransferConfig kwargs without loss_weights, LossWeights) from transfer()'s options."""
+    known = _EXTRACTOR_OPTIONS + _TRANSFER_OPTIONS + _LOSS_OPTIONS
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise UserInputError(f"unknown option(s) {', '.join(unknown)}; valid options are {', '.join(known)}")
+    extractor = vgg.ExtractorConfig(**{k: tuple(v) if k.endswith("_layers") else v
+                                       for k, v in options.items() if k in _EXTRACTOR_OPTIONS})
+    layer_weights = options.get("style_layer_weights") or [1.0] * len(extractor.style_layers)
+    if len(layer_weights) != len(extractor.style_layers):
+        raise UserInputError(f"style_layer_weights has {len(layer_weights)} entries for "
+                             f"{len(extractor.style_layers)} style layers; give one per layer")
+    loss_weights = losses.LossWeights(
+        content=options.get("content_weight", defaults.CONTENT_WEIGHT),
+        style=options.get("style_weight", defaults.STYLE_WEIGHT), tv=options.get("tv_weight", defaults.TV_WEIGHT),
+        style_layers=dict(zip(extractor.style_layers, map(float, layer_weights))))
+    return extractor, {k: v for k, v in options.items() if k in _TRANSFER_OPTIONS}, loss_weights
+
+
+def sized_images(content, styles, image_size, style_scale, extractor_config, config, names=None):
+    """(content, styles) resized for optimize.transfer, checked against the chosen layers' smallest input.
+
+    The content's longer side becomes image_size and each style's style_scale * image_size, as the command
+    line does.
+
+    Args:
+      content, styles: an [H, W, 3] image and a list of them, in [0, 255].
+      image_size, style_scale: the sizes above.
+      extractor_config, config: the vgg.ExtractorConfig (its layers) and the optimize.TransferConfig (its scales).
+      names: optional, the content's and each style's file name, for the error message.
+
+    Raises:
+      UserInputError: an image too small for the layers at the coarsest scale.
+    """
+    content = image_io.resize_max_side(content, image_size)
+    styles = [image_io.resize_max_side(style, max(1, round(style_scale * image_size))) for style in styles]
+    min_side = vgg.min_input_size(extractor_config.style_layers + extractor_config.content_layers)
+    coarsest = optimize.scale_sizes(*content.shape[:2], config.num_scales, config.scale_factor)[0]
+    ratio = coarsest[0] / content.shape[0]  # styles shrink with the content at coarse scales
+    names = names or [""] * (1 + len(styles))
+    kinds = ["content"] + ["style"] * len(styles)
+    for kind, name, image in zip(kinds, names, [content, *styles]):
+        height, width = image.shape[0] * ratio, image.shape[1] * ratio
+        if min(height, width) < min_side:
+            label = f"{kind} image {name!r}" if name else f"the {kind} image"
+            raise UserInputError(
+                f"{label} becomes {width:.0f}x{height:.0f} px at image_size={image_size} (coarsest "
+                f"scale, style_scale applied); the chosen layers need at least {min_side} px on each side")
+    return content, styles
+
+
+class _Reporter:
+    """transfer()'s per-step hook: a keras.utils.Progbar (verbose=1) and the user's callbacks(step, terms)."""
+
+    def __init__(self, num_steps, verbose, callbacks):
+        self._callbacks = list(callbacks or ())
+        self._progbar = keras.utils.Progbar(
+            num_steps, verbose=verbose, stateful_metrics=("total", "content", "style", "tv")) if verbose else None
+
+    def __call__(self, step, terms, image):  # pylint: disable=unused-argument
+        if not self._callbacks and self._progbar is None:
+            return  # reading the terms costs a device sync
+        values = {name: float(value) for name, value in terms.items()}
+        for callback in self._callbacks:
+            callback(step, values)
+        if self._progbar is not None:
+            self._progbar.update(step, list(values.items()), finalize=None)
+
+
+def transfer(content, style, *, image_size=defaults.IMAGE_SIZE, style_scale=1.0, verbose=0, callbacks=None,
+             **options):
+    """Stylises `content` with `style` by optimising its pixels (Gatys et al. 2016), as `main.py transfer`.
+
+    Args:
+      content: a path, a PIL image or an [H, W, 3] array in [0, 255].
+      style: the same, or a list of them to blend (`style_blend_weights`).
+      image_size: the result's longer side, in pixels.
+      style_scale: style images are resized to style_scale * image_size.
+      verbose: 1 shows a keras.utils.Progbar with the loss terms; 0 is silent.
+      callbacks: functions called as callback(step, terms) after every step, terms {name: float}.
+      **options: any field of optimize.TransferConfig (num_steps, optimizer, learning_rate, init, seed,
+        num_scales, preserve_color, content_masks, tile_size, ...) or vgg.ExtractorConfig (backbone, weights,
+        style_layers, content_layers, pooling, precision), and content_weight, style_weight, tv_weight,
+        style_layer_weights. Defaults are the command line's.
+
+    Returns:
+      The stylised image, uint8 [H, W, 3].
+
+    Raises:
+      UserInputError: an unknown option, an unreadable image, or an image too small for the layers.
+    """
+    extractor_config, transfer_options, loss_weights = _split_options(options)
+    config = optimize.TransferConfig(loss_weights=loss_weights, **transfer_options)
+    styles = [as_image(s, "style") for s in (style if isinstance(style, (list, tuple)) else [style])]
+    content, styles = sized_images(as_image(content, "content"), styles, image_size, style_scale,
+                                   extractor_config, config)
+    reporter = _Reporter(optimize.count_steps(*content.shape[:2], config), verbose, callbacks)
+    extractor = vgg.build_extractor(extractor_config)
+    return optimize.transfer(extractor, content, styles, config, extractor_config.style_layers,
+                             extractor_config.content_layers, callback=reporter)
+
+
+class Stylizer:
+    """A trained stylizer as a function: uint8 images in, uint8 stylised images out.
+
+    Call it on one [H, W, 3] image or a batch [N, H, W, 3]. `style=` is for arbitrary-style models; a model
+    that learnt one style refuses it.
+    """
+
+    def __init__(self, forward, path):
+        self._forward = forward  # float32 [N, H, W, 3] in [0, 255] -> float [N, H, W, 3] in [0, 255]
+        self.path = path
+
+    def __call__(self, images, style=None):
+        if style is not None:
+            raise UserInputError(f"the stylizer {self.path!r} learnt one style and takes no style=; "
+                                 "style= is for arbitrary-style models")
+        images = np.asarray(images)
+        single = images.ndim == 3
+        batch = images[None] if single else images
+        if batch.ndim != 4 or batch.shape[-1] != 3:
+            raise UserInputError(f"expected an [H, W, 3] image or an [N, H, W, 3] batch; received shape "
+                                 f"{images.shape}")
+        output = np.asarray(image_io.to_uint8(self._forward(tf.convert_to_tensor(batch, tf.float32))))
+        return output[0] if single else output
+
+
+def load_stylizer(path):
+    """Loads a trained stylizer as a Stylizer: a `.keras` file, a train_dir, or an exported SavedModel version.
+
+    Raises:
+      UserInputError: nothing loadable at `path`.
+    """
+    path = os.fspath(path)
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        endpoint = tf.saved_model.load(path).signatures["stylize_images"]
+        return Stylizer(lambda images: endpoint(images=image_io.to_uint8(images))["stylized"], path)
+    model = stylize.load_stylizer(path)
+    return Stylizer(lambda images: model(images, training=False), path)

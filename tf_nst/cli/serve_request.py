@@ -1,0 +1,39 @@
+"""`serve-request`: sends image files to a running TF Serving (REST or gRPC) and writes the stylised results
+as `stylize` does.
+
+The inputs, the outputs and the server's answer are checked before TensorFlow loads; TensorFlow is needed
+only to write the results.
+"""
+
+from absl import flags
+
+from tf_nst import files
+from tf_nst.cli import common
+from tf_nst.cli import flag_groups
+
+_INPUT = flag_groups.define_input()
+_OUTPUT_DIR = flag_groups.define_output_dir()
+_OVERWRITE = flag_groups.define_overwrite()
+_MODEL_NAME = flag_groups.define_model_name()
+_SERVER = flags.DEFINE_string(
+    "server", None, "host:port of TF Serving (default: localhost:8501 for rest, localhost:8500 for grpc).")
+_PROTOCOL = flags.DEFINE_enum(
+    "protocol", "rest", ["rest", "grpc"], "JSON with base64 images (rest) or gRPC.")
+
+flags.adopt_module_key_flags(flag_groups)
+
+
+def _run():
+    common.require_flags("serve-request", _INPUT, _OUTPUT_DIR)
+    pairs = files.plan_outputs(_INPUT.value, _OUTPUT_DIR.value, _OVERWRITE.value)
+    from export import client  # pylint: disable=import-outside-toplevel
+
+    pngs = client.request_files(pairs, _SERVER.value, _MODEL_NAME.value, protocol=_PROTOCOL.value)
+    common.import_tensorflow()
+    for output in client.write_outputs(pairs, pngs):
+        print(f"tf-nst: wrote {output}", flush=True)
+    return 0
+
+
+def main(argv):
+    return common.run_command("serve-request", _run, argv)

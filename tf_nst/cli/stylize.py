@@ -1,0 +1,48 @@
+"""`stylize`: applies a trained stylizer to an image file or a folder of them (names and subfolders kept).
+
+Outputs are written atomically and never replace an input; unreadable images are named, skipped, and make the
+exit status 1.
+"""
+
+import sys
+
+from absl import flags
+
+from tf_nst import files
+from tf_nst.cli import common
+from tf_nst.cli import flag_groups
+
+_MODEL = flag_groups.define_model()
+_INPUT = flag_groups.define_input()
+_OUTPUT_DIR = flag_groups.define_output_dir()
+_OVERWRITE = flag_groups.define_overwrite()
+_MAX_SIZE = flags.DEFINE_integer(
+    "max_size", 0, "Downscale images whose longer side exceeds this many pixels (0: keep the size).",
+    lower_bound=0)
+
+flags.adopt_module_key_flags(flag_groups)
+
+
+def _report(path, output, error):
+    if error:
+        print(f"tf-nst: skipped {path}: {error}", file=sys.stderr, flush=True)
+    else:
+        print(f"tf-nst: wrote {output}", flush=True)
+
+
+def _run():
+    common.require_flags("stylize", _MODEL, _INPUT, _OUTPUT_DIR)
+    model_path = files.find_model(_MODEL.value)
+    pairs = files.plan_outputs(_INPUT.value, _OUTPUT_DIR.value, _OVERWRITE.value)
+    common.import_tensorflow()
+    from tf_nst import stylize  # pylint: disable=import-outside-toplevel
+
+    result = stylize.stylize_files(stylize.load_stylizer(model_path), pairs, _MAX_SIZE.value or None,
+                                   callback=_report)
+    failed = f"; {len(result.failed)} failed" if result.failed else ""
+    print(f"tf-nst: wrote {len(result.written)} image(s) to {_OUTPUT_DIR.value}{failed}", flush=True)
+    return 1 if result.failed else 0
+
+
+def main(argv):
+    return common.run_command("stylize", _run, argv)

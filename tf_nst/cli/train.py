@@ -1,0 +1,133 @@
+"""`train`: fits a feed-forward stylizer to one --style image (Johnson et al. 2016) on --dataset_dir.
+
+Checkpoints go to --train_dir every --checkpoint_every steps and on Ctrl-C or SIGTERM, which stop the run with
+exit status 128 + the signal number; rerunning the same command resumes. The result is
+<train_dir>/stylizer.keras.
+"""
+
+import os
+import sys
+import time
+
+from absl import flags
+from absl import logging as absl_logging
+
+from tf_nst import files
+from tf_nst.cli import common
+from tf_nst.cli import flag_groups
+from tf_nst.errors import UserInputError
+
+_STRATEGIES = ("default", "mirrored", "multi_worker")
+
+_DATASET_DIR = flags.DEFINE_string(
+    "dataset_dir", None, "Folder of training images, searched recursively; unreadable files are skipped and "
+    "counted.")
+_TRAIN_DIR = flags.DEFINE_string(
+    "train_dir", None, "Checkpoints, TensorBoard summaries and the final stylizer.keras; a rerun resumes from it.")
+_STYLE = flag_groups.define_style()
+_NETWORK = flag_groups.define_loss_network()
+_WEIGHTS = flag_groups.define_loss_weights()
+_SEED = flag_groups.define_seed()
+_PRINT_EVERY = flag_groups.define_print_every()
+_TRAIN_IMAGE_SIZE = flags.DEFINE_integer(
+    "train_image_size", 256, "Side of the square training crops, in pixels.", lower_bound=16)
+_TRAIN_STYLE_SIZE = flags.DEFINE_integer(
+    "train_style_size", 512, "Longer side of the style image, in pixels.", lower_bound=16)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 4, "Global batch size (split across replicas).", lower_bound=1)
+_NUM_TRAIN_STEPS = flags.DEFINE_integer(
+    "num_train_steps", 40_000, "Total training steps (a resumed run trains up to it).", lower_bound=1)
+_TRAIN_LEARNING_RATE = flags.DEFINE_float(
+    "train_learning_rate", 1e-3, "Adam learning rate of the network's weights.", lower_bound=0.0)
+_CHECKPOINT_EVERY = flags.DEFINE_integer(
+    "checkpoint_every", 1000, "Save a checkpoint every N steps (also at the end, and on Ctrl-C or SIGTERM).",
+    lower_bound=1)
+_SUMMARY_EVERY = flags.DEFINE_integer(
+    "summary_every", 100, "Write TensorBoard losses and a preview image every N steps (0: never).",
+    lower_bound=0)
+_STRATEGY = flags.DEFINE_enum(
+    "strategy", "default", _STRATEGIES,
+    "'default' (one device), 'mirrored' (all local GPUs), 'multi_worker' (cluster from TF_CONFIG).")
+_WIDTH_MULTIPLIER = flags.DEFINE_float(
+    "width_multiplier", 1.0, "Scales the network's channels (0.5 or 0.25: a slimmer, faster stylizer).",
+    lower_bound=0.0)
+
+flags.adopt_module_key_flags(flag_groups)
+flags.register_validator(
+    "train_learning_rate", lambda value: value > 0, message="--train_learning_rate must be greater than 0")
+flags.register_validator(
+    "width_multiplier", lambda value: value > 0, message="--width_multiplier must be greater than 0")
+
+
+def _check_paths():
+    """The checks that need no TensorFlow: required flags, the folders and the style image."""
+    common.require_flags("train", _DATASET_DIR, _TRAIN_DIR)
+    if "," in _STYLE.value:
+        raise UserInputError(f"train learns one style: give one --style file, not {_STYLE.value!r}")
+    files.list_images(_DATASET_DIR.value)
+    files.read_image(_STYLE.value)
+    if os.path.exists(_TRAIN_DIR.value) and not os.path.isdir(_TRAIN_DIR.value):
+        raise UserInputError(f"--train_dir {_TRAIN_DIR.value!r} is a file; give a directory")
+
+
+def _train_config():
+    from tf_nst import train  # pylint: disable=import-outside-toplevel
+
+    return train.TrainConfig(
+        dataset_dir=_DATASET_DIR.value, train_dir=_TRAIN_DIR.value, style_image=_STYLE.value,
+        image_size=_TRAIN_IMAGE_SIZE.value, style_size=_TRAIN_STYLE_SIZE.value, batch_size=_BATCH_SIZE.value,
+        num_steps=_NUM_TRAIN_STEPS.value, learning_rate=_TRAIN_LEARNING_RATE.value,
+        checkpoint_every=_CHECKPOINT_EVERY.value, summary_every=_SUMMARY_EVERY.value,
+        print_every=_PRINT_EVERY.value, strategy=_STRATEGY.value, precision=_NETWORK.precision.value,
+        width_multiplier=_WIDTH_MULTIPLIER.value, seed=_SEED.value, extractor=_NETWORK.extractor_config(),
+        loss_weights=_WEIGHTS.loss_weights(_NETWORK))
+
+
+class _TrainReporter:
+    """train.Callback for the terminal: the skipped files, where training starts, then the loss terms."""
+
+    max_listed = 10
+
+    def __init__(self, num_steps):
+        self._num_steps = num_steps
+        self._first_report = None  # (time, step): rates start there, after graph tracing
+
+    def on_train_begin(self, info):
+        for path in info.skipped_files[:self.max_listed]:
+            print(f"tf-nst: skipping unreadable image {path}", file=sys.stderr)
+        if len(info.skipped_files) > self.max_listed:
+            print(f"tf-nst: ... and {len(info.skipped_files) - self.max_listed} more", file=sys.stderr)
+        start = f"resuming at step {info.start_step}" if info.start_step else "starting at step 0"
+        print(f"tf-nst: training on {info.num_images} images ({len(info.skipped_files)} unreadable skipped), "
+              f"{start} of {info.num_steps}, {info.num_replicas} replica(s) on {common.device_name()}", flush=True)
+
+    def on_progress(self, step, terms):
+        now = time.perf_counter()
+        timing = ""
+        if self._first_report is None:
+            self._first_report = (now, step)
+        elif step > self._first_report[1]:
+            per_step = (now - self._first_report[0]) / (step - self._first_report[1])
+            timing = f"  {1000 * per_step:.0f} ms/step  eta {per_step * (self._num_steps - step):.0f}s"
+        values = "  ".join(f"{name} {value:.4g}" for name, value in terms.items())
+        print(f"step {step:>{len(str(self._num_steps))}}/{self._num_steps}  {values}{timing}", flush=True)
+
+
+def _run():
+    _check_paths()
+    common.import_tensorflow()
+    from tf_nst import train  # pylint: disable=import-outside-toplevel
+
+    config = _train_config()
+    common.warn_slow_settings(config.precision)
+    absl_logging.set_verbosity(absl_logging.WARNING)  # checkpoint saving logs at INFO every time
+    result = train.train(config, _TrainReporter(config.num_steps))
+    if result.interrupted_by is not None:
+        print(f"tf-nst: stopped by signal {result.interrupted_by} at step {result.step}; checkpoint saved "
+              f"in {config.train_dir}: rerun the same command to resume", flush=True)
+        return 128 + result.interrupted_by
+    print(f"tf-nst: wrote {result.model_path}", flush=True)
+    return 0
+
+
+def main(argv):
+    return common.run_command("train", _run, argv)

@@ -1,0 +1,240 @@
+"""`transfer`: stylises one content image by optimising its pixels (Gatys et al. 2016, 2017).
+
+Every input image, mask and output path is checked before TensorFlow loads; user errors are one line on
+stderr and exit status 2, and no file is written.
+"""
+
+import os
+import time
+
+from absl import flags
+
+from tf_nst import SAMPLES_DIR
+from tf_nst import defaults
+from tf_nst import files
+from tf_nst.cli import common
+from tf_nst.cli import flag_groups
+from tf_nst.errors import UserInputError
+
+_INIT_MODES = ("content", "noise", "style")
+
+_CONTENT = flags.DEFINE_string("content", os.path.join(SAMPLES_DIR, "chelsea.jpg"), "Content image file.")
+_STYLE = flag_groups.define_style()
+_OUTPUT = flags.DEFINE_string(
+    "output", "stylized.png", "Output image; the format follows the extension (.png, .jpg, .webp, .bmp).")
+_OVERWRITE = flag_groups.define_overwrite()
+_IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size", defaults.IMAGE_SIZE, "Longer side of the output in pixels; the content image is resized to it.",
+    lower_bound=16)
+_NETWORK = flag_groups.define_loss_network()
+_WEIGHTS = flag_groups.define_loss_weights()
+_SEED = flag_groups.define_seed()
+_PRINT_EVERY = flag_groups.define_print_every()
+
+_OPTIMIZER = flags.DEFINE_enum("optimizer", defaults.OPTIMIZER, ["lbfgs", "adam"], "Optimiser.")
+_NUM_STEPS = flags.DEFINE_integer("num_steps", defaults.NUM_STEPS, "Optimiser iterations.", lower_bound=1)
+_LEARNING_RATE = flags.DEFINE_float(
+    "learning_rate", defaults.LEARNING_RATE, "Adam step size in pixel units ([0, 255] images).", lower_bound=0.0)
+_LBFGS_HISTORY = flags.DEFINE_integer(
+    "lbfgs_history", defaults.LBFGS_HISTORY, "How many curvature pairs L-BFGS keeps.", lower_bound=1)
+_INIT = flags.DEFINE_string(
+    "init", "content", "Starting image: 'content', 'noise', 'style', or a path to an image file.")
+_STYLE_BLEND_WEIGHTS = flags.DEFINE_list(
+    "style_blend_weights", None, "One weight per --style file; their Gram targets are blended (default: equal).")
+_STYLE_SCALE = flags.DEFINE_float(
+    "style_scale", 1.0, "Style images are resized to style_scale * --image_size (longer side).", lower_bound=0.01)
+_NUM_SCALES = flags.DEFINE_integer(
+    "num_scales", 1, "Coarse-to-fine: optimise at this many sizes, each --scale_factor times the last.",
+    lower_bound=1)
+_SCALE_FACTOR = flags.DEFINE_float("scale_factor", 2.0, "Size ratio between scales.", lower_bound=1.01)
+_COARSE_STEPS = flags.DEFINE_integer(
+    "coarse_steps", None, "Iterations at each coarser scale (default: --num_steps).", lower_bound=1)
+_PRESERVE_COLOR = flags.DEFINE_enum(
+    "preserve_color", "none", ["none", "luminance", "histogram"],
+    "'luminance': transfer brightness only and keep the content's colours; 'histogram': recolour the style "
+    "to the content's colour mean and covariance first (Gatys et al. 2017, section 5).")
+_CONTENT_MASK = flags.DEFINE_list(
+    "content_mask", None,
+    "Spatial control: one grayscale mask file per --style file, each the content image's size. White: that "
+    "style applies here, black: it does not, grey: partly; where every mask is black the content is kept "
+    "(Gatys et al. 2017, section 4).")
+_STYLE_MASKS = flags.DEFINE_list(
+    "style_masks", None,
+    "One grayscale mask file per --style file, each its style image's size: the white region supplies that "
+    "style's statistics (default: the whole style image).")
+_COLOR_TRANSFORM = flags.DEFINE_enum(
+    "color_transform", "chol", ["chol", "sym"], "Linear map for --preserve_color=histogram.")
+_JIT_COMPILE = flags.DEFINE_bool("jit_compile", False, "Compile the optimisation step with XLA.")
+_SAVE_EVERY = flags.DEFINE_integer(
+    "save_every", 0, "Also write a snapshot <output>_stepN.<ext> every N steps (0: never).", lower_bound=0)
+_TILE_SIZE = flags.DEFINE_integer(
+    "tile_size", 0, "High resolution in bounded memory: optimise scales larger than this many pixels in "
+    "overlapping tiles of this size, one after another (0: whole images). At least 64 and more than twice "
+    "--tile_overlap.", lower_bound=0)
+_TILE_OVERLAP = flags.DEFINE_integer(
+    "tile_overlap", 64, "Pixels that neighbouring tiles share at least; tiles are blended across them.",
+    lower_bound=0)
+
+flags.adopt_module_key_flags(flag_groups)
+flags.register_validator(
+    "learning_rate", lambda value: value > 0, message="--learning_rate must be greater than 0")
+flags.register_validator(
+    "init", lambda value: value in _INIT_MODES or os.path.isfile(value),
+    message="--init must be 'content', 'noise', 'style' or an existing image file")
+flags.register_multi_flags_validator(
+    ["style", "style_blend_weights"],
+    lambda values: flag_groups.valid_weights(values["style_blend_weights"], len(values["style"].split(","))),
+    message="--style_blend_weights needs one non-negative number per --style file, not all zero")
+
+
+@flags.multi_flags_validator(["tile_size", "tile_overlap"])
+def _check_tiles(values):
+    from tf_nst import tiling  # pylint: disable=import-outside-toplevel
+
+    size, overlap = values["tile_size"], values["tile_overlap"]
+    if size and (size < tiling.MIN_TILE_SIZE or size <= 2 * overlap):
+        raise flags.ValidationError(
+            f"--tile_size={size} with --tile_overlap={overlap} does not work: use --tile_size=0 (no tiles) or a "
+            f"tile of at least {tiling.MIN_TILE_SIZE} px and more than twice the overlap "
+            f"(--tile_size={max(tiling.MIN_TILE_SIZE, 2 * overlap + 1)} or more)")
+    return True
+
+
+class _Inputs:
+    """The command's images, read and checked before TensorFlow loads (Pillow only)."""
+
+    def __init__(self):
+        self.content = files.read_image(_CONTENT.value)
+        self.style_paths = _STYLE.value.split(",")
+        self.styles = [files.read_image(path) for path in self.style_paths]
+        self.content_masks = _read_masks(_CONTENT_MASK, [(_CONTENT.value, self.content)] * len(self.styles),
+                                         "content")
+        self.style_masks = _read_masks(_STYLE_MASKS, list(zip(self.style_paths, self.styles)), "style")
+        init_path = _INIT.value if _INIT.value not in _INIT_MODES else None
+        if init_path:
+            files.read_image(init_path)
+        self.paths = (_CONTENT.value, *self.style_paths, init_path, *(_CONTENT_MASK.value or ()),
+                      *(_STYLE_MASKS.value or ()))
+        files.check_output_path(_OUTPUT.value, self.paths, _OVERWRITE.value)
+
+
+def _read_masks(holder, images, kind):
+    """The masks of --content_mask or --style_masks, checked against their [(path, image)] at file size.
+
+    Returns:
+      A tuple of float32 [H, W] masks in [0, 1], one per style, or None without the flag.
+    """
+    if holder.value is None:
+        return None
+    if len(holder.value) != len(images):
+        raise UserInputError(f"--{holder.name} has {len(holder.value)} file(s) but --style has {len(images)}; "
+                             "give one mask per --style file, in the same order")
+    masks = []
+    for mask_path, (image_path, image) in zip(holder.value, images):
+        try:
+            mask = files.read_mask(mask_path)
+        except UserInputError as e:
+            raise UserInputError(f"--{holder.name}: {e}") from None
+        if mask.shape != image.shape[:2]:
+            raise UserInputError(
+                f"{kind} mask {mask_path!r} is {mask.shape[1]}x{mask.shape[0]} but the {kind} image "
+                f"{image_path!r} is {image.shape[1]}x{image.shape[0]}; a mask must be the size of its image")
+        if kind == "style" and not mask.max() > 0:
+            raise UserInputError(f"style mask {mask_path!r} is all black: it selects no part of the style image "
+                                 f"{image_path!r}; paint the region to take the style from white")
+        masks.append(mask)
+    return tuple(masks)
+
+
+def _transfer_config(inputs):
+    from tf_nst import optimize  # pylint: disable=import-outside-toplevel
+
+    return optimize.TransferConfig(
+        num_steps=_NUM_STEPS.value, optimizer=_OPTIMIZER.value, learning_rate=_LEARNING_RATE.value,
+        lbfgs_history=_LBFGS_HISTORY.value, init=_INIT.value, seed=_SEED.value,
+        style_blend_weights=_float_tuple(_STYLE_BLEND_WEIGHTS.value), num_scales=_NUM_SCALES.value,
+        scale_factor=_SCALE_FACTOR.value, coarse_steps=_COARSE_STEPS.value, jit_compile=_JIT_COMPILE.value,
+        preserve_color=_PRESERVE_COLOR.value, color_transform=_COLOR_TRANSFORM.value,
+        content_masks=inputs.content_masks, style_masks=inputs.style_masks,
+        loss_weights=_WEIGHTS.loss_weights(_NETWORK), tile_size=_TILE_SIZE.value or None,
+        tile_overlap=_TILE_OVERLAP.value)
+
+
+def _float_tuple(values):
+    return None if values is None else tuple(float(v) for v in values)
+
+
+def _snapshot_paths(inputs, num_tiles, total_steps):
+    """{step: path} of the --save_every snapshots, each checked like --output."""
+    if num_tiles and _SAVE_EVERY.value:
+        raise UserInputError(
+            f"--save_every={_SAVE_EVERY.value} does not work with tiles (--tile_size={_TILE_SIZE.value} is below "
+            f"--image_size={_IMAGE_SIZE.value}): a snapshot would hold one tile; drop one of the two flags")
+    if not _SAVE_EVERY.value:
+        return {}
+    stem, extension = os.path.splitext(_OUTPUT.value)
+    snapshots = {step: f"{stem}_step{step:05d}{extension}"
+                 for step in range(_SAVE_EVERY.value, total_steps, _SAVE_EVERY.value)}
+    for path in snapshots.values():
+        files.check_output_path(path, inputs.paths, _OVERWRITE.value)
+    return snapshots
+
+
+class _ProgressReporter:
+    """Prints the loss terms (and the tile, when tiled) every `print_every` steps and writes the snapshots."""
+
+    def __init__(self, num_steps, print_every, snapshots):
+        self._num_steps = num_steps
+        self._print_every = print_every
+        self._snapshots = snapshots
+        self._first_step_done = None
+        self._tile = ""
+
+    def on_tile(self, index, num_tiles):
+        self._tile = f"  tile {index}/{num_tiles}"
+
+    def __call__(self, step, terms, image):
+        from tf_nst import image_io  # pylint: disable=import-outside-toplevel
+
+        if step == 1:
+            self._first_step_done = time.perf_counter()  # the first step includes graph tracing
+        if step in self._snapshots:
+            image_io.write_image(self._snapshots[step], image[0])
+        if step == self._num_steps or (self._print_every and step % self._print_every == 0):
+            per_step = (time.perf_counter() - self._first_step_done) / max(1, step - 1)
+            eta = per_step * (self._num_steps - step)
+            values = "  ".join(f"{name} {float(value):.4g}" for name, value in terms.items())
+            print(f"step {step:>{len(str(self._num_steps))}}/{self._num_steps}{self._tile}  {values}  "
+                  f"{1000 * per_step:.0f} ms/step  eta {eta:.0f}s", flush=True)
+
+
+def _run():
+    inputs = _Inputs()  # before TensorFlow: a bad path or image is reported at once
+    common.import_tensorflow()
+    from tf_nst import api, image_io, optimize, vgg  # pylint: disable=import-outside-toplevel
+
+    extractor_config = _NETWORK.extractor_config()
+    vgg.validate_config(extractor_config)
+    config = _transfer_config(inputs)
+    content, styles = api.sized_images(inputs.content, inputs.styles, _IMAGE_SIZE.value, _STYLE_SCALE.value,
+                                       extractor_config, config, names=[_CONTENT.value, *inputs.style_paths])
+    height, width = content.shape[:2]
+    num_tiles = len(optimize.scale_tiles((height, width), config))
+    total_steps = optimize.count_steps(height, width, config)
+    reporter = _ProgressReporter(total_steps, _PRINT_EVERY.value, _snapshot_paths(inputs, num_tiles, total_steps))
+    common.warn_slow_settings(extractor_config.precision, config.jit_compile)
+    extractor = vgg.build_extractor(extractor_config)
+    tiles = f" in {num_tiles} tiles of {config.tile_size} px" if num_tiles else ""
+    print(f"tf-nst: {width}x{height} px, {total_steps} {config.optimizer} steps over {config.num_scales} "
+          f"scale(s){tiles}, {len(styles)} style(s), {extractor_config.precision}"
+          f"{' with XLA' if config.jit_compile else ''}, {extractor_config.backbone} ({extractor_config.weights}) "
+          f"on {common.device_name()}", flush=True)
+    result = optimize.transfer(extractor, content, styles, config, extractor_config.style_layers,
+                               extractor_config.content_layers, callback=reporter, tile_callback=reporter.on_tile)
+    image_io.write_image(_OUTPUT.value, result)
+    print(f"tf-nst: wrote {_OUTPUT.value}", flush=True)
+    return 0
+
+
+def main(argv):
+    return common.run_command("transfer", _run, argv)

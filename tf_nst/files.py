@@ -1,0 +1,204 @@
+"""Files without TensorFlow: image files read with Pillow, input and output paths checked, folder runs planned.
+
+Nothing here imports TensorFlow, so the command line checks every path and input image before TensorFlow
+loads (about 5 s) and a mistake is reported at once. `image_io` re-exports the readers.
+"""
+
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from tf_nst.errors import UserInputError
+
+# Refuse images with more pixels than this before decoding them (a decompression bomb guard).
+MAX_PIXELS = 100_000_000
+
+# Output format by file extension.
+WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}
+
+# Input images searched for in folders (training data, `stylize` and `serve-request` inputs).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+
+# What `train` writes into its train_dir, and what a model path that is a folder stands for.
+MODEL_FILE = "stylizer.keras"
+
+_READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+
+
+def read_image(path, max_pixels=MAX_PIXELS):
+    """Reads an image file as uint8 RGB.
+
+    Grayscale, palette, 16-bit, CMYK and transparent images are converted to RGB (transparency is
+    composited on white), EXIF orientation is applied, and an animated image gives its first frame.
+
+    Args:
+      path: the file to read.
+      max_pixels: images with more pixels than this are refused before they are decoded.
+
+    Returns:
+      A uint8 array of shape [height, width, 3].
+
+    Raises:
+      UserInputError: the file is missing, not an image, truncated, or too large.
+    """
+    if not os.path.isfile(path):
+        raise UserInputError(f"image file not found: {path!r}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit is checked below
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise UserInputError(
+                        f"image {path!r} is {width}x{height} = {width * height} pixels; the limit is "
+                        f"{max_pixels} pixels")
+                img.seek(0)
+                img = ImageOps.exif_transpose(img)
+                return pil_to_rgb(img)
+    except Image.DecompressionBombError as e:
+        raise UserInputError(f"image {path!r} is too large ({e}); the limit is {max_pixels} pixels") from None
+    except _READ_ERRORS as e:
+        if isinstance(e, UserInputError):
+            raise
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserInputError(
+            f"cannot read image {path!r} ({reason}); expected a PNG, JPEG, GIF, BMP, WebP or TIFF "
+            "file") from None
+
+
+def read_mask(path, max_pixels=MAX_PIXELS):
+    """Reads a grayscale mask file as float32 [H, W] in [0, 1]: white 1, black 0.
+
+    Any image `read_image` reads works; colour is reduced to its luminance (Y of YUV, ITU-R BT.601) and
+    transparency counts as white, as `read_image` composites it.
+
+    Raises:
+      UserInputError: the file is missing, not an image, truncated, or too large.
+    """
+    rgb = read_image(path, max_pixels).astype(np.float32)
+    return np.clip(rgb @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0, 0.0, 1.0)
+
+
+def pil_to_rgb(img):
+    """Converts a loaded PIL image of any mode to a uint8 RGB array."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        gray = np.asarray(img, dtype=np.float64)
+        if img.mode.startswith("I;16") or gray.max(initial=0) > 255:
+            gray = gray / 257.0
+        gray = np.clip(np.round(gray), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def check_output_path(path, inputs=(), overwrite=False):
+    """Validates an output path before any work is done.
+
+    Args:
+      path: where an image will be written.
+      inputs: input file paths; the output may never be one of them, even with `overwrite`.
+      overwrite: whether an existing output file may be replaced.
+
+    Raises:
+      UserInputError: unknown extension, an input file, or an existing file without `overwrite`.
+    """
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in WRITE_FORMATS:
+        raise UserInputError(
+            f"output {path!r} has extension {extension!r}; use one of {', '.join(WRITE_FORMATS)}")
+    real = os.path.realpath(path)
+    for input_path in inputs:
+        if input_path and os.path.realpath(input_path) == real:
+            raise UserInputError(f"output {path!r} is also an input file; choose another output path")
+    if os.path.isdir(path):
+        raise UserInputError(f"output {path!r} is a directory; give a file name such as out.png")
+    if os.path.exists(path) and not overwrite:
+        raise UserInputError(f"output {path!r} already exists; pass --overwrite to replace it")
+
+
+def plan_outputs(input_path, output_dir, overwrite=False):
+    """Pairs each input image with its output path, and checks every output before any work is done.
+
+    Args:
+      input_path: an image file, or a folder searched recursively for IMAGE_EXTENSIONS.
+      output_dir: outputs keep their input's path relative to the folder (a file keeps its name); an
+        extension that cannot be written (.gif) becomes .png. The folder is skipped if it is under input_path.
+      overwrite: whether existing output files may be replaced (never an input file).
+
+    Returns:
+      A list of (input file, output file).
+
+    Raises:
+      UserInputError: a missing input, a folder without images, or an output that may not be written.
+    """
+    if os.path.isfile(input_path):
+        pairs = [(input_path, os.path.join(output_dir, _writable_name(os.path.basename(input_path))))]
+    elif os.path.isdir(input_path):
+        pairs = [(path, os.path.join(output_dir, _writable_name(os.path.relpath(path, input_path))))
+                 for path in _find_images(input_path, skip_dir=output_dir)]
+        if not pairs:
+            raise UserInputError(f"no images under {input_path!r}; expected files ending in "
+                                 f"{', '.join(IMAGE_EXTENSIONS)}")
+    else:
+        raise UserInputError(f"input not found: {input_path!r}; give an image file or a folder of images")
+    inputs = {os.path.realpath(path) for path, _ in pairs}
+    outputs = set()
+    for path, output in pairs:
+        real = os.path.realpath(output)
+        if real in inputs:
+            raise UserInputError(
+                f"output {output!r} would replace an input file; choose another --output_dir")
+        if real in outputs:
+            raise UserInputError(f"two inputs would both be written to {output!r}; rename one of them")
+        outputs.add(real)
+        check_output_path(output, (path,), overwrite)
+    return pairs
+
+
+def _find_images(folder, skip_dir):
+    skip = os.path.realpath(skip_dir)
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(name for name in dirs if os.path.realpath(os.path.join(root, name)) != skip)
+        for name in sorted(names):
+            if name.lower().endswith(IMAGE_EXTENSIONS):
+                yield os.path.join(root, name)
+
+
+def _writable_name(name):
+    stem, extension = os.path.splitext(name)
+    return name if extension.lower() in WRITE_FORMATS else f"{stem}.png"
+
+
+def find_model(path):
+    """The stylizer file that `path` names: a `.keras` file, or a train_dir holding MODEL_FILE.
+
+    Raises:
+      UserInputError: no such file.
+    """
+    if os.path.isdir(path):
+        path = os.path.join(path, MODEL_FILE)
+    if not os.path.isfile(path):
+        raise UserInputError(
+            f"model not found: {path!r}; pass a .keras file written by `train`, or its --train_dir")
+    return path
+
+
+def list_images(folder):
+    """The files under `folder` (searched recursively) whose names end in IMAGE_EXTENSIONS, sorted.
+
+    Raises:
+      UserInputError: the folder is missing or holds no image files.
+    """
+    if not os.path.isdir(folder):
+        raise UserInputError(f"dataset folder not found: {folder!r}; give a folder of training images")
+    paths = sorted(os.path.join(root, name) for root, _, names in os.walk(folder)
+                   for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
+    if not paths:
+        raise UserInputError(
+            f"no image files under {folder!r}; expected files ending in {', '.join(IMAGE_EXTENSIONS)}")
+    return paths
