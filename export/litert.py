@@ -63,9 +63,11 @@ def convert(model_dir, quantize=DEFAULT_QUANTIZATION):
         missing = sorted(set(_MISSING_OP.findall(str(e))))
         if not missing:
             raise
+        hint = ("; a SavedModel exported before tf-nst could convert to LiteRT hides its channel counts from "
+                "the converter: export the .keras stylizer again" if "Conv2D" in missing else "")
         raise UserInputError(
             f"LiteRT has no built-in kernel for the TensorFlow op(s) {', '.join(missing)} in {model_dir!r}; "
-            "the model cannot run on LiteRT's phone runtimes as it is") from None
+            f"the model cannot run on LiteRT's phone runtimes as it is{hint}") from None
 
 
 def export(model_dir, output=None, quantize=DEFAULT_QUANTIZATION):

@@ -3,6 +3,8 @@ agreement with `stylize`, and two worker processes."""
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -156,3 +158,33 @@ def test_bad_arguments_are_user_errors(exported, photos, tmp_path):
     with pytest.raises(UserInputError, match="input not found"):
         batch.run(exported, str(tmp_path / "missing"), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+# --- The `batch` command --------------------------------------------------------------------------------------
+
+def run_batch(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "batch", *args], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT, check=False)
+
+
+def test_batch_command_exits_1_on_failures_and_prints_the_counters(exported, photos, tmp_path):
+    output_dir = tmp_path / "styled"
+    result = run_batch(f"--model={exported}", f"--input={photos}", f"--output_dir={output_dir}",
+                       f"--max_size={MAX_SIZE}", "--runner=FnApiRunner", "--direct_num_workers=1")
+    assert result.returncode == 1, result.stderr
+    assert "tf-nst: batch counters: stylized 4, failed 1, skipped 0" in result.stdout  # huge.bmp is fine here
+    assert result.stderr.strip().splitlines() == [
+        f"tf-nst: 1 file(s) failed, listed with their reasons in {output_dir / batch.FAILURES_FILE}"]
+    assert written(output_dir) == sorted([*GOOD, "huge.bmp", batch.FAILURES_FILE])
+    again = run_batch(f"--model={exported}", f"--input={photos}", f"--output_dir={output_dir}")
+    assert "stylized 0, failed 1, skipped 4" in again.stdout and again.returncode == 1
+
+
+def test_batch_command_refuses_an_unknown_flag_before_loading_tensorflow(exported, photos, tmp_path):
+    result = run_batch(f"--model={exported}", f"--input={photos}", f"--output_dir={tmp_path / 'o'}",
+                       "--direct_num_worker=2")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "tf-nst: error: unknown flag(s) --direct_num_worker: neither tf-nst's nor a Beam pipeline option "
+        "(main.py batch --help lists tf-nst's)"]
+    assert not (tmp_path / "o").exists()

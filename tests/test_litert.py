@@ -2,6 +2,8 @@
 interpreter and matches the SavedModel it came from; an op LiteRT lacks is a one-line error naming it."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -19,6 +21,7 @@ from export import saved_model
 from tf_nst import transformer
 from tf_nst.errors import UserInputError
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Grey-level error (max, mean) allowed against the SavedModel on the test photos. Measured for the small
 # untrained stylizer below: none 1 (mean 0.0), float16 1 (0.08), dynamic_int8 21 (3.0); the bounds leave
 # room for other CPUs' rounding. bench/bench_litert.py measures the full-width network.
@@ -107,3 +110,40 @@ def test_bad_arguments_are_user_errors(exported, tmp_path):
         litert.convert(str(tmp_path))
     with pytest.raises(UserInputError, match="must end in .tflite"):
         litert.export(exported, str(tmp_path / "model.bin"))
+
+
+# --- `export --format=litert` ---------------------------------------------------------------------------------
+
+def run_export(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "export", *args], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT, check=False)
+
+
+def test_export_command_writes_the_saved_model_and_the_tflite_beside_it(tmp_path, photos):
+    keras.utils.set_random_seed(0)
+    transformer.build_transformer(width_multiplier=0.25).save(str(tmp_path / "stylizer.keras"))
+    result = run_export(f"--model={tmp_path / 'stylizer.keras'}", f"--export_dir={tmp_path / 'exports'}",
+                        "--format=litert", "--quantize=none")
+    assert result.returncode == 0, result.stderr
+    version_dir = tmp_path / "exports" / "stylizer" / "1"
+    assert f"tf-nst: wrote {version_dir / 'model.tflite'} (LiteRT, none, " in result.stdout
+    interpreter = litert.load_interpreter(str(version_dir / "model.tflite"))
+    signature = tf.saved_model.load(str(version_dir)).signatures[saved_model.IMAGES]
+    expected = signature(images=tf.constant(photos[1][None]))["stylized"].numpy()[0]
+    assert np.abs(litert.stylize(interpreter, photos[1]).astype(int) - expected).max() <= 1
+    # An exported version folder as --model: converted only, to --output.
+    again = run_export(f"--model={version_dir}", "--format=litert", f"--output={tmp_path / 'int8.tflite'}",
+                       "--quantize=dynamic_int8")
+    assert again.returncode == 0, again.stderr
+    assert os.path.getsize(tmp_path / "int8.tflite") < os.path.getsize(version_dir / "model.tflite")
+    assert sorted(os.listdir(tmp_path / "exports" / "stylizer")) == ["1"]
+
+
+def test_export_command_names_the_op_litert_lacks_in_one_line(tmp_path):
+    inputs = keras.Input(shape=(None, None, 3))
+    version_dir = saved_model.export(keras.Model(inputs, _Hue()(inputs)), str(tmp_path))
+    result = run_export(f"--model={version_dir}", "--format=litert")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "tf-nst: error: LiteRT has no built-in kernel for the TensorFlow op(s) AdjustHue in "), result.stderr
