@@ -1,10 +1,13 @@
-"""Files without TensorFlow: image files read with Pillow, input and output paths checked, folder runs planned.
+"""Files without TensorFlow: image files read with Pillow, input and output paths checked, folder runs planned
+and output names given, files written atomically.
 
 Nothing here imports TensorFlow, so the command line checks every path and input image before TensorFlow
-loads (about 5 s) and a mistake is reported at once. `image_io` re-exports the readers.
+loads (about 5 s) and a mistake is reported at once. `image_io` re-exports the readers and write_file.
 """
 
+import io
 import os
+import tempfile
 import warnings
 
 import numpy as np
@@ -45,26 +48,45 @@ def read_image(path, max_pixels=MAX_PIXELS):
     """
     if not os.path.isfile(path):
         raise UserInputError(f"image file not found: {path!r}")
+    return _decode(path, path, max_pixels)
+
+
+def decode_image_bytes(contents, name, max_pixels=MAX_PIXELS):
+    """Decodes the bytes of an image file as read_image reads the file (for files read elsewhere, as by Beam).
+
+    Args:
+      contents: the encoded bytes.
+      name: where they came from, for error messages.
+      max_pixels: images with more pixels than this are refused before they are decoded.
+
+    Raises:
+      UserInputError: not an image, truncated, or too large.
+    """
+    return _decode(io.BytesIO(contents), name, max_pixels)
+
+
+def _decode(source, name, max_pixels):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit is checked below
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 width, height = img.size
                 if width * height > max_pixels:
                     raise UserInputError(
-                        f"image {path!r} is {width}x{height} = {width * height} pixels; the limit is "
+                        f"image {name!r} is {width}x{height} = {width * height} pixels; the limit is "
                         f"{max_pixels} pixels")
                 img.seek(0)
                 img = ImageOps.exif_transpose(img)
                 return pil_to_rgb(img)
     except Image.DecompressionBombError as e:
-        raise UserInputError(f"image {path!r} is too large ({e}); the limit is {max_pixels} pixels") from None
+        raise UserInputError(f"image {name!r} is too large ({e}); the limit is {max_pixels} pixels") from None
     except _READ_ERRORS as e:
         if isinstance(e, UserInputError):
             raise
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = reason.replace(repr(source), repr(name))  # Pillow names a BytesIO by its repr
         raise UserInputError(
-            f"cannot read image {path!r} ({reason}); expected a PNG, JPEG, GIF, BMP, WebP or TIFF "
+            f"cannot read image {name!r} ({reason}); expected a PNG, JPEG, GIF, BMP, WebP or TIFF "
             "file") from None
 
 
@@ -137,9 +159,9 @@ def plan_outputs(input_path, output_dir, overwrite=False):
       UserInputError: a missing input, a folder without images, or an output that may not be written.
     """
     if os.path.isfile(input_path):
-        pairs = [(input_path, os.path.join(output_dir, _writable_name(os.path.basename(input_path))))]
+        pairs = [(input_path, os.path.join(output_dir, output_name(input_path, os.path.dirname(input_path))))]
     elif os.path.isdir(input_path):
-        pairs = [(path, os.path.join(output_dir, _writable_name(os.path.relpath(path, input_path))))
+        pairs = [(path, os.path.join(output_dir, output_name(path, input_path)))
                  for path in _find_images(input_path, skip_dir=output_dir)]
         if not pairs:
             raise UserInputError(f"no images under {input_path!r}; expected files ending in "
@@ -169,9 +191,62 @@ def _find_images(folder, skip_dir):
                 yield os.path.join(root, name)
 
 
+def output_name(path, input_root):
+    """The name an input file keeps under the output folder: its path below input_root, where an extension
+    that cannot be written (.gif) becomes .png. `stylize` and `batch` both name outputs with it.
+
+    Plain string work, so it serves local paths and URLs (gs://bucket/photos/a.jpg) alike.
+
+    Args:
+      path: the input file: input_root, "/", then the rest (as os.walk or a Beam filesystem match gives it).
+      input_root: the folder it was found under; "" for a bare file name.
+
+    Raises:
+      ValueError: path is not under input_root.
+    """
+    prefix = input_root if not input_root or input_root.endswith("/") else input_root + "/"
+    if not path.startswith(prefix) or len(path) == len(prefix):
+        raise ValueError(f"{path!r} is not a file under {input_root!r}")
+    return _writable_name(path[len(prefix):])
+
+
 def _writable_name(name):
     stem, extension = os.path.splitext(name)
     return name if extension.lower() in WRITE_FORMATS else f"{stem}.png"
+
+
+def write_file(path, data):
+    """Writes bytes atomically: a temporary file beside `path`, then a rename, so no reader sees half a file.
+
+    The file gets the permissions a plain open() would give (0o666 less the umask), not mkstemp's 0o600.
+    The parent directory is created.
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    handle, temp_path = tempfile.mkstemp(dir=parent, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    try:
+        os.fchmod(handle, 0o666 & ~_umask())
+        with os.fdopen(handle, "wb") as f:
+            f.write(data)
+        os.replace(temp_path, path)
+    except BaseException:
+        if os.path.exists(temp_path):
+            os.remove(temp_path)
+        raise
+
+
+def _umask():
+    """The process umask, read from /proc where it can be (os.umask can only read it by changing it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def find_model(path):
