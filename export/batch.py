@@ -1,14 +1,14 @@
-"""A batch job on Apache Beam: stylises a folder of images with an exported SavedModel, on any Beam runner.
+"""A batch job on Apache Beam: stylises images with an exported SavedModel, on any Beam runner.
 
-Pipeline: the planned (input, output) pairs -> skip the outputs that exist -> read, size guard, downscale ->
-RunInference (our SavedModelHandler, the `stylize_images` signature) -> strength and preserve_color ->
-write atomically. Files that fail go to `<output_dir>/_failures.jsonl`; the counters `stylized`, `failed`
-and `skipped` say what happened.
+Pipeline: fileio.MatchFiles (--input: a file, a folder searched recursively, or a glob; any Beam filesystem,
+so gs:// where apache-beam[gcp] is installed) -> skip the outputs that exist -> fileio.ReadMatches, decode
+(size guard) and downscale -> RunInference (our SavedModelHandler, the `stylize_images` signature) ->
+strength and preserve_color -> write atomically under output_dir. Files that fail go to
+`<output_dir>/_failures.jsonl`; the counters `stylized`, `failed` and `skipped` say what happened.
 
-Outputs are named as `stylize` names them (tf_nst.stylize.plan_outputs), and images are read and prepared by
-the same functions (image_io.read_image, stylize.prepare_image), so the job and `stylize` agree within one
-grey level. The plan is made on the launching machine from a local folder or file, which every worker must
-see at the same path: the local runners do, a cluster needs a shared file system.
+Outputs are named as `stylize` names them (tf_nst.files.output_name), and images are decoded and prepared by
+the same functions (files.decode_image_bytes, stylize.prepare_image), so the job and `stylize` agree within
+one grey level. Paths and writes are in export/batch_paths.py; the launcher lists no files.
 """
 
 import dataclasses
@@ -18,11 +18,16 @@ import os
 import apache_beam as beam
 import numpy as np
 import tensorflow as tf
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference import base
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from export import batch_paths
+from tf_nst import files
 from tf_nst import image_io
 from tf_nst import stylize
 from tf_nst.errors import UserInputError
@@ -111,28 +116,49 @@ class SavedModelHandler(base.ModelHandler):
         return _NAMESPACE
 
 
-class _ReadImage(beam.DoFn):
-    """(input, output) -> ((input, output), uint8 image), after skipping finished outputs and bad files."""
+class _SkipFinished(beam.DoFn):
+    """FileMetadata of a match -> itself, unless it is no input image or its output exists already."""
 
-    def __init__(self, config):
+    def __init__(self, inputs, output_dir):
         super().__init__()
-        self._config = config
+        self._inputs = inputs
+        self._output_dir = output_dir
         self._skipped = Metrics.counter(_NAMESPACE, "skipped")
-        self._failed = Metrics.counter(_NAMESPACE, "failed")
 
-    def process(self, pair):
-        path, output = pair
-        if os.path.exists(output):
+    def process(self, metadata):
+        if not batch_paths.is_input(metadata.path, self._inputs, self._output_dir):
+            return
+        if batch_paths.exists(batch_paths.output_path(metadata.path, self._inputs, self._output_dir)):
             self._skipped.inc()
             return
+        yield metadata
+
+
+class _DecodeImage(beam.DoFn):
+    """fileio.ReadableFile -> ((input, output), uint8 image), downscaled; bad files to the failures output."""
+
+    def __init__(self, inputs, output_dir, config):
+        super().__init__()
+        self._inputs = inputs
+        self._output_dir = output_dir
+        self._config = config
+        self._failed = Metrics.counter(_NAMESPACE, "failed")
+
+    def process(self, readable_file):
+        path = readable_file.metadata.path
         try:
-            image = image_io.read_image(path, self._config.max_pixels)
+            try:
+                contents = readable_file.read()
+            except (OSError, BeamIOError) as e:
+                raise UserInputError(f"cannot read {path!r} ({str(e).splitlines()[0]})") from None
+            image = files.decode_image_bytes(contents, path, self._config.max_pixels)
             image = stylize.prepare_image(image, self._config.max_size)
         except UserInputError as e:
             self._failed.inc()
             yield beam.pvalue.TaggedOutput(_FAILED, {"path": path, "reason": str(e).splitlines()[0]})
             return
-        yield pair, np.asarray(image_io.to_uint8(image))
+        output = batch_paths.output_path(path, self._inputs, self._output_dir)
+        yield (path, output), np.asarray(image_io.to_uint8(image))
 
 
 class _WriteImage(beam.DoFn):
@@ -145,7 +171,8 @@ class _WriteImage(beam.DoFn):
 
     def process(self, element):
         (_, output), result = element
-        image_io.write_image(output, finish(result.inference, result.example, self._config))
+        batch_paths.write_file(output, image_io.encode_image(output, finish(result.inference, result.example,
+                                                                      self._config)))
         self._stylized.inc()
         yield output
 
@@ -161,22 +188,33 @@ def finish(stylized, content, config):
 
 def _write_failures(failures, path):
     lines = "".join(json.dumps(failure) + "\n" for failure in sorted(failures, key=lambda f: f["path"]))
-    image_io.write_file(path, lines.encode("utf-8"))
+    batch_paths.write_file(path, lines.encode("utf-8"))
 
 
-def build(pipeline, pairs, model_dir, output_dir, config):
-    """Adds the job's transforms to `pipeline` for (input, output) pairs (as from stylize.plan_outputs)."""
+def build(pipeline, inputs, model_dir, output_dir, config):
+    """Adds the job's transforms to `pipeline`.
+
+    Args:
+      pipeline: a beam.Pipeline.
+      inputs: what to read, a batch_paths.Inputs (batch_paths.plan_inputs(--input)).
+      model_dir: the SavedModel version folder, a path every worker can read.
+      output_dir: where outputs and the failures file go (absolute, when local).
+      config: a BatchConfig.
+    """
     images = (pipeline
-              | "Plan" >> beam.Create(pairs)
+              | "Match" >> fileio.MatchFiles(inputs.pattern, fileio.EmptyMatchTreatment.ALLOW)
               | "Spread" >> beam.Reshuffle()
-              | "SkipAndRead" >> beam.ParDo(_ReadImage(config)).with_outputs(_FAILED, main="images"))
+              | "SkipFinished" >> beam.ParDo(_SkipFinished(inputs, output_dir))
+              | "Read" >> fileio.ReadMatches()
+              | "Decode" >> beam.ParDo(_DecodeImage(inputs, output_dir, config)).with_outputs(
+                  _FAILED, main="images"))
     handler = base.KeyedModelHandler(SavedModelHandler(model_dir, config.max_batch_size))
     _ = (images.images
          | "Stylize" >> base.RunInference(handler)
          | "Write" >> beam.ParDo(_WriteImage(config)))
     _ = (images[_FAILED]
          | "CollectFailures" >> beam.combiners.ToList()
-         | "WriteFailures" >> beam.Map(_write_failures, os.path.join(output_dir, FAILURES_FILE)))
+         | "WriteFailures" >> beam.Map(_write_failures, FileSystems.join(output_dir, FAILURES_FILE)))
 
 
 def check_arguments(model_dir, config):
@@ -191,13 +229,15 @@ def check_arguments(model_dir, config):
 
 
 def run(model_dir, input_path, output_dir, config=BatchConfig(), pipeline_args=()):
-    """Stylises an image file or a folder into output_dir with a Beam pipeline, and waits for it.
+    """Stylises an image file, a folder or a glob into output_dir with a Beam pipeline, and waits for it.
 
     Args:
       model_dir: a SavedModel version folder written by export.saved_model.export.
-      input_path: a local image file, or a folder searched recursively (as `stylize` searches it).
-      output_dir: where the outputs go, named as `stylize` names them; outputs that exist are skipped, so a
-        rerun resumes the job. `_failures.jsonl` there lists this run's failures (empty when none).
+      input_path: an image file, a folder searched recursively (as `stylize` searches it) or a glob
+        (photos/*.jpg, photos/**/*.png); local, or on any Beam filesystem (gs://... with apache-beam[gcp]).
+      output_dir: where the outputs go, named as `stylize` names them (a glob's outputs keep their path below
+        the glob's fixed folder); outputs that exist are skipped, so a rerun resumes the job.
+        `_failures.jsonl` there lists this run's failures (empty when none).
       config: a BatchConfig.
       pipeline_args: Beam pipeline options (`--runner=...`, `--direct_num_workers=2`, ...); the runner
         defaults to DEFAULT_RUNNER.
@@ -206,19 +246,25 @@ def run(model_dir, input_path, output_dir, config=BatchConfig(), pipeline_args=(
       A BatchResult.
 
     Raises:
-      UserInputError: a missing model or input, an output path that may not be written, a bad option.
+      UserInputError: a missing model, an input that matches nothing or no image, an output folder that is
+        the input folder, a bad option.
     """
     check_arguments(model_dir, config)
-    pairs = stylize.plan_outputs(input_path, output_dir, overwrite=True)
+    inputs = batch_paths.plan_inputs(input_path)
+    output_dir = batch_paths.absolute(output_dir)
+    batch_paths.check_output_dir(inputs, output_dir)
     pipeline_args = list(pipeline_args)
     if not any(arg.startswith("--runner") for arg in pipeline_args):
         pipeline_args.append(f"--runner={DEFAULT_RUNNER}")
     pipeline = beam.Pipeline(options=PipelineOptions(pipeline_args))
-    build(pipeline, pairs, os.path.abspath(model_dir), output_dir, config)
+    build(pipeline, inputs, os.path.abspath(model_dir), output_dir, config)
     result = pipeline.run()
     result.wait_until_finish()
     counts = counter_values(result)
-    return BatchResult(failures_path=os.path.join(output_dir, FAILURES_FILE),
+    if not any(counts.values()):
+        raise UserInputError(f"no images in {input_path!r}; expected files ending in "
+                             f"{', '.join(files.IMAGE_EXTENSIONS)}")
+    return BatchResult(failures_path=FileSystems.join(output_dir, FAILURES_FILE),
                        **{name: counts.get(name, 0) for name in COUNTERS})
 
 

@@ -234,13 +234,22 @@ def write_image(path, image):
       path: the destination; its parent directory is created.
       image: [H, W, 3] uint8, or float in [0, 255] (rounded and clipped).
     """
+    write_file(path, encode_image(path, image))
+
+
+def encode_image(path, image):
+    """The bytes of an RGB image in the format that `path`'s extension names (the bytes write_image writes).
+
+    Raises:
+      UserInputError: an extension with no writable format.
+    """
     extension = os.path.splitext(path)[1].lower()
     if extension not in WRITE_FORMATS:
         raise UserInputError(
             f"output {path!r} has extension {extension!r}; use one of {', '.join(WRITE_FORMATS)}")
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(to_uint8(image))).save(buffer, format=WRITE_FORMATS[extension])
-    write_file(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def luminance_image(image):

@@ -1,4 +1,6 @@
-"""`batch`: stylises a folder of images with an exported SavedModel as an Apache Beam job (export/batch.py).
+"""`batch`: stylises images with an exported SavedModel as an Apache Beam job (export/batch.py).
+
+--input is an image file, a folder or a glob, local or on any Beam filesystem (gs:// with apache-beam[gcp]).
 
 Flags that tf-nst does not define are Beam pipeline options and pass through to Beam: --direct_num_workers=2
 and --direct_running_mode=multi_processing locally; --project, --region and --temp_location on Dataflow;
@@ -14,7 +16,6 @@ import sys
 from absl import flags
 from absl import logging
 
-from tf_nst import files
 from tf_nst import optional
 from tf_nst.cli import common
 from tf_nst.cli import flag_groups
@@ -54,7 +55,10 @@ def _check_flags(pipeline_args):
     if not os.path.isfile(os.path.join(_MODEL.value, "saved_model.pb")):
         raise UserInputError(f"no SavedModel in --model={_MODEL.value!r}; pass a version folder that `export` "
                              "wrote, such as exports/stylizer/1")
-    files.plan_outputs(_INPUT.value, _OUTPUT_DIR.value, overwrite=True)  # paths checked before TensorFlow
+    # --input is matched (one file found is enough) before TensorFlow; the workers list the files.
+    batch_paths = optional.require("export.batch_paths", "the batch command")
+    inputs = batch_paths.plan_inputs(_INPUT.value)
+    batch_paths.check_output_dir(inputs, _OUTPUT_DIR.value)
 
 
 def _check_pipeline_options(pipeline_args):
@@ -69,9 +73,9 @@ def _check_pipeline_options(pipeline_args):
 
 
 def _run(pipeline_args):
-    _check_flags(pipeline_args)
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.ERROR)  # Beam logs its setup (and optional GCP modules) at INFO/WARNING
+    _check_flags(pipeline_args)
     pipeline_args = [f"--runner={_RUNNER.value}", *pipeline_args]
     _check_pipeline_options(pipeline_args)
     common.import_tensorflow()
