@@ -46,7 +46,8 @@ def absolute(path):
 def plan_inputs(input_path):
     """The Inputs for --input: an image file, a folder (searched recursively) or a glob, local or remote.
 
-    Looks for one match only, so a remote folder of millions of files is not listed on the launcher.
+    Looks for one match only (two for a file), so a remote folder of millions of files is not listed on
+    the launcher.
 
     Raises:
       UserInputError: nothing matches, or a scheme with no Beam filesystem installed.
@@ -56,17 +57,23 @@ def plan_inputs(input_path):
         if _GLOB.search(input_path):
             prefix = input_path[:_GLOB.search(input_path).start()]
             inputs = Inputs(input_path, prefix[:prefix.rfind("/") + 1])
-        elif os.path.isfile(input_path) if is_local(input_path) else FileSystems.exists(input_path):
-            inputs = Inputs(input_path, _parent(input_path), single_file=True)
-        else:  # a folder; on object stores (gs://), a prefix
+        else:
             inputs = Inputs(_as_folder(input_path) + "**", input_path)
-        found = FileSystems.match([inputs.pattern], limits=[1])[0].metadata_list
+            # Elsewhere a folder is one with anything below it: on object stores (gs://) it is a name prefix.
+            if not (os.path.isdir(input_path) if is_local(input_path) else _matches(inputs.pattern)):
+                inputs = Inputs(input_path, _parent(input_path), single_file=True)
+        found = _matches(inputs.pattern)
     except (ValueError, BeamIOError) as e:
         raise UserInputError(f"cannot read input {input_path!r}: {str(e).splitlines()[0]}") from None
     if not found:
         raise UserInputError(f"input not found: {input_path!r}; give an image file, a folder of images or a "
                              "glob such as photos/*.jpg (local, or a URL such as gs://bucket/photos/)")
     return inputs
+
+
+def _matches(pattern):
+    """Whether `pattern` matches a file; stops at the first, so a folder of millions is not listed."""
+    return bool(FileSystems.match([pattern], limits=[1])[0].metadata_list)
 
 
 def check_output_dir(inputs, output_dir):

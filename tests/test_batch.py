@@ -3,6 +3,8 @@ agreement with `stylize`, and two worker processes."""
 
 import json
 import os
+import posixpath
+import shutil
 import subprocess
 import sys
 
@@ -13,6 +15,9 @@ beam = pytest.importorskip("apache_beam")
 # pylint: disable=wrong-import-position
 import keras
 import numpy as np
+from apache_beam.io.filesystem import FileMetadata
+from apache_beam.io.filesystem import MatchResult
+from apache_beam.io.localfilesystem import LocalFileSystem
 from PIL import Image
 
 from conftest import skimage_rgb
@@ -136,6 +141,112 @@ def test_strength_zero_gives_the_content_and_preserve_color_its_chroma(exported,
     assert np.abs(kept_yuv[..., 1:] - content_yuv[..., 1:])[inside].max() <= 1.5  # the content's colour
     assert np.abs(kept_yuv[..., 0] - stylized_yuv[..., 0])[inside].max() <= 1.5  # the stylised brightness
     assert np.abs(stylized_yuv[..., 1:] - content_yuv[..., 1:]).mean() > 3  # ... which really differs
+
+
+def test_a_glob_reads_only_its_matches_and_outputs_keep_their_path_below_its_folder(exported, photos,
+                                                                                   tmp_path):
+    pngs = batch.run(exported, str(photos / "*.png"), str(tmp_path / "pngs"), CONFIG)
+    assert (pngs.stylized, pngs.failed, pngs.skipped) == (1, 1, 0)  # small.png; broken.png fails
+    assert written(tmp_path / "pngs") == [batch.FAILURES_FILE, "small.png"]
+    jpegs = batch.run(exported, str(photos / "**" / "*.jpg"), str(tmp_path / "jpegs"), CONFIG)
+    assert (jpegs.stylized, jpegs.failed, jpegs.skipped) == (1, 0, 0)
+    assert written(tmp_path / "jpegs") == [batch.FAILURES_FILE, os.path.join("nested", "wide.jpg")]
+
+
+def test_nested_folders_keep_their_relative_names_and_outputs_inside_the_input_are_not_read(
+        exported, photos, tmp_path):
+    folder = tmp_path / "photos"
+    shutil.copytree(photos / "nested", folder / "a" / "b")
+    shutil.copy(photos / "small.png", folder / "a")
+    output_dir = folder / "styled"  # under the input folder: a rerun must not stylise the outputs
+    first = batch.run(exported, f"{folder}/", str(output_dir), CONFIG)
+    again = batch.run(exported, str(folder), str(output_dir), CONFIG)
+    assert (first.stylized, first.failed, first.skipped) == (2, 0, 0)
+    assert (again.stylized, again.failed, again.skipped) == (0, 0, 2)
+    assert written(output_dir) == [batch.FAILURES_FILE, os.path.join("a", "b", "wide.jpg"),
+                                   os.path.join("a", "small.png")]
+    with pytest.raises(UserInputError, match="is the input folder"):
+        batch.run(exported, str(folder), f"{folder}/", CONFIG)
+
+
+class MappedFileSystem(LocalFileSystem):
+    """A Beam filesystem for the made-up scheme mapped://, kept in a local folder (`root`): the job's paths
+    for remote storage (gs://, s3://) run against it. `calls` records what the job asked of it."""
+
+    root = None
+    calls = []
+    _disk = LocalFileSystem(None)
+
+    @classmethod
+    def scheme(cls):
+        return "mapped"
+
+    @classmethod
+    def on_disk(cls, url):
+        assert url.startswith("mapped://"), url
+        return os.path.join(cls.root, url[len("mapped://"):])
+
+    def join(self, basepath, *paths):
+        return posixpath.join(basepath, *paths)
+
+    def split(self, path):
+        return posixpath.split(path)
+
+    def match(self, patterns, limits=None):
+        self.calls.extend(("match", pattern) for pattern in patterns)
+        results = self._disk.match([self.on_disk(pattern) for pattern in patterns], limits)
+        return [MatchResult(pattern, [FileMetadata("mapped://" + os.path.relpath(found.path, self.root),
+                                                   found.size_in_bytes, found.last_updated_in_seconds)
+                                      for found in result.metadata_list])
+                for pattern, result in zip(patterns, results)]
+
+    def create(self, path, *args, **kwargs):
+        self.calls.append(("create", path))
+        return self._disk.create(self.on_disk(path), *args, **kwargs)
+
+    def open(self, path, *args, **kwargs):
+        self.calls.append(("open", path))
+        return self._disk.open(self.on_disk(path), *args, **kwargs)
+
+    def exists(self, path):
+        self.calls.append(("exists", path))
+        return self._disk.exists(self.on_disk(path))
+
+    def rename(self, source_file_names, destination_file_names):
+        self.calls.extend(("rename", path) for path in destination_file_names)
+        self._disk.rename([self.on_disk(path) for path in source_file_names],
+                          [self.on_disk(path) for path in destination_file_names])
+
+    def delete(self, paths):
+        self.calls.extend(("delete", path) for path in paths)
+        self._disk.delete([self.on_disk(path) for path in paths])
+
+
+def test_the_job_reads_and_writes_through_a_non_local_beam_filesystem(first_run, exported, photos, tmp_path,
+                                                                      monkeypatch):
+    _, local = first_run
+    store = tmp_path / "store"
+    shutil.copytree(photos, store / "photos")
+    monkeypatch.setattr(MappedFileSystem, "root", str(store))
+    monkeypatch.setattr(MappedFileSystem, "calls", [])
+    monkeypatch.chdir(tmp_path / "store" / "photos" / "nested")  # a relative "mapped:/..." path would land here
+    result = batch.run(exported, "mapped://photos", "mapped://styled", CONFIG)
+    assert (result.stylized, result.failed, result.skipped) == (3, 2, 0)
+    assert result.failures_path == "mapped://styled/_failures.jsonl"
+    assert written(store / "styled") == sorted([*GOOD, batch.FAILURES_FILE])  # no temporary files left
+    assert os.listdir(".") == ["wide.jpg"]
+    for name in GOOD:
+        np.testing.assert_array_equal(pixels(store / "styled" / name), pixels(local / name))
+    with open(store / "styled" / batch.FAILURES_FILE, encoding="utf-8") as f:
+        assert [json.loads(line)["path"] for line in f] == ["mapped://photos/broken.png",
+                                                           "mapped://photos/huge.bmp"]
+    calls = MappedFileSystem.calls
+    assert ("open", "mapped://photos/small.png") in calls
+    assert sorted(path for call, path in calls if call == "rename") == sorted(
+        f"mapped://styled/{name}" for name in [*GOOD, batch.FAILURES_FILE])
+    assert all(path.rsplit("/", 1)[-1].startswith(".tmp-") for call, path in calls if call == "create")
+    again = batch.run(exported, "mapped://photos/*.png", "mapped://styled", CONFIG)
+    assert (again.stylized, again.failed, again.skipped) == (0, 1, 1)
 
 
 def test_handler_batches_images_of_several_sizes_in_order(exported, model):
