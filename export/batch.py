@@ -1,7 +1,8 @@
 """A batch job on Apache Beam: stylises images with an exported SavedModel, on any Beam runner.
 
 Pipeline: fileio.MatchFiles (--input: a file, a folder searched recursively, or a glob; any Beam filesystem,
-so gs:// where apache-beam[gcp] is installed) -> skip the outputs that exist -> fileio.ReadMatches, decode
+so gs:// where apache-beam[gcp] is installed) -> group by output name (two inputs for one output both fail)
+-> skip the outputs that exist -> fileio.ReadMatches, decode
 (size guard) and downscale -> RunInference (our SavedModelHandler, the `stylize_images` signature) ->
 strength and preserve_color -> write atomically under output_dir. Files that fail go to
 `<output_dir>/_failures.jsonl`; the counters `stylized`, `failed` and `skipped` say what happened.
@@ -116,19 +117,50 @@ class SavedModelHandler(base.ModelHandler):
         return _NAMESPACE
 
 
-class _SkipFinished(beam.DoFn):
-    """FileMetadata of a match -> itself, unless it is no input image or its output exists already."""
+class _KeyByOutput(beam.DoFn):
+    """FileMetadata of a match -> (output path, metadata), for the matches that are input images."""
 
     def __init__(self, inputs, output_dir):
         super().__init__()
         self._inputs = inputs
         self._output_dir = output_dir
-        self._skipped = Metrics.counter(_NAMESPACE, "skipped")
 
     def process(self, metadata):
-        if not batch_paths.is_input(metadata.path, self._inputs, self._output_dir):
+        if batch_paths.is_input(metadata.path, self._inputs, self._output_dir):
+            yield batch_paths.output_path(metadata.path, self._inputs, self._output_dir), metadata
+
+
+class _OneInputPerOutput(beam.DoFn):
+    """(output, [metadata]) -> (output, metadata) when one input has that output; otherwise each one fails
+    (a.gif and a.png both become a.png), as `stylize` refuses them."""
+
+    def __init__(self):
+        super().__init__()
+        self._failed = Metrics.counter(_NAMESPACE, "failed")
+
+    def process(self, element):
+        output, matches = element
+        matches = sorted(matches, key=lambda metadata: metadata.path)
+        if len(matches) == 1:
+            yield output, matches[0]
             return
-        if batch_paths.exists(batch_paths.output_path(metadata.path, self._inputs, self._output_dir)):
+        for metadata in matches:
+            self._failed.inc()
+            yield beam.pvalue.TaggedOutput(_FAILED, {
+                "path": metadata.path,
+                "reason": f"{len(matches)} inputs would be written to {output!r}; rename all but one"})
+
+
+class _SkipFinished(beam.DoFn):
+    """(output, metadata) -> metadata, unless the output exists already."""
+
+    def __init__(self):
+        super().__init__()
+        self._skipped = Metrics.counter(_NAMESPACE, "skipped")
+
+    def process(self, element):
+        output, metadata = element
+        if batch_paths.exists(output):
             self._skipped.inc()
             return
         yield metadata
@@ -201,10 +233,14 @@ def build(pipeline, inputs, model_dir, output_dir, config):
       output_dir: where outputs and the failures file go (absolute, when local).
       config: a BatchConfig.
     """
-    images = (pipeline
-              | "Match" >> fileio.MatchFiles(inputs.pattern, fileio.EmptyMatchTreatment.ALLOW)
-              | "Spread" >> beam.Reshuffle()
-              | "SkipFinished" >> beam.ParDo(_SkipFinished(inputs, output_dir))
+    inputs_by_output = (pipeline
+                        | "Match" >> fileio.MatchFiles(inputs.pattern, fileio.EmptyMatchTreatment.ALLOW)
+                        | "KeyByOutput" >> beam.ParDo(_KeyByOutput(inputs, output_dir))
+                        | "GroupByOutput" >> beam.GroupByKey()  # also spreads the files over the workers
+                        | "OneInputPerOutput" >> beam.ParDo(_OneInputPerOutput()).with_outputs(
+                            _FAILED, main="inputs"))
+    images = (inputs_by_output.inputs
+              | "SkipFinished" >> beam.ParDo(_SkipFinished())
               | "Read" >> fileio.ReadMatches()
               | "Decode" >> beam.ParDo(_DecodeImage(inputs, output_dir, config)).with_outputs(
                   _FAILED, main="images"))
@@ -212,7 +248,8 @@ def build(pipeline, inputs, model_dir, output_dir, config):
     _ = (images.images
          | "Stylize" >> base.RunInference(handler)
          | "Write" >> beam.ParDo(_WriteImage(config)))
-    _ = (images[_FAILED]
+    _ = ((inputs_by_output[_FAILED], images[_FAILED])
+         | "Failures" >> beam.Flatten()
          | "CollectFailures" >> beam.combiners.ToList()
          | "WriteFailures" >> beam.Map(_write_failures, FileSystems.join(output_dir, FAILURES_FILE)))
 

@@ -169,6 +169,22 @@ def test_nested_folders_keep_their_relative_names_and_outputs_inside_the_input_a
         batch.run(exported, str(folder), f"{folder}/", CONFIG)
 
 
+def test_two_inputs_for_one_output_both_fail_and_the_others_are_written(exported, photos, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("small.png", "tall.gif"):
+        shutil.copy(photos / name, folder)
+    shutil.copy(photos / "tall.gif", folder / "small.gif")  # small.gif would become small.png too
+    result = batch.run(exported, str(folder), str(tmp_path / "styled"), CONFIG)
+    assert (result.stylized, result.failed, result.skipped) == (1, 2, 0)
+    assert written(tmp_path / "styled") == [batch.FAILURES_FILE, "tall.png"]
+    with open(result.failures_path, encoding="utf-8") as f:
+        failures = [json.loads(line) for line in f]
+    assert [failure["path"] for failure in failures] == [str(folder / "small.gif"), str(folder / "small.png")]
+    assert failures[0]["reason"] == (f"2 inputs would be written to {str(tmp_path / 'styled' / 'small.png')!r}; "
+                                     "rename all but one")
+
+
 class MappedFileSystem(LocalFileSystem):
     """A Beam filesystem for the made-up scheme mapped://, kept in a local folder (`root`): the job's paths
     for remote storage (gs://, s3://) run against it. `calls` records what the job asked of it."""
