@@ -1,5 +1,5 @@
 """The Beam batch job (export/batch.py) on the in-process FnApiRunner: outputs, failures, counters, reruns,
-agreement with `stylize`, and two worker processes."""
+agreement with `stylize`, two worker processes, glob and nested inputs, and a non-local Beam filesystem."""
 
 import json
 import os
@@ -145,6 +145,7 @@ def test_strength_zero_gives_the_content_and_preserve_color_its_chroma(exported,
 
 def test_a_glob_reads_only_its_matches_and_outputs_keep_their_path_below_its_folder(exported, photos,
                                                                                    tmp_path):
+    """Planted: a glob widened to everything below its folder."""
     pngs = batch.run(exported, str(photos / "*.png"), str(tmp_path / "pngs"), CONFIG)
     assert (pngs.stylized, pngs.failed, pngs.skipped) == (1, 1, 0)  # small.png; broken.png fails
     assert written(tmp_path / "pngs") == [batch.FAILURES_FILE, "small.png"]
@@ -155,6 +156,7 @@ def test_a_glob_reads_only_its_matches_and_outputs_keep_their_path_below_its_fol
 
 def test_nested_folders_keep_their_relative_names_and_outputs_inside_the_input_are_not_read(
         exported, photos, tmp_path):
+    """Planted: output names flattened to the file name; outputs under output_dir read back as inputs."""
     folder = tmp_path / "photos"
     shutil.copytree(photos / "nested", folder / "a" / "b")
     shutil.copy(photos / "small.png", folder / "a")
@@ -170,6 +172,7 @@ def test_nested_folders_keep_their_relative_names_and_outputs_inside_the_input_a
 
 
 def test_two_inputs_for_one_output_both_fail_and_the_others_are_written(exported, photos, tmp_path):
+    """Planted: every input of a shared output passed on (the last write wins)."""
     folder = tmp_path / "photos"
     folder.mkdir()
     for name in ("small.png", "tall.gif"):
@@ -240,6 +243,8 @@ class MappedFileSystem(LocalFileSystem):
 
 def test_the_job_reads_and_writes_through_a_non_local_beam_filesystem(first_run, exported, photos, tmp_path,
                                                                       monkeypatch):
+    """Planted: remote outputs created in place (no temporary name and rename); every write through the
+    local writer; the rerun check with os.path.exists."""
     _, local = first_run
     store = tmp_path / "store"
     shutil.copytree(photos, store / "photos")
