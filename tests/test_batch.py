@@ -289,7 +289,15 @@ def test_bad_arguments_are_user_errors(exported, photos, tmp_path):
         batch.run(exported, str(photos), str(tmp_path / "out"), batch.BatchConfig(strength=1.5))
     with pytest.raises(UserInputError, match="input not found"):
         batch.run(exported, str(tmp_path / "missing"), str(tmp_path / "out"))
+    with pytest.raises(UserInputError, match="input not found"):
+        batch.run(exported, str(photos / "*.tiff"), str(tmp_path / "out"))
+    with pytest.raises(UserInputError, match="cannot read input 'nofs://photos': Unable to get filesystem"):
+        batch.run(exported, "nofs://photos", str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no images here")
+    with pytest.raises(UserInputError, match="no images in"):
+        batch.run(exported, str(tmp_path / "notes"), str(tmp_path / "out"))
 
 
 # --- The `batch` command --------------------------------------------------------------------------------------

@@ -162,7 +162,8 @@ def define_overwrite(commands=("transfer", "stylize", "serve-request")):
 
 def define_input(commands=("stylize", "serve-request", "batch")):
     return _once(flags.DEFINE_string, "input", None,
-                 _read_by("An image file, or a folder of images (searched recursively).", commands))
+                 _read_by("An image file, or a folder of images (searched recursively); `batch` also takes a glob "
+                          "(photos/*.jpg) and URLs of Beam filesystems (gs://bucket/photos/).", commands))
 
 
 def define_output_dir(commands=("stylize", "serve-request", "batch")):
