@@ -2,10 +2,10 @@
 
 Pipeline: fileio.MatchFiles (--input: a file, a folder searched recursively, or a glob; any Beam filesystem,
 so gs:// where apache-beam[gcp] is installed) -> group by output name (two inputs for one output both fail)
--> skip the outputs that exist -> fileio.ReadMatches, decode
-(size guard) and downscale -> RunInference (our SavedModelHandler, the `stylize_images` signature) ->
-strength and preserve_color -> write atomically under output_dir. Files that fail go to
-`<output_dir>/_failures.jsonl`; the counters `stylized`, `failed` and `skipped` say what happened.
+-> skip the outputs that exist -> fileio.ReadMatches, decode (size guard) and downscale -> RunInference (our
+SavedModelHandler, the `stylize_images` signature) -> strength and preserve_color -> write atomically under
+output_dir. Files that fail go to `<output_dir>/_failures.jsonl`; the counters `stylized`, `failed` and
+`skipped` say what happened.
 
 Outputs are named as `stylize` names them (tf_nst.files.output_name), and images are decoded and prepared by
 the same functions (files.decode_image_bytes, stylize.prepare_image), so the job and `stylize` agree within
@@ -179,11 +179,7 @@ class _DecodeImage(beam.DoFn):
     def process(self, readable_file):
         path = readable_file.metadata.path
         try:
-            try:
-                contents = readable_file.read()
-            except (OSError, BeamIOError) as e:
-                raise UserInputError(f"cannot read {path!r} ({str(e).splitlines()[0]})") from None
-            image = files.decode_image_bytes(contents, path, self._config.max_pixels)
+            image = files.decode_image_bytes(_read(readable_file), path, self._config.max_pixels)
             image = stylize.prepare_image(image, self._config.max_size)
         except UserInputError as e:
             self._failed.inc()
@@ -191,6 +187,14 @@ class _DecodeImage(beam.DoFn):
             return
         output = batch_paths.output_path(path, self._inputs, self._output_dir)
         yield (path, output), np.asarray(image_io.to_uint8(image))
+
+
+def _read(readable_file):
+    """The bytes of a fileio.ReadableFile; a file that vanished or cannot be read is a UserInputError."""
+    try:
+        return readable_file.read()
+    except (OSError, BeamIOError) as e:
+        raise UserInputError(f"cannot read {readable_file.metadata.path!r} ({str(e).splitlines()[0]})") from None
 
 
 class _WriteImage(beam.DoFn):
@@ -203,8 +207,8 @@ class _WriteImage(beam.DoFn):
 
     def process(self, element):
         (_, output), result = element
-        batch_paths.write_file(output, image_io.encode_image(output, finish(result.inference, result.example,
-                                                                      self._config)))
+        image = finish(result.inference, result.example, self._config)
+        batch_paths.write_file(output, image_io.encode_image(output, image))
         self._stylized.inc()
         yield output
 
