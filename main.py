@@ -62,7 +62,11 @@ def main(argv=None):
 
 def run():
     """Console-script entry point (`tf-nst`)."""
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # help piped into `head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
 
 
 if __name__ == "__main__":

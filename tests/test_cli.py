@@ -412,3 +412,9 @@ def test_export_without_the_serving_protos_is_one_line(tmp_path):
                             timeout=300, check=False)
     assert_user_error(result, "'tensorflow_serving'", "pip install tensorflow-serving-api")
     assert not os.path.exists(tmp_path / "exports" / "stylizer" / "1")
+
+
+def test_help_piped_into_a_reader_that_stops_early_is_quiet():
+    result = subprocess.run(f"{sys.executable} {os.path.join(ROOT, 'main.py')} --helpfull | head -1", shell=True,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.stdout.startswith("usage:") and "Traceback" not in result.stderr, result.stderr
