@@ -54,7 +54,9 @@ def main(argv=None):
             importlib.import_module(other.module)
         print(f"{cli.usage(program)}\n\n{flags.FLAGS.get_help()}")
         return 0
-    app.run(module.main, argv=[f"{argv[0]} {command}", *rest], flags_parser=common.parse_flags)
+    # A command that passes unknown flags on (batch: Beam's pipeline options) brings its own parser.
+    app.run(module.main, argv=[f"{argv[0]} {command}", *rest],
+            flags_parser=getattr(module, "parse_flags", common.parse_flags))
     return 0
 
 

@@ -279,7 +279,7 @@ def test_the_command_line_pools_cpu_memory_unless_told_not_to(setting, expected)
 def test_help_lists_every_command_with_an_example(args):
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
-    for command in ("transfer", "train", "stylize", "export", "serve-request"):
+    for command in ("transfer", "train", "stylize", "export", "serve-request", "batch"):
         assert f"  {command} " in result.stdout
         assert f"main.py {command} --" in result.stdout  # its example
     assert "--tile_size" not in result.stdout
@@ -331,6 +331,10 @@ print('tensorflow' in sys.modules)
     (["export", "--model={dir}"], "model not found"),
     (["serve-request", "--input={dir}/missing.png", "--output_dir={dir}/o"], "input not found"),
     (["serve-request", "--input={existing}"], "needs --output_dir"),
+    (["batch", "--model={dir}", "--input={existing}", "--output_dir={dir}/o"], "no SavedModel in --model="),
+    (["batch", "--model={dir}", "--input={existing}", "--output_dir={dir}/o", "--preserve_color=histogram"],
+     "batch takes none or luminance"),
+    (["export", "--model={dir}", "--format=litert", "--output={dir}/model.bin"], "must end in .tflite"),
 ])
 def test_bad_paths_are_reported_before_tensorflow_loads(tmp_path, args, fragment):
     existing = tmp_path / "existing.png"
@@ -352,6 +356,23 @@ def test_a_missing_optional_dependency_is_one_line_naming_the_extra(tmp_path, im
         capture_output=True, text=True, timeout=120, check=False)
     assert_user_error(result, "'grpc'", "pip install 'tf-nst[serving]'")
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_batch_without_beam_is_one_line_naming_the_extra(tmp_path, image_files):
+    (tmp_path / "saved_model.pb").write_bytes(b"")  # passes the path check; Beam is needed next
+    probe = "import sys; sys.modules['apache_beam'] = None; import main; main.run()"
+    result = subprocess.run(
+        [sys.executable, "-c", probe, "batch", f"--model={tmp_path}", f"--input={image_files['content']}",
+         f"--output_dir={tmp_path / 'out'}"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert_user_error(result, "'apache_beam'", "pip install 'tf-nst[beam]'")
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_the_litert_quantisations_named_by_the_flag_are_the_library_s():
+    from export import litert  # pylint: disable=import-outside-toplevel
+    from tf_nst.cli import export  # pylint: disable=import-outside-toplevel
+
+    assert export.QUANTIZATIONS == litert.QUANTIZATIONS
 
 
 def test_slow_settings_are_warned_about_on_a_cpu_only(tmp_path):

@@ -142,6 +142,18 @@ def test_failed_write_leaves_no_file(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_get_the_umask_permissions(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        image_io.write_image(str(tmp_path / "out.png"), _gradient_rgb())
+        image_io.write_file(str(tmp_path / "data.bin"), b"x")
+    finally:
+        os.umask(previous)
+    for name in ("out.png", "data.bin"):
+        assert os.stat(tmp_path / name).st_mode & 0o777 == 0o666 & ~umask  # mkstemp alone gives 0o600
+
+
 def test_check_output_path_rules(tmp_path):
     existing = tmp_path / "exists.png"
     existing.write_bytes(b"x")

@@ -7,6 +7,7 @@ network's [-1, 1] range, and VGG's "caffe" preprocessing. Per-image optimisation
 serving graph all call it, so the network never sees differently prepared pixels in two places.
 """
 
+import io
 import os
 import tempfile
 
@@ -227,7 +228,7 @@ def encoded_image_size(contents):
 
 
 def write_image(path, image):
-    """Writes an RGB image atomically (temp file, then rename); the format follows the extension.
+    """Writes an RGB image atomically (see write_file); the format follows the extension.
 
     Args:
       path: the destination; its parent directory is created.
@@ -237,18 +238,43 @@ def write_image(path, image):
     if extension not in WRITE_FORMATS:
         raise UserInputError(
             f"output {path!r} has extension {extension!r}; use one of {', '.join(WRITE_FORMATS)}")
-    array = np.asarray(to_uint8(image))
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(to_uint8(image))).save(buffer, format=WRITE_FORMATS[extension])
+    write_file(path, buffer.getvalue())
+
+
+def write_file(path, data):
+    """Writes bytes atomically: a temporary file beside `path`, then a rename, so no reader sees half a file.
+
+    The file gets the permissions a plain open() would give (0o666 less the umask), not mkstemp's 0o600.
+    The parent directory is created.
+    """
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    handle, temp_path = tempfile.mkstemp(dir=parent, prefix=".tmp-", suffix=extension)
+    handle, temp_path = tempfile.mkstemp(dir=parent, prefix=".tmp-", suffix=os.path.splitext(path)[1])
     try:
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as f:
-            Image.fromarray(array).save(f, format=WRITE_FORMATS[extension])
+            f.write(data)
         os.replace(temp_path, path)
     except BaseException:
         if os.path.exists(temp_path):
             os.remove(temp_path)
         raise
+
+
+def _umask():
+    """The process umask, read from /proc where it can be (os.umask can only read it by changing it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def luminance_image(image):

@@ -5,8 +5,9 @@ import importlib
 from tf_nst.errors import MissingDependencyError
 
 # The pip package of each module that tf_nst imports only when a feature needs it, and its extra, if any.
-PACKAGES = {"grpc": "grpcio", "tensorflow_serving": "tensorflow-serving-api"}
-EXTRAS = {"grpc": "serving"}
+PACKAGES = {"grpc": "grpcio", "tensorflow_serving": "tensorflow-serving-api", "apache_beam": "apache-beam",
+            "ai_edge_litert": "ai-edge-litert"}
+EXTRAS = {"grpc": "serving", "apache_beam": "beam", "ai_edge_litert": "litert"}
 
 
 def require(module, feature):

@@ -41,6 +41,30 @@ def load_stylizer(path):
             f"cannot load model {path!r} ({reason}); pass a .keras file written by `train`") from None
 
 
+def prepare_image(image, max_size=None):
+    """What the network gets: the image downscaled to max_size, checked against the network's minimum.
+
+    Args:
+      image: [H, W, 3] uint8 or float in [0, 255].
+      max_size: if given, an image whose longer side exceeds it is downscaled (antialiased) to it.
+
+    Returns:
+      The image, unchanged, or downscaled and rounded to uint8 [H', W', 3], as a stored image would be: the
+      batch job feeds the exported uint8 signature, and an untrained network can turn the half grey level
+      of rounding into several grey levels of output.
+
+    Raises:
+      UserInputError: an image smaller than the network accepts.
+    """
+    height, width = image.shape[:2]
+    if max_size and max(height, width) > max_size:
+        image = np.asarray(image_io.to_uint8(image_io.resize_max_side(image, max_size)))
+    if min(image.shape[:2]) < transformer.MIN_INPUT_SIDE:
+        raise UserInputError(f"image is {width}x{height} px; the stylizer needs at least "
+                             f"{transformer.MIN_INPUT_SIDE} px on each side")
+    return image
+
+
 def stylize_image(model, image, max_size=None):
     """Stylises one image.
 
@@ -55,12 +79,7 @@ def stylize_image(model, image, max_size=None):
     Raises:
       UserInputError: an image smaller than the network accepts.
     """
-    height, width = image.shape[:2]
-    if max_size and max(height, width) > max_size:
-        image = image_io.resize_max_side(image, max_size)
-    if min(image.shape[:2]) < transformer.MIN_INPUT_SIDE:
-        raise UserInputError(f"image is {width}x{height} px; the stylizer needs at least "
-                             f"{transformer.MIN_INPUT_SIDE} px on each side")
+    image = prepare_image(image, max_size)
     output = model(tf.convert_to_tensor(image, tf.float32)[None], training=False)[0]
     return np.asarray(image_io.to_uint8(output))
 

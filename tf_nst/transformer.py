@@ -64,6 +64,16 @@ def _phase_kernel(kernel, selection):
                                out_phases * out_phases * channels_out])
 
 
+def _with_channels(tensor, channels):
+    """States the static channel count that a pad or reshape by computed sizes hides from LiteRT's converter.
+
+    Without it the converter sees a convolution over unknown channels, which only TensorFlow's kernel (Flex)
+    runs, and refuses the model. The reshape keeps the data where it is (no copy).
+    """
+    shape = tf.shape(tensor)
+    return tf.reshape(tensor, [shape[0], shape[1], shape[2], channels])  # tf.ensure_shape is not a LiteRT op
+
+
 def _reflect(inputs, padding):
     return tf.pad(inputs, [[0, 0], [padding, padding], [padding, padding], [0, 0]], mode="REFLECT")
 
@@ -148,6 +158,7 @@ class ReflectionConv2D(keras.layers.Layer):
         extra_height = _BLOCK * (num_blocks - 1) - 2 * padding + (-height % _BLOCK)
         extra_width = _BLOCK * (num_blocks - 1) - 2 * padding + (-width % _BLOCK)
         padded = tf.pad(_reflect(inputs, padding), [[0, 0], [0, extra_height], [0, extra_width], [0, 0]])
+        padded = _with_channels(padded, inputs.shape[-1])
         blocks = tf.nn.conv2d(tf.nn.space_to_depth(padded, _BLOCK), _phase_kernel(kernel, selection), 1,
                               "VALID")
         return tf.nn.depth_to_space(blocks, _BLOCK)[:, :height, :width, :]
@@ -160,6 +171,7 @@ class ReflectionConv2D(keras.layers.Layer):
         padded = _reflect_phases(_reflect_phases(phases, pad_blocks, axis=1), pad_blocks, axis=2)
         padded = tf.reshape(padded, [shape[0], shape[1] + 2 * pad_blocks, shape[2] + 2 * pad_blocks,
                                      inputs.shape[-1]])
+        padded = _with_channels(padded, inputs.shape[-1])
         selection = _block_selection(self.kernel_size, 2, 2 * pad_blocks + 1, 2 * pad_blocks - padding)
         return tf.nn.depth_to_space(tf.nn.conv2d(padded, _phase_kernel(kernel, selection), 1, "VALID"), 2)
 

@@ -25,6 +25,9 @@ COMMANDS = {
     "serve-request": Command(
         "tf_nst.cli.serve_request", "stylise image files with a running TF Serving (REST or gRPC)",
         "main.py serve-request --input=photos/ --output_dir=styled/ --server=localhost:8501"),
+    "batch": Command(
+        "tf_nst.cli.batch", "stylise a folder with an exported SavedModel as an Apache Beam job (any runner)",
+        "main.py batch --model=exports/stylizer/1 --input=photos/ --output_dir=styled/"),
 }
 
 HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")

@@ -34,6 +34,18 @@ def parse_flags(argv):
         sys.exit(2)
 
 
+def parse_known_flags(argv):
+    """Like parse_flags, but flags that no command defined are left in the returned argv (after argv[0]).
+
+    For a command that passes other flags on, as `batch` passes Beam's pipeline options.
+    """
+    try:
+        return flags.FLAGS(argv, known_only=True)
+    except flags.Error as e:
+        error(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        sys.exit(2)
+
+
 def run_command(command, body, argv):
     """Runs body() for `command`: a UserInputError becomes one line on stderr and exit status 2.
 
@@ -56,7 +68,7 @@ def require_flags(command, *holders):
 
 
 @contextlib.contextmanager
-def _quiet_native_stderr():
+def quiet_native_stderr():
     """Hides what TensorFlow's C++ runtime prints while it loads (CUDA probing, CPU feature notes).
 
     Those lines are written before TF_CPP_MIN_LOG_LEVEL takes effect. Python errors are unaffected: an
@@ -80,7 +92,7 @@ def import_tensorflow():
     # Adam step 1.4x and the slim stylizer at 1024 px 1.15x-1.3x faster (BENCHMARKS.md). Set the variable to
     # false to keep TensorFlow's default.
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
-    with _quiet_native_stderr():
+    with quiet_native_stderr():
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
         tf.config.list_physical_devices("GPU")  # the CUDA probe logs on first use

@@ -1,8 +1,12 @@
-"""`export`: turns a trained stylizer into a versioned SavedModel for TF Serving.
+"""`export`: turns a trained stylizer into a versioned SavedModel for TF Serving, and a LiteRT model.
 
 Writes <export_dir>/<model_name>/<version>/ (never overwriting a version) plus models.config and
-batching_parameters.txt beside it.
+batching_parameters.txt beside it. --format=litert also converts the SavedModel's stylize_images signature
+to LiteRT (uint8 [1, H, W, 3], any H and W) and writes model.tflite into the version folder, or to --output;
+given an exported version folder as --model, it only converts that.
 """
+
+import os
 
 from absl import flags
 from absl import logging
@@ -10,6 +14,10 @@ from absl import logging
 from tf_nst import files
 from tf_nst.cli import common
 from tf_nst.cli import flag_groups
+from tf_nst.errors import UserInputError
+
+# export.litert.QUANTIZATIONS, named here so that flags are checked before TensorFlow loads.
+QUANTIZATIONS = ("none", "float16", "dynamic_int8")
 
 _MODEL = flag_groups.define_model()
 _MODEL_NAME = flag_groups.define_model_name()
@@ -23,21 +31,55 @@ _VERSION = flags.DEFINE_integer(
 _EXPORT_MAX_SIZE = flags.DEFINE_integer(
     "export_max_size", 1024, "The served model downscales encoded images whose longer side exceeds this many "
     "pixels.", lower_bound=16)
+_FORMAT = flags.DEFINE_enum(
+    "format", "saved_model", ["saved_model", "litert"],
+    "saved_model: for TF Serving. litert: also model.tflite for LiteRT (phones, edge devices), converted from "
+    "the SavedModel's stylize_images signature.")
+_QUANTIZE = flags.DEFINE_enum(
+    "quantize", "float16", QUANTIZATIONS,
+    "--format=litert: how the weights are stored. none: float32; float16: half the size, computed in float32 "
+    "on CPUs; dynamic_int8: a quarter, with activations quantised on the fly (least accurate).")
+_OUTPUT = flag_groups.define_output()
 
 flags.adopt_module_key_flags(flag_groups)
 
 
+def _litert_output():
+    """The --output path for --format=litert, checked; None for the default beside the SavedModel."""
+    if not _OUTPUT.present:
+        return None
+    if not _OUTPUT.value.endswith(".tflite"):
+        raise UserInputError(f"--output={_OUTPUT.value!r} must end in .tflite for --format=litert")
+    if os.path.exists(_OUTPUT.value):
+        raise UserInputError(f"--output={_OUTPUT.value!r} already exists; choose another path or remove it")
+    return _OUTPUT.value
+
+
 def _run():
     common.require_flags("export", _MODEL)
-    model_path = files.find_model(_MODEL.value)
+    litert_output = _litert_output() if _FORMAT.value == "litert" else None
+    is_saved_model = os.path.isfile(os.path.join(_MODEL.value, "saved_model.pb"))
+    if is_saved_model and _FORMAT.value != "litert":
+        raise UserInputError(f"--model={_MODEL.value!r} is already a SavedModel; export takes a .keras stylizer "
+                             "or its --train_dir (an exported version folder only with --format=litert)")
+    model_path = _MODEL.value if is_saved_model else files.find_model(_MODEL.value)
     common.import_tensorflow()
     from export import saved_model  # pylint: disable=import-outside-toplevel
 
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # TF's SavedModel writer logs its tracing notes at INFO
-    version_dir = saved_model.export(model_path, _EXPORT_DIR.value, model_name=_MODEL_NAME.value,
-                                     version=_VERSION.value or None, max_size=_EXPORT_MAX_SIZE.value)
-    print(f"tf-nst: wrote {version_dir} (signatures: {', '.join(saved_model.SIGNATURES)})", flush=True)
+    version_dir = model_path
+    if not is_saved_model:
+        version_dir = saved_model.export(model_path, _EXPORT_DIR.value, model_name=_MODEL_NAME.value,
+                                         version=_VERSION.value or None, max_size=_EXPORT_MAX_SIZE.value)
+        print(f"tf-nst: wrote {version_dir} (signatures: {', '.join(saved_model.SIGNATURES)})", flush=True)
+    if _FORMAT.value == "litert":
+        from export import litert  # pylint: disable=import-outside-toplevel
+
+        with common.quiet_native_stderr():  # the converter prints its MLIR diagnostics there
+            path = litert.export(version_dir, litert_output, _QUANTIZE.value)
+        print(f"tf-nst: wrote {path} (LiteRT, {_QUANTIZE.value}, {os.path.getsize(path) / 2**20:.1f} MiB)",
+              flush=True)
     return 0
 
 

@@ -160,19 +160,41 @@ def define_overwrite(commands=("transfer", "stylize", "serve-request")):
                  _read_by("Replace existing output files (never an input file).", commands))
 
 
-def define_input(commands=("stylize", "serve-request")):
+def define_input(commands=("stylize", "serve-request", "batch")):
     return _once(flags.DEFINE_string, "input", None,
                  _read_by("An image file, or a folder of images (searched recursively).", commands))
 
 
-def define_output_dir(commands=("stylize", "serve-request")):
+def define_output_dir(commands=("stylize", "serve-request", "batch")):
     return _once(flags.DEFINE_string, "output_dir", None,
                  _read_by("Where the stylised images go, under their input names.", commands))
 
 
-def define_model(commands=("stylize", "export")):
+def define_model(commands=("stylize", "export", "batch")):
     return _once(flags.DEFINE_string, "model", None,
-                 _read_by("A stylizer .keras file, or a --train_dir holding one.", commands))
+                 _read_by("A stylizer .keras file, or a --train_dir holding one; `batch` takes an exported "
+                          "SavedModel version folder (exports/stylizer/1), which `export --format=litert` also "
+                          "takes.", commands))
+
+
+def define_max_size(commands=("stylize", "batch")):
+    return _once(flags.DEFINE_integer, "max_size", 0,
+                 _read_by("Downscale images whose longer side exceeds this many pixels (0: keep the size).",
+                          commands), lower_bound=0)
+
+
+def define_output(commands=("transfer", "export")):
+    return _once(flags.DEFINE_string, "output", "stylized.png",
+                 _read_by("Output file. transfer: the image; the format follows the extension (.png, .jpg, "
+                          ".webp, .bmp). export --format=litert: the .tflite (unset: model.tflite in the "
+                          "SavedModel's version folder).", commands))
+
+
+def define_preserve_color(commands=("transfer", "batch")):
+    return _once(flags.DEFINE_enum, "preserve_color", "none", ["none", "luminance", "histogram"],
+                 _read_by("'luminance': transfer brightness only and keep the content's colours; 'histogram' "
+                          "(transfer only): recolour the style to the content's colour mean and covariance "
+                          "first (Gatys et al. 2017, section 5).", commands))
 
 
 def define_model_name(commands=("export", "serve-request")):

@@ -16,9 +16,7 @@ _MODEL = flag_groups.define_model()
 _INPUT = flag_groups.define_input()
 _OUTPUT_DIR = flag_groups.define_output_dir()
 _OVERWRITE = flag_groups.define_overwrite()
-_MAX_SIZE = flags.DEFINE_integer(
-    "max_size", 0, "Downscale images whose longer side exceeds this many pixels (0: keep the size).",
-    lower_bound=0)
+_MAX_SIZE = flag_groups.define_max_size()
 
 flags.adopt_module_key_flags(flag_groups)
 

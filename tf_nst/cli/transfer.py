@@ -20,8 +20,7 @@ _INIT_MODES = ("content", "noise", "style")
 
 _CONTENT = flags.DEFINE_string("content", os.path.join(SAMPLES_DIR, "chelsea.jpg"), "Content image file.")
 _STYLE = flag_groups.define_style()
-_OUTPUT = flags.DEFINE_string(
-    "output", "stylized.png", "Output image; the format follows the extension (.png, .jpg, .webp, .bmp).")
+_OUTPUT = flag_groups.define_output()
 _OVERWRITE = flag_groups.define_overwrite()
 _IMAGE_SIZE = flags.DEFINE_integer(
     "image_size", defaults.IMAGE_SIZE, "Longer side of the output in pixels; the content image is resized to it.",
@@ -49,10 +48,7 @@ _NUM_SCALES = flags.DEFINE_integer(
 _SCALE_FACTOR = flags.DEFINE_float("scale_factor", 2.0, "Size ratio between scales.", lower_bound=1.01)
 _COARSE_STEPS = flags.DEFINE_integer(
     "coarse_steps", None, "Iterations at each coarser scale (default: --num_steps).", lower_bound=1)
-_PRESERVE_COLOR = flags.DEFINE_enum(
-    "preserve_color", "none", ["none", "luminance", "histogram"],
-    "'luminance': transfer brightness only and keep the content's colours; 'histogram': recolour the style "
-    "to the content's colour mean and covariance first (Gatys et al. 2017, section 5).")
+_PRESERVE_COLOR = flag_groups.define_preserve_color()
 _CONTENT_MASK = flags.DEFINE_list(
     "content_mask", None,
     "Spatial control: one grayscale mask file per --style file, each the content image's size. White: that "

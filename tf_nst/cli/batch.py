@@ -1,0 +1,93 @@
+"""`batch`: stylises a folder of images with an exported SavedModel as an Apache Beam job (export/batch.py).
+
+Flags that tf-nst does not define are Beam pipeline options and pass through to Beam: --direct_num_workers=2
+and --direct_running_mode=multi_processing locally; --project, --region and --temp_location on Dataflow;
+--flink_master on Flink; --job_endpoint for Spark's job server. Outputs are named as `stylize` names them;
+outputs that exist are skipped, so a rerun resumes. Files that fail are listed in
+<output_dir>/_failures.jsonl and make the exit status 1; the counters stylized, failed and skipped are printed
+at the end. Needs the [beam] extra (pip install -e ".[beam]").
+"""
+
+import os
+import sys
+
+from absl import flags
+from absl import logging
+
+from tf_nst import files
+from tf_nst import optional
+from tf_nst.cli import common
+from tf_nst.cli import flag_groups
+from tf_nst.errors import UserInputError
+
+_MODEL = flag_groups.define_model()
+_INPUT = flag_groups.define_input()
+_OUTPUT_DIR = flag_groups.define_output_dir()
+_MAX_SIZE = flag_groups.define_max_size()
+_PRESERVE_COLOR = flag_groups.define_preserve_color()
+_RUNNER = flags.DEFINE_string(
+    "runner", "FnApiRunner",
+    "The Beam runner: FnApiRunner (in this process, offline; the default because Beam's own default, the "
+    "DirectRunner, first downloads the Prism runner), DataflowRunner, FlinkRunner, SparkRunner, "
+    "PortableRunner.")
+_STRENGTH = flags.DEFINE_float(
+    "strength", 1.0, "0 gives the content back, 1 the stylised image; in between, a linear mix.",
+    lower_bound=0.0, upper_bound=1.0)
+
+flags.adopt_module_key_flags(flag_groups)
+
+
+def parse_flags(argv):
+    """tf-nst's flags; the others stay in argv for Beam."""
+    return common.parse_known_flags(argv)
+
+
+def _check_flags(pipeline_args):
+    common.require_flags("batch", _MODEL, _INPUT, _OUTPUT_DIR)
+    if _PRESERVE_COLOR.value == "histogram":
+        raise UserInputError("--preserve_color=histogram recolours the style image before optimising, which a "
+                             "trained stylizer cannot do; batch takes none or luminance")
+    stray = [arg for arg in pipeline_args if not arg.startswith("--")]
+    if stray:
+        raise UserInputError(f"unexpected argument(s) {' '.join(stray)!r} for `batch`; every value is a --flag "
+                             "(tf-nst's, or a Beam pipeline option)")
+    if not os.path.isfile(os.path.join(_MODEL.value, "saved_model.pb")):
+        raise UserInputError(f"no SavedModel in --model={_MODEL.value!r}; pass a version folder that `export` "
+                             "wrote, such as exports/stylizer/1")
+    files.plan_outputs(_INPUT.value, _OUTPUT_DIR.value, overwrite=True)  # paths checked before TensorFlow
+
+
+def _check_pipeline_options(pipeline_args):
+    """Raises UserInputError for options that no Beam PipelineOptions class defines (Beam would drop them)."""
+    pipeline_options = optional.require("apache_beam.options.pipeline_options", "the batch command")
+    options = pipeline_options.PipelineOptions(pipeline_args)
+    known = options.get_all_options()
+    unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - set(known))
+    if unknown:
+        raise UserInputError(f"unknown flag(s) {', '.join('--' + name for name in unknown)}: neither tf-nst's "
+                             "nor a Beam pipeline option (main.py batch --help lists tf-nst's)")
+
+
+def _run(pipeline_args):
+    _check_flags(pipeline_args)
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.ERROR)  # Beam logs its setup (and optional GCP modules) at INFO/WARNING
+    pipeline_args = [f"--runner={_RUNNER.value}", *pipeline_args]
+    _check_pipeline_options(pipeline_args)
+    common.import_tensorflow()
+    from export import batch  # pylint: disable=import-outside-toplevel
+
+    config = batch.BatchConfig(strength=_STRENGTH.value, preserve_color=_PRESERVE_COLOR.value == "luminance",
+                               max_size=_MAX_SIZE.value or None)
+    result = batch.run(_MODEL.value, _INPUT.value, _OUTPUT_DIR.value, config, pipeline_args)
+    print(f"tf-nst: batch counters: stylized {result.stylized}, failed {result.failed}, skipped "
+          f"{result.skipped} (outputs in {_OUTPUT_DIR.value})", flush=True)
+    if result.failed:
+        print(f"tf-nst: {result.failed} file(s) failed, listed with their reasons in {result.failures_path}",
+              file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def main(argv):
+    return common.run_command("batch", lambda: _run(argv[1:]), argv[:1])
