@@ -21,18 +21,18 @@ input.
 import dataclasses
 import os
 import re
-import shutil
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_nst import files
 from tf_nst import image_io
 from tf_nst import optional
 from tf_nst import stylize
 from tf_nst import transformer
 from tf_nst.errors import UserInputError
+from tf_nst.errors import WriteError
 
 SERVING_DEFAULT = "serving_default"
 WITH_OPTIONS = "stylize_with_options"
@@ -119,15 +119,13 @@ def export(model_or_path, export_dir, model_name="stylizer", version=None, max_s
                              "versions are never overwritten: choose another version or leave it unset")
     if not isinstance(model_or_path, keras.Model):
         model_or_path = stylize.load_stylizer(os.fspath(model_or_path))
-    os.makedirs(model_dir, exist_ok=True)
-    temp_dir = tempfile.mkdtemp(dir=model_dir, prefix=f".tmp-{version}-")
     try:
-        build_archive(model_or_path, config).write_out(temp_dir, verbose=False)
-        write_warmup_requests(os.path.join(temp_dir, WARMUP_FILE), model_name)
-        os.rename(temp_dir, version_dir)
-    except BaseException:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        raise
+        with files.atomic_output(version_dir, directory=True) as temp_dir:
+            build_archive(model_or_path, config).write_out(temp_dir, verbose=False)
+            write_warmup_requests(os.path.join(temp_dir, WARMUP_FILE), model_name)
+    except (OSError, tf.errors.OpError) as e:
+        cause = files.describe_os_error(e) if isinstance(e, OSError) else e.message.strip().splitlines()[0]
+        raise WriteError(f"cannot write {version_dir!r}: {cause}; nothing was written there") from None
     write_server_config(export_dir, serving_root)
     return version_dir
 
@@ -314,12 +312,4 @@ def write_server_config(export_dir, serving_root=DEFAULT_SERVING_ROOT):
 
 
 def _write_text(path, text):
-    handle, temp_path = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(temp_path, path)
-    except BaseException:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
-        raise
+    files.write_file(path, text.encode("utf-8"))

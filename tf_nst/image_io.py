@@ -9,7 +9,6 @@ serving graph all call it, so the network never sees differently prepared pixels
 
 import io
 import os
-import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -22,6 +21,7 @@ from tf_nst.files import WRITE_FORMATS
 from tf_nst.files import check_output_path  # pylint: disable=unused-import
 from tf_nst.files import read_image  # pylint: disable=unused-import
 from tf_nst.files import read_mask  # pylint: disable=unused-import
+from tf_nst.files import write_file
 
 # Keras VGG16/VGG19 ("caffe" mode): BGR channel order, ImageNet mean subtracted, no scaling.
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -228,7 +228,7 @@ def encoded_image_size(contents):
 
 
 def write_image(path, image):
-    """Writes an RGB image atomically (see write_file); the format follows the extension.
+    """Writes an RGB image atomically (files.write_file); the format follows the extension.
 
     Args:
       path: the destination; its parent directory is created.
@@ -241,40 +241,6 @@ def write_image(path, image):
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(to_uint8(image))).save(buffer, format=WRITE_FORMATS[extension])
     write_file(path, buffer.getvalue())
-
-
-def write_file(path, data):
-    """Writes bytes atomically: a temporary file beside `path`, then a rename, so no reader sees half a file.
-
-    The file gets the permissions a plain open() would give (0o666 less the umask), not mkstemp's 0o600.
-    The parent directory is created.
-    """
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    handle, temp_path = tempfile.mkstemp(dir=parent, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    try:
-        os.fchmod(handle, 0o666 & ~_umask())
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
-        os.replace(temp_path, path)
-    except BaseException:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
-        raise
-
-
-def _umask():
-    """The process umask, read from /proc where it can be (os.umask can only read it by changing it)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def luminance_image(image):

@@ -54,7 +54,9 @@ def _check_flags(pipeline_args):
     if not os.path.isfile(os.path.join(_MODEL.value, "saved_model.pb")):
         raise UserInputError(f"no SavedModel in --model={_MODEL.value!r}; pass a version folder that `export` "
                              "wrote, such as exports/stylizer/1")
-    files.plan_outputs(_INPUT.value, _OUTPUT_DIR.value, overwrite=True)  # paths checked before TensorFlow
+    pairs = files.plan_outputs(_INPUT.value, _OUTPUT_DIR.value, overwrite=True)  # paths checked before TensorFlow
+    files.check_writable(_OUTPUT_DIR.value, "--output_dir")  # _failures.jsonl
+    files.check_writable_files([output for _, output in pairs], "--output_dir")
 
 
 def _check_pipeline_options(pipeline_args):
