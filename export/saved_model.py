@@ -77,12 +77,13 @@ class ServingConfig:
     Attributes:
       max_size: decoded images with a longer side above this are downscaled to it (pixels).
       max_pixels: encoded images whose header claims more pixels than this are refused before decoding.
-      min_side: images with a shorter side below this (after downscaling) are refused; the network's minimum.
+      min_side: images with a shorter side below this (after downscaling) are refused; files.MIN_IMAGE_SIDE,
+        the rule of every command.
     """
 
     max_size: int = DEFAULT_MAX_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
-    min_side: int = transformer.MIN_INPUT_SIDE
+    min_side: int = files.MIN_IMAGE_SIDE
 
 
 def export(model_or_path, export_dir, model_name="stylizer", version=None, max_size=DEFAULT_MAX_SIZE,
@@ -179,7 +180,8 @@ class _Stylizer:
         min_side = tf.reduce_min(tf.shape(image)[:2])
         check = tf.debugging.assert_greater_equal(
             min_side, self._config.min_side,
-            message=f"image too small: each side must be at least {self._config.min_side} pixels")
+            message=f"image too small: {files.MIN_SIDE_RULE}" if self._config.min_side == files.MIN_IMAGE_SIDE
+            else f"image too small: each side must be at least {self._config.min_side} px")
         with tf.control_dependencies([check]):
             return tf.identity(image)
 

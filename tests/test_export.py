@@ -250,7 +250,7 @@ def test_a_header_over_the_pixel_limit_is_refused_before_decoding(served):
 
 
 def test_too_small_images_are_refused(served, photos):
-    with pytest.raises(tf.errors.InvalidArgumentError, match="at least 5 pixels"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least 16 px on each side"):
         served.run("serving_default", image_bytes=[encode(photos[(40, 56)][:3])])
 
 

@@ -309,3 +309,23 @@ def test_a_loss_that_turns_nan_stops_and_keeps_the_last_finite_image(tmp_path, i
     image = np.asarray(Image.open(out), np.float32)
     assert image.shape == (32, 48, 3) and image.std() > 10  # the content after 2 steps, not a black image
     assert os.listdir(tmp_path) == ["o.png"]
+
+
+# --- 7. One minimum side for every input image ---------------------------------------------------------------
+
+def test_one_minimum_side_for_transfer_stylize_and_training(tmp_path, image_files):
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (1, 1), (200, 100, 50)).save(tiny)
+    rule = "is 1x1 px; tf_nst needs at least 16 px on each side of an input image"
+    (tmp_path / "data").mkdir()
+    Image.open(image_files["content"]).save(tmp_path / "data" / "photo.png")
+    for args in (["transfer", f"--content={tiny}", f"--output={tmp_path / 'o.png'}", *FAST],
+                 ["transfer", f"--style={tiny}", f"--output={tmp_path / 'o.png'}", *FAST],
+                 ["train", f"--dataset_dir={tmp_path / 'data'}", f"--style={tiny}", f"--train_dir={tmp_path / 'r'}"]):
+        error_line(run_main(*args), 2, rule)
+    from tf_nst import files, train_data  # pylint: disable=import-outside-toplevel
+
+    Image.new("RGB", (15, 40)).save(tmp_path / "data" / "thin.png")
+    found = train_data.find_images(str(tmp_path / "data"))
+    assert [os.path.basename(path) for path in found.skipped] == ["thin.png"]
+    assert files.MIN_IMAGE_SIDE == 16

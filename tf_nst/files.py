@@ -21,6 +21,12 @@ from tf_nst.errors import WriteError
 # Refuse images with more pixels than this before decoding them (a decompression bomb guard).
 MAX_PIXELS = 100_000_000
 
+# The smallest side of every input image: transfer's content, style and init files, `stylize` and
+# `serve-request` inputs, training images and served images (after their downscaling). Smaller ones hold too
+# little to upscale into a picture: a 1x1 content image came out as a flat one.
+MIN_IMAGE_SIDE = 16
+MIN_SIDE_RULE = f"tf_nst needs at least {MIN_IMAGE_SIDE} px on each side of an input image"
+
 # Output format by file extension.
 WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}
 
@@ -60,6 +66,7 @@ def read_image(path, max_pixels=MAX_PIXELS):
                     raise UserInputError(
                         f"image {path!r} is {width}x{height} = {width * height} pixels; the limit is "
                         f"{max_pixels} pixels")
+                check_min_side(f"image {path!r}", width, height)
                 img.seek(0)
                 img = ImageOps.exif_transpose(img)
                 return pil_to_rgb(img)
@@ -72,6 +79,12 @@ def read_image(path, max_pixels=MAX_PIXELS):
         raise UserInputError(
             f"cannot read image {path!r} ({reason}); expected a PNG, JPEG, GIF, BMP, WebP or TIFF "
             "file") from None
+
+
+def check_min_side(name, width, height):
+    """Raises UserInputError, in the one message every command uses, for a side under MIN_IMAGE_SIDE."""
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise UserInputError(f"{name} is {width}x{height} px; {MIN_SIDE_RULE}")
 
 
 def read_mask(path, max_pixels=MAX_PIXELS):
