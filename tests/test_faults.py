@@ -329,3 +329,31 @@ def test_one_minimum_side_for_transfer_stylize_and_training(tmp_path, image_file
     found = train_data.find_images(str(tmp_path / "data"))
     assert [os.path.basename(path) for path in found.skipped] == ["thin.png"]
     assert files.MIN_IMAGE_SIDE == 16
+
+
+# --- 3. Permissions: what a plain open()/mkdir() would give under the umask ------------------------------------
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_export_outputs_get_the_umask_modes(umask, tmp_path, stylizer):
+    exports = tmp_path / "exports"
+    result = run_main("export", f"--model={stylizer}", f"--export_dir={exports}", umask=umask)
+    assert result.returncode == 0, result.stderr
+    mode = lambda path: os.stat(path).st_mode & 0o777
+    assert mode(exports / "stylizer" / "1") == 0o777 & ~umask  # mkdtemp alone gives 0o700
+    for name in ("models.config", "batching_parameters.txt"):
+        assert mode(exports / name) == 0o666 & ~umask  # mkstemp alone gives 0o600
+    assert mode(exports / "stylizer" / "1" / "saved_model.pb") == 0o666 & ~umask
+    assert not leftovers(exports)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_files_and_folders_get_the_umask_modes(umask, tmp_path):
+    script = (f"import os; os.umask({umask}); from tf_nst import files\n"
+              f"with files.atomic_output({str(tmp_path / 'stylizer.keras')!r}) as temp:\n"
+              "    open(temp, 'wb').write(b'model')\n"
+              f"with files.atomic_output({str(tmp_path / 'folder')!r}, directory=True) as temp:\n"
+              "    open(os.path.join(temp, 'inside'), 'wb').write(b'x')\n")
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True)
+    assert os.stat(tmp_path / "stylizer.keras").st_mode & 0o777 == 0o666 & ~umask
+    assert os.stat(tmp_path / "folder").st_mode & 0o777 == 0o777 & ~umask
+    assert sorted(os.listdir(tmp_path)) == ["folder", "stylizer.keras"]
