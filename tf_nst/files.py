@@ -280,12 +280,14 @@ def describe_os_error(error):
 
 def check_writable(folder, what="outputs"):
     """Proves, before any work, that files can be created in `folder`: creates it (and its parents), writes
-    and removes a probe file. Also removes stale temporary files there (remove_stale_temps).
+    and removes a probe file. Folders it had to create are removed again (the writers create them), so a
+    later user error leaves nothing behind. Also removes stale temporary files there (remove_stale_temps).
 
     Raises:
       UserInputError: the folder cannot be created or written; the message names it and the cause.
     """
-    folder = folder or "."
+    shown, folder = folder or ".", os.path.abspath(folder or ".")
+    created = _missing_folders(folder)
     try:
         os.makedirs(folder, exist_ok=True)
         remove_stale_temps(folder)
@@ -294,13 +296,28 @@ def check_writable(folder, what="outputs"):
             pass
         os.remove(probe)
     except OSError as e:
-        raise UserInputError(f"cannot write {what} to {folder!r} ({describe_os_error(e)}); choose a folder "
+        raise UserInputError(f"cannot write {what} to {shown!r} ({describe_os_error(e)}); choose a folder "
                              "you can write to") from None
+    finally:
+        for path in created:  # deepest first
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass  # never made, or another process wrote into it meanwhile
+
+
+def _missing_folders(folder):
+    """The folders from `folder` up to the first one that exists, deepest first."""
+    missing = []
+    while not os.path.lexists(folder) and os.path.dirname(folder) != folder:
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing
 
 
 def check_writable_files(paths, what="outputs"):
     """check_writable for the folder of every path in `paths`, each folder once."""
-    for folder in dict.fromkeys(os.path.dirname(os.path.abspath(path)) for path in paths):
+    for folder in dict.fromkeys(os.path.dirname(path) or "." for path in paths):
         check_writable(folder, what)
 
 
