@@ -604,3 +604,9 @@ def test_export_cli_writes_new_versions_and_never_overwrites(tmp_path, model):
     assert _tree_digest(export_dir / "stylizer" / "1") == before
     assert sorted(os.listdir(export_dir / "stylizer")) == ["1", "2"]  # no temporary folder left behind
     assert sorted(os.listdir(export_dir)) == ["batching_parameters.txt", "models.config", "stylizer"]
+
+
+def test_bytes_that_are_no_image_are_quoted_in_hex(served):
+    # Raw bytes in the message made the caller's decoding of it fail with UnicodeDecodeError.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"start with \(hex\)\] \[fe fa 00 67 61 72 62 61\]"):
+        served.run("serving_default", image_bytes=[b"\xfe\xfa\x00garbage \xff\xfe"])
