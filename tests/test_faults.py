@@ -357,3 +357,28 @@ def test_atomic_files_and_folders_get_the_umask_modes(umask, tmp_path):
     assert os.stat(tmp_path / "stylizer.keras").st_mode & 0o777 == 0o666 & ~umask
     assert os.stat(tmp_path / "folder").st_mode & 0o777 == 0o777 & ~umask
     assert sorted(os.listdir(tmp_path)) == ["folder", "stylizer.keras"]
+
+
+@pytest.mark.parametrize("directory", [False, True])
+def test_an_interrupted_atomic_write_leaves_nothing(directory, tmp_path):
+    from tf_nst import files, signals  # pylint: disable=import-outside-toplevel
+
+    with pytest.raises(signals.Interrupted):
+        with files.atomic_output(str(tmp_path / "out" / "result"), directory=directory) as temp:
+            with open(os.path.join(temp, "part") if directory else temp, "wb") as f:
+                f.write(b"half")
+            raise signals.Interrupted(signal.SIGINT)  # as the handler raises it mid-write
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_a_write_fault_is_a_write_error_naming_the_path_and_cause(tmp_path, monkeypatch):
+    from tf_nst import files  # pylint: disable=import-outside-toplevel
+    from tf_nst.errors import WriteError  # pylint: disable=import-outside-toplevel
+
+    def full_disk(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), args[-1])
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(WriteError, match=r"cannot write '.*data\.bin': No space left on device"):
+        files.write_file(str(tmp_path / "data.bin"), b"x" * 1000)
+    assert os.listdir(tmp_path) == []
