@@ -226,7 +226,14 @@ def serving_functions(model, config):
         return {"output_bytes": outputs}
 
     def serve_images(images):
-        return {"stylized": image_io.to_uint8(stylizer.network(image_io.to_float(images)))}
+        # The network's mirror padding refuses an empty batch ([0, H, W, 3], often [0, 0, 0, 3]): run it on one
+        # small blank image instead and return none. Other batches are unchanged.
+        shape = tf.shape(images)
+        empty = tf.cast(shape[0] == 0, tf.int32)
+        grow = empty * files.MIN_IMAGE_SIDE
+        padded = tf.pad(images, tf.stack([[0, empty], [0, grow], [0, grow], [0, 0]]))
+        stylized = stylizer.network(image_io.to_float(padded))[:shape[0], :shape[1], :shape[2]]
+        return {"stylized": image_io.to_uint8(stylized)}
 
     return {
         SERVING_DEFAULT: (serve_bytes, [tf.TensorSpec([None], tf.string, name="image_bytes")]),

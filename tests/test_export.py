@@ -610,3 +610,14 @@ def test_bytes_that_are_no_image_are_quoted_in_hex(served):
     # Raw bytes in the message made the caller's decoding of it fail with UnicodeDecodeError.
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"start with \(hex\)\] \[fe fa 00 67 61 72 62 61\]"):
         served.run("serving_default", image_bytes=[b"\xfe\xfa\x00garbage \xff\xfe"])
+
+
+def test_empty_batches_return_empty_results_on_every_signature(served):
+    (outputs,) = served.run("serving_default", image_bytes=np.array([], object)).values()
+    assert outputs.shape == (0,)
+    (outputs,) = served.run("stylize_with_options", image_bytes=np.array([], object),
+                            strength=np.zeros([0], np.float32), preserve_color=np.zeros([0], bool)).values()
+    assert outputs.shape == (0,)
+    for shape in ((0, 0, 0, 3), (0, 24, 32, 3)):  # an empty JSON list arrives as the first
+        (outputs,) = served.run("stylize_images", images=np.zeros(shape, np.uint8)).values()
+        assert outputs.shape == shape and outputs.dtype == np.uint8
