@@ -39,7 +39,7 @@ MODEL_FILE = "stylizer.keras"
 _READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
 
 
-def read_image(path, max_pixels=MAX_PIXELS):
+def read_image(path, max_pixels=MAX_PIXELS, min_side=MIN_IMAGE_SIDE):
     """Reads an image file as uint8 RGB.
 
     Grayscale, palette, 16-bit, CMYK and transparent images are converted to RGB (transparency is
@@ -48,6 +48,7 @@ def read_image(path, max_pixels=MAX_PIXELS):
     Args:
       path: the file to read.
       max_pixels: images with more pixels than this are refused before they are decoded.
+      min_side: images with a shorter side are refused (the one rule of every command; 1 reads any).
 
     Returns:
       A uint8 array of shape [height, width, 3].
@@ -66,7 +67,7 @@ def read_image(path, max_pixels=MAX_PIXELS):
                     raise UserInputError(
                         f"image {path!r} is {width}x{height} = {width * height} pixels; the limit is "
                         f"{max_pixels} pixels")
-                check_min_side(f"image {path!r}", width, height)
+                check_min_side(f"image {path!r}", width, height, min_side)
                 img.seek(0)
                 img = ImageOps.exif_transpose(img)
                 return pil_to_rgb(img)
@@ -81,13 +82,14 @@ def read_image(path, max_pixels=MAX_PIXELS):
             "file") from None
 
 
-def check_min_side(name, width, height):
+def check_min_side(name, width, height, min_side=MIN_IMAGE_SIDE):
     """Raises UserInputError, in the one message every command uses, for a side under MIN_IMAGE_SIDE."""
-    if min(width, height) < MIN_IMAGE_SIDE:
-        raise UserInputError(f"{name} is {width}x{height} px; {MIN_SIDE_RULE}")
+    if min(width, height) < min_side:
+        rule = MIN_SIDE_RULE if min_side == MIN_IMAGE_SIDE else f"the limit is {min_side} px on each side"
+        raise UserInputError(f"{name} is {width}x{height} px; {rule}")
 
 
-def read_mask(path, max_pixels=MAX_PIXELS):
+def read_mask(path, max_pixels=MAX_PIXELS, min_side=MIN_IMAGE_SIDE):
     """Reads a grayscale mask file as float32 [H, W] in [0, 1]: white 1, black 0.
 
     Any image `read_image` reads works; colour is reduced to its luminance (Y of YUV, ITU-R BT.601) and
@@ -96,7 +98,7 @@ def read_mask(path, max_pixels=MAX_PIXELS):
     Raises:
       UserInputError: the file is missing, not an image, truncated, or too large.
     """
-    rgb = read_image(path, max_pixels).astype(np.float32)
+    rgb = read_image(path, max_pixels, min_side).astype(np.float32)
     return np.clip(rgb @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0, 0.0, 1.0)
 
 
