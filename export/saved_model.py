@@ -231,8 +231,8 @@ def serving_functions(model, config):
         shape = tf.shape(images)
         empty = tf.cast(shape[0] == 0, tf.int32)
         grow = empty * files.MIN_IMAGE_SIDE
-        padded = tf.pad(images, tf.stack([[0, empty], [0, grow], [0, grow], [0, 0]]))
-        stylized = stylizer.network(image_io.to_float(padded))[:shape[0], :shape[1], :shape[2]]
+        padded = tf.pad(image_io.to_float(images), tf.stack([[0, empty], [0, grow], [0, grow], [0, 0]]))
+        stylized = stylizer.network(padded)[:shape[0], :shape[1], :shape[2]]
         return {"stylized": image_io.to_uint8(stylized)}
 
     return {
