@@ -21,18 +21,18 @@ input.
 import dataclasses
 import os
 import re
-import shutil
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_nst import files
 from tf_nst import image_io
 from tf_nst import optional
 from tf_nst import stylize
 from tf_nst import transformer
 from tf_nst.errors import UserInputError
+from tf_nst.errors import WriteError
 
 SERVING_DEFAULT = "serving_default"
 WITH_OPTIONS = "stylize_with_options"
@@ -77,12 +77,13 @@ class ServingConfig:
     Attributes:
       max_size: decoded images with a longer side above this are downscaled to it (pixels).
       max_pixels: encoded images whose header claims more pixels than this are refused before decoding.
-      min_side: images with a shorter side below this (after downscaling) are refused; the network's minimum.
+      min_side: images with a shorter side below this (after downscaling) are refused; files.MIN_IMAGE_SIDE,
+        the rule of every command.
     """
 
     max_size: int = DEFAULT_MAX_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
-    min_side: int = transformer.MIN_INPUT_SIDE
+    min_side: int = files.MIN_IMAGE_SIDE
 
 
 def export(model_or_path, export_dir, model_name="stylizer", version=None, max_size=DEFAULT_MAX_SIZE,
@@ -119,15 +120,13 @@ def export(model_or_path, export_dir, model_name="stylizer", version=None, max_s
                              "versions are never overwritten: choose another version or leave it unset")
     if not isinstance(model_or_path, keras.Model):
         model_or_path = stylize.load_stylizer(os.fspath(model_or_path))
-    os.makedirs(model_dir, exist_ok=True)
-    temp_dir = tempfile.mkdtemp(dir=model_dir, prefix=f".tmp-{version}-")
     try:
-        build_archive(model_or_path, config).write_out(temp_dir, verbose=False)
-        write_warmup_requests(os.path.join(temp_dir, WARMUP_FILE), model_name)
-        os.rename(temp_dir, version_dir)
-    except BaseException:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        raise
+        with files.atomic_output(version_dir, directory=True) as temp_dir:
+            build_archive(model_or_path, config).write_out(temp_dir, verbose=False)
+            write_warmup_requests(os.path.join(temp_dir, WARMUP_FILE), model_name)
+    except (OSError, tf.errors.OpError) as e:
+        cause = files.describe_os_error(e) if isinstance(e, OSError) else e.message.strip().splitlines()[0]
+        raise WriteError(f"cannot write {version_dir!r}: {cause}; nothing was written there") from None
     write_server_config(export_dir, serving_root)
     return version_dir
 
@@ -181,7 +180,8 @@ class _Stylizer:
         min_side = tf.reduce_min(tf.shape(image)[:2])
         check = tf.debugging.assert_greater_equal(
             min_side, self._config.min_side,
-            message=f"image too small: each side must be at least {self._config.min_side} pixels")
+            message=f"image too small: {files.MIN_SIDE_RULE}" if self._config.min_side == files.MIN_IMAGE_SIDE
+            else f"image too small: each side must be at least {self._config.min_side} px")
         with tf.control_dependencies([check]):
             return tf.identity(image)
 
@@ -226,7 +226,14 @@ def serving_functions(model, config):
         return {"output_bytes": outputs}
 
     def serve_images(images):
-        return {"stylized": image_io.to_uint8(stylizer.network(image_io.to_float(images)))}
+        # The network's mirror padding refuses an empty batch ([0, H, W, 3], often [0, 0, 0, 3]): run it on one
+        # small blank image instead and return none. Other batches are unchanged.
+        shape = tf.shape(images)
+        empty = tf.cast(shape[0] == 0, tf.int32)
+        grow = empty * files.MIN_IMAGE_SIDE
+        padded = tf.pad(image_io.to_float(images), tf.stack([[0, empty], [0, grow], [0, grow], [0, 0]]))
+        stylized = stylizer.network(padded)[:shape[0], :shape[1], :shape[2]]
+        return {"stylized": image_io.to_uint8(stylized)}
 
     return {
         SERVING_DEFAULT: (serve_bytes, [tf.TensorSpec([None], tf.string, name="image_bytes")]),
@@ -314,12 +321,4 @@ def write_server_config(export_dir, serving_root=DEFAULT_SERVING_ROOT):
 
 
 def _write_text(path, text):
-    handle, temp_path = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(temp_path, path)
-    except BaseException:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
-        raise
+    files.write_file(path, text.encode("utf-8"))

@@ -87,11 +87,15 @@ def test_bad_content_image(files, kind, fragment):
     result = run_cli(f"--content={path}", f"--style={files['style']}", f"--output={files['out']}",
                      "--weights=none", "--image_size=8" if kind == "tiny" else "--image_size=32",
                      "--num_steps=1")
-    if kind == "tiny":  # --image_size=8 is itself refused; the image check is exercised with a valid size
+    if kind == "tiny":  # --image_size=8 is itself refused; the image checks are exercised with a valid size
         assert_user_error(result, "--image_size=8")
         result = run_cli(f"--content={path}", f"--style={files['style']}", f"--output={files['out']}",
-                         "--weights=none", "--image_size=16", "--num_steps=1",
-                         "--content_layers=block5_pool")
+                         "--weights=none", "--image_size=16", "--num_steps=1")
+        assert_user_error(result, "is 8x8 px; tf_nst needs at least 16 px on each side", repr(path))
+        path = str(files["dir"] / "small.png")  # large enough as a file, too small for the layers at 16 px
+        Image.new("RGB", (20, 20)).save(path)
+        result = run_cli(f"--content={path}", f"--style={files['style']}", f"--output={files['out']}",
+                         "--weights=none", "--image_size=16", "--num_steps=1", "--content_layers=block5_pool")
         fragment = "need at least 32 px"
     assert_user_error(result, fragment, repr(path))
     assert not os.path.exists(files["out"])

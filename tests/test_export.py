@@ -251,7 +251,7 @@ def test_a_header_over_the_pixel_limit_is_refused_before_decoding(served):
 
 
 def test_too_small_images_are_refused(served, photos):
-    with pytest.raises(tf.errors.InvalidArgumentError, match="at least 5 pixels"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least 16 px on each side"):
         served.run("serving_default", image_bytes=[encode(photos[(40, 56)][:3])])
 
 
@@ -612,3 +612,20 @@ def test_export_cli_writes_new_versions_and_never_overwrites(tmp_path, model):
     assert _tree_digest(export_dir / "stylizer" / "1") == before
     assert sorted(os.listdir(export_dir / "stylizer")) == ["1", "2"]  # no temporary folder left behind
     assert sorted(os.listdir(export_dir)) == ["batching_parameters.txt", "models.config", "stylizer"]
+
+
+def test_bytes_that_are_no_image_are_quoted_in_hex(served):
+    # Raw bytes in the message made the caller's decoding of it fail with UnicodeDecodeError.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"start with \(hex\)\] \[fe fa 00 67 61 72 62 61\]"):
+        served.run("serving_default", image_bytes=[b"\xfe\xfa\x00garbage \xff\xfe"])
+
+
+def test_empty_batches_return_empty_results_on_every_signature(served):
+    (outputs,) = served.run("serving_default", image_bytes=np.array([], object)).values()
+    assert outputs.shape == (0,)
+    (outputs,) = served.run("stylize_with_options", image_bytes=np.array([], object),
+                            strength=np.zeros([0], np.float32), preserve_color=np.zeros([0], bool)).values()
+    assert outputs.shape == (0,)
+    for shape in ((0, 0, 0, 3), (0, 24, 32, 3)):  # an empty JSON list arrives as the first
+        (outputs,) = served.run("stylize_images", images=np.zeros(shape, np.uint8)).values()
+        assert outputs.shape == shape and outputs.dtype == np.uint8

@@ -42,7 +42,7 @@ def test_transparency_is_composited_on_white(tmp_path):
     rgba = np.zeros((10, 12, 4), np.uint8)
     rgba[..., 0] = 200
     rgba[:, :6, 3] = 255  # left half opaque red, right half fully transparent
-    array = image_io.read_image(_save(tmp_path, "alpha.png", Image.fromarray(rgba, "RGBA")))
+    array = image_io.read_image(_save(tmp_path, "alpha.png", Image.fromarray(rgba, "RGBA")), min_side=1)
     np.testing.assert_array_equal(array[0, 0], [200, 0, 0])
     np.testing.assert_array_equal(array[0, -1], [255, 255, 255])
 
@@ -50,7 +50,7 @@ def test_transparency_is_composited_on_white(tmp_path):
 def test_sixteen_bit_grayscale_is_scaled_not_clipped(tmp_path):
     values = np.array([[0, 32896, 65535]], np.uint16)  # 32896 = 128 * 257
     path = _save(tmp_path, "deep.png", Image.fromarray(values))
-    array = image_io.read_image(path)
+    array = image_io.read_image(path, min_side=1)
     np.testing.assert_array_equal(array[0, :, 0], [0, 128, 255])
 
 
@@ -232,11 +232,11 @@ def test_read_mask_is_the_luminance_in_zero_one(tmp_path):
     rgb[:, 4:] = 0
     for name, image in (("rgb.png", Image.fromarray(rgb)), ("gray.png", Image.fromarray(rgb).convert("L")),
                         ("gray16.png", Image.fromarray(rgb[..., 0].astype(np.uint16) * 257))):
-        mask = image_io.read_mask(_save(tmp_path, name, image))
+        mask = image_io.read_mask(_save(tmp_path, name, image), min_side=1)
         assert mask.shape == (4, 6) and mask.dtype == np.float32, name
         np.testing.assert_allclose(mask[:, :2], 1.0, atol=1e-6, err_msg=name)
         np.testing.assert_allclose(mask[:, 4:], 0.0, err_msg=name)
-    np.testing.assert_allclose(image_io.read_mask(str(tmp_path / "rgb.png"))[:, 2:4], 0.299, atol=1e-6)
+    np.testing.assert_allclose(image_io.read_mask(str(tmp_path / "rgb.png"), min_side=1)[:, 2:4], 0.299, atol=1e-6)
     with pytest.raises(UserInputError, match="cannot read image"):
         image_io.read_mask(_save_text(tmp_path, "mask.png"))
 
@@ -286,3 +286,10 @@ def test_exif_orientation_turns_the_picture_the_right_way(tmp_path):
     path = _save(tmp_path, "rotated.png", image, exif=exif)
     shown = np.asarray(image_io.read_image(path))
     np.testing.assert_array_equal(shown, np.rot90(pixels, k=-1))  # k=-1: clockwise
+
+
+def test_images_below_the_minimum_side_are_refused_in_one_message(tmp_path):
+    path = _save(tmp_path, "thin.png", Image.new("RGB", (40, 15)))
+    with pytest.raises(UserInputError, match=r"is 40x15 px; tf_nst needs at least 16 px on each side"):
+        image_io.read_image(path)
+    assert image_io.read_image(path, min_side=1).shape == (15, 40, 3)

@@ -78,8 +78,10 @@ def test_max_size_downscales_and_small_images_are_refused(model_dir):
     image = np.zeros((40, 100, 3), np.uint8)
     assert stylize.stylize_image(model, image, max_size=50).shape == (20, 50, 3)
     assert stylize.stylize_image(model, image).shape == (40, 100, 3)
-    with pytest.raises(UserInputError, match="at least 5 px"):
-        stylize.stylize_image(model, np.zeros((4, 100, 3), np.uint8))
+    with pytest.raises(UserInputError, match="is 100x15 px; tf_nst needs at least 16 px on each side"):
+        stylize.stylize_image(model, np.zeros((15, 100, 3), np.uint8))
+    with pytest.raises(UserInputError, match="downscaled from 100x40 px, is 25x10 px"):
+        stylize.stylize_image(model, image, max_size=25)
 
 
 def test_stylize_command_writes_good_files_and_reports_the_bad_one(model_dir, photos, tmp_path):

@@ -130,6 +130,8 @@ def transfer(content, style, *, image_size=defaults.IMAGE_SIZE, style_scale=1.0,
 
     Raises:
       UserInputError: an unknown option, an unreadable image, or an image too small for the layers.
+      optimize.TransferStopped: the loss became non-finite; its `step` says where and its `image` is the
+        last finite image.
     """
     extractor_config, transfer_options, loss_weights = _split_options(options)
     config = optimize.TransferConfig(loss_weights=loss_weights, **transfer_options)

@@ -17,6 +17,8 @@ TV_WEIGHT = 10.0
 
 # Per-image optimisation.
 IMAGE_SIZE = 512
+# The largest --image_size: the side of files.MAX_PIXELS, the most pixels an input may have.
+MAX_IMAGE_SIZE = 10_000
 NUM_STEPS = 300
 OPTIMIZER = "lbfgs"
 LEARNING_RATE = 5.0

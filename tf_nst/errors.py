@@ -1,4 +1,5 @@
-"""The one exception type for mistakes a user can fix (bad paths, flags, images)."""
+"""The exception types the command line reports in one line: mistakes a user can fix (exit 2) and outputs
+that could not be written (exit 1)."""
 
 
 class UserInputError(ValueError):
@@ -10,3 +11,10 @@ class UserInputError(ValueError):
 
 class MissingDependencyError(UserInputError):
     """An optional package is not installed; the message names what to install."""
+
+
+class WriteError(Exception):
+    """An output could not be written (disk full, read-only, no permission): one line and exit code 1.
+
+    Raised only after the partial output and its temporary file are removed.
+    """

@@ -175,6 +175,15 @@ HEADER_FORMATS = (("JPEG", b"\xff\xd8\xff"), ("PNG", b"\x89PNG\r\n\x1a\n"), ("GI
 _HEADER_BYTES = 26
 
 
+def hex_bytes(data):
+    """A scalar string tensor of raw bytes -> ASCII hex, "fe fa 00": an error message that quotes an upload
+    stays valid text (raw bytes in it made the caller's decoding fail with UnicodeDecodeError; TensorFlow's
+    Assert would double any backslash escape)."""
+    table = tf.constant([f"{value:02x}" for value in range(256)])
+    values = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int32)
+    return tf.strings.reduce_join(tf.gather(table, values), separator=" ")
+
+
 def encoded_image_size(contents):
     """Height and width of encoded JPEG, PNG, GIF or BMP bytes, read from the header without decoding.
 
@@ -217,8 +226,8 @@ def encoded_image_size(contents):
 
     def unknown():
         names = ", ".join(name for name, _ in HEADER_FORMATS)
-        check = tf.debugging.Assert(False, [f"not an image: the bytes are not {names}; they start with",
-                                            tf.strings.substr(contents, 0, 8)])
+        check = tf.debugging.Assert(False, [f"not an image: the bytes are not {names}; they start with (hex)",
+                                            hex_bytes(tf.strings.substr(contents, 0, 8))])
         with tf.control_dependencies([check]):
             return tf.zeros([2], tf.int32)
 
@@ -228,7 +237,7 @@ def encoded_image_size(contents):
 
 
 def write_image(path, image):
-    """Writes an RGB image atomically (see write_file); the format follows the extension.
+    """Writes an RGB image atomically (files.write_file); the format follows the extension.
 
     Args:
       path: the destination; its parent directory is created.

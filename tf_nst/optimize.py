@@ -1,6 +1,5 @@
-"""Per-image style transfer by optimisation (Gatys et al. 2016): the initial image and the step loop.
-
-The targets come from tf_nst.style_targets.
+"""Per-image style transfer by optimisation (Gatys et al. 2016): the initial image and the step loop. The
+targets come from tf_nst.style_targets; counting steps and stopping early, from tf_nst.progress.
 
 Large scales can be optimised in overlapping tiles (tf_nst.tiling) so that memory follows the tile size.
 """
@@ -14,10 +13,12 @@ import tensorflow as tf
 from tf_nst import defaults
 from tf_nst import image_io
 from tf_nst import losses
+from tf_nst import progress as progress_lib
 from tf_nst import style_targets
 from tf_nst import tiling
 from tf_nst.errors import UserInputError
 from tf_nst.lbfgs import LBFGS
+from tf_nst.progress import TransferStopped
 
 INIT_MODES = ("content", "noise", "style")
 COLOR_MODES = ("none", "luminance", "histogram")
@@ -183,7 +184,8 @@ def count_steps(height, width, config):
                for index, size in enumerate(sizes))
 
 
-def transfer(extractor, content, style, config, style_layers, content_layers, callback=None, tile_callback=None):
+def transfer(extractor, content, style, config, style_layers, content_layers, callback=None, tile_callback=None,
+             should_stop=None):
     """Stylises `content` with one or more style images by optimising the pixels.
 
     With config.num_scales > 1 the optimisation runs coarse-to-fine: each scale starts from the previous
@@ -204,18 +206,36 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
         when it reports.
       tile_callback: optional tile_callback(index, num_tiles) called before each tile of a tiled scale is
         optimised; index counts from 1 within the scale.
+      should_stop: optional should_stop() -> bool asked after every step; True ends the run there.
 
     Returns:
       The stylised image, [H, W, 3] uint8.
+
+    Raises:
+      TransferStopped: should_stop() said stop, or the loss or image became non-finite; its `image` is the
+        best image so far (the last finite one), finished as a full run's result is.
     """
     original = tf.convert_to_tensor(content, tf.float32)
     content, styles = _prepare_colors(original, style_targets.as_image_list(style), config)
     _check_masks(config, len(styles))
     if config.tile_size:
         tiling.check_tiling(config.tile_size, config.tile_overlap)
+    progress = progress_lib.Progress(callback, tile_callback, should_stop)
+    try:
+        image = _run_scales(extractor, content, styles, config, (style_layers, content_layers), progress)
+    except TransferStopped as e:
+        partial = e.partial if e.partial is not None else progress.last_good
+        if tuple(partial.shape[1:3]) != tuple(content.shape[:2]):  # stopped at a coarser scale
+            partial = image_io.resize(partial, content.shape[:2])
+        e.image = _finish(partial, original, config)
+        raise
+    return _finish(image, original, config)
+
+
+def _run_scales(extractor, content, styles, config, layers, progress):
+    """Optimises every scale, coarse to fine; returns the final [1, H, W, 3] image."""
+    image = None
     sizes = scale_sizes(*content.shape[:2], config.num_scales, config.scale_factor)
-    progress = _Progress(callback, tile_callback)
-    layers, image = (style_layers, content_layers), None
     for index, size in enumerate(sizes):
         final = index == len(sizes) - 1
         scale = _scale(content, styles, config, size, final)
@@ -224,6 +244,11 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
         tiles = scale_tiles(size, config)
         image = (_optimize_tiles(extractor, start, scale, tiles, config, layers, progress) if tiles
                  else _optimize_whole(extractor, start, scale, config, layers, progress))
+    return image
+
+
+def _finish(image, original, config):
+    """[1, H, W, 3] float -> the [H, W, 3] uint8 result, with the content's colours kept if asked."""
     result = image[0]
     if config.preserve_color == "luminance":
         result = image_io.keep_content_colors(result, original)
@@ -255,24 +280,6 @@ def _num_steps(config, final):
     return config.coarse_steps
 
 
-class _Progress:
-    """Counts the steps across scales and tiles and passes them, and the tiles, to the caller's callbacks."""
-
-    def __init__(self, callback, tile_callback):
-        self._callback = callback
-        self._tile_callback = tile_callback
-        self._steps = 0
-
-    def step(self, total, terms, image):
-        self._steps += 1
-        if self._callback is not None:
-            self._callback(self._steps, {"total": total, **terms}, image)
-
-    def tile(self, index, num_tiles):
-        if self._tile_callback is not None:
-            self._tile_callback(index, num_tiles)
-
-
 def _optimize_whole(extractor, start, scale, config, layers, progress):
     """Optimises a whole scale from `start` ([1, h, w, 3]); returns the tf.Variable."""
     style_layers, content_layers = layers
@@ -281,6 +288,7 @@ def _optimize_whole(extractor, start, scale, config, layers, progress):
         scale.content_masks, scale.style_masks, piece_size=config.tile_size or None)
     image = tf.Variable(start, name="image")
     step = make_step(image, make_loss_fn(extractor, style_grams, content_features, config.loss_weights), config)
+    progress.begin(start)
     for _ in range(scale.num_steps):
         progress.step(*step(), image)
     return image
@@ -307,8 +315,14 @@ def _optimize_tiles(extractor, start, scale, tiles, config, layers, progress):
         progress.tile(index, len(tiles))
         optimizer.start(image[tile.window], content[tile.window],
                         None if masks is None else [mask[tile.window] for mask in masks])
-        for _ in range(scale.num_steps):
-            progress.step(*optimizer.step(), optimizer.image)
+        progress.begin(optimizer.image)
+        try:
+            for _ in range(scale.num_steps):
+                progress.step(*optimizer.step(), optimizer.image)
+        except TransferStopped as e:
+            tiling.blend_into(image, base, progress.last_good[0], tile)  # the tile as far as it got
+            e.partial = image[None]
+            raise
         tiling.blend_into(image, base, optimizer.image[0].numpy(), tile)
     return image[None]
 

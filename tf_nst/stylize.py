@@ -59,9 +59,8 @@ def prepare_image(image, max_size=None):
     height, width = image.shape[:2]
     if max_size and max(height, width) > max_size:
         image = np.asarray(image_io.to_uint8(image_io.resize_max_side(image, max_size)))
-    if min(image.shape[:2]) < transformer.MIN_INPUT_SIDE:
-        raise UserInputError(f"image is {width}x{height} px; the stylizer needs at least "
-                             f"{transformer.MIN_INPUT_SIDE} px on each side")
+    files.check_min_side("the image" if max(image.shape[:2]) == max(height, width)
+                         else f"the image, downscaled from {width}x{height} px,", image.shape[1], image.shape[0])
     return image
 
 

@@ -9,14 +9,15 @@ import contextlib
 import dataclasses
 import logging
 import os
-import signal
-import tempfile
-import threading
+import glob
+import shutil
 
 import keras
 import tensorflow as tf
 
+from tf_nst import files
 from tf_nst import image_io
+from tf_nst import signals
 from tf_nst import losses
 from tf_nst import transformer
 from tf_nst.train_data import find_images
@@ -25,6 +26,7 @@ from tf_nst.train_data import load_style
 from tf_nst.train_data import make_dataset
 from tf_nst import vgg
 from tf_nst.errors import UserInputError
+from tf_nst.errors import WriteError
 from tf_nst.files import IMAGE_EXTENSIONS  # pylint: disable=unused-import  # re-exported
 from tf_nst.files import MODEL_FILE
 from tf_nst.precision import PRECISIONS
@@ -227,7 +229,18 @@ class Trainer:
         return int(self.step.numpy())
 
     def save(self):
-        return self.manager.save(checkpoint_number=self.step)
+        """Saves a checkpoint; a WriteError when it cannot, with its partial files removed and the last kept."""
+        step = int(self.step.numpy())
+        prefix = os.path.join(self.manager.directory, f"ckpt-{step}")
+        try:
+            return self.manager.save(checkpoint_number=self.step)
+        except (OSError, tf.errors.OpError) as e:
+            _remove_partial_checkpoint(prefix)
+            last = self.manager.latest_checkpoint
+            kept = (f"the last good checkpoint {last!r} is kept: rerun the same command to resume from it"
+                    if last else "no earlier checkpoint exists")
+            raise WriteError(f"cannot write checkpoint {prefix!r} at step {step}: {_io_cause(e)}; training "
+                             f"stopped, {kept}") from None
 
     def _replica_losses(self, content):
         """One replica's loss terms, each scaled by its share of the global batch (so replicas sum)."""
@@ -271,15 +284,27 @@ class Trainer:
         """Saves the network as a float32 `.keras` file (atomically), whatever the training precision."""
         model = _build_network(self.config, "float32")
         model.set_weights(self.model.get_weights())
-        handle, temp_path = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".keras")
-        os.close(handle)
         try:
-            model.save(temp_path)
-            os.replace(temp_path, path)
-        finally:
-            if os.path.exists(temp_path):
-                os.remove(temp_path)
+            with files.atomic_output(path) as temp_path:
+                model.save(temp_path)
+        except OSError as e:
+            raise files.write_error(path, e) from None
         return path
+
+
+def _remove_partial_checkpoint(prefix):
+    for path in glob.glob(glob.escape(prefix) + "_temp*") + glob.glob(glob.escape(prefix) + ".*"):
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
+
+
+def _io_cause(error):
+    """The cause of an OSError or a TensorFlow I/O error, in one line."""
+    if isinstance(error, OSError):
+        return files.describe_os_error(error)
+    return (error.message or type(error).__name__).strip().splitlines()[0]
 
 
 def _agree_on_overflow(gradients):
@@ -306,27 +331,6 @@ def _checkpoint_dir(train_dir, strategy):
         return train_dir
     return os.path.join(train_dir, "workers", f"{strategy.cluster_resolver.task_type}"
                         f"-{strategy.cluster_resolver.task_id}")
-
-
-class _StopSignals:
-    """Turns SIGINT and SIGTERM into a flag that the loop checks after every step."""
-
-    def __init__(self):
-        self.signum = None
-        self._previous = {}
-
-    def _handle(self, signum, frame):  # pylint: disable=unused-argument
-        self.signum = signum
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc_info):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
 
 
 def train(config, callback=None):
@@ -362,7 +366,7 @@ def train(config, callback=None):
                                                    seed=config.seed + start_step)))
     preview = tf.stack([load_crop(path, config.image_size, random=False)
                         for path in dataset_files.images[:NUM_PREVIEW_IMAGES]])
-    with _summary_writer(config.train_dir, strategy) as writer, _StopSignals() as stop:
+    with _summary_writer(config.train_dir, strategy) as writer, signals.StopSignals() as stop:
         step, terms = _run_steps(trainer, batches, writer, preview, callback, stop)
     model_path = None
     if stop.signum is None and is_chief(strategy):

@@ -14,7 +14,8 @@ from tf_nst.errors import UserInputError
 
 @dataclasses.dataclass(frozen=True)
 class DatasetFiles:
-    """Training image files: those TensorFlow decodes, and those it cannot (skipped)."""
+    """Training image files: those TensorFlow decodes, and those it cannot or that are smaller than
+    files.MIN_IMAGE_SIDE (skipped)."""
 
     images: tuple
     skipped: tuple
@@ -32,7 +33,8 @@ def find_images(folder):
     paths = files.list_images(folder)
     decodable = _decodable_indices(paths)
     if not decodable:
-        raise UserInputError(f"none of the {len(paths)} image files under {folder!r} can be decoded")
+        raise UserInputError(f"none of the {len(paths)} image files under {folder!r} can be decoded with "
+                             f"{files.MIN_IMAGE_SIDE} px on each side; {files.MIN_SIDE_RULE}")
     skipped = tuple(path for index, path in enumerate(paths) if index not in decodable)
     return DatasetFiles(tuple(path for index, path in enumerate(paths) if index in decodable), skipped)
 
@@ -41,11 +43,14 @@ def _decodable_indices(paths):
     """The indices of the files image_io.decode reads, decoding them once, in parallel, inside tf.data."""
 
     def check(index, path):
-        return index, tf.shape(image_io.decode(tf.io.read_file(path)))  # the shape keeps the decode
+        shape = tf.shape(image_io.decode(tf.io.read_file(path)))
+        too_small = tf.reduce_min(shape[:2]) < files.MIN_IMAGE_SIDE
+        return index, tf.where(too_small, -1, 1)  # the shape keeps the decode
+
 
     indices = tf.data.Dataset.from_tensor_slices((tf.range(len(paths)), list(paths)))
     indices = indices.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False).ignore_errors()
-    return {int(index) for index, _ in indices.as_numpy_iterator()}
+    return {int(index) for index, usable in indices.as_numpy_iterator() if usable > 0}
 
 
 def load_style(config):

@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 
+from tf_nst import files
 from tf_nst import torch_legacy
 from tf_nst.errors import UserInputError
 
@@ -105,15 +106,8 @@ def write_keras_weights(path, layers):
     model = keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
     for name, kernel, bias in layers:
         model.get_layer(name).set_weights([kernel, bias])
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    temp = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    try:
+    with files.atomic_output(path) as temp:
         model.save_weights(temp)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
 
 
 def resolve(backbone, weights):

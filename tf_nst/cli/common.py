@@ -5,12 +5,16 @@ before TensorFlow spends seconds loading.
 """
 
 import contextlib
+import functools
+import math
 import os
 import sys
 
 from absl import flags
 
+from tf_nst import signals
 from tf_nst.errors import UserInputError
+from tf_nst.errors import WriteError
 
 # Slowdowns measured on the 2-core development CPU (issue 13): 40 steps at 256 px took 241 s in
 # mixed_bfloat16 against 26 s in float32 without native bf16 instructions; XLA ran the step 2-8x slower.
@@ -25,8 +29,34 @@ def warn(message):
     print(f"tf-nst: warning: {message}", file=sys.stderr, flush=True)
 
 
+def require_finite_floats():
+    """Registers one validator on every float flag defined so far: nan and inf are not numbers here.
+
+    absl's bounds let them through (nan compares false with any bound), and a nan loss weight used to give a
+    black image with exit status 0; numbers past float32's range become inf in the graph. parse_flags calls
+    this, so every command's float flags get it.
+    """
+    for name, flag in flags.FLAGS._flags().items():  # pylint: disable=protected-access
+        if isinstance(flag.parser, flags.FloatParser) and name not in _FINITE_CHECKED:
+            _FINITE_CHECKED.add(name)
+            flags.register_validator(name, functools.partial(_finite, name))
+
+
+_FINITE_CHECKED = set()
+# Values are computed in float32, where anything larger is inf.
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _finite(name, value):
+    if value is not None and not (math.isfinite(value) and abs(value) <= _FLOAT32_MAX):
+        raise flags.ValidationError(f"not a finite number (float32: at most 3.4e38); give a number such as "
+                                    f"--{name}={flags.FLAGS[name].default}")
+    return True
+
+
 def parse_flags(argv):
     """Parses flags; a bad flag is a one-line error and exit status 2 (absl's default is a usage dump)."""
+    require_finite_floats()
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
@@ -39,6 +69,7 @@ def parse_known_flags(argv):
 
     For a command that passes other flags on, as `batch` passes Beam's pipeline options.
     """
+    require_finite_floats()
     try:
         return flags.FLAGS(argv, known_only=True)
     except flags.Error as e:
@@ -47,18 +78,26 @@ def parse_known_flags(argv):
 
 
 def run_command(command, body, argv):
-    """Runs body() for `command`: a UserInputError becomes one line on stderr and exit status 2.
+    """Runs body() for `command`: a UserInputError becomes one line on stderr and exit status 2, a WriteError
+    (an output that could not be written) one line and status 1, SIGINT or SIGTERM one line and 128 + signal.
 
     Internal errors are not caught: they stay loud.
     """
     try:
-        if len(argv) > 1:
-            raise UserInputError(f"unexpected argument(s) {' '.join(argv[1:])!r} for `{command}`; the command "
-                                 "goes first (main.py COMMAND --flags) and every value is a --flag")
-        return body()
+        with signals.raising():
+            if len(argv) > 1:
+                raise UserInputError(f"unexpected argument(s) {' '.join(argv[1:])!r} for `{command}`; the "
+                                     "command goes first (main.py COMMAND --flags) and every value is a --flag")
+            return body()
     except UserInputError as e:
         error(e)
         return 2
+    except WriteError as e:
+        error(e)
+        return 1
+    except signals.Interrupted as e:
+        error(f"{command} interrupted by {e.name}; stopped, and its temporary files removed")
+        return 128 + e.signum
 
 
 def require_flags(command, *holders):

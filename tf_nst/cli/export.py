@@ -63,6 +63,10 @@ def _run():
         raise UserInputError(f"--model={_MODEL.value!r} is already a SavedModel; export takes a .keras stylizer "
                              "or its --train_dir (an exported version folder only with --format=litert)")
     model_path = _MODEL.value if is_saved_model else files.find_model(_MODEL.value)
+    if not is_saved_model:
+        files.check_writable(os.path.join(_EXPORT_DIR.value, _MODEL_NAME.value), "--export_dir")
+    if litert_output or (is_saved_model and _FORMAT.value == "litert"):
+        files.check_writable_files([litert_output or os.path.join(model_path, "model.tflite")], "the LiteRT model")
     common.import_tensorflow()
     from export import saved_model  # pylint: disable=import-outside-toplevel
 

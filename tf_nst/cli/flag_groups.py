@@ -5,6 +5,7 @@ shared flag's help ends with the commands that read it. Defaults come from tf_ns
 """
 
 import dataclasses
+import math
 import os
 
 from absl import flags
@@ -42,7 +43,8 @@ def valid_weights(weights, count):
         numbers = [float(w) for w in weights]
     except ValueError:
         return False
-    return len(numbers) == count and min(numbers) >= 0 and sum(numbers) > 0
+    finite = all(math.isfinite(number) for number in numbers)
+    return finite and len(numbers) == count and min(numbers) >= 0 and sum(numbers) > 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +109,7 @@ def _register_loss_network_validators():
     flags.register_multi_flags_validator(
         ["style_layers", "style_layer_weights"],
         lambda values: valid_weights(values["style_layer_weights"], len(values["style_layers"])),
-        message="--style_layer_weights needs one non-negative number per --style_layers entry, not all zero")
+        message="--style_layer_weights needs one finite, non-negative number per --style_layers entry, not all zero")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -67,6 +67,7 @@ def _check_paths():
     files.read_image(_STYLE.value)
     if os.path.exists(_TRAIN_DIR.value) and not os.path.isdir(_TRAIN_DIR.value):
         raise UserInputError(f"--train_dir {_TRAIN_DIR.value!r} is a file; give a directory")
+    files.check_writable(_TRAIN_DIR.value, "--train_dir")
 
 
 def _train_config():

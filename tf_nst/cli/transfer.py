@@ -12,6 +12,8 @@ from absl import flags
 from tf_nst import SAMPLES_DIR
 from tf_nst import defaults
 from tf_nst import files
+from tf_nst import memory
+from tf_nst import signals
 from tf_nst.cli import common
 from tf_nst.cli import flag_groups
 from tf_nst.errors import UserInputError
@@ -23,8 +25,9 @@ _STYLE = flag_groups.define_style()
 _OUTPUT = flag_groups.define_output()
 _OVERWRITE = flag_groups.define_overwrite()
 _IMAGE_SIZE = flags.DEFINE_integer(
-    "image_size", defaults.IMAGE_SIZE, "Longer side of the output in pixels; the content image is resized to it.",
-    lower_bound=16)
+    "image_size", defaults.IMAGE_SIZE, "Longer side of the output in pixels; the content image is resized to it. "
+    "A size whose untiled run would not fit in this machine's memory is refused with the --tile_size that fits.",
+    lower_bound=16, upper_bound=defaults.MAX_IMAGE_SIZE)
 _NETWORK = flag_groups.define_loss_network()
 _WEIGHTS = flag_groups.define_loss_weights()
 _SEED = flag_groups.define_seed()
@@ -80,7 +83,7 @@ flags.register_validator(
 flags.register_multi_flags_validator(
     ["style", "style_blend_weights"],
     lambda values: flag_groups.valid_weights(values["style_blend_weights"], len(values["style"].split(","))),
-    message="--style_blend_weights needs one non-negative number per --style file, not all zero")
+    message="--style_blend_weights needs one finite, non-negative number per --style file, not all zero")
 
 
 @flags.multi_flags_validator(["tile_size", "tile_overlap"])
@@ -112,6 +115,7 @@ class _Inputs:
         self.paths = (_CONTENT.value, *self.style_paths, init_path, *(_CONTENT_MASK.value or ()),
                       *(_STYLE_MASKS.value or ()))
         files.check_output_path(_OUTPUT.value, self.paths, _OVERWRITE.value)
+        files.check_writable_files([_OUTPUT.value], "--output")
 
 
 def _read_masks(holder, images, kind):
@@ -204,8 +208,29 @@ class _ProgressReporter:
                   f"{1000 * per_step:.0f} ms/step  eta {eta:.0f}s", flush=True)
 
 
+def _check_memory(content):
+    """Refuses, before anything is built, a run whose estimated peak memory exceeds what is available."""
+    height, width = content.shape[:2]
+    scale = _IMAGE_SIZE.value / max(height, width)
+    height, width = max(1, round(height * scale)), max(1, round(width * scale))
+    optimizer, history, tile_size = _OPTIMIZER.value, _LBFGS_HISTORY.value, _TILE_SIZE.value or None
+    fits, needed, available = memory.fits(height, width, optimizer, history, tile_size, memory.available_bytes())
+    if fits:
+        return
+    tiled = f"in tiles of {tile_size} px" if tile_size and max(height, width) > tile_size else "untiled"
+    tile = memory.fitting_tile_size(height, width, optimizer, history, available)
+    from tf_nst import tiling  # pylint: disable=import-outside-toplevel  # NumPy only
+
+    usable = tile and tile >= tiling.MIN_TILE_SIZE and tile > 2 * _TILE_OVERLAP.value
+    advice = f"pass --tile_size={tile}" if usable else "lower --image_size"
+    raise UserInputError(
+        f"--image_size={_IMAGE_SIZE.value} ({width}x{height} px, {tiled}, {optimizer}) needs about "
+        f"{needed / 1e9:.1f} GB by tf_nst's estimate but {available / 1e9:.1f} GB is available; {advice}")
+
+
 def _run():
     inputs = _Inputs()  # before TensorFlow: a bad path or image is reported at once
+    _check_memory(inputs.content)
     common.import_tensorflow()
     from tf_nst import api, image_io, optimize, vgg  # pylint: disable=import-outside-toplevel
 
@@ -225,11 +250,29 @@ def _run():
           f"scale(s){tiles}, {len(styles)} style(s), {extractor_config.precision}"
           f"{' with XLA' if config.jit_compile else ''}, {extractor_config.backbone} ({extractor_config.weights}) "
           f"on {common.device_name()}", flush=True)
-    result = optimize.transfer(extractor, content, styles, config, extractor_config.style_layers,
-                               extractor_config.content_layers, callback=reporter, tile_callback=reporter.on_tile)
+    with signals.StopSignals() as stop:  # Ctrl-C: finish the step, keep the image
+        try:
+            result = optimize.transfer(extractor, content, styles, config, extractor_config.style_layers,
+                                       extractor_config.content_layers, callback=reporter,
+                                       tile_callback=reporter.on_tile, should_stop=stop.requested)
+        except optimize.TransferStopped as e:
+            return _write_stopped(e, total_steps, stop.signum)
     image_io.write_image(_OUTPUT.value, result)
     print(f"tf-nst: wrote {_OUTPUT.value}", flush=True)
     return 0
+
+
+def _write_stopped(stopped, total_steps, signum):
+    """Writes the best image of a run that stopped early; returns the exit status (128 + signal, or 1)."""
+    from tf_nst import image_io  # pylint: disable=import-outside-toplevel
+
+    image_io.write_image(_OUTPUT.value, stopped.image)
+    if stopped.reason == "requested":
+        print(f"tf-nst: interrupted at step {stopped.step} of {total_steps}; wrote {_OUTPUT.value}", flush=True)
+        return 128 + signum
+    common.error(f"the loss became non-finite (nan or inf) at step {stopped.step} of {total_steps}; stopped and "
+                 f"wrote the last finite image to {_OUTPUT.value}; lower --learning_rate or the loss weights")
+    return 1
 
 
 def main(argv):

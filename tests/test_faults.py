@@ -1,0 +1,384 @@
+"""Fault injection through `main.py`: every fault is one line on stderr, the documented exit status, and no
+half-written file or temporary left behind. Grow it with every new writer.
+
+Tests run as root, so a read-only or denied folder is simulated by patching the writers inside the command's
+own process (FAULT_SETUP, run before main); a folder beneath a regular file (ENOTDIR) is real.
+"""
+
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = ["--weights=none", "--image_size=32", "--num_steps=2"]
+
+# Runs FAULT_SETUP (Python, may patch anything), then the command; prints whether TensorFlow was imported.
+_DRIVER = """
+import os, sys
+exec(os.environ.get("FAULT_SETUP", ""))
+import main
+try:
+    status = main.main(sys.argv[1:])
+except SystemExit as e:
+    status = e.code
+print("tensorflow-loaded" if "tensorflow" in sys.modules else "tensorflow-not-loaded")
+sys.exit(status)
+"""
+
+# Makes the writer `os.<name>` fail with `code` for destinations whose path contains `marker`.
+_FAIL_OS_CALL = """
+import errno, os
+_real = getattr(os, {name!r})
+def _failing(*args, **kwargs):
+    if {marker!r} in str(args[-1] if {name!r} in ("replace", "rename") else args[0]):
+        raise OSError(errno.{code}, os.strerror(errno.{code}), str(args[-1]))
+    return _real(*args, **kwargs)
+setattr(os, {name!r}, _failing)
+"""
+
+# Makes files.check_writable's probe fail with `code` (root can write where users cannot).
+_FAIL_PROBE = """
+import builtins, errno, os
+import tf_nst.files
+def _open(path, *args, **kwargs):
+    if str(path).endswith(".probe"):
+        raise OSError(errno.{code}, os.strerror(errno.{code}), str(path))
+    return builtins.open(path, *args, **kwargs)
+tf_nst.files.open = _open
+"""
+
+
+def run_main(*args, setup="", umask=None, timeout=300):
+    return subprocess.run([sys.executable, "-c", _DRIVER, "main.py", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, check=False, env={**os.environ, "FAULT_SETUP": setup},
+                          preexec_fn=None if umask is None else lambda: os.umask(umask))
+
+
+def error_line(result, status, *fragments):
+    """The one stderr line of a failed run, checked: `tf-nst: error: ...`, the status, the fragments."""
+    assert result.returncode == status, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tf-nst: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def leftovers(folder):
+    """Every temporary name under folder (the probe's and the atomic writers')."""
+    return [os.path.join(root, name) for root, dirs, names in os.walk(folder) for name in names + dirs
+            if name.startswith(".tmp-") or name.endswith("_temp")]
+
+
+@pytest.fixture(scope="module")
+def stylizer(tmp_path_factory):
+    """An untrained slim stylizer file (TensorFlow is loaded here, once)."""
+    import keras  # pylint: disable=import-outside-toplevel
+
+    from tf_nst import transformer  # pylint: disable=import-outside-toplevel
+
+    path = str(tmp_path_factory.mktemp("model") / "stylizer.keras")
+    keras.utils.set_random_seed(0)
+    transformer.build_transformer(width_multiplier=0.25).save(path)
+    return path
+
+
+@pytest.fixture
+def blocked(tmp_path):
+    """A regular file: any output path beneath it fails with ENOTDIR, even for root."""
+    path = tmp_path / "a_file"
+    path.write_bytes(b"x")
+    return str(path)
+
+
+# --- 1. Writability is proven before the work -----------------------------------------------------------
+
+def _command_args(command, tmp_path, image_files, blocked):
+    (tmp_path / "data").mkdir(exist_ok=True)
+    Image.open(image_files["content"]).save(tmp_path / "data" / "photo.png")
+    fake_model = tmp_path / "m.keras"
+    fake_model.write_bytes(b"not opened before the check")
+    (tmp_path / "sm").mkdir(exist_ok=True)
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(b"")
+    out = f"{blocked}/sub"
+    return {
+        "transfer": ["transfer", f"--content={image_files['content']}", f"--output={out}/o.png", *FAST],
+        "train": ["train", f"--dataset_dir={tmp_path / 'data'}", f"--style={image_files['style']}",
+                  f"--train_dir={out}", "--weights=none"],
+        "stylize": ["stylize", f"--model={fake_model}", f"--input={tmp_path / 'data'}", f"--output_dir={out}"],
+        "export": ["export", f"--model={fake_model}", f"--export_dir={out}"],
+        "serve-request": ["serve-request", f"--input={tmp_path / 'data'}", f"--output_dir={out}"],
+        "batch": ["batch", f"--model={tmp_path / 'sm'}", f"--input={tmp_path / 'data'}", f"--output_dir={out}"],
+    }[command]
+
+
+@pytest.mark.parametrize("command", ["transfer", "train", "stylize", "export", "serve-request", "batch"])
+def test_an_output_below_a_file_fails_before_tensorflow_loads(command, tmp_path, image_files, blocked):
+    result = run_main(*_command_args(command, tmp_path, image_files, blocked))
+    assert result.stdout.split() == ["tensorflow-not-loaded"], result.stdout
+    error_line(result, 2, "cannot write", f"{blocked}/sub", "Not a directory")
+    assert os.path.isfile(blocked)
+
+
+@pytest.mark.parametrize("code,cause", [("EACCES", "Permission denied"), ("EROFS", "Read-only file system")])
+def test_a_denied_or_read_only_folder_fails_before_tensorflow_loads(code, cause, tmp_path, image_files):
+    out = tmp_path / "ro"
+    result = run_main("transfer", f"--content={image_files['content']}", f"--output={out}/o.png", *FAST,
+                      setup=_FAIL_PROBE.format(code=code))
+    assert result.stdout.split() == ["tensorflow-not-loaded"]
+    error_line(result, 2, f"cannot write --output to {str(out)!r}", cause)
+    assert not leftovers(tmp_path)
+
+
+# --- 2. Faults at write time: one line, exit 1, nothing half-written ----------------------------------------
+
+@pytest.mark.parametrize("code,cause", [("ENOSPC", "No space left on device"), ("EROFS", "Read-only")])
+def test_a_fault_at_the_final_write_of_transfer(code, cause, tmp_path, image_files):
+    out = tmp_path / "o.png"
+    result = run_main("transfer", f"--content={image_files['content']}", f"--output={out}", *FAST,
+                      setup=_FAIL_OS_CALL.format(name="replace", marker="o.png", code=code))
+    error_line(result, 1, f"cannot write {str(out)!r}", cause)
+    assert os.listdir(tmp_path) == []  # no output, no temporary
+
+
+def test_a_full_disk_during_stylize(tmp_path, image_files, stylizer):
+    result = run_main("stylize", f"--model={stylizer}", f"--input={image_files['content']}",
+                      f"--output_dir={tmp_path / 'out'}",
+                      setup=_FAIL_OS_CALL.format(name="replace", marker="out", code="ENOSPC"))
+    error_line(result, 1, "No space left on device", str(tmp_path / "out"))
+    assert os.listdir(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("call,marker,fragment", [
+    ("rename", os.sep + "1", "stylizer/1'"),  # the version folder
+    ("replace", "models.config", "models.config"),  # the server config, written after it
+])
+def test_a_full_disk_during_export(call, marker, fragment, tmp_path, stylizer):
+    exports = tmp_path / "exports"
+    result = run_main("export", f"--model={stylizer}", f"--export_dir={exports}",
+                      setup=_FAIL_OS_CALL.format(name=call, marker=marker, code="ENOSPC"))
+    error_line(result, 1, fragment, "No space left on device")
+    assert not leftovers(exports)
+    assert not os.path.exists(exports / "models.config")
+
+
+_FAIL_SECOND_CHECKPOINT = """
+import os
+from tf_nst.cli import common
+common.import_tensorflow()  # quietly, as the command does
+import tensorflow as tf
+_save = tf.train.CheckpointManager.save
+_calls = []
+def _save_or_fail(self, checkpoint_number=None, **kwargs):
+    _calls.append(checkpoint_number)
+    if len(_calls) == 2:  # as SaveV2 on a full disk: a temp folder left, then the error
+        os.makedirs(os.path.join(self.directory, f"ckpt-{int(checkpoint_number)}_temp", "part-0"))
+        raise tf.errors.ResourceExhaustedError(None, None, "No space left on device [Op:SaveV2]")
+    return _save(self, checkpoint_number=checkpoint_number, **kwargs)
+tf.train.CheckpointManager.save = _save_or_fail
+"""
+
+
+def test_a_full_disk_during_train_keeps_the_last_good_checkpoint(tmp_path, image_files):
+    (tmp_path / "data").mkdir()
+    Image.open(image_files["content"]).save(tmp_path / "data" / "photo.png")
+    run = tmp_path / "run"
+    result = run_main("train", f"--dataset_dir={tmp_path / 'data'}", f"--style={image_files['style']}",
+                      f"--train_dir={run}", "--weights=none", "--train_image_size=32", "--train_style_size=32",
+                      "--batch_size=1", "--num_train_steps=3", "--checkpoint_every=1", "--width_multiplier=0.25",
+                      "--summary_every=0", setup=_FAIL_SECOND_CHECKPOINT)
+    line = error_line(result, 1, "ckpt-2", "No space left on device", "last good checkpoint", "ckpt-1")
+    assert "resume" in line
+    assert not leftovers(run)
+    assert os.path.isfile(run / "ckpt-1.index") and not os.path.exists(run / "stylizer.keras")
+
+
+# --- 4. Ctrl-C and SIGTERM -----------------------------------------------------------------------------------
+
+def test_ctrl_c_during_transfer_writes_the_image_so_far(tmp_path, image_files):
+    out = tmp_path / "o.png"
+    process = subprocess.Popen(
+        [sys.executable, "main.py", f"--content={image_files['content']}", f"--output={out}", "--weights=none",
+         "--image_size=48", "--num_steps=5000", "--print_every=1"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(240, process.kill)
+    watchdog.start()
+    try:
+        for line in process.stdout:
+            if line.startswith("step ") and int(line.split()[1].split("/")[0]) >= 3:
+                process.send_signal(signal.SIGINT)
+                break
+        stdout, stderr = process.communicate()
+    finally:
+        watchdog.cancel()
+    assert process.returncode == 130, stderr
+    assert stderr == "" and "Traceback" not in stdout
+    last = stdout.strip().splitlines()[-1]
+    assert last.startswith("tf-nst: interrupted at step ") and last.endswith(f" of 5000; wrote {out}"), last
+    assert Image.open(out).size == (48, 32)
+    assert os.listdir(tmp_path) == ["o.png"]
+
+
+def test_sigterm_while_waiting_for_the_server_is_one_line(tmp_path, image_files):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "main.py", "serve-request", f"--input={image_files['content']}", f"--output_dir={out}",
+         f"--server=127.0.0.1:{listener.getsockname()[1]}"], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    listener.settimeout(60)
+    connection, _ = listener.accept()  # the request is in flight; the server never answers
+    process.send_signal(signal.SIGTERM)
+    try:
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        connection.close()
+        listener.close()
+    assert process.returncode == 143
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "serve-request interrupted by SIGTERM" in lines[0], stderr
+    assert not os.path.exists(out) or os.listdir(out) == []
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
+    from tf_nst import files  # pylint: disable=import-outside-toplevel
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    (tmp_path / f".tmp-{dead}-abc-o.png").write_bytes(b"half")
+    (tmp_path / f".tmp-{dead}-def-1").mkdir()
+    (tmp_path / f".tmp-{dead}-def-1" / "saved_model.pb").write_bytes(b"half")
+    mine = tmp_path / f".tmp-{os.getpid()}-ghi-o.png"  # a live process's: kept
+    mine.write_bytes(b"in progress")
+    (tmp_path / ".tmp-notapid").write_bytes(b"not ours")
+    files.check_writable(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == sorted([".tmp-notapid", mine.name])
+
+
+# --- 5. Numbers that are not numbers ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    ["--style_weight=nan"], ["--style_weight=inf"], ["--content_weight=nan"], ["--learning_rate=inf"],
+    ["--style_scale=inf"], ["--scale_factor=nan"], ["--tv_weight=1e39"], ["--style_layer_weights=1,1,1,1,inf"],
+    ["train", "--width_multiplier=nan"], ["train", "--train_learning_rate=inf"], ["batch", "--strength=nan"],
+])
+def test_non_finite_float_flags_are_one_line(args):
+    result = run_main(*args)
+    name = args[-1].split("=")[0]
+    error_line(result, 2, name)
+    assert result.stdout.split() == ["tensorflow-not-loaded"]
+
+
+def test_a_run_too_large_for_memory_suggests_a_tile_size(tmp_path, image_files):
+    result = run_main(f"--content={image_files['content']}", f"--output={tmp_path / 'o.png'}", "--weights=none",
+                      "--image_size=10000")
+    line = error_line(result, 2, "--image_size=10000", "untiled", "GB is available", "--tile_size=")
+    assert result.stdout.split() == ["tensorflow-not-loaded"]
+    error_line(run_main("--image_size=10001"), 2, "10001", "[16, 10000]")
+    tile = int(line.rsplit("--tile_size=", 1)[1])
+    from tf_nst import memory  # pylint: disable=import-outside-toplevel
+
+    assert memory.fits(6652, 10000, "lbfgs", 100, tile, memory.available_bytes())[0]
+
+
+_NAN_AT_STEP_3 = """
+import tf_nst.progress
+_step = tf_nst.progress.Progress.step
+def _nan_at_3(self, total, terms, image):
+    return _step(self, float("nan") if self._steps == 2 else total, terms, image)
+tf_nst.progress.Progress.step = _nan_at_3
+"""
+
+
+def test_a_loss_that_turns_nan_stops_and_keeps_the_last_finite_image(tmp_path, image_files):
+    out = tmp_path / "o.png"
+    result = run_main(f"--content={image_files['content']}", f"--output={out}", "--weights=none",
+                      "--image_size=48", "--num_steps=5", "--optimizer=adam", setup=_NAN_AT_STEP_3)
+    error_line(result, 1, "non-finite", "at step 3 of 5", "last finite image", str(out))
+    image = np.asarray(Image.open(out), np.float32)
+    assert image.shape == (32, 48, 3) and image.std() > 10  # the content after 2 steps, not a black image
+    assert os.listdir(tmp_path) == ["o.png"]
+
+
+# --- 7. One minimum side for every input image ---------------------------------------------------------------
+
+def test_one_minimum_side_for_transfer_stylize_and_training(tmp_path, image_files):
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (1, 1), (200, 100, 50)).save(tiny)
+    rule = "is 1x1 px; tf_nst needs at least 16 px on each side of an input image"
+    (tmp_path / "data").mkdir()
+    Image.open(image_files["content"]).save(tmp_path / "data" / "photo.png")
+    for args in (["transfer", f"--content={tiny}", f"--output={tmp_path / 'o.png'}", *FAST],
+                 ["transfer", f"--style={tiny}", f"--output={tmp_path / 'o.png'}", *FAST],
+                 ["train", f"--dataset_dir={tmp_path / 'data'}", f"--style={tiny}", f"--train_dir={tmp_path / 'r'}"]):
+        error_line(run_main(*args), 2, rule)
+    from tf_nst import files, train_data  # pylint: disable=import-outside-toplevel
+
+    Image.new("RGB", (15, 40)).save(tmp_path / "data" / "thin.png")
+    found = train_data.find_images(str(tmp_path / "data"))
+    assert [os.path.basename(path) for path in found.skipped] == ["thin.png"]
+    assert files.MIN_IMAGE_SIDE == 16
+
+
+# --- 3. Permissions: what a plain open()/mkdir() would give under the umask ------------------------------------
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_export_outputs_get_the_umask_modes(umask, tmp_path, stylizer):
+    exports = tmp_path / "exports"
+    result = run_main("export", f"--model={stylizer}", f"--export_dir={exports}", umask=umask)
+    assert result.returncode == 0, result.stderr
+    mode = lambda path: os.stat(path).st_mode & 0o777
+    assert mode(exports / "stylizer" / "1") == 0o777 & ~umask  # mkdtemp alone gives 0o700
+    for name in ("models.config", "batching_parameters.txt"):
+        assert mode(exports / name) == 0o666 & ~umask  # mkstemp alone gives 0o600
+    assert mode(exports / "stylizer" / "1" / "saved_model.pb") == 0o666 & ~umask
+    assert not leftovers(exports)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_files_and_folders_get_the_umask_modes(umask, tmp_path):
+    script = (f"import os; os.umask({umask}); from tf_nst import files\n"
+              f"with files.atomic_output({str(tmp_path / 'stylizer.keras')!r}) as temp:\n"
+              "    open(temp, 'wb').write(b'model')\n"
+              f"with files.atomic_output({str(tmp_path / 'folder')!r}, directory=True) as temp:\n"
+              "    open(os.path.join(temp, 'inside'), 'wb').write(b'x')\n")
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True)
+    assert os.stat(tmp_path / "stylizer.keras").st_mode & 0o777 == 0o666 & ~umask
+    assert os.stat(tmp_path / "folder").st_mode & 0o777 == 0o777 & ~umask
+    assert sorted(os.listdir(tmp_path)) == ["folder", "stylizer.keras"]
+
+
+@pytest.mark.parametrize("directory", [False, True])
+def test_an_interrupted_atomic_write_leaves_nothing(directory, tmp_path):
+    from tf_nst import files, signals  # pylint: disable=import-outside-toplevel
+
+    with pytest.raises(signals.Interrupted):
+        with files.atomic_output(str(tmp_path / "out" / "result"), directory=directory) as temp:
+            with open(os.path.join(temp, "part") if directory else temp, "wb") as f:
+                f.write(b"half")
+            raise signals.Interrupted(signal.SIGINT)  # as the handler raises it mid-write
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_a_write_fault_is_a_write_error_naming_the_path_and_cause(tmp_path, monkeypatch):
+    from tf_nst import files  # pylint: disable=import-outside-toplevel
+    from tf_nst.errors import WriteError  # pylint: disable=import-outside-toplevel
+
+    def full_disk(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), args[-1])
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(WriteError, match=r"cannot write '.*data\.bin': No space left on device"):
+        files.write_file(str(tmp_path / "data.bin"), b"x" * 1000)
+    assert os.listdir(tmp_path) == []

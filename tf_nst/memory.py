@@ -1,0 +1,72 @@
+"""How much memory an untiled per-image transfer will need, and what the machine has: checked before any
+model is built, so that a run too large for this machine stops at once with the --tile_size that fits.
+
+No TensorFlow here.
+"""
+
+import math
+import os
+
+# Peak RSS of the command line (pooled CPU allocator) fitted to BENCHMARKS.md's per-image runs at 256 and
+# 512 px: Adam 1053 and 2312 MB, L-BFGS (100 pairs) 1340 and 3472 MB, i.e. about 630 MB of TensorFlow, the
+# model and the images, plus 6.4 KB per output pixel (VGG activations and gradients) and, for L-BFGS, 44 B
+# per pixel per curvature pair. Against the measured 5809 MB of an untiled 1024x681 L-BFGS run (default
+# allocator) it says 8.2 GB: it errs on the safe side.
+BASE_BYTES = 630e6
+BYTES_PER_PIXEL = 6404.0
+LBFGS_BYTES_PER_PIXEL_PER_PAIR = 44.4
+# A tiled run also keeps a few float copies of the whole image (result, start, content): 4 x 12 bytes.
+TILED_BYTES_PER_PIXEL = 48.0
+# Use at most this share of the available memory (other processes, fragmentation).
+HEADROOM = 0.9
+
+
+def per_pixel_bytes(optimizer, lbfgs_history):
+    extra = LBFGS_BYTES_PER_PIXEL_PER_PAIR * lbfgs_history if optimizer == "lbfgs" else 0.0
+    return BYTES_PER_PIXEL + extra
+
+
+def estimate_peak_bytes(height, width, optimizer, lbfgs_history, tile_size=None):
+    """Estimated peak memory of a transfer at height x width px, whole or in tile_size tiles."""
+    per_pixel = per_pixel_bytes(optimizer, lbfgs_history)
+    if tile_size and max(height, width) > tile_size:
+        tile_pixels = min(height, tile_size) * min(width, tile_size)
+        return BASE_BYTES + tile_pixels * per_pixel + height * width * TILED_BYTES_PER_PIXEL
+    return BASE_BYTES + height * width * per_pixel
+
+
+def fitting_tile_size(height, width, optimizer, lbfgs_history, available, multiple=32):
+    """The largest tile size (a multiple of `multiple`) whose tiled run fits in `available` bytes, or None."""
+    budget = HEADROOM * available - BASE_BYTES - height * width * TILED_BYTES_PER_PIXEL
+    if budget <= 0:
+        return None
+    side = int(math.sqrt(budget / per_pixel_bytes(optimizer, lbfgs_history)))
+    return side - side % multiple or None
+
+
+def available_bytes(meminfo="/proc/meminfo", cgroup_dir="/sys/fs/cgroup"):
+    """MemAvailable from /proc/meminfo, lowered to what a cgroup v2 memory limit leaves; None if unknown."""
+    available = None
+    try:
+        with open(meminfo, encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    try:
+        with open(os.path.join(cgroup_dir, "memory.max"), encoding="ascii") as f:
+            limit = f.read().strip()
+        with open(os.path.join(cgroup_dir, "memory.current"), encoding="ascii") as f:
+            current = int(f.read().strip())
+        if limit.isdigit() and available is not None:
+            available = min(available, int(limit) - current)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def fits(height, width, optimizer, lbfgs_history, tile_size=None, available=None):
+    """(fits, estimated bytes, available bytes or None): whether the estimate is within HEADROOM of what is free."""
+    needed = estimate_peak_bytes(height, width, optimizer, lbfgs_history, tile_size)
+    return (available is None or needed <= HEADROOM * available), needed, available

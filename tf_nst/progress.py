@@ -1,0 +1,58 @@
+"""The step counter of a per-image transfer: it reports every step, stops the run when asked to (Ctrl-C) or
+when the loss stops being a number, and keeps the last image whose loss and pixels were finite.
+"""
+
+import numpy as np
+
+
+class TransferStopped(Exception):
+    """optimize.transfer stopped before its last step.
+
+    Attributes:
+      step: the step at which it stopped (counted as count_steps counts, from 1).
+      reason: "requested" (the caller's should_stop) or "non-finite" (the loss or the pixels at `step`).
+      image: the best image so far, [H, W, 3] uint8 at the output size: the last one whose loss and pixels were
+        finite, tiles done so far blended in; set by optimize.transfer.
+    """
+
+    def __init__(self, step, reason):
+        super().__init__(f"transfer stopped at step {step}: {reason}")
+        self.step = step
+        self.reason = reason
+        self.image = None
+        self.partial = None  # [1, h, w, 3] float at the current scale, set where the tiles are known
+
+
+class Progress:
+    """Counts the steps across scales and tiles and passes them, and the tiles, to the caller's callbacks."""
+
+    def __init__(self, callback=None, tile_callback=None, should_stop=None):
+        self._callback = callback
+        self._tile_callback = tile_callback
+        self._should_stop = should_stop
+        self._steps = 0
+        self.last_good = None  # [1, h, w, 3] float32 NumPy: the image being optimised, last known finite
+
+    def begin(self, image):
+        """Called with the start of every whole scale or tile ([1, h, w, 3])."""
+        self.last_good = np.array(image, np.float32)
+
+    def step(self, total, terms, image):
+        """After each step: `total` and `terms` were evaluated in it, `image` is the variable it updated.
+
+        Raises:
+          TransferStopped: the loss or the image is not finite, or should_stop() says stop (after the step).
+        """
+        self._steps += 1
+        pixels = image.numpy()
+        if not (np.isfinite(float(total)) and np.isfinite(pixels).all()):
+            raise TransferStopped(self._steps, "non-finite")
+        self.last_good = pixels
+        if self._callback is not None:
+            self._callback(self._steps, {"total": total, **terms}, image)
+        if self._should_stop is not None and self._should_stop():
+            raise TransferStopped(self._steps, "requested")
+
+    def tile(self, index, num_tiles):
+        if self._tile_callback is not None:
+            self._tile_callback(index, num_tiles)
