@@ -133,21 +133,23 @@ def test_adam_changes_the_image_and_the_callback_sees_every_step():
 
 
 def test_adam_clips_the_variable_itself_to_the_pixel_range():
-    """Guards Adam's clip: the optimised variable stays in [0, 255] before any uint8 conversion (a step of 50
-    grey levels from pixels near 0 and 255 would leave the range without it)."""
+    """Guards Adam's clip: the optimised variable stays in [0, 255] before any uint8 conversion. Adam's first
+    step moves every pixel by about the learning rate, so from mid-grey a step of 300 grey levels leaves the
+    range in both directions without the clip."""
     config = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block1_conv1",),
                                  content_layers=("block2_conv1",))
     extractor = vgg.build_extractor(config)
-    rng = np.random.default_rng(0)
-    content = rng.choice([0.0, 255.0], size=(24, 20, 3))
-    style = rng.uniform(0, 255, (16, 16, 3))
+    content = np.full((24, 20, 3), 128.0)
+    style = np.random.default_rng(0).uniform(0, 255, (16, 16, 3))
     ranges = []
     optimize.transfer(
-        extractor, content, style, optimize.TransferConfig(num_steps=3, optimizer="adam", learning_rate=50.0),
+        extractor, content, style,
+        optimize.TransferConfig(num_steps=3, optimizer="adam", learning_rate=300.0,
+                                loss_weights=losses.LossWeights(tv=0.0)),
         config.style_layers, config.content_layers,
         callback=lambda step, terms, image: ranges.append((float(tf.reduce_min(image)), float(tf.reduce_max(image)))))
     assert all(0.0 <= low and high <= 255.0 for low, high in ranges), ranges
-    assert ranges[0][0] == 0.0, ranges  # the first step pushed dark pixels below 0, and the clip held them
+    assert ranges[0] == (0.0, 255.0), ranges  # the first step pushed pixels past both ends; the clip held them
 
 
 def test_each_finer_scale_starts_from_the_upsampled_coarser_result():
