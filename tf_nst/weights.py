@@ -106,8 +106,11 @@ def write_keras_weights(path, layers):
     model = keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
     for name, kernel, bias in layers:
         model.get_layer(name).set_weights([kernel, bias])
-    with files.atomic_output(path) as temp:
-        model.save_weights(temp)
+    try:
+        with files.atomic_output(path) as temp:
+            model.save_weights(temp)
+    except OSError as e:
+        raise files.write_error(path, e) from None
 
 
 def resolve(backbone, weights):
