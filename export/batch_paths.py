@@ -12,6 +12,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from tf_nst import files
+from tf_nst import outputs
 from tf_nst.errors import UserInputError
 
 _GLOB = re.compile(r"[*?[]")
@@ -102,10 +103,10 @@ def exists(path):
 def write_file(path, data):
     """Writes bytes under a temporary name, then renames it to `path`, so no reader sees half a file.
 
-    Local paths go through files.write_file: an atomic os.replace, the file modes the umask gives.
+    Local paths go through outputs.write_file: an atomic os.replace, the file modes the umask gives.
     """
     if is_local(path):
-        files.write_file(path, data)
+        outputs.write_file(path, data)
         return
     # On object stores (gs://, s3://) Beam's rename is the store's copy then delete: the output appears whole
     # or not at all, but the rename is two requests, and a temporary object can outlive a killed worker.

@@ -29,6 +29,7 @@ import tensorflow as tf
 from tf_nst import files
 from tf_nst import image_io
 from tf_nst import optional
+from tf_nst import outputs
 from tf_nst import stylize
 from tf_nst import transformer
 from tf_nst.errors import UserInputError
@@ -121,11 +122,11 @@ def export(model_or_path, export_dir, model_name="stylizer", version=None, max_s
     if not isinstance(model_or_path, keras.Model):
         model_or_path = stylize.load_stylizer(os.fspath(model_or_path))
     try:
-        with files.atomic_output(version_dir, directory=True) as temp_dir:
+        with outputs.atomic_output(version_dir, directory=True) as temp_dir:
             build_archive(model_or_path, config).write_out(temp_dir, verbose=False)
             write_warmup_requests(os.path.join(temp_dir, WARMUP_FILE), model_name)
     except (OSError, tf.errors.OpError) as e:
-        cause = files.describe_os_error(e) if isinstance(e, OSError) else e.message.strip().splitlines()[0]
+        cause = outputs.describe_os_error(e) if isinstance(e, OSError) else e.message.strip().splitlines()[0]
         raise WriteError(f"cannot write {version_dir!r}: {cause}; nothing was written there") from None
     write_server_config(export_dir, serving_root)
     return version_dir
@@ -321,4 +322,4 @@ def write_server_config(export_dir, serving_root=DEFAULT_SERVING_ROOT):
 
 
 def _write_text(path, text):
-    files.write_file(path, text.encode("utf-8"))
+    outputs.write_file(path, text.encode("utf-8"))

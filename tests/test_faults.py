@@ -44,15 +44,15 @@ def _failing(*args, **kwargs):
 setattr(os, {name!r}, _failing)
 """
 
-# Makes files.check_writable's probe fail with `code` (root can write where users cannot).
+# Makes outputs.check_writable's probe fail with `code` (root can write where users cannot).
 _FAIL_PROBE = """
 import builtins, errno, os
-import tf_nst.files
+import tf_nst.outputs
 def _open(path, *args, **kwargs):
     if str(path).endswith(".probe"):
         raise OSError(errno.{code}, os.strerror(errno.{code}), str(path))
     return builtins.open(path, *args, **kwargs)
-tf_nst.files.open = _open
+tf_nst.outputs.open = _open
 """
 
 
@@ -252,7 +252,7 @@ def test_sigterm_while_waiting_for_the_server_is_one_line(tmp_path, image_files)
 
 
 def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
-    from tf_nst import files  # pylint: disable=import-outside-toplevel
+    from tf_nst import outputs  # pylint: disable=import-outside-toplevel
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True).stdout.strip()
@@ -262,7 +262,7 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
     mine = tmp_path / f".tmp-{os.getpid()}-ghi-o.png"  # a live process's: kept
     mine.write_bytes(b"in progress")
     (tmp_path / ".tmp-notapid").write_bytes(b"not ours")
-    files.check_writable(str(tmp_path))
+    outputs.check_writable(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == sorted([".tmp-notapid", mine.name])
 
 
@@ -348,10 +348,10 @@ def test_export_outputs_get_the_umask_modes(umask, tmp_path, stylizer):
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_atomic_files_and_folders_get_the_umask_modes(umask, tmp_path):
-    script = (f"import os; os.umask({umask}); from tf_nst import files\n"
-              f"with files.atomic_output({str(tmp_path / 'stylizer.keras')!r}) as temp:\n"
+    script = (f"import os; os.umask({umask}); from tf_nst import outputs\n"
+              f"with outputs.atomic_output({str(tmp_path / 'stylizer.keras')!r}) as temp:\n"
               "    open(temp, 'wb').write(b'model')\n"
-              f"with files.atomic_output({str(tmp_path / 'folder')!r}, directory=True) as temp:\n"
+              f"with outputs.atomic_output({str(tmp_path / 'folder')!r}, directory=True) as temp:\n"
               "    open(os.path.join(temp, 'inside'), 'wb').write(b'x')\n")
     subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True)
     assert os.stat(tmp_path / "stylizer.keras").st_mode & 0o777 == 0o666 & ~umask
@@ -361,10 +361,10 @@ def test_atomic_files_and_folders_get_the_umask_modes(umask, tmp_path):
 
 @pytest.mark.parametrize("directory", [False, True])
 def test_an_interrupted_atomic_write_leaves_nothing(directory, tmp_path):
-    from tf_nst import files, signals  # pylint: disable=import-outside-toplevel
+    from tf_nst import outputs, signals  # pylint: disable=import-outside-toplevel
 
     with pytest.raises(signals.Interrupted):
-        with files.atomic_output(str(tmp_path / "out" / "result"), directory=directory) as temp:
+        with outputs.atomic_output(str(tmp_path / "out" / "result"), directory=directory) as temp:
             with open(os.path.join(temp, "part") if directory else temp, "wb") as f:
                 f.write(b"half")
             raise signals.Interrupted(signal.SIGINT)  # as the handler raises it mid-write
@@ -372,7 +372,7 @@ def test_an_interrupted_atomic_write_leaves_nothing(directory, tmp_path):
 
 
 def test_a_write_fault_is_a_write_error_naming_the_path_and_cause(tmp_path, monkeypatch):
-    from tf_nst import files  # pylint: disable=import-outside-toplevel
+    from tf_nst import outputs  # pylint: disable=import-outside-toplevel
     from tf_nst.errors import WriteError  # pylint: disable=import-outside-toplevel
 
     def full_disk(*args):
@@ -380,5 +380,5 @@ def test_a_write_fault_is_a_write_error_naming_the_path_and_cause(tmp_path, monk
 
     monkeypatch.setattr(os, "replace", full_disk)
     with pytest.raises(WriteError, match=r"cannot write '.*data\.bin': No space left on device"):
-        files.write_file(str(tmp_path / "data.bin"), b"x" * 1000)
+        outputs.write_file(str(tmp_path / "data.bin"), b"x" * 1000)
     assert os.listdir(tmp_path) == []

@@ -1,23 +1,18 @@
 """Files without TensorFlow: image files read with Pillow, input and output paths checked, folder runs planned
-and output names given, output folders proved writable, and atomic writes with the umask's permissions.
+and output names given. Writing them (atomic files, writability probes) is tf_nst/outputs.py.
 
 Nothing here imports TensorFlow, so the command line checks every path and input image before TensorFlow
-loads (about 5 s) and a mistake is reported at once. `image_io` re-exports the readers and write_file.
+loads (about 5 s) and a mistake is reported at once. `image_io` re-exports the readers.
 """
 
-import contextlib
 import io
 import os
-import re
-import secrets
-import shutil
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tf_nst.errors import UserInputError
-from tf_nst.errors import WriteError
 
 # Refuse images with more pixels than this before decoding them (a decompression bomb guard).
 MAX_PIXELS = 100_000_000
@@ -263,176 +258,3 @@ def list_images(folder):
         raise UserInputError(
             f"no image files under {folder!r}; expected files ending in {', '.join(IMAGE_EXTENSIONS)}")
     return paths
-
-
-# Temporary names start with this and the writing process's id, so that a later run can tell the leftovers
-# of a killed process (kill -9, power loss) from another live process's work, and remove them.
-TEMP_PREFIX = ".tmp-"
-_TEMP_NAME = re.compile(r"^\.tmp-(\d+)-")
-
-
-def temp_path(folder, suffix=""):
-    """A new temporary path in `folder`, named .tmp-<pid>-<random><suffix> (nothing is created)."""
-    return os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}{suffix}")
-
-
-def remove_stale_temps(folder):
-    """Removes the temporary files and folders in `folder` whose writing process is gone; returns them.
-
-    Only names made by temp_path are considered, and only when no process with their id runs here.
-    """
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return []
-    removed = []
-    for name in names:
-        match = _TEMP_NAME.match(name)
-        if not match or _process_alive(int(match.group(1))):
-            continue
-        path = os.path.join(folder, name)
-        try:
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
-                os.remove(path)
-            removed.append(path)
-        except OSError:
-            pass  # another run removed it first, or it is not ours to remove
-    return removed
-
-
-def _process_alive(pid):
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
-
-
-def describe_os_error(error):
-    """The cause of an OSError in words, with the path it names: 'Not a directory: 'a/b''."""
-    cause = error.strerror or type(error).__name__
-    return f"{cause}: {error.filename!r}" if error.filename else cause
-
-
-def check_writable(folder, what="outputs"):
-    """Proves, before any work, that files can be created in `folder`: creates it (and its parents), writes
-    and removes a probe file. Folders it had to create are removed again (the writers create them), so a
-    later user error leaves nothing behind. Also removes stale temporary files there (remove_stale_temps).
-
-    Raises:
-      UserInputError: the folder cannot be created or written; the message names it and the cause.
-    """
-    shown, folder = folder or ".", os.path.abspath(folder or ".")
-    created = _missing_folders(folder)
-    try:
-        os.makedirs(folder, exist_ok=True)
-        remove_stale_temps(folder)
-        probe = temp_path(folder, ".probe")
-        with open(probe, "xb"):
-            pass
-        os.remove(probe)
-    except OSError as e:
-        raise UserInputError(f"cannot write {what} to {shown!r} ({describe_os_error(e)}); choose a folder "
-                             "you can write to") from None
-    finally:
-        for path in created:  # deepest first
-            try:
-                os.rmdir(path)
-            except OSError:
-                pass  # never made, or another process wrote into it meanwhile
-
-
-def _missing_folders(folder):
-    """The folders from `folder` up to the first one that exists, deepest first."""
-    missing = []
-    while not os.path.lexists(folder) and os.path.dirname(folder) != folder:
-        missing.append(folder)
-        folder = os.path.dirname(folder)
-    return missing
-
-
-def check_writable_files(paths, what="outputs"):
-    """check_writable for the folder of every path in `paths`, each folder once."""
-    for folder in dict.fromkeys(os.path.dirname(path) or "." for path in paths):
-        check_writable(folder, what)
-
-
-def umask():
-    """The process umask, read from /proc where it can be (os.umask can only read it by changing it)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def atomic_output(path, directory=False):
-    """Yields a temporary path beside `path` to write a file (or, with `directory`, a folder) into; on success
-    gives it the mode a plain open()/mkdir() would (0o666/0o777 less the umask), fsyncs it and renames it to
-    `path`. On any failure or interruption the temporary is removed and the exception propagates.
-
-    A folder is never renamed over an existing one.
-    """
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    temp = temp_path(parent, "-" + os.path.basename(path))  # keeps every extension (.weights.h5) for writers
-    try:
-        if directory:
-            os.mkdir(temp)
-        yield temp
-        os.chmod(temp, (0o777 if directory else 0o666) & ~umask())
-        for file_path in _files_in(temp) if directory else (temp,):
-            _fsync(file_path)
-        if directory:
-            os.rename(temp, path)
-        else:
-            os.replace(temp, path)
-        _fsync(parent, os.O_RDONLY | os.O_DIRECTORY)
-    except BaseException:
-        if os.path.isdir(temp) and not os.path.islink(temp):
-            shutil.rmtree(temp, ignore_errors=True)
-        elif os.path.lexists(temp):
-            os.remove(temp)
-        raise
-
-
-def _files_in(folder):
-    return [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names]
-
-
-def _fsync(path, flags=os.O_RDONLY):
-    handle = os.open(path, flags)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
-def write_error(path, error):
-    """The WriteError for an OSError met while writing `path`."""
-    return WriteError(f"cannot write {path!r}: {describe_os_error(error)}; nothing was written there")
-
-
-def write_file(path, data):
-    """Writes bytes atomically (atomic_output): no reader ever sees half a file, and a failure leaves none.
-
-    Raises:
-      WriteError: the file could not be written (disk full, read-only, no permission); nothing is left.
-    """
-    try:
-        with atomic_output(path) as temp, open(temp, "wb") as f:
-            f.write(data)
-    except OSError as e:
-        raise write_error(path, e) from None

@@ -21,7 +21,7 @@ from tf_nst.files import WRITE_FORMATS
 from tf_nst.files import check_output_path  # pylint: disable=unused-import
 from tf_nst.files import read_image  # pylint: disable=unused-import
 from tf_nst.files import read_mask  # pylint: disable=unused-import
-from tf_nst.files import write_file
+from tf_nst.outputs import write_file
 
 # Keras VGG16/VGG19 ("caffe" mode): BGR channel order, ImageNet mean subtracted, no scaling.
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -237,7 +237,7 @@ def encoded_image_size(contents):
 
 
 def write_image(path, image):
-    """Writes an RGB image atomically (files.write_file); the format follows the extension.
+    """Writes an RGB image atomically (outputs.write_file); the format follows the extension.
 
     Args:
       path: the destination; its parent directory is created.

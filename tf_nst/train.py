@@ -15,10 +15,10 @@ import shutil
 import keras
 import tensorflow as tf
 
-from tf_nst import files
 from tf_nst import image_io
 from tf_nst import signals
 from tf_nst import losses
+from tf_nst import outputs
 from tf_nst import transformer
 from tf_nst.train_data import find_images
 from tf_nst.train_data import load_crop
@@ -285,10 +285,10 @@ class Trainer:
         model = _build_network(self.config, "float32")
         model.set_weights(self.model.get_weights())
         try:
-            with files.atomic_output(path) as temp_path:
+            with outputs.atomic_output(path) as temp_path:
                 model.save(temp_path)
         except OSError as e:
-            raise files.write_error(path, e) from None
+            raise outputs.write_error(path, e) from None
         return path
 
 
@@ -303,7 +303,7 @@ def _remove_partial_checkpoint(prefix):
 def _io_cause(error):
     """The cause of an OSError or a TensorFlow I/O error, in one line."""
     if isinstance(error, OSError):
-        return files.describe_os_error(error)
+        return outputs.describe_os_error(error)
     return (error.message or type(error).__name__).strip().splitlines()[0]
 
 

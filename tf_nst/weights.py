@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from tf_nst import files
+from tf_nst import outputs
 from tf_nst import torch_legacy
 from tf_nst.errors import UserInputError
 
@@ -107,10 +107,10 @@ def write_keras_weights(path, layers):
     for name, kernel, bias in layers:
         model.get_layer(name).set_weights([kernel, bias])
     try:
-        with files.atomic_output(path) as temp:
+        with outputs.atomic_output(path) as temp:
             model.save_weights(temp)
     except OSError as e:
-        raise files.write_error(path, e) from None
+        raise outputs.write_error(path, e) from None
 
 
 def resolve(backbone, weights):

@@ -16,8 +16,8 @@ import sys
 from absl import flags
 from absl import logging
 
-from tf_nst import files
 from tf_nst import optional
+from tf_nst import outputs
 from tf_nst.cli import common
 from tf_nst.cli import flag_groups
 from tf_nst.errors import UserInputError
@@ -61,7 +61,7 @@ def _check_flags(pipeline_args):
     inputs = batch_paths.plan_inputs(_INPUT.value)
     batch_paths.check_output_dir(inputs, _OUTPUT_DIR.value)
     if "://" not in _OUTPUT_DIR.value:  # a local --output_dir is proved writable first (_failures.jsonl, outputs)
-        files.check_writable(_OUTPUT_DIR.value, "--output_dir")
+        outputs.check_writable(_OUTPUT_DIR.value, "--output_dir")
 
 
 def _check_pipeline_options(pipeline_args):

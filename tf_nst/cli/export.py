@@ -12,6 +12,7 @@ from absl import flags
 from absl import logging
 
 from tf_nst import files
+from tf_nst import outputs
 from tf_nst.cli import common
 from tf_nst.cli import flag_groups
 from tf_nst.errors import UserInputError
@@ -64,9 +65,9 @@ def _run():
                              "or its --train_dir (an exported version folder only with --format=litert)")
     model_path = _MODEL.value if is_saved_model else files.find_model(_MODEL.value)
     if not is_saved_model:
-        files.check_writable(os.path.join(_EXPORT_DIR.value, _MODEL_NAME.value), "--export_dir")
+        outputs.check_writable(os.path.join(_EXPORT_DIR.value, _MODEL_NAME.value), "--export_dir")
     if litert_output or (is_saved_model and _FORMAT.value == "litert"):
-        files.check_writable_files([litert_output or os.path.join(model_path, "model.tflite")], "the LiteRT model")
+        outputs.check_writable_files([litert_output or os.path.join(model_path, "model.tflite")], "the LiteRT model")
     common.import_tensorflow()
     from export import saved_model  # pylint: disable=import-outside-toplevel
 

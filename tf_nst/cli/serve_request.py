@@ -8,6 +8,7 @@ only to write the results.
 from absl import flags
 
 from tf_nst import files
+from tf_nst import outputs
 from tf_nst.cli import common
 from tf_nst.cli import flag_groups
 
@@ -26,7 +27,7 @@ flags.adopt_module_key_flags(flag_groups)
 def _run():
     common.require_flags("serve-request", _INPUT, _OUTPUT_DIR)
     pairs = files.plan_outputs(_INPUT.value, _OUTPUT_DIR.value, _OVERWRITE.value)
-    files.check_writable_files([output for _, output in pairs], "--output_dir")
+    outputs.check_writable_files([output for _, output in pairs], "--output_dir")
     from export import client  # pylint: disable=import-outside-toplevel
 
     pngs = client.request_files(pairs, _SERVER.value, _MODEL_NAME.value, protocol=_PROTOCOL.value)

@@ -9,6 +9,7 @@ import sys
 from absl import flags
 
 from tf_nst import files
+from tf_nst import outputs
 from tf_nst.cli import common
 from tf_nst.cli import flag_groups
 
@@ -32,7 +33,7 @@ def _run():
     common.require_flags("stylize", _MODEL, _INPUT, _OUTPUT_DIR)
     model_path = files.find_model(_MODEL.value)
     pairs = files.plan_outputs(_INPUT.value, _OUTPUT_DIR.value, _OVERWRITE.value)
-    files.check_writable_files([output for _, output in pairs], "--output_dir")
+    outputs.check_writable_files([output for _, output in pairs], "--output_dir")
     common.import_tensorflow()
     from tf_nst import stylize  # pylint: disable=import-outside-toplevel
 

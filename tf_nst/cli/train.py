@@ -13,6 +13,7 @@ from absl import flags
 from absl import logging as absl_logging
 
 from tf_nst import files
+from tf_nst import outputs
 from tf_nst.cli import common
 from tf_nst.cli import flag_groups
 from tf_nst.errors import UserInputError
@@ -67,7 +68,7 @@ def _check_paths():
     files.read_image(_STYLE.value)
     if os.path.exists(_TRAIN_DIR.value) and not os.path.isdir(_TRAIN_DIR.value):
         raise UserInputError(f"--train_dir {_TRAIN_DIR.value!r} is a file; give a directory")
-    files.check_writable(_TRAIN_DIR.value, "--train_dir")
+    outputs.check_writable(_TRAIN_DIR.value, "--train_dir")
 
 
 def _train_config():

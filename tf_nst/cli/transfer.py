@@ -13,6 +13,7 @@ from tf_nst import SAMPLES_DIR
 from tf_nst import defaults
 from tf_nst import files
 from tf_nst import memory
+from tf_nst import outputs
 from tf_nst import signals
 from tf_nst.cli import common
 from tf_nst.cli import flag_groups
@@ -115,7 +116,7 @@ class _Inputs:
         self.paths = (_CONTENT.value, *self.style_paths, init_path, *(_CONTENT_MASK.value or ()),
                       *(_STYLE_MASKS.value or ()))
         files.check_output_path(_OUTPUT.value, self.paths, _OVERWRITE.value)
-        files.check_writable_files([_OUTPUT.value], "--output")
+        outputs.check_writable_files([_OUTPUT.value], "--output")
 
 
 def _read_masks(holder, images, kind):
