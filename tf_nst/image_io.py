@@ -290,31 +290,6 @@ def jpeg_frame_size(contents):
     return tf.where(state == found, size, 0)
 
 
-def encoded_image_size(contents):
-    """Height and width of encoded JPEG, PNG, GIF or BMP bytes, read from the header (read_header) without
-    decoding; raises where read_header finds none.
-
-    Args:
-      contents: a scalar string tensor.
-
-    Returns:
-      An int32 tensor [height, width], as the header claims (the caller checks the values).
-
-    Raises:
-      tf.errors.InvalidArgumentError (when run): bytes of another format, or a JPEG without a frame header.
-    """
-    kind, size = read_header(contents)
-    names = ", ".join(name for name, _ in HEADER_FORMATS)
-    checks = [
-        tf.debugging.Assert(kind != UNKNOWN_FORMAT, [
-            f"not an image: the bytes are not {names}; they start with (hex)",
-            hex_bytes(tf.strings.substr(contents, 0, 8))]),
-        tf.debugging.Assert((kind != 0) | tf.reduce_any(size != 0), ["JPEG without a frame header"]),
-    ]
-    with tf.control_dependencies(checks):
-        return tf.identity(size)
-
-
 def write_image(path, image):
     """Writes an RGB image atomically (outputs.write_file); the format follows the extension.
 
