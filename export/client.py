@@ -2,11 +2,12 @@
 
 Request building and response decoding are pure functions; only `rest_predict` and `grpc_predict` talk to a
 server. Images travel encoded (as read from disk) to the `serving_default` signature, which decodes them and
-returns PNGs.
+returns a PNG per image, or, for an image it refuses, empty bytes and the reason (its `error` output).
 """
 
 import base64
 import json
+import typing
 import urllib.error
 import urllib.request
 
@@ -16,6 +17,7 @@ from tf_nst.errors import UserInputError
 SIGNATURE = "serving_default"
 INPUT = "image_bytes"
 OUTPUT = "output_bytes"
+ERROR = "error"
 PROTOCOLS = ("rest", "grpc")
 DEFAULT_PORTS = {"rest": 8501, "grpc": 8500}
 # gRPC refuses messages over 4 MB by default; a few large PNGs exceed that.
@@ -34,11 +36,20 @@ def build_rest_request(images, signature_name=SIGNATURE):
     }
 
 
-def decode_rest_response(response):
-    """The PNG bytes in a REST predict response (a dict parsed from JSON), one per image.
+class Prediction(typing.NamedTuple):
+    """One image's answer: its PNG and error "", or png b"" and the server's one-line reason for refusing it."""
 
-    Accepts row format, where TF Serving omits the output name when a signature has one output
-    (`{"predictions": [{"b64": ...}]}`) and keeps it otherwise, and columnar format (`{"outputs": ...}`).
+    png: bytes
+    error: str = ""
+
+
+def decode_rest_response(response):
+    """The answers in a REST predict response (a dict parsed from JSON): a Prediction per image.
+
+    Accepts row format (`{"predictions": [{"output_bytes": {"b64": ...}, "error": ""}, ...]}`; TF Serving
+    leaves out the output name when a signature has one output, as exports without `error` did:
+    `{"predictions": [{"b64": ...}]}`) and columnar format (`{"outputs": {"output_bytes": [...], "error":
+    [...]}}`, or the bare list).
 
     Raises:
       UserInputError: the response is an error or holds no images.
@@ -46,28 +57,36 @@ def decode_rest_response(response):
     if "error" in response:
         raise UserInputError(f"the server refused the request: {_first_line(str(response['error']))}")
     if "predictions" in response:
-        values = [row[OUTPUT] if isinstance(row, dict) and OUTPUT in row else row
-                  for row in response["predictions"]]
+        rows = [row if isinstance(row, dict) and OUTPUT in row else {OUTPUT: row}
+                for row in response["predictions"]]
     elif "outputs" in response:
         outputs = response["outputs"]
-        values = outputs[OUTPUT] if isinstance(outputs, dict) and OUTPUT in outputs else outputs
+        columns = outputs if isinstance(outputs, dict) and OUTPUT in outputs else {OUTPUT: outputs}
+        errors = columns.get(ERROR, [""] * len(columns[OUTPUT]))
+        rows = [{OUTPUT: value, ERROR: error} for value, error in zip(columns[OUTPUT], errors)]
     else:
         raise UserInputError(f"the server's response has no predictions; keys: {sorted(response)}")
-    return [_b64_png(value) for value in values]
+    return [_prediction(_b64(row[OUTPUT]), str(row.get(ERROR) or "")) for row in rows]
 
 
-def _b64_png(value):
+def _b64(value):
     if not (isinstance(value, dict) and "b64" in value):
         raise UserInputError(
             f"expected a base64 PNG ({{'b64': ...}}) in the response; received {value!r:.80}")
-    data = base64.b64decode(value["b64"])
+    return base64.b64decode(value["b64"])
+
+
+def _prediction(data, error):
+    """A Prediction, once checked: a refused image carries its reason, any other one a PNG."""
+    if error:
+        return Prediction(b"", _first_line(error))
     if not data.startswith(_PNG_MAGIC):
         raise UserInputError("the server returned bytes that are not a PNG image")
-    return data
+    return Prediction(data)
 
 
 def rest_predict(server, model_name, images, timeout=60.0):
-    """POSTs images to `http://<server>/v1/models/<model_name>:predict`; returns the PNG bytes.
+    """POSTs images to `http://<server>/v1/models/<model_name>:predict`; returns a Prediction per image.
 
     Raises:
       UserInputError: the server is unreachable, or it rejected the request (unknown model, bad image).
@@ -114,18 +133,16 @@ def build_grpc_request(images, model_name, signature_name=SIGNATURE):
 
 
 def decode_grpc_response(response):
-    """The PNG bytes in a PredictResponse, one per image."""
+    """The answers in a PredictResponse: a Prediction per image (exports without `error` answer PNGs only)."""
     if OUTPUT not in response.outputs:
         raise UserInputError(f"the server's response has no {OUTPUT!r}; outputs: {sorted(response.outputs)}")
     values = list(response.outputs[OUTPUT].string_val)
-    for value in values:
-        if not value.startswith(_PNG_MAGIC):
-            raise UserInputError("the server returned bytes that are not a PNG image")
-    return values
+    errors = list(response.outputs[ERROR].string_val) if ERROR in response.outputs else [b""] * len(values)
+    return [_prediction(value, error.decode("utf-8", "replace")) for value, error in zip(values, errors)]
 
 
 def grpc_predict(server, model_name, images, timeout=60.0):
-    """Calls PredictionService.Predict at `server` (host:port); returns the PNG bytes.
+    """Calls PredictionService.Predict at `server` (host:port); returns a Prediction per image.
 
     Raises:
       UserInputError: the server is unreachable, or it rejected the request (unknown model, bad image).
@@ -150,7 +167,7 @@ def grpc_predict(server, model_name, images, timeout=60.0):
     return decode_grpc_response(response)
 
 
-def stylize_files(pairs, server, model_name, protocol="rest", timeout=60.0):
+def stylize_files(pairs, server, model_name, protocol="rest", timeout=60.0, callback=None):
     """Sends the input images in one request and writes each stylised result to its output path.
 
     Args:
@@ -160,18 +177,20 @@ def stylize_files(pairs, server, model_name, protocol="rest", timeout=60.0):
       model_name: the served model's name.
       protocol: "rest" or "grpc".
       timeout: seconds to wait for the server.
+      callback: see write_outputs.
 
     Returns:
-      The paths written.
+      A tf_nst.stylize.StylizeResult: the outputs written, and (input, the server's reason) for each image
+      the server refused; those outputs are not written.
 
     Raises:
       UserInputError: an unreadable input, an unreachable server, or a rejected request.
     """
-    return write_outputs(pairs, request_files(pairs, server, model_name, protocol, timeout))
+    return write_outputs(pairs, request_files(pairs, server, model_name, protocol, timeout), callback)
 
 
 def request_files(pairs, server, model_name, protocol="rest", timeout=60.0):
-    """Sends the inputs of `pairs` in one request (see stylize_files); returns one PNG (bytes) per pair.
+    """Sends the inputs of `pairs` in one request (see stylize_files); returns one Prediction per pair.
 
     A REST request imports no TensorFlow, so an unreachable server is reported at once.
     """
@@ -188,16 +207,35 @@ def request_files(pairs, server, model_name, protocol="rest", timeout=60.0):
             raise UserInputError(f"cannot read {path!r} ({e.strerror})") from None
     server = server or f"localhost:{DEFAULT_PORTS[protocol]}"
     predict = rest_predict if protocol == "rest" else grpc_predict
-    pngs = predict(server, model_name, images, timeout)
-    if len(pngs) != len(images):
-        raise UserInputError(f"sent {len(images)} images but the server returned {len(pngs)}")
-    return pngs
+    predictions = predict(server, model_name, images, timeout)
+    if len(predictions) != len(images):
+        raise UserInputError(f"sent {len(images)} images but the server returned {len(predictions)}")
+    return predictions
 
 
-def write_outputs(pairs, pngs):
-    """Writes each PNG to its pair's output path, in the format the extension names; returns the paths."""
-    from tf_nst import image_io  # pylint: disable=import-outside-toplevel  # TensorFlow: only once answered
+def write_outputs(pairs, predictions, callback=None):
+    """Writes each stylised image to its pair's output path, in the format the extension names.
 
-    for (_, output), png in zip(pairs, pngs):
-        image_io.write_image(output, image_io.decode(png).numpy())
-    return [output for _, output in pairs]
+    Args:
+      pairs: (input file, output file) pairs.
+      predictions: a Prediction per pair.
+      callback: optional callback(input_path, output_path, error) after each pair, where error is None or
+        the server's reason for refusing the image (as tf_nst.stylize.stylize_files calls it).
+
+    Returns:
+      A tf_nst.stylize.StylizeResult: the outputs written, and (input, reason) for each refused image.
+    """
+    # TensorFlow only once the server has answered.
+    from tf_nst import image_io  # pylint: disable=import-outside-toplevel
+    from tf_nst import stylize  # pylint: disable=import-outside-toplevel
+
+    written, failed = [], []
+    for (path, output), prediction in zip(pairs, predictions):
+        if prediction.error:
+            failed.append((path, prediction.error))
+        else:
+            image_io.write_image(output, image_io.decode(prediction.png).numpy())
+            written.append(output)
+        if callback is not None:
+            callback(path, output, prediction.error or None)
+    return stylize.StylizeResult(tuple(written), tuple(failed))

@@ -8,12 +8,17 @@ Layout written by `export()` (TF Serving's file-system source watches `<export_d
 
 Signatures (all core TensorFlow ops, no XLA, no Python callbacks):
   serving_default       image_bytes: string [N] (JPEG, PNG, GIF, BMP; any size) -> output_bytes: string [N]
-                        (PNG)
-  stylize_with_options  image_bytes, strength: float [N] in [0, 1], preserve_color: bool [N] -> output_bytes
+                        (PNG), error: string [N]
+  stylize_with_options  image_bytes, strength: float [N] in [0, 1], preserve_color: bool [N] -> output_bytes,
+                        error
   stylize_images        images: uint8 [N, H, W, 3] -> stylized: uint8 [N, H, W, 3] (no resizing)
 
-Encoded images are checked before they are decoded: the size in the header must be positive and at most
-`max_pixels`, otherwise the request fails with InvalidArgument. A decoded image whose longer side exceeds
+The byte signatures answer row by row: each row is checked from its header before it is decoded (a known
+format, a positive size of at most `max_pixels`, sides of at least `min_side` once downscaled, a strength in
+[0, 1]). A row that fails gets output_bytes b"" and a one-line error (bytes quoted in hex); the others are
+stylised (error ""), so under TF Serving's batching one client's bad upload never fails another's request.
+Only bytes whose header passes and whose body is corrupt (a truncated PNG) still fail their whole request,
+with InvalidArgument: a graph cannot catch a decoder's error. A decoded image whose longer side exceeds
 `max_size` is downscaled (antialiased) to `max_size`, so the PNG that comes back can be smaller than the
 input.
 """
@@ -154,7 +159,7 @@ def next_version(model_dir):
 
 
 class _Stylizer:
-    """The per-image computations the signatures share: checked decoding, the network, options."""
+    """The per-image computations the signatures share: the pre-check of a row, decoding, the network, options."""
 
     def __init__(self, model, config):
         self._model = model
@@ -164,25 +169,50 @@ class _Stylizer:
         """Float [B, H, W, 3] in [0, 255] -> float32 in [0, 255], whatever the model's dtype policy."""
         return tf.cast(self._model(images, training=False), tf.float32)
 
-    def decode(self, contents):
-        """Encoded bytes -> float32 [H, W, 3]: header checked before decoding, then downscaled to max_size."""
-        size = image_io.encoded_image_size(contents)
+    def check(self, contents):
+        """What is wrong with a row of encoded bytes, from its header alone: a one-line message, "" if nothing.
+
+        Never raises, so one bad row cannot fail the rows it is batched with (TF Serving's batching merges
+        the rows of different clients). A row that passes gives decode() the format and size it expects;
+        only a corrupt body can still make the decoder fail (InvalidArgument, for the whole request).
+        """
+        config = self._config
+        kind, size = image_io.read_header(contents)
+        height, width = tf.unstack(tf.strings.as_string(size))
+        claimed = tf.strings.join([height, " x ", width, " px"])
+        shrunk = image_io.shrunk_size(size, config.max_size)
         pixels = tf.reduce_prod(tf.cast(size, tf.int64))
-        checks = [
-            tf.debugging.assert_positive(size, message="image header gives a zero or negative size"),
-            tf.debugging.assert_less_equal(
-                pixels, tf.constant(self._config.max_pixels, tf.int64),
-                message=f"image refused before decoding: its header claims more than "
-                        f"{self._config.max_pixels} pixels"),
+        names = ", ".join(name for name, _ in image_io.HEADER_FORMATS)
+        rule = (files.MIN_SIDE_RULE if config.min_side == files.MIN_IMAGE_SIDE
+                else f"each side must be at least {config.min_side} px")
+        shrunk_text = tf.strings.join([", ", tf.strings.reduce_join(tf.strings.as_string(shrunk), separator=" x "),
+                                       f" px once downscaled to {config.max_size} px"])
+        problems = [  # (condition, message), the first that holds is reported
+            (tf.strings.length(contents) == 0, tf.constant("not an image: the bytes are empty")),
+            (kind == image_io.UNKNOWN_FORMAT,
+             tf.strings.join([f"not an image: the bytes are not {names} (WebP is not served); they start with "
+                              "(hex) ", image_io.hex_bytes(tf.strings.substr(contents, 0, 8))])),
+            ((kind == 0) & tf.reduce_all(size == 0),
+             tf.constant("not an image: a JPEG whose frame header (SOFn) was not found")),
+            (tf.reduce_any(size <= 0), tf.strings.join(["image header gives a zero or negative size: ", claimed])),
+            (pixels > config.max_pixels,
+             tf.strings.join(["image refused before decoding: its header claims ", claimed,
+                              f", more than {config.max_pixels} pixels"])),
+            (tf.reduce_min(shrunk) < config.min_side,
+             tf.strings.join(["image too small: ", claimed,
+                              tf.where(tf.reduce_any(shrunk != size), shrunk_text, ""), "; ", rule])),
         ]
-        with tf.control_dependencies(checks):
-            image = image_io.decode(contents)
-        image = image_io.shrink_to_max_side(image, self._config.max_size)
-        min_side = tf.reduce_min(tf.shape(image)[:2])
+        message = tf.constant("")
+        for condition, text in reversed(problems):
+            message = tf.where(condition, text, message)
+        return message
+
+    def decode(self, contents):
+        """Encoded bytes that passed check() -> float32 [H, W, 3], downscaled to max_size."""
+        image = image_io.shrink_to_max_side(image_io.decode(contents), self._config.max_size)
+        # The decoders give the size read from the header, so this holds after check(); a safety net.
         check = tf.debugging.assert_greater_equal(
-            min_side, self._config.min_side,
-            message=f"image too small: {files.MIN_SIDE_RULE}" if self._config.min_side == files.MIN_IMAGE_SIDE
-            else f"image too small: each side must be at least {self._config.min_side} px")
+            tf.reduce_min(tf.shape(image)[:2]), self._config.min_side, message="image too small")
         with tf.control_dependencies([check]):
             return tf.identity(image)
 
@@ -196,24 +226,38 @@ class _Stylizer:
         return image_io.blend(stylized, image, strength)
 
 
+def _rows(one, inputs, check):
+    """Runs one(inputs of a row) -> PNG on each row whose check(inputs of a row) is ""; the others give b"".
+
+    Returns {"output_bytes": string [N], "error": string [N]}: a row is either stylised (error "") or refused
+    with its one-line reason (output b""), and no row's fault reaches another row.
+    """
+    def row(values):
+        error = check(values)
+        png = tf.cond(tf.equal(error, ""), lambda: one(values), lambda: tf.constant(b""))
+        return png, error
+
+    string = tf.TensorSpec([], tf.string)
+    output_bytes, errors = tf.map_fn(row, inputs, fn_output_signature=(string, string))
+    return {"output_bytes": output_bytes, "error": errors}
+
+
 def serving_functions(model, config):
     """{signature name: (function, input signature)}: the three endpoints, as plain functions of tensors."""
     stylizer = _Stylizer(model, config)
-    png = tf.TensorSpec([], tf.string)
 
     def serve_bytes(image_bytes):
-        outputs = tf.map_fn(lambda contents: image_io.encode_png(stylizer.stylize(stylizer.decode(contents))),
-                            image_bytes, fn_output_signature=png)
-        return {"output_bytes": outputs}
+        return _rows(lambda contents: image_io.encode_png(stylizer.stylize(stylizer.decode(contents))),
+                     image_bytes, stylizer.check)
 
     def serve_with_options(image_bytes, strength, preserve_color):
+        # A request's inputs must agree in length (TF Serving's batching refuses one whose inputs do not,
+        # before it merges anything); a strength out of range is the fault of its row alone.
         rows = tf.size(image_bytes)
         checks = [
             tf.debugging.assert_equal(tf.size(strength), rows, message="give one strength per image"),
             tf.debugging.assert_equal(tf.size(preserve_color), rows,
                                       message="give one preserve_color per image"),
-            tf.debugging.assert_greater_equal(strength, 0.0, message="strength must be in [0, 1]"),
-            tf.debugging.assert_less_equal(strength, 1.0, message="strength must be in [0, 1]"),
         ]
         with tf.control_dependencies(checks):
             image_bytes = tf.identity(image_bytes)
@@ -223,8 +267,15 @@ def serving_functions(model, config):
             image = stylizer.decode(contents)
             return image_io.encode_png(stylizer.stylize_with_options(image, row_strength, row_preserve_color))
 
-        outputs = tf.map_fn(one, (image_bytes, strength, preserve_color), fn_output_signature=png)
-        return {"output_bytes": outputs}
+        def check(row):
+            contents, row_strength, _ = row
+            in_range = (row_strength >= 0.0) & (row_strength <= 1.0)  # false for nan
+            strength_error = tf.where(in_range, "", tf.strings.join(
+                ["strength must be in [0, 1]; received ", tf.strings.as_string(row_strength)]))
+            error = stylizer.check(contents)
+            return tf.where(tf.equal(error, ""), strength_error, error)
+
+        return _rows(one, (image_bytes, strength, preserve_color), check)
 
     def serve_images(images):
         # The network's mirror padding refuses an empty batch ([0, H, W, 3], often [0, 0, 0, 3]): run it on one

@@ -79,7 +79,7 @@ def test_a_reply_that_is_not_a_png_is_refused(scripted_server):
     server = scripted_server(0, {"predictions": [_b64(b"GIF89a not a png")]})
     with pytest.raises(UserInputError, match="not a PNG image"):
         client.rest_predict(server, "m", [b"x"])
-    assert client.rest_predict(scripted_server(0, {"predictions": [_b64(_PNG)]}), "m", [b"x"]) == [_PNG]
+    assert client.rest_predict(scripted_server(0, {"predictions": [_b64(_PNG)]}), "m", [b"x"]) == [(_PNG, "")]
 
 
 def test_a_reply_with_the_wrong_number_of_images_writes_nothing(scripted_server, tmp_path):

@@ -173,27 +173,73 @@ def _encoded(image, fmt, **kwargs):
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP"])
-def test_encoded_image_size_reads_the_header(fmt):
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP"])
+def test_read_header_reads_the_format_and_size(fmt):
     image = Image.fromarray(_gradient_rgb(width=53, height=37))
-    size = image_io.encoded_image_size(tf.constant(_encoded(image, fmt)))
+    kind, size = image_io.read_header(tf.constant(_encoded(image, fmt)))
+    assert image_io.HEADER_FORMATS[kind.numpy()][0] == fmt
     assert size.numpy().tolist() == [37, 53]
 
 
-def test_encoded_image_size_of_a_top_down_bmp_and_a_header_only_png(tmp_path):
+def test_read_header_of_a_top_down_bmp_and_a_header_only_png(tmp_path):
     bmp = bytearray(_encoded(Image.fromarray(_gradient_rgb(width=20, height=9)), "BMP"))
     bmp[22:26] = struct.pack("<i", -9)  # negative height: rows stored top-down
-    assert image_io.encoded_image_size(tf.constant(bytes(bmp))).numpy().tolist() == [9, 20]
+    assert image_io.read_header(tf.constant(bytes(bmp)))[1].numpy().tolist() == [9, 20]
     path = str(tmp_path / "bomb.png")
     _png_header_only(path, 40_000, 30_000)
     with open(path, "rb") as f:
-        assert image_io.encoded_image_size(tf.constant(f.read())).numpy().tolist() == [30_000, 40_000]
+        assert image_io.read_header(tf.constant(f.read()))[1].numpy().tolist() == [30_000, 40_000]
 
 
-@pytest.mark.parametrize("contents", [b"", b"not an image at all", b"\x89PNG", b"RIFF\0\0\0\0WEBPVP8 "])
-def test_encoded_image_size_refuses_other_bytes(contents):
-    with pytest.raises(tf.errors.InvalidArgumentError, match="not an image"):
-        image_io.encoded_image_size(tf.constant(contents))
+def _jpeg_with_exif_thumbnail_and_icc(width, height):
+    """A JPEG whose EXIF segment embeds a 160x120 thumbnail JPEG (its own frame header comes first in the
+    file) and whose ICC profile spans several APP2 segments."""
+    thumbnail = io.BytesIO()
+    Image.fromarray(_gradient_rgb(width=160, height=120)).save(thumbnail, format="JPEG")
+    image = Image.fromarray(_gradient_rgb(width=width, height=height))
+    exif = image.getexif()
+    exif[0x010E] = "described"
+    exif_bytes = bytearray(exif.tobytes())
+    exif_bytes += thumbnail.getvalue()  # a thumbnail's bytes, where a bare search would find its SOF first
+    data = _encoded(image, "JPEG", exif=bytes(exif_bytes), icc_profile=b"\0" * 150_000)
+    assert data.index(b"\xff\xc0") < data.rindex(b"\xff\xc0")
+    return data
+
+
+def test_read_header_walks_jpeg_segments_to_the_frame_as_libjpeg_does():
+    jpeg = _jpeg_with_exif_thumbnail_and_icc(width=70, height=45)
+    app0_end = 4 + int.from_bytes(jpeg[4:6], "big")
+    variants = {
+        "exif thumbnail and icc": jpeg,
+        "fill bytes before a marker": jpeg[:app0_end] + b"\xff" * 5 + jpeg[app0_end:],
+        "stray bytes before a marker": jpeg[:app0_end] + b"\x00\x13" + jpeg[app0_end:],
+        "progressive": _encoded(Image.fromarray(_gradient_rgb(width=70, height=45)), "JPEG", progressive=True),
+    }
+    read_header = tf.function(image_io.read_header)
+    for name, data in variants.items():
+        kind, size = read_header(tf.constant(data))
+        assert kind.numpy() == 0, name
+        # libjpeg (through TensorFlow) reads the same size.
+        assert size.numpy().tolist() == tf.image.extract_jpeg_shape(data)[:2].numpy().tolist() == [45, 70], name
+
+
+@pytest.mark.parametrize("contents, kind", [
+    (b"", image_io.UNKNOWN_FORMAT), (b"not an image at all", image_io.UNKNOWN_FORMAT),
+    (b"\x89PNG", image_io.UNKNOWN_FORMAT), (b"RIFF\0\0\0\0WEBPVP8 ", image_io.UNKNOWN_FORMAT),
+    (b"\xff\xd8\xff", 0), (b"\xff\xd8\xff\xe0\x00\x00", 0), (b"\xff\xd8" + b"\xff" * 5000, 0),
+    (b"\xff\xd8\xff\xda\x00\x02\xff\xc0\x00\x11\x08\x00\x10\x00\x10", 0), (b"\x89PNG\r\n\x1a\n", 1),
+])
+def test_read_header_never_raises_and_finds_no_size_where_there_is_none(contents, kind):
+    found_kind, size = tf.function(image_io.read_header)(tf.constant(contents))
+    assert (found_kind.numpy(), size.numpy().tolist()) == (kind, [0, 0])
+
+
+@pytest.mark.parametrize("height, width", [(40, 96), (96, 40), (20, 300), (64, 64), (65, 3), (1000, 1)])
+def test_shrunk_size_is_the_size_shrink_to_max_side_gives(height, width):
+    image = np.zeros((height, width, 3), np.uint8)
+    shrunk = image_io.shrunk_size(tf.constant([height, width]), 64).numpy().tolist()
+    expected = list(image_io.scaled_size(height, width, 64)) if max(height, width) > 64 else [height, width]
+    assert shrunk == expected == list(image_io.shrink_to_max_side(image, 64).shape[:2])
 
 
 def test_shrink_to_max_side_only_shrinks():

@@ -106,14 +106,16 @@ def shrink_to_max_side(image, max_side):
     Returns float32 in the input's value range.
     """
     shape = tf.shape(image)[:2]
-    longer = tf.reduce_max(shape)
+    return tf.cond(tf.reduce_max(shape) > max_side, lambda: resize(image, shrunk_size(shape, max_side)),
+                   lambda: to_float(image))
 
-    def shrink():
-        scale = tf.constant(max_side, tf.float64) / tf.cast(longer, tf.float64)
-        size = tf.cast(tf.round(tf.cast(shape, tf.float64) * scale), tf.int32)
-        return resize(image, tf.maximum(size, 1))
 
-    return tf.cond(longer > max_side, shrink, lambda: to_float(image))
+def shrunk_size(size, max_side):
+    """The int32 [height, width] that shrink_to_max_side gives an image of int32 `size` [height, width]."""
+    longer = tf.reduce_max(size)
+    scale = tf.constant(max_side, tf.float64) / tf.cast(tf.maximum(longer, 1), tf.float64)
+    scaled = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float64) * scale), tf.int32), 1)
+    return tf.where(longer > max_side, scaled, size)
 
 
 def to_float(image):
@@ -169,10 +171,20 @@ def keep_content_colors(stylized, content):
     return tf.image.yuv_to_rgb(yuv) * 255.0
 
 
-# The formats whose size `encoded_image_size` reads from the header, by leading bytes, in branch order.
+# The formats whose size `read_header` reads, by leading bytes, in branch order: what decode() takes, less
+# WebP, whose size no core op reads.
 HEADER_FORMATS = (("JPEG", b"\xff\xd8\xff"), ("PNG", b"\x89PNG\r\n\x1a\n"), ("GIF", b"GIF8"), ("BMP", b"BM"))
+# read_header's kind for bytes of none of those formats (empty ones included).
+UNKNOWN_FORMAT = len(HEADER_FORMATS)
 # Bytes the PNG, GIF and BMP headers need (BMP's width and height end at byte 26).
 _HEADER_BYTES = 26
+# Segments walked to find a JPEG's frame header. Files hold a handful before it (APPn, DQT, DHT; an ICC
+# profile splits into 64 KB APP2 segments); more means a forged file.
+JPEG_MAX_SEGMENTS = 256
+# Frame header markers (SOF0-SOF15 less DHT C4, JPG C8 and DAC CC), and the markers that carry no length.
+_JPEG_SOF = (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
+_JPEG_STANDALONE = (0x01, 0xD0, 0xD1, 0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8)
+_JPEG_SOS, _JPEG_EOI = 0xDA, 0xD9
 
 
 def hex_bytes(data):
@@ -184,24 +196,24 @@ def hex_bytes(data):
     return tf.strings.reduce_join(tf.gather(table, values), separator=" ")
 
 
-def encoded_image_size(contents):
-    """Height and width of encoded JPEG, PNG, GIF or BMP bytes, read from the header without decoding.
+def read_header(contents):
+    """The format and the size that encoded bytes claim in their header, found without decoding or raising.
 
-    Lets a server refuse or plan for an image before it allocates the decoded pixels. Layouts: JPEG's frame
-    header (found by tf.image.extract_jpeg_shape); PNG's IHDR chunk (big-endian 32-bit width, height at
-    bytes 16-23); GIF's logical screen (little-endian 16-bit width, height at bytes 6-9), which is also the
-    size tf.io.decode_gif returns; BMP's info header (little-endian 32-bit width, height at bytes 18-25; a
-    negative height means rows stored top-down). Uses core TensorFlow ops only, so it runs in TF Serving.
+    What a server checks, one row at a time, before it decodes anything: a graph cannot catch a decoder's
+    error, so bytes it would refuse must be told apart first. Layouts: JPEG's frame header (SOFn), found by
+    walking the marker segments (a bare search for the marker could find an EXIF thumbnail's); PNG's IHDR
+    chunk (big-endian 32-bit width, height at bytes 16-23); GIF's logical screen (little-endian 16-bit
+    width, height at bytes 6-9), which is also the size tf.io.decode_gif returns; BMP's info header
+    (little-endian 32-bit width, height at bytes 18-25; a negative height means rows stored top-down). Core
+    TensorFlow ops only, so it runs in TF Serving.
 
     Args:
       contents: a scalar string tensor.
 
     Returns:
-      An int32 tensor [height, width]. The values are whatever the header claims (a forged header can claim
-      anything, zero or negative included); the caller checks them.
-
-    Raises:
-      tf.errors.InvalidArgumentError (when run): bytes of another format, or a JPEG without a frame header.
+      (kind, size): kind is an int32 scalar, the index of the format in HEADER_FORMATS, or UNKNOWN_FORMAT;
+      size is int32 [height, width] as the header claims it (a forged header can claim anything, zero or
+      negative included), [0, 0] for unknown bytes and for a JPEG whose frame header was not found.
     """
     # Padding lets every substr below read a full field, even from empty or truncated bytes.
     padded = contents + tf.constant(b"\0" * _HEADER_BYTES)
@@ -211,11 +223,9 @@ def encoded_image_size(contents):
         values = tf.io.decode_raw(raw, dtype, little_endian=little_endian)
         return tf.reshape(tf.cast(values, tf.int32), [count])
 
-    def jpeg():
-        return tf.image.extract_jpeg_shape(contents)[:2]
-
     def png():
-        return tf.reverse(field(16, tf.int32, 2, little_endian=False), [0])
+        is_ihdr = tf.strings.substr(padded, 12, 4) == b"IHDR"
+        return tf.where(is_ihdr, tf.reverse(field(16, tf.int32, 2, little_endian=False), [0]), 0)
 
     def gif():
         return tf.reverse(field(6, tf.uint16, 2, little_endian=True), [0])
@@ -224,16 +234,60 @@ def encoded_image_size(contents):
         width, height = tf.unstack(field(18, tf.int32, 2, little_endian=True))
         return tf.stack([tf.abs(height), width])
 
-    def unknown():
-        names = ", ".join(name for name, _ in HEADER_FORMATS)
-        check = tf.debugging.Assert(False, [f"not an image: the bytes are not {names}; they start with (hex)",
-                                            hex_bytes(tf.strings.substr(contents, 0, 8))])
-        with tf.control_dependencies([check]):
-            return tf.zeros([2], tf.int32)
-
     matches = [tf.strings.substr(padded, 0, len(magic)) == magic for _, magic in HEADER_FORMATS]
-    branch = tf.cast(tf.reduce_min(tf.where(tf.stack(matches + [tf.constant(True)]))), tf.int32)
-    return tf.switch_case(branch, [jpeg, png, gif, bmp, unknown])
+    kind = tf.cast(tf.reduce_min(tf.where(tf.stack(matches + [tf.constant(True)]))), tf.int32)
+    size = tf.switch_case(kind, [lambda: jpeg_frame_size(contents), png, gif, bmp,
+                                 lambda: tf.zeros([2], tf.int32)])
+    return kind, size
+
+
+def jpeg_frame_size(contents):
+    """[height, width] from a JPEG's frame header, or [0, 0] where none is found; never raises.
+
+    Walks the marker segments from the start, as libjpeg reads them: fill bytes (0xFF) and stray bytes
+    before a marker are skipped, markers without a length are stepped over, and the walk stops at the first
+    SOFn marker, at the scan (SOS) or end (EOI), at a bad length, at the end of the bytes or after
+    JPEG_MAX_SEGMENTS steps.
+    """
+    data = tf.cast(tf.io.decode_raw(contents, tf.uint8), tf.int32)
+    length = tf.size(data)
+    data = tf.concat([data, tf.zeros([9], tf.int32)], 0)  # every read below stays inside
+
+    def byte(position):
+        return tf.gather(data, tf.clip_by_value(position, 0, length + 8))
+
+    def big_endian_16(position):
+        return byte(position) * 256 + byte(position + 1)
+
+    def next_ff(position):
+        """The position of the next 0xFF at or after `position`; `length` when there is none."""
+        rest = tf.concat([data[tf.minimum(position, length):length], [255]], 0)
+        return position + tf.cast(tf.argmax(tf.cast(rest == 255, tf.int32)), tf.int32)
+
+    searching, found, failed = 0, 1, 2
+
+    def step(count, position, size, state):
+        marker = byte(position + 1)
+        at_ff = byte(position) == 255
+        is_sof = tf.reduce_any(marker == tf.constant(_JPEG_SOF))
+        standalone = tf.reduce_any(marker == tf.constant(_JPEG_STANDALONE))
+        segment = big_endian_16(position + 2)
+        stop = (marker == _JPEG_SOS) | (marker == _JPEG_EOI) | (~standalone & ~is_sof & (marker != 255)
+                                                               & (segment < 2))
+        next_position = tf.where(marker == 255, position + 1,
+                                 tf.where(standalone, position + 2, position + 2 + segment))
+        next_position = tf.cond(at_ff, lambda: next_position, lambda: next_ff(position))
+        frame = tf.stack([big_endian_16(position + 5), big_endian_16(position + 7)])
+        complete = position + 9 <= length
+        state = tf.where(at_ff & is_sof, tf.where(complete, found, failed),
+                         tf.where((at_ff & stop) | (next_position >= length), failed, searching))
+        size = tf.where(state == found, frame, size)
+        return count + 1, next_position, size, state
+
+    _, _, size, state = tf.while_loop(
+        lambda count, position, size, state: (state == searching) & (count < JPEG_MAX_SEGMENTS), step,
+        (tf.constant(0), tf.constant(2), tf.zeros([2], tf.int32), tf.constant(searching)))
+    return tf.where(state == found, size, 0)
 
 
 def write_image(path, image):

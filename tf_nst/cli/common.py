@@ -29,6 +29,15 @@ def warn(message):
     print(f"tf-nst: warning: {message}", file=sys.stderr, flush=True)
 
 
+def report_file(path, output, error):
+    """One line per input file of `stylize` and `serve-request`: written (stdout) or skipped with its reason
+    (stderr)."""
+    if error:
+        print(f"tf-nst: skipped {path}: {error}", file=sys.stderr, flush=True)
+    else:
+        print(f"tf-nst: wrote {output}", flush=True)
+
+
 def require_finite_floats():
     """Registers one validator on every float flag defined so far: nan and inf are not numbers here.
 

@@ -2,7 +2,8 @@
 as `stylize` does.
 
 The inputs, the outputs and the server's answer are checked before TensorFlow loads; TensorFlow is needed
-only to write the results.
+only to write the results. An image the server refuses (its `error` output) is named with the reason, one
+line on stderr, and makes the exit status 1; the others are still written.
 """
 
 from absl import flags
@@ -30,11 +31,13 @@ def _run():
     outputs.check_writable_files([output for _, output in pairs], "--output_dir")
     from export import client  # pylint: disable=import-outside-toplevel
 
-    pngs = client.request_files(pairs, _SERVER.value, _MODEL_NAME.value, protocol=_PROTOCOL.value)
+    predictions = client.request_files(pairs, _SERVER.value, _MODEL_NAME.value, protocol=_PROTOCOL.value)
     common.import_tensorflow()
-    for output in client.write_outputs(pairs, pngs):
-        print(f"tf-nst: wrote {output}", flush=True)
-    return 0
+    result = client.write_outputs(pairs, predictions, callback=common.report_file)
+    if result.failed:
+        print(f"tf-nst: wrote {len(result.written)} image(s) to {_OUTPUT_DIR.value}; {len(result.failed)} "
+              "refused by the server", flush=True)
+    return 1 if result.failed else 0
 
 
 def main(argv):

@@ -4,8 +4,6 @@ Outputs are written atomically and never replace an input; unreadable images are
 exit status 1.
 """
 
-import sys
-
 from absl import flags
 
 from tf_nst import files
@@ -22,13 +20,6 @@ _MAX_SIZE = flag_groups.define_max_size()
 flags.adopt_module_key_flags(flag_groups)
 
 
-def _report(path, output, error):
-    if error:
-        print(f"tf-nst: skipped {path}: {error}", file=sys.stderr, flush=True)
-    else:
-        print(f"tf-nst: wrote {output}", flush=True)
-
-
 def _run():
     common.require_flags("stylize", _MODEL, _INPUT, _OUTPUT_DIR)
     model_path = files.find_model(_MODEL.value)
@@ -38,7 +29,7 @@ def _run():
     from tf_nst import stylize  # pylint: disable=import-outside-toplevel
 
     result = stylize.stylize_files(stylize.load_stylizer(model_path), pairs, _MAX_SIZE.value or None,
-                                   callback=_report)
+                                   callback=common.report_file)
     failed = f"; {len(result.failed)} failed" if result.failed else ""
     print(f"tf-nst: wrote {len(result.written)} image(s) to {_OUTPUT_DIR.value}{failed}", flush=True)
     return 1 if result.failed else 0
