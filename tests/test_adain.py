@@ -43,7 +43,7 @@ def test_adain_gives_the_content_the_styles_channel_means_and_stds():
 def test_epsilon_is_inside_the_square_root():
     content, style = np.ones((1, 3, 3, 2), np.float32), _features(1, 3, 3, channels=2)
     content[0, 0, 0] = 2.0  # std 0.314 per channel: eps inside or outside the root differ at 1e-5 relative
-    mean, std = adain.moments(content, epsilon=0.1)
+    mean, std = adain.losses.feature_moments(content, epsilon=0.1)
     np.testing.assert_allclose(std.numpy().ravel(), np.sqrt(content.var(axis=(1, 2)) + 0.1).ravel(), rtol=1e-6)
     np.testing.assert_allclose(mean.numpy().ravel(), content.mean(axis=(1, 2)).ravel(), rtol=1e-6)
     np.testing.assert_allclose(adain.adaptive_instance_norm(content, style, epsilon=0.1).numpy(),

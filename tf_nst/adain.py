@@ -9,6 +9,8 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from tf_nst import defaults
+from tf_nst import losses
 from tf_nst import transformer
 from tf_nst import vgg
 
@@ -17,7 +19,7 @@ from tf_nst import vgg
 ENCODER_LAYER = "block4_conv1"
 STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")
 # Inside the square root of the variance: keeps a constant channel's division finite (the paper's code: 1e-5).
-EPSILON = 1e-5
+EPSILON = losses.MOMENT_EPSILON
 # Three poolings before relu4_1: the content is padded to a multiple of this, and the decoder undoes it.
 DOWNSAMPLING = 8
 # The smallest content side: relu4_1 at least 2 x 2, the least that the decoder's reflection padding allows.
@@ -34,20 +36,6 @@ def encoder_config(extractor):
     return dataclasses.replace(extractor, style_layers=STYLE_LAYERS, content_layers=(ENCODER_LAYER,))
 
 
-def moments(features, epsilon=EPSILON):
-    """Per image and channel, the mean and sqrt(variance + epsilon) over the positions, in float32.
-
-    Args:
-      features: [batch, height, width, channels].
-
-    Returns:
-      (mean, std), each [batch, 1, 1, channels] float32. The variance is the population one (divided by H * W).
-    """
-    features = tf.cast(features, tf.float32)
-    mean, variance = tf.nn.moments(features, axes=[1, 2], keepdims=True)
-    return mean, tf.sqrt(variance + epsilon)
-
-
 def adaptive_instance_norm(content, style, epsilon=EPSILON):
     """AdaIN(x, y) = sigma(y) (x - mu(x)) / sigma(x) + mu(y) (Huang & Belongie 2017, eq. 8), in float32.
 
@@ -55,8 +43,8 @@ def adaptive_instance_norm(content, style, epsilon=EPSILON):
       content: [batch, height, width, channels] features.
       style: [batch or 1, height', width', channels] features.
     """
-    content_mean, content_std = moments(content, epsilon)
-    style_mean, style_std = moments(style, epsilon)
+    content_mean, content_std = losses.feature_moments(content, epsilon)
+    style_mean, style_std = losses.feature_moments(style, epsilon)
     return (tf.cast(content, tf.float32) - content_mean) / content_std * style_std + style_mean
 
 
@@ -218,3 +206,11 @@ def stylize(model, content, styles, blend_weights=None, alpha=1.0):
     target = target_features(encoder(padded)[ENCODER_LAYER], style_features, blend_weights, alpha)
     decoded = decoder(target)[:, :tf.shape(content)[1], :tf.shape(content)[2], :]
     return tf.clip_by_value(tf.cast(decoded, tf.float32), 0.0, 255.0)
+
+
+def loss_weights(content=defaults.ADAIN_CONTENT_WEIGHT, style=defaults.ADAIN_STYLE_WEIGHT,
+                 tv=defaults.ADAIN_TV_WEIGHT):
+    """The losses.LossWeights of the arbitrary-style network; the four style layers count equally (see
+    tf_nst/defaults.py for the reasons behind each weight)."""
+    return losses.LossWeights(content=content, style=style, tv=tv,
+                              style_layers={name: 1.0 for name in STYLE_LAYERS})
