@@ -2,7 +2,10 @@
 every architecture; the data comes from train_data.
 
 Each architecture brings its network, loss, data and preview as a recipe: train_johnson (one style, Johnson et
-al. 2016) and train_adain (any style, Huang & Belongie 2017).
+al. 2016) and train_adain (any style, Huang & Belongie 2017). A recipe class is built with (config, style) and
+has: find_data(config) -> (files, style) (static); build(precision) -> the trained network, in the strategy's
+scope; prepare(network); batch_size(batch); losses(network, batch) -> (total, {term: value});
+dataset(files, seed); preview_inputs(files, count); preview(network, inputs) -> images; export_model(network).
 """
 
 import contextlib
@@ -32,7 +35,6 @@ from tf_nst.precision import PRECISIONS
 STRATEGIES = ("default", "mirrored", "multi_worker")
 # The network each architecture trains, and how (its recipe).
 ARCHITECTURES = {"johnson": train_johnson.JohnsonRecipe, "adain": train_adain.AdainRecipe}
-_FIND_DATA = {"johnson": train_johnson.find_data, "adain": train_adain.find_data}
 # Training images shown, stylised, in TensorBoard (the arbitrary network: with as many styles, in a grid).
 NUM_PREVIEW_IMAGES = 2
 
@@ -367,7 +369,7 @@ def train(config, callback=None):
     if config.batch_size < strategy.num_replicas_in_sync:
         raise UserInputError(f"batch size {config.batch_size} is smaller than the "
                              f"{strategy.num_replicas_in_sync} replicas; use a larger batch size")
-    dataset_files, style = _FIND_DATA[config.architecture](config)
+    dataset_files, style = ARCHITECTURES[config.architecture].find_data(config)
     os.makedirs(config.train_dir, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     trainer = Trainer(config, strategy, style)

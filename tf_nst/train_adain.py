@@ -32,12 +32,6 @@ class PairFiles:
         return self.content.skipped + self.style.skipped
 
 
-def find_data(config):
-    """(PairFiles, None): the arbitrary network has no fixed style."""
-    return PairFiles(find_images(config.dataset_dir),
-                     find_images(config.style_dir, kind="style", contents="style images")), None
-
-
 class AdainRecipe:
     """The arbitrary-style network: the frozen encoder, AdaIN, and the decoder, which alone is trained."""
 
@@ -45,6 +39,12 @@ class AdainRecipe:
         self.config = config
         self.encoder = None
         self.weights = config.loss_weights or adain.loss_weights()
+
+    @staticmethod
+    def find_data(config):
+        """(PairFiles, None): the arbitrary network has no fixed style."""
+        return PairFiles(find_images(config.dataset_dir),
+                         find_images(config.style_dir, kind="style", contents="style images")), None
 
     def build(self, precision):
         """Builds the encoder and the decoder (inside the strategy's scope); returns the decoder."""

@@ -23,11 +23,6 @@ def min_image_size(config):
     return max(transformer.MIN_INPUT_SIDE, vgg.min_input_size(layers))
 
 
-def find_data(config):
-    """(DatasetFiles of the training images, the style image [H, W, 3])."""
-    return find_images(config.dataset_dir), load_style(config)
-
-
 class JohnsonRecipe:
     """The one-style network and its loss; `style` is the style image, float32 [H, W, 3] in [0, 255]."""
 
@@ -36,6 +31,11 @@ class JohnsonRecipe:
         self.style = style
         self.extractor = None
         self.style_grams = None
+
+    @staticmethod
+    def find_data(config):
+        """(DatasetFiles of the training images, the style image [H, W, 3])."""
+        return find_images(config.dataset_dir), load_style(config)
 
     def build(self, precision):
         """Builds the network and the loss network (inside the strategy's scope); returns the network."""
