@@ -1,9 +1,11 @@
 """Training the arbitrary-style network through the shared loop: its loss falls, it resumes, it saves one
 `.keras` file, its data are random content x style pairs, and its flags fail in one line."""
 
+import json
 import os
 import subprocess
 import sys
+import textwrap
 
 import keras
 import numpy as np
@@ -220,3 +222,89 @@ def test_cli_trains_and_writes_the_model(folders, tmp_path):
     output = model({"content": np.full((1, 20, 28, 3), 128, np.float32),
                     "style": np.full((1, 16, 16, 3), 60, np.float32), "alpha": np.ones(1, np.float32)})
     assert output.shape == (1, 20, 28, 3)
+
+
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_trains_and_exports_float32(folders, tmp_path, precision):
+    config = _config(folders, tmp_path / "run", precision=precision, summary_every=0)
+    result = train.train(config)
+    assert result.step == 3 and all(np.isfinite(value) for value in result.terms.values())
+    model = keras.models.load_model(result.model_path)
+    assert {weight.dtype for weight in model.get_layer("decoder").weights} == {"float32"}
+    output = model({"content": np.full((1, 16, 16, 3), 90, np.float32), "style": np.full((1, 8, 8, 3), 9, np.float32),
+                    "alpha": np.ones(1, np.float32)})
+    assert output.dtype == "float32"
+
+
+_MIRRORED_SCRIPT = textwrap.dedent("""
+    import dataclasses, json, sys
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from tf_nst import train, vgg
+
+    config = train.TrainConfig(
+        dataset_dir="unused", train_dir=sys.argv[1], architecture="adain", style_dir="unused", image_size=32,
+        batch_size=4, width_multiplier=0.25, extractor=vgg.ExtractorConfig(backbone="vgg16", weights="none"))
+    rng = np.random.default_rng(0)
+    batch = tuple(tf.constant(rng.uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)) for _ in range(2))
+    report, initial = {}, None
+    for name in ("default", "mirrored"):
+        strategy = train.make_strategy(name)
+        trainer = train.Trainer(dataclasses.replace(config, strategy=name, train_dir=sys.argv[1] + name), strategy)
+        if initial is None:
+            initial = trainer.model.get_weights()
+        else:
+            trainer.model.set_weights(initial)
+        terms = trainer.train_step(next(iter(trainer.distribute(tf.data.Dataset.from_tensors(batch)))))
+        report[name] = [strategy.num_replicas_in_sync, {key: float(value) for key, value in terms.items()}]
+    print(json.dumps(report))
+""")
+
+
+def test_content_style_pairs_split_over_two_mirrored_devices_match_one(tmp_path):
+    result = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT, str(tmp_path / "run")], capture_output=True,
+                            text=True, timeout=300, cwd=ROOT, check=False)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    (single_replicas, single), (mirrored_replicas, mirrored) = report["default"], report["mirrored"]
+    assert (single_replicas, mirrored_replicas) == (1, 2)
+    for name in ("total", "content", "style"):
+        assert mirrored[name] == pytest.approx(single[name], rel=1e-5), name
+
+
+def _numpy_moments(features):
+    features = np.asarray(features, np.float64)
+    return features.mean(axis=(1, 2)), np.sqrt(features.var(axis=(1, 2)) + adain.EPSILON)
+
+
+def test_the_loss_is_relu4_1_reconstruction_of_the_adain_target_plus_style_moments(folders, tmp_path):
+    config = _config(folders, tmp_path / "run")
+    trainer = train.Trainer(config, train.make_strategy("default"))
+    encoder, decoder = trainer.recipe.encoder, trainer.model
+    rng = np.random.default_rng(3)
+    content = rng.uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    style = rng.uniform(0, 120, (2, 32, 32, 3)).astype(np.float32)
+    total, terms = trainer.recipe.losses(decoder, (tf.constant(content), tf.constant(style)))
+
+    content_relu4 = encoder(content)[adain.ENCODER_LAYER].numpy().astype(np.float64)
+    style_features = {name: value.numpy() for name, value in encoder(style).items()}
+    (content_mean, content_std), (style_mean, style_std) = (
+        _numpy_moments(content_relu4), _numpy_moments(style_features[adain.ENCODER_LAYER]))
+    target = ((content_relu4 - content_mean[:, None, None]) / content_std[:, None, None] * style_std[:, None, None]
+              + style_mean[:, None, None])
+    decoded_features = {name: value.numpy() for name, value in encoder(decoder(target.astype(np.float32))).items()}
+    relu4 = decoded_features[adain.ENCODER_LAYER]
+    content_error = np.mean(((relu4 - target) ** 2).sum((1, 2, 3)) / (target ** 2).sum((1, 2, 3)))
+    style_errors = []
+    for name in adain.STYLE_LAYERS:
+        (mean, std), (target_mean, target_std) = _numpy_moments(decoded_features[name]), _numpy_moments(
+            style_features[name])
+        error = ((mean - target_mean) ** 2).sum(1) + ((std - target_std) ** 2).sum(1)
+        style_errors.append(np.mean(error / ((target_mean ** 2).sum(1) + (target_std ** 2).sum(1))))
+    weights = adain.loss_weights()
+    assert terms["content"].numpy() == pytest.approx(weights.content * content_error, rel=1e-3)
+    assert terms["style"].numpy() == pytest.approx(weights.style * np.mean(style_errors), rel=1e-3)
+    assert total.numpy() == pytest.approx(terms["content"].numpy() + terms["style"].numpy(), rel=1e-5)
