@@ -14,6 +14,7 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import skimage_rgb
+import tf_nst
 from tf_nst import adain
 from tf_nst import train
 from tf_nst import train_data
@@ -66,7 +67,7 @@ def test_a_few_steps_at_64_px_decrease_the_loss(folders, tmp_path):
     config = _config(folders, tmp_path / "run", image_size=64, resize=64, num_steps=30, learning_rate=1e-3,
                      summary_every=0)
     recorder = _Recorder()
-    result = train.train(config, recorder)
+    train.train(config, recorder)
     totals = [recorder.history[step]["total"] for step in sorted(recorder.history)]
     first, last = np.mean(totals[:3]), np.mean(totals[-3:])
     print(f"adain total loss: mean of the first 3 steps {first:.4g}, of the last 3 {last:.4g}")
@@ -222,6 +223,14 @@ def test_cli_trains_and_writes_the_model(folders, tmp_path):
     output = model({"content": np.full((1, 20, 28, 3), 128, np.float32),
                     "style": np.full((1, 16, 16, 3), 60, np.float32), "alpha": np.ones(1, np.float32)})
     assert output.shape == (1, 20, 28, 3)
+    # Not yet a one-style stylizer's job: one line, no traceback.
+    stylized = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "stylize", f"--model={train_dir}",
+                               f"--input={folders[0]}", f"--output_dir={tmp_path / 'out'}"], capture_output=True,
+                              text=True, timeout=120, cwd=ROOT, check=False)
+    assert stylized.returncode == 2 and "is an arbitrary-style network" in stylized.stderr
+    assert len(stylized.stderr.strip().splitlines()) == 1
+    with pytest.raises(UserInputError, match="arbitrary-style network"):
+        tf_nst.load_stylizer(str(train_dir))
 
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
