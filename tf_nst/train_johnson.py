@@ -38,9 +38,13 @@ class JohnsonRecipe:
         return find_images(config.dataset_dir), load_style(config)
 
     def build(self, precision):
-        """Builds the network and the loss network (inside the strategy's scope); returns the network."""
+        """Builds the network and the loss network (inside the strategy's scope); returns the network.
+
+        The network first: its initial weights are the first draws after the run's seed, as they always were.
+        """
+        network = self.build_network(precision)
         self.extractor = vgg.build_extractor(dataclasses.replace(self.config.extractor, precision=precision))
-        return self.build_network(precision)
+        return network
 
     def build_network(self, precision):
         with dtype_policy(precision):
