@@ -180,4 +180,5 @@ def load_stylizer(path):
         endpoint = tf.saved_model.load(path).signatures["stylize_images"]
         return Stylizer(lambda images: endpoint(images=image_io.to_uint8(images))["stylized"], path)
     model = stylize.load_stylizer(path)
+    stylize.require_one_style(model, path)
     return Stylizer(lambda images: model(images, training=False), path)

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_nst import adain  # pylint: disable=unused-import  # registers the arbitrary network's layers for loading
 from tf_nst import files
 from tf_nst import image_io
 from tf_nst import transformer  # registers the network's layers for loading
@@ -39,6 +40,19 @@ def load_stylizer(path):
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserInputError(
             f"cannot load model {path!r} ({reason}); pass a .keras file written by `train`") from None
+
+
+def is_arbitrary_style(model):
+    """Whether `model` is the arbitrary-style network (adain.build_model), which takes a style image too."""
+    return "style" in [tensor.name for tensor in model.inputs]
+
+
+def require_one_style(model, path):
+    """Raises UserInputError for an arbitrary-style network: stylising with it needs a style image, which this
+    path does not take yet (issue #11)."""
+    if is_arbitrary_style(model):
+        raise UserInputError(f"{path!r} is an arbitrary-style network (train --architecture=adain); stylising "
+                             "with it needs a style image, which is not supported yet: use tf_nst.adain.stylize")
 
 
 def prepare_image(image, max_size=None):

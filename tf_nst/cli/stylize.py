@@ -28,8 +28,9 @@ def _run():
     common.import_tensorflow()
     from tf_nst import stylize  # pylint: disable=import-outside-toplevel
 
-    result = stylize.stylize_files(stylize.load_stylizer(model_path), pairs, _MAX_SIZE.value or None,
-                                   callback=common.report_file)
+    model = stylize.load_stylizer(model_path)
+    stylize.require_one_style(model, model_path)
+    result = stylize.stylize_files(model, pairs, _MAX_SIZE.value or None, callback=common.report_file)
     failed = f"; {len(result.failed)} failed" if result.failed else ""
     print(f"tf-nst: wrote {len(result.written)} image(s) to {_OUTPUT_DIR.value}{failed}", flush=True)
     return 1 if result.failed else 0
