@@ -149,3 +149,46 @@ def test_combined_loss_with_one_all_ones_guide_equals_the_unguided_loss():
     assert set(terms) == {"content", "style", "tv"}
     assert terms["style"].numpy() == pytest.approx(plain["style"].numpy(), rel=1e-5)
     assert guided_total.numpy() == pytest.approx(plain_total.numpy(), rel=1e-5)
+
+
+def _numpy_moments(features, epsilon=losses.MOMENT_EPSILON):
+    features = features.astype(np.float64)
+    return features.mean(axis=(1, 2)), np.sqrt(features.var(axis=(1, 2)) + epsilon)
+
+
+def test_moment_layer_loss_matches_numpy_per_image_targets():
+    features, style = _features(20, (2, 5, 7, 4)), 3 * _features(21, (2, 6, 3, 4)) + 1
+    mean, std = _numpy_moments(features)
+    target_mean, target_std = _numpy_moments(style)
+    errors = ((mean - target_mean) ** 2).sum(1) + ((std - target_std) ** 2).sum(1)
+    expected = np.mean(errors / ((target_mean ** 2).sum(1) + (target_std ** 2).sum(1)))
+    targets = losses.moment_targets({"a": style}, ["a"]).moments["a"]
+    assert losses.moment_layer_loss(features, *targets).numpy() == pytest.approx(expected, rel=1e-5)
+    assert losses.moment_layer_loss(style, *targets).numpy() == pytest.approx(0, abs=1e-7)
+
+
+def test_moment_layer_loss_is_zero_for_a_shuffle_and_does_not_depend_on_scale():
+    style = _features(22, (1, 6, 6, 3))
+    shuffled = np.random.default_rng(0).permutation(style.reshape(36, 3)).reshape(1, 6, 6, 3)
+    targets = losses.feature_moments(style)
+    assert losses.moment_layer_loss(shuffled, *targets).numpy() == pytest.approx(0, abs=1e-6)
+    other = _features(23, (1, 6, 6, 3))
+    small = losses.moment_layer_loss(other, *targets).numpy()
+    large = losses.moment_layer_loss(50 * other, *losses.feature_moments(50 * style)).numpy()
+    assert large == pytest.approx(small, rel=1e-3)
+
+
+def test_combined_loss_with_moment_targets_weighs_mean_std_layers_and_relative_content():
+    features = {"a": _features(24), "b": _features(25, (2, 3, 4, 8))}
+    styles = {"a": _features(26) + 2, "b": 2 * _features(27, (2, 3, 4, 8))}
+    target = _features(28, (2, 3, 4, 8))
+    targets = losses.moment_targets(styles, ["a", "b"])
+    weights = losses.LossWeights(content=2.0, style=10.0, tv=0.0, style_layers={"a": 1.0, "b": 3.0})
+    total, terms = losses.combined_loss(np.zeros((2, 8, 8, 3), np.float32), features, targets, {"b": target},
+                                        weights)
+    style_a = losses.moment_layer_loss(features["a"], *targets.moments["a"]).numpy()
+    style_b = losses.moment_layer_loss(features["b"], *targets.moments["b"]).numpy()
+    content = np.mean(((features["b"] - target) ** 2).sum((1, 2, 3)) / (target ** 2).sum((1, 2, 3)))
+    assert terms["style"].numpy() == pytest.approx(10.0 * (style_a + 3 * style_b) / 4, rel=1e-5)
+    assert terms["content"].numpy() == pytest.approx(2.0 * content, rel=1e-5)
+    assert total.numpy() == pytest.approx(terms["style"].numpy() + terms["content"].numpy(), rel=1e-6)

@@ -23,3 +23,14 @@ NUM_STEPS = 300
 OPTIMIZER = "lbfgs"
 LEARNING_RATE = 5.0
 LBFGS_HISTORY = 100
+
+# The arbitrary-style network's loss (Huang & Belongie 2017, §6: L = Lc + lambda Ls, lambda = 10), both terms
+# relative (losses.py). Content 1: the reference term. Style 4 x 10: the paper sums the four layers' mean/std
+# errors and weighs the sum by lambda; ours averages them, so lambda is multiplied by the four layers. For
+# relu4_1 the paper's raw ratio and ours are the same: the target t carries the style's relu4_1 statistics, so
+# dividing the content error by ||t||^2 and the style error by ||mu(s)||^2 + ||sigma(s)||^2 divides both by the
+# same number. The other layers count equally here (relative errors, as for Gram matrices) where the paper's
+# raw sum lets the larger early activations dominate. No TV term: the paper has none. Not tuned beyond that.
+ADAIN_CONTENT_WEIGHT = 1.0
+ADAIN_STYLE_WEIGHT = 40.0
+ADAIN_TV_WEIGHT = 0.0

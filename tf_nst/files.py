@@ -244,14 +244,18 @@ def find_model(path):
     return path
 
 
-def list_images(folder):
+def list_images(folder, kind="dataset", contents="training images"):
     """The files under `folder` (searched recursively) whose names end in IMAGE_EXTENSIONS, sorted.
+
+    Args:
+      folder: the folder.
+      kind, contents: what the folder is, for the messages ("style", "style images").
 
     Raises:
       UserInputError: the folder is missing or holds no image files.
     """
     if not os.path.isdir(folder):
-        raise UserInputError(f"dataset folder not found: {folder!r}; give a folder of training images")
+        raise UserInputError(f"{kind} folder not found: {folder!r}; give a folder of {contents}")
     paths = sorted(os.path.join(root, name) for root, _, names in os.walk(folder)
                    for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
     if not paths:

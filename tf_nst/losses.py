@@ -11,6 +11,9 @@ import tensorflow as tf
 
 from tf_nst import defaults
 
+# Inside the square root of a channel's variance (feature_moments): 1e-5, as Huang & Belongie's code.
+MOMENT_EPSILON = 1e-5
+
 
 def gram_matrix(features):
     """Channel correlations of feature maps, averaged over positions.
@@ -109,6 +112,42 @@ def guided_style_layer_loss(features, masks, target_grams, blend_weights):
     return tf.add_n(terms)
 
 
+def feature_moments(features, epsilon=MOMENT_EPSILON):
+    """Per image and channel, the mean and sqrt(variance + epsilon) over the positions, in float32.
+
+    The statistics that AdaIN transfers and its style loss matches (Huang & Belongie 2017, eq. 5-6); the
+    population variance (divided by H * W). Epsilon inside the root keeps a constant channel finite.
+
+    Args:
+      features: [batch, height, width, channels].
+
+    Returns:
+      (mean, std), each [batch, 1, 1, channels] float32.
+    """
+    features = tf.cast(features, tf.float32)
+    mean, variance = tf.nn.moments(features, axes=[1, 2], keepdims=True)
+    return mean, tf.sqrt(variance + epsilon)
+
+
+def moment_layer_loss(features, target_mean, target_std):
+    """Squared error of one layer's channel means and stds, relative to the targets' squared norm.
+
+    Huang & Belongie 2017 (eq. 11) sum ||mu(F) - mu(S)||^2 + ||sigma(F) - sigma(S)||^2 over the layers. Divided
+    here by ||mu(S)||^2 + ||sigma(S)||^2, as `style_layer_loss` divides Gram errors: each layer's term is
+    dimensionless (0 when matched, about 1 for unrelated statistics), so the first layers' larger
+    activations do not outweigh the deeper ones, whatever the backbone and its weights.
+
+    Args:
+      features: [batch, height, width, channels] activations of the decoded images.
+      target_mean, target_std: [batch or 1, 1, 1, channels]: each image's own style statistics.
+    """
+    mean, std = feature_moments(features)
+    value = tf.concat([mean, std], axis=-1)
+    target = tf.concat([tf.broadcast_to(tf.cast(target_mean, tf.float32), tf.shape(mean)),
+                        tf.broadcast_to(tf.cast(target_std, tf.float32), tf.shape(std))], axis=-1)
+    return _relative_squared_error(value, target)
+
+
 def content_layer_loss(features, target_features):
     """Squared activation error relative to the target's squared norm (Gatys et al. 2016, eq. 1, scaled).
 
@@ -170,14 +209,31 @@ class GuidedStyleTargets:
     blend_weights: tuple
 
 
+@dataclasses.dataclass(frozen=True)
+class MomentTargets:
+    """Style targets as channel means and stds (Huang & Belongie 2017, §6), for the arbitrary-style network.
+
+    Attributes:
+      moments: {layer: (mean, std)}, each [batch or 1, 1, 1, channels] (feature_moments); with a batch, each
+        image has its own style.
+    """
+
+    moments: dict
+
+
+def moment_targets(features, style_layers):
+    """A MomentTargets of style images' features."""
+    return MomentTargets({name: feature_moments(features[name]) for name in style_layers})
+
+
 def combined_loss(images, features, style_grams, content_features, weights):
     """The total loss and its named, weighted terms.
 
     Args:
       images: the images being optimised, [batch, height, width, 3] in [0, 255] (for the TV term).
       features: {layer: activations} of `images`.
-      style_grams: {layer: target Gram matrix}, or a GuidedStyleTargets for spatial control; these layers
-        form the style term.
+      style_grams: {layer: target Gram matrix}, a GuidedStyleTargets for spatial control, or a MomentTargets
+        (mean and std matching, for the arbitrary-style network); these layers form the style term.
       content_features: {layer: target activations}; these layers form the content term.
       weights: a LossWeights.
 
@@ -192,6 +248,9 @@ def combined_loss(images, features, style_grams, content_features, weights):
         layer_losses = {name: guided_style_layer_loss(features[name], guides.masks[name], targets,
                                                       guides.blend_weights)
                         for name, targets in guides.grams.items()}
+    elif isinstance(style_grams, MomentTargets):
+        layer_losses = {name: moment_layer_loss(features[name], *target)
+                        for name, target in style_grams.moments.items()}
     else:
         layer_losses = {name: style_layer_loss(features[name], target) for name, target in style_grams.items()}
     layer_weights = {name: float(weights.style_layers.get(name, 1.0)) for name in layer_losses}

@@ -1,8 +1,8 @@
-"""Training the feed-forward stylizer for one style (Johnson et al. 2016, §3): steps, checkpoints, summaries;
-the data comes from train_data.
+"""Training a feed-forward network: the loop, steps, checkpoints, summaries and the exported model, shared by
+every architecture; the data comes from train_data.
 
-The loss network is the frozen VGG extractor and the loss is `losses.combined_loss`: style Gram matrices of
-one style image (computed once), content features of each training image, and total variation.
+Each architecture brings its network, loss, data and preview as a recipe: train_johnson (one style, Johnson et
+al. 2016) and train_adain (any style, Huang & Belongie 2017).
 """
 
 import contextlib
@@ -15,25 +15,25 @@ import shutil
 import keras
 import tensorflow as tf
 
+from tf_nst import adain
 from tf_nst import image_io
 from tf_nst import signals
 from tf_nst import losses
 from tf_nst import outputs
-from tf_nst import transformer
-from tf_nst.train_data import find_images
-from tf_nst.train_data import load_crop
-from tf_nst.train_data import load_style
-from tf_nst.train_data import make_dataset
+from tf_nst import train_adain
+from tf_nst import train_johnson
 from tf_nst import vgg
 from tf_nst.errors import UserInputError
 from tf_nst.errors import WriteError
 from tf_nst.files import IMAGE_EXTENSIONS  # pylint: disable=unused-import  # re-exported
 from tf_nst.files import MODEL_FILE
 from tf_nst.precision import PRECISIONS
-from tf_nst.precision import dtype_policy
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
-# Training images shown, stylised, in TensorBoard.
+# The network each architecture trains, and how (its recipe).
+ARCHITECTURES = {"johnson": train_johnson.JohnsonRecipe, "adain": train_adain.AdainRecipe}
+_FIND_DATA = {"johnson": train_johnson.find_data, "adain": train_adain.find_data}
+# Training images shown, stylised, in TensorBoard (the arbitrary network: with as many styles, in a grid).
 NUM_PREVIEW_IMAGES = 2
 
 logger = logging.getLogger(__name__)
@@ -46,9 +46,14 @@ class TrainConfig:
     Attributes:
       dataset_dir: folder searched recursively for training images (IMAGE_EXTENSIONS).
       train_dir: checkpoints, TensorBoard summaries and the final MODEL_FILE; a rerun resumes from it.
-      style_image: the style image file.
-      image_size: training crops are image_size x image_size, after resizing the shorter side to it.
-      style_size: the style image's longer side, in pixels, when its Gram matrices are computed.
+      style_image: the style image file ("johnson" only).
+      architecture: "johnson" (a network for one style image) or "adain" (one for any style: Huang & Belongie
+        2017, trained on random pairs from dataset_dir and style_dir).
+      style_dir: folder searched recursively for style images ("adain" only).
+      image_size: training crops are image_size x image_size ("adain": a multiple of adain.DOWNSAMPLING).
+      resize: the shorter side of every image before its random crop (None: image_size, the Johnson recipe;
+        the arbitrary network's is 512, as Huang & Belongie's).
+      style_size: the style image's longer side, in pixels, when its Gram matrices are computed ("johnson").
       batch_size: global batch size (split across replicas).
       num_steps: the step to train up to (a resumed run continues to the same total).
       learning_rate: Adam's learning rate.
@@ -60,16 +65,20 @@ class TrainConfig:
         "multi_worker" (MultiWorkerMirroredStrategy configured by TF_CONFIG).
       precision: "float32", "mixed_bfloat16" or "mixed_float16" (with dynamic loss scaling), for the network
         and the loss network alike (it overrides extractor.precision).
-      width_multiplier, num_residual_blocks: the network's shape (transformer.build_transformer).
-      extractor: the loss network (vgg.ExtractorConfig).
-      loss_weights: a losses.LossWeights.
+      width_multiplier, num_residual_blocks: the network's shape (transformer.build_transformer; the arbitrary
+        network's decoder takes the width only: adain.build_decoder).
+      extractor: the loss network (vgg.ExtractorConfig); for "adain" also the encoder, whose layers are fixed.
+      loss_weights: a losses.LossWeights (None: the architecture's defaults).
       seed: seeds the initial weights and the data order.
     """
 
     dataset_dir: str
     train_dir: str
-    style_image: str
+    style_image: str | None = None
+    architecture: str = "johnson"
+    style_dir: str | None = None
     image_size: int = 256
+    resize: int | None = None
     style_size: int = 512
     batch_size: int = 4
     num_steps: int = 40_000
@@ -83,7 +92,7 @@ class TrainConfig:
     width_multiplier: float = 1.0
     num_residual_blocks: int = 5
     extractor: vgg.ExtractorConfig = vgg.ExtractorConfig()
-    loss_weights: losses.LossWeights = losses.LossWeights()
+    loss_weights: losses.LossWeights | None = None
     seed: int = 0
 
 
@@ -96,6 +105,7 @@ class TrainInfo:
     num_images: int
     skipped_files: tuple
     num_replicas: int
+    num_style_images: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,17 +152,18 @@ class LoggingCallback(Callback):
 
 def validate_config(config):
     """Checks everything about a TrainConfig that can be checked before TensorFlow starts."""
+    _validate_architecture(config)
     if config.strategy not in STRATEGIES:
         raise UserInputError(f"unknown strategy {config.strategy!r}; use one of {', '.join(STRATEGIES)}")
     if config.precision not in PRECISIONS:
         raise UserInputError(f"unknown precision {config.precision!r}; use one of {', '.join(PRECISIONS)}")
     vgg.validate_config(config.extractor)
-    layers = config.extractor.style_layers + config.extractor.content_layers
-    min_size = max(transformer.MIN_INPUT_SIDE, vgg.min_input_size(layers))
-    if config.image_size < min_size or config.style_size < min_size:
-        raise UserInputError(
-            f"training image size {config.image_size} and style size {config.style_size} must be at least "
-            f"{min_size} px for the chosen layers")
+    if config.architecture == "johnson":
+        min_size = train_johnson.min_image_size(config)
+        if config.image_size < min_size or config.style_size < min_size:
+            raise UserInputError(
+                f"training image size {config.image_size} and style size {config.style_size} must be at least "
+                f"{min_size} px for the chosen layers")
     for name, least in (("batch_size", 1), ("num_steps", 1), ("checkpoint_every", 1), ("max_checkpoints", 1),
                         ("summary_every", 0), ("print_every", 0)):
         if getattr(config, name) < least:
@@ -161,6 +172,23 @@ def validate_config(config):
         raise UserInputError(f"learning rate must be greater than 0; received {config.learning_rate!r}")
     if os.path.exists(config.train_dir) and not os.path.isdir(config.train_dir):
         raise UserInputError(f"train_dir {config.train_dir!r} is a file; give a directory")
+
+
+def _validate_architecture(config):
+    if config.architecture not in ARCHITECTURES:
+        raise UserInputError(f"unknown architecture {config.architecture!r}; use one of {', '.join(ARCHITECTURES)}")
+    if config.architecture == "johnson":
+        if config.style_image is None or config.style_dir is not None:
+            raise UserInputError("the johnson network learns one style image: give style_image, not style_dir")
+        return
+    if config.style_dir is None or config.style_image is not None:
+        raise UserInputError("the adain network learns from a folder of styles: give style_dir, not style_image")
+    if config.image_size < adain.MIN_INPUT_SIDE or config.image_size % adain.DOWNSAMPLING:
+        raise UserInputError(f"training image size {config.image_size} must be a multiple of "
+                             f"{adain.DOWNSAMPLING} and at least {adain.MIN_INPUT_SIDE} for the adain network")
+    if config.resize is not None and config.resize < config.image_size:
+        raise UserInputError(f"resize {config.resize} is smaller than the training image size "
+                             f"{config.image_size}; give at least {config.image_size}")
 
 
 def make_strategy(name):
@@ -189,23 +217,23 @@ class Trainer:
     """The network, optimiser, step counter, checkpoints and compiled step of one training run.
 
     It enters the strategy's scope itself. `train_step` takes a batch from `distribute(dataset)` and returns
-    the loss terms averaged over the global batch.
+    the loss terms averaged over the global batch. `model` is what is trained and checkpointed (the
+    arbitrary network: its decoder); the config's architecture recipe builds it and gives the loss.
     """
 
-    def __init__(self, config, strategy, style_image):
+    def __init__(self, config, strategy, style=None):
+        """`style`: the style image, float32 [H, W, 3] in [0, 255], for the johnson network; else None."""
         self.config = config
         self.strategy = strategy
+        self.recipe = ARCHITECTURES[config.architecture](config, style)
         with strategy.scope():
-            self.model = _build_network(config, config.precision)
-            self.extractor = vgg.build_extractor(
-                dataclasses.replace(config.extractor, precision=config.precision))
+            self.model = self.recipe.build(config.precision)
             self.optimizer = keras.optimizers.Adam(config.learning_rate)
             if config.precision == "mixed_float16":
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(self.model.trainable_variables)  # so a checkpoint restores into it
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        style_features = self.extractor(tf.convert_to_tensor(style_image, tf.float32)[None])
-        self.style_grams = losses.style_targets(style_features, config.extractor.style_layers)
+        self.recipe.prepare(self.model)
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, _checkpoint_dir(config.train_dir, strategy), config.max_checkpoints)
@@ -225,7 +253,7 @@ class Trainer:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise UserInputError(
                 f"cannot resume from {latest!r} ({reason}); it was written by a network of another width, "
-                "depth or precision: use a new train_dir, or the settings it was trained with") from None
+                "depth or precision (or architecture): use a new train_dir, or the settings it was trained with") from None
         return int(self.step.numpy())
 
     def save(self):
@@ -242,22 +270,15 @@ class Trainer:
             raise WriteError(f"cannot write checkpoint {prefix!r} at step {step}: {_io_cause(e)}; training "
                              f"stopped, {kept}") from None
 
-    def _replica_losses(self, content):
+    def _replica_losses(self, batch):
         """One replica's loss terms, each scaled by its share of the global batch (so replicas sum)."""
-        stylized = self.model(content, training=True)
-        features = self.extractor(tf.concat([stylized, content], axis=0))
-        size = tf.shape(content)[0]
-        stylized_features = {name: value[:size] for name, value in features.items()}
-        content_features = {name: tf.stop_gradient(features[name][size:])
-                            for name in self.config.extractor.content_layers}
-        total, terms = losses.combined_loss(stylized, stylized_features, self.style_grams, content_features,
-                                            self.config.loss_weights)
-        share = tf.cast(size, tf.float32) / self.config.batch_size
+        total, terms = self.recipe.losses(self.model, batch)
+        share = tf.cast(self.recipe.batch_size(batch), tf.float32) / self.config.batch_size
         return {"total": total * share, **{name: value * share for name, value in terms.items()}}
 
-    def _replica_step(self, content):
+    def _replica_step(self, batch):
         with tf.GradientTape() as tape:
-            terms = self._replica_losses(content)
+            terms = self._replica_losses(batch)
             scaled_loss = self.optimizer.scale_loss(terms["total"])  # loss scaling for mixed_float16
         variables = self.model.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
@@ -273,17 +294,16 @@ class Trainer:
                 for name, value in per_replica.items()}
 
     def write_summaries(self, writer, terms, preview):
-        """Loss scalars and the stylised preview images at the current step."""
+        """Loss scalars and the stylised preview images (recipe.preview of `preview`) at the current step."""
         with writer.as_default(step=self.step):
             for name, value in terms.items():
                 tf.summary.scalar(f"loss/{name}", value)
-            tf.summary.image("preview/stylized", image_io.to_uint8(self.model(preview)),
+            tf.summary.image("preview/stylized", image_io.to_uint8(self.recipe.preview(self.model, preview)),
                              max_outputs=NUM_PREVIEW_IMAGES)
 
     def export(self, path):
-        """Saves the network as a float32 `.keras` file (atomically), whatever the training precision."""
-        model = _build_network(self.config, "float32")
-        model.set_weights(self.model.get_weights())
+        """Saves the whole network as a float32 `.keras` file (atomically), whatever the training precision."""
+        model = self.recipe.export_model(self.model)
         try:
             with outputs.atomic_output(path) as temp_path:
                 model.save(temp_path)
@@ -320,11 +340,6 @@ def _agree_on_overflow(gradients):
     return [None if g is None else g + tf.cast(poison, g.dtype) for g in gradients]
 
 
-def _build_network(config, precision):
-    with dtype_policy(precision):
-        return transformer.build_transformer(config.width_multiplier, config.num_residual_blocks)
-
-
 def _checkpoint_dir(train_dir, strategy):
     """train_dir on the chief; a worker's own folder elsewhere (every worker must save, one may own it)."""
     if is_chief(strategy):
@@ -334,7 +349,7 @@ def _checkpoint_dir(train_dir, strategy):
 
 
 def train(config, callback=None):
-    """Trains the stylizer for one style, resuming from train_dir's latest checkpoint if there is one.
+    """Trains the config's network, resuming from train_dir's latest checkpoint if there is one.
 
     Args:
       config: a TrainConfig.
@@ -345,27 +360,25 @@ def train(config, callback=None):
       `interrupted_by` set; the same call resumes it.
 
     Raises:
-      UserInputError: a bad config, dataset folder, style image or train_dir.
+      UserInputError: a bad config, dataset or style folder, style image or train_dir.
     """
     validate_config(config)
     strategy = make_strategy(config.strategy)  # first: multi-worker training needs it before other TF ops
     if config.batch_size < strategy.num_replicas_in_sync:
         raise UserInputError(f"batch size {config.batch_size} is smaller than the "
                              f"{strategy.num_replicas_in_sync} replicas; use a larger batch size")
-    dataset_files = find_images(config.dataset_dir)
-    style = load_style(config)
+    dataset_files, style = _FIND_DATA[config.architecture](config)
     os.makedirs(config.train_dir, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     trainer = Trainer(config, strategy, style)
     start_step = trainer.restore()
     callback = callback or LoggingCallback()
+    num_styles = len(dataset_files.style.images) if config.architecture == "adain" else 1
     callback.on_train_begin(TrainInfo(start_step, config.num_steps, len(dataset_files.images), dataset_files.skipped,
-                                      strategy.num_replicas_in_sync))
+                                      strategy.num_replicas_in_sync, num_styles))
     # A resumed run reshuffles with another seed rather than replaying the first epoch's order.
-    batches = iter(trainer.distribute(make_dataset(dataset_files.images, config.image_size, config.batch_size,
-                                                   seed=config.seed + start_step)))
-    preview = tf.stack([load_crop(path, config.image_size, random=False)
-                        for path in dataset_files.images[:NUM_PREVIEW_IMAGES]])
+    batches = iter(trainer.distribute(trainer.recipe.dataset(dataset_files, seed=config.seed + start_step)))
+    preview = trainer.recipe.preview_inputs(dataset_files, NUM_PREVIEW_IMAGES)
     with _summary_writer(config.train_dir, strategy) as writer, signals.StopSignals() as stop:
         step, terms = _run_steps(trainer, batches, writer, preview, callback, stop)
     model_path = None

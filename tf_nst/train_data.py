@@ -21,8 +21,12 @@ class DatasetFiles:
     skipped: tuple
 
 
-def find_images(folder):
+def find_images(folder, kind="dataset", contents="training images"):
     """Lists the training images under `folder` and checks each with the decoder that training uses.
+
+    Args:
+      folder: searched recursively.
+      kind, contents: what the folder is, for the messages (files.list_images).
 
     Returns:
       A DatasetFiles with the decodable and the skipped paths, each sorted.
@@ -30,7 +34,7 @@ def find_images(folder):
     Raises:
       UserInputError: the folder is missing, holds no image files, or none of them decodes.
     """
-    paths = files.list_images(folder)
+    paths = files.list_images(folder, kind, contents)
     decodable = _decodable_indices(paths)
     if not decodable:
         raise UserInputError(f"none of the {len(paths)} image files under {folder!r} can be decoded with "
@@ -64,22 +68,36 @@ def load_style(config):
     return style
 
 
-def load_crop(path, image_size, random):
-    """One training example: decoded, shorter side resized to image_size, cropped square; float [0, 255]."""
-    image = image_io.resize_shorter_side(image_io.decode(tf.io.read_file(path)), image_size)
+def load_crop(path, image_size, random, resize=None):
+    """One training example: decoded, shorter side resized to `resize` (default: image_size), cropped to an
+    image_size square (at random, or the centre); float [0, 255]."""
+    image = image_io.resize_shorter_side(image_io.decode(tf.io.read_file(path)), resize or image_size)
     if random:
         return tf.image.random_crop(image, [image_size, image_size, 3])
     return tf.image.resize_with_crop_or_pad(image, image_size, image_size)
 
 
-def make_dataset(paths, image_size, batch_size, seed=0):
-    """An endless, shuffled, batched dataset of random crops; [batch, size, size, 3] float32 in [0, 255]."""
+def make_dataset(paths, image_size, batch_size, seed=0, resize=None):
+    """An endless, shuffled, batched dataset of random crops (load_crop); [batch, size, size, 3] float32 in
+    [0, 255]."""
     dataset = tf.data.Dataset.from_tensor_slices(list(paths))
     dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).repeat()
-    dataset = dataset.map(lambda path: load_crop(path, image_size, random=True),
+    dataset = dataset.map(lambda path: load_crop(path, image_size, random=True, resize=resize),
                           num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.ignore_errors(log_warning=True)  # a file that changed after find_images checked it
     dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return _sharded_by_data(dataset)
+
+
+def make_pair_dataset(content_paths, style_paths, image_size, batch_size, seed=0, resize=None):
+    """An endless dataset of random (content, style) pairs of crops, each [batch, size, size, 3] (make_dataset):
+    two independent shuffles, so every content image meets every style in turn."""
+    pairs = tf.data.Dataset.zip((make_dataset(content_paths, image_size, batch_size, seed, resize),
+                                 make_dataset(style_paths, image_size, batch_size, seed + 1, resize)))
+    return _sharded_by_data(pairs)
+
+
+def _sharded_by_data(dataset):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)

@@ -112,6 +112,7 @@ def validate_config(config):
                 f"{IMAGENET_WEIGHTS[config.backbone][0]} or a Keras .weights.h5 file")
 
 
+@keras.saving.register_keras_serializable(package="tf_nst")
 class VggPreprocess(keras.layers.Layer):
     """RGB [0, 255] -> VGG "caffe" input; a layer so the extractor is one Keras model."""
 
@@ -119,11 +120,12 @@ class VggPreprocess(keras.layers.Layer):
         return image_io.vgg_preprocess(inputs)
 
 
-def build_extractor(config=ExtractorConfig()):
+def build_extractor(config=ExtractorConfig(), name=None):
     """Builds the frozen feature extractor.
 
     Args:
       config: an ExtractorConfig.
+      name: the model's name (default: "<backbone>_features").
 
     Returns:
       A non-trainable keras.Model mapping RGB images [batch, height, width, 3] in [0, 255] to a dict
@@ -151,7 +153,7 @@ def build_extractor(config=ExtractorConfig()):
         x = layer(x)
         if layer.name in wanted:
             outputs[layer.name] = keras.ops.cast(x, "float32") if config.precision != "float32" else x
-    model = keras.Model(inputs, outputs, name=f"{config.backbone}_features")
+    model = keras.Model(inputs, outputs, name=name or f"{config.backbone}_features")
     model.trainable = False
     return model
 

@@ -1,4 +1,5 @@
-"""`train`: fits a feed-forward stylizer to one --style image (Johnson et al. 2016) on --dataset_dir.
+"""`train`: fits a feed-forward stylizer to one --style image (Johnson et al. 2016) on --dataset_dir, or with
+--architecture=adain one network for any style (Huang & Belongie 2017) on --dataset_dir x --style_dir.
 
 Checkpoints go to --train_dir every --checkpoint_every steps and on Ctrl-C or SIGTERM, which stop the run with
 exit status 128 + the signal number; rerunning the same command resumes. The result is
@@ -19,19 +20,34 @@ from tf_nst.cli import flag_groups
 from tf_nst.errors import UserInputError
 
 _STRATEGIES = ("default", "mirrored", "multi_worker")
+_ARCHITECTURES = ("johnson", "adain")
+# Flags that the adain network's fixed encoder layers, own loss weights and style folder leave without a use.
+_JOHNSON_ONLY = ("style", "style_layers", "content_layers", "style_layer_weights", "train_style_size")
+_ADAIN_ONLY = ("style_dir", "train_resize")
 
 _DATASET_DIR = flags.DEFINE_string(
     "dataset_dir", None, "Folder of training images, searched recursively; unreadable files are skipped and "
     "counted.")
 _TRAIN_DIR = flags.DEFINE_string(
     "train_dir", None, "Checkpoints, TensorBoard summaries and the final stylizer.keras; a rerun resumes from it.")
+_ARCHITECTURE = flags.DEFINE_enum(
+    "architecture", "johnson", _ARCHITECTURES,
+    "'johnson': a network for the one --style image; 'adain': one network for any style image (Huang & "
+    "Belongie 2017), trained on random pairs from --dataset_dir and --style_dir.")
+_STYLE_DIR = flags.DEFINE_string(
+    "style_dir", None, "adain: folder of style images, searched recursively; unreadable files are skipped and "
+    "counted.")
+_TRAIN_RESIZE = flags.DEFINE_integer(
+    "train_resize", 512, "adain: the shorter side of every image before its random --train_image_size crop.",
+    lower_bound=16)
 _STYLE = flag_groups.define_style()
 _NETWORK = flag_groups.define_loss_network()
 _WEIGHTS = flag_groups.define_loss_weights()
 _SEED = flag_groups.define_seed()
 _PRINT_EVERY = flag_groups.define_print_every()
 _TRAIN_IMAGE_SIZE = flags.DEFINE_integer(
-    "train_image_size", 256, "Side of the square training crops, in pixels.", lower_bound=16)
+    "train_image_size", 256, "Side of the square training crops, in pixels (adain: a multiple of 8).",
+    lower_bound=16)
 _TRAIN_STYLE_SIZE = flags.DEFINE_integer(
     "train_style_size", 512, "Longer side of the style image, in pixels.", lower_bound=16)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 4, "Global batch size (split across replicas).", lower_bound=1)
@@ -59,13 +75,37 @@ flags.register_validator(
     "width_multiplier", lambda value: value > 0, message="--width_multiplier must be greater than 0")
 
 
+def _check_architecture_flags():
+    """Refuses the flags that the chosen architecture does not read."""
+    architecture = _ARCHITECTURE.value
+    unused = _JOHNSON_ONLY if architecture == "adain" else _ADAIN_ONLY
+    for name in unused:
+        if flags.FLAGS[name].present:
+            raise UserInputError(f"--{name} does not apply to --architecture={architecture}; it is for "
+                                 f"--architecture={'johnson' if architecture == 'adain' else 'adain'} only")
+    if architecture == "johnson":
+        return
+    if _STYLE_DIR.value is None:
+        raise UserInputError("--architecture=adain needs --style_dir: a folder of style images")
+    if _TRAIN_IMAGE_SIZE.value % 8:
+        raise UserInputError(f"--train_image_size={_TRAIN_IMAGE_SIZE.value} must be a multiple of 8 for "
+                             "--architecture=adain (the encoder pools three times)")
+    if _TRAIN_RESIZE.value < _TRAIN_IMAGE_SIZE.value:
+        raise UserInputError(f"--train_resize={_TRAIN_RESIZE.value} is smaller than --train_image_size="
+                             f"{_TRAIN_IMAGE_SIZE.value}; crops are taken after the resize")
+
+
 def _check_paths():
     """The checks that need no TensorFlow: required flags, the folders and the style image."""
     common.require_flags("train", _DATASET_DIR, _TRAIN_DIR)
-    if "," in _STYLE.value:
-        raise UserInputError(f"train learns one style: give one --style file, not {_STYLE.value!r}")
+    _check_architecture_flags()
     files.list_images(_DATASET_DIR.value)
-    files.read_image(_STYLE.value)
+    if _ARCHITECTURE.value == "adain":
+        files.list_images(_STYLE_DIR.value, "style", "style images")
+    else:
+        if "," in _STYLE.value:
+            raise UserInputError(f"train learns one style: give one --style file, not {_STYLE.value!r}")
+        files.read_image(_STYLE.value)
     if os.path.exists(_TRAIN_DIR.value) and not os.path.isdir(_TRAIN_DIR.value):
         raise UserInputError(f"--train_dir {_TRAIN_DIR.value!r} is a file; give a directory")
     outputs.check_writable(_TRAIN_DIR.value, "--train_dir")
@@ -74,14 +114,27 @@ def _check_paths():
 def _train_config():
     from tf_nst import train  # pylint: disable=import-outside-toplevel
 
+    adain = _ARCHITECTURE.value == "adain"
     return train.TrainConfig(
-        dataset_dir=_DATASET_DIR.value, train_dir=_TRAIN_DIR.value, style_image=_STYLE.value,
+        dataset_dir=_DATASET_DIR.value, train_dir=_TRAIN_DIR.value, architecture=_ARCHITECTURE.value,
+        style_image=None if adain else _STYLE.value, style_dir=_STYLE_DIR.value if adain else None,
+        resize=_TRAIN_RESIZE.value if adain else None,
         image_size=_TRAIN_IMAGE_SIZE.value, style_size=_TRAIN_STYLE_SIZE.value, batch_size=_BATCH_SIZE.value,
         num_steps=_NUM_TRAIN_STEPS.value, learning_rate=_TRAIN_LEARNING_RATE.value,
         checkpoint_every=_CHECKPOINT_EVERY.value, summary_every=_SUMMARY_EVERY.value,
         print_every=_PRINT_EVERY.value, strategy=_STRATEGY.value, precision=_NETWORK.precision.value,
         width_multiplier=_WIDTH_MULTIPLIER.value, seed=_SEED.value, extractor=_NETWORK.extractor_config(_SEED.value),
-        loss_weights=_WEIGHTS.loss_weights(_NETWORK))
+        loss_weights=_adain_loss_weights() if adain else _WEIGHTS.loss_weights(_NETWORK))
+
+
+def _adain_loss_weights():
+    """The adain network's weights (tf_nst/defaults.py), with any --content_weight, --style_weight and
+    --tv_weight given."""
+    from tf_nst import adain  # pylint: disable=import-outside-toplevel
+
+    given = {name: holder.value for name, holder in (("content", _WEIGHTS.content), ("style", _WEIGHTS.style),
+                                                      ("tv", _WEIGHTS.tv)) if holder.present}
+    return adain.loss_weights(**given)
 
 
 class _TrainReporter:
@@ -89,8 +142,9 @@ class _TrainReporter:
 
     max_listed = 10
 
-    def __init__(self, num_steps):
+    def __init__(self, num_steps, architecture="johnson"):
         self._num_steps = num_steps
+        self._architecture = architecture
         self._first_report = None  # (time, step): rates start there, after graph tracing
 
     def on_train_begin(self, info):
@@ -99,7 +153,8 @@ class _TrainReporter:
         if len(info.skipped_files) > self.max_listed:
             print(f"tf-nst: ... and {len(info.skipped_files) - self.max_listed} more", file=sys.stderr)
         start = f"resuming at step {info.start_step}" if info.start_step else "starting at step 0"
-        print(f"tf-nst: training on {info.num_images} images ({len(info.skipped_files)} unreadable skipped), "
+        styles = f" x {info.num_style_images} style images" if self._architecture == "adain" else ""
+        print(f"tf-nst: training on {info.num_images} images{styles} ({len(info.skipped_files)} unreadable skipped), "
               f"{start} of {info.num_steps}, {info.num_replicas} replica(s) on {common.device_name()}", flush=True)
 
     def on_progress(self, step, terms):
@@ -122,7 +177,7 @@ def _run():
     config = _train_config()
     common.warn_slow_settings(config.precision)
     absl_logging.set_verbosity(absl_logging.WARNING)  # checkpoint saving logs at INFO every time
-    result = train.train(config, _TrainReporter(config.num_steps))
+    result = train.train(config, _TrainReporter(config.num_steps, config.architecture))
     if result.interrupted_by is not None:
         print(f"tf-nst: stopped by signal {result.interrupted_by} at step {result.step}; checkpoint saved "
               f"in {config.train_dir}: rerun the same command to resume", flush=True)
