@@ -7,12 +7,15 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from conftest import skimage_rgb
+from tf_nst import adain
 from tf_nst import stylize
 from tf_nst import train
 from tf_nst import transformer
+from tf_nst import vgg
 from tf_nst.errors import UserInputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -98,3 +101,129 @@ def test_stylize_command_writes_good_files_and_reports_the_bad_one(model_dir, ph
     errors = result.stderr.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith(f"tf-nst: skipped {photos / 'broken.png'}: cannot read")
     assert "wrote 2 image(s)" in result.stdout and "1 failed" in result.stdout
+
+
+# --- Arbitrary-style models (tf_nst.adain): the same command and functions, with a Style ------------------
+
+def _style_distance(model, image, reference):
+    """The relative distance between two images' style_statistics on the model's own encoder."""
+    ours, theirs = (adain.style_statistics(model, np.asarray(x, np.float32)[None]).numpy() for x in (image, reference))
+    return float(np.linalg.norm(ours - theirs) / np.linalg.norm(theirs))
+
+
+@pytest.fixture(scope="module")
+def adain_dir(tmp_path_factory):
+    """A train_dir holding a small random arbitrary-style network (VGG16 encoder, quarter-width decoder); the
+    decoder's last layer is scaled into [0, 255], where an untrained one gives a nearly black, rounded-away image."""
+    folder = tmp_path_factory.mktemp("adain")
+    keras.utils.set_random_seed(0)
+    model = adain.build_model(vgg.ExtractorConfig(backbone="vgg16", weights="none"), width_multiplier=0.25)
+    last = model.get_layer("decoder").get_layer("block1_conv1")
+    kernel, bias = last.get_weights()
+    last.set_weights([kernel * 400.0, bias + 128.0])
+    model.save(str(folder / train.MODEL_FILE))
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def adain_model(adain_dir):
+    return stylize.load_stylizer(adain_dir)
+
+
+@pytest.fixture(scope="module")
+def styles():
+    return (skimage_rgb("coffee")[::8, ::8][:48, :48], skimage_rgb("astronaut")[::10, ::10][:48, :48])
+
+
+CONTENT = skimage_rgb("chelsea")[::6, ::6][:48, :64]
+
+
+def test_one_style_is_the_models_own_forward_pass(adain_model, styles):
+    result = stylize.stylize_image(adain_model, CONTENT, style=stylize.Style(styles[:1], alpha=0.6))
+    expected = adain_model({"content": CONTENT[None].astype(np.float32), "style": styles[0][None].astype(np.float32),
+                            "alpha": np.array([0.6], np.float32)}, training=False)[0].numpy()
+    assert result.shape == CONTENT.shape and result.dtype == np.uint8
+    assert np.abs(result.astype(int) - np.round(expected)).max() <= 1
+
+
+def test_alpha_moves_the_result_monotonically_towards_full_style(adain_model, styles):
+    outputs = [stylize.stylize_image(adain_model, CONTENT, style=stylize.Style(styles[:1], alpha=alpha))
+               for alpha in np.linspace(0, 1, 5)]
+    assert np.abs(outputs[0].astype(int) - outputs[-1]).mean() > 5
+    to_full = [_style_distance(adain_model, output, outputs[-1]) for output in outputs]
+    assert all(a > b for a, b in zip(to_full, to_full[1:])), to_full
+
+
+def test_blend_weights_move_the_result_between_two_styles(adain_model, styles):
+    outputs = [stylize.stylize_image(adain_model, CONTENT, style=stylize.Style(styles, (1 - w, w)))
+               for w in np.linspace(0, 1, 5)]
+    for single, output in ((styles[:1], outputs[0]), (styles[1:], outputs[-1])):
+        alone = stylize.stylize_image(adain_model, CONTENT, style=stylize.Style(single))
+        assert np.abs(alone.astype(int) - output).max() <= 1
+    to_second = [_style_distance(adain_model, output, outputs[-1]) for output in outputs]
+    to_first = [_style_distance(adain_model, output, outputs[0]) for output in outputs]
+    assert all(a > b for a, b in zip(to_second, to_second[1:])), to_second
+    assert all(a < b for a, b in zip(to_first, to_first[1:])), to_first
+
+
+def test_preserve_color_luminance_keeps_the_contents_chroma(adain_model, styles):
+    def chroma(rgb):
+        yuv = tf.image.rgb_to_yuv(np.asarray(rgb, np.float32) / 255.0).numpy()
+        return yuv[..., 1:] * 255.0
+
+    kept = stylize.stylize_image(adain_model, CONTENT, style=stylize.Style(styles[:1], preserve_color="luminance"))
+    plain = stylize.stylize_image(adain_model, CONTENT, style=stylize.Style(styles[:1]))
+    inside = np.all((kept > 3) & (kept < 252), axis=-1)  # where clipping to [0, 255] leaves the colour alone
+    assert inside.mean() > 0.3
+    assert np.abs(chroma(kept) - chroma(CONTENT))[inside].max() < 2.5
+    assert np.abs(chroma(plain) - chroma(CONTENT))[inside].mean() > 5
+    histogram = stylize.stylize_image(adain_model, CONTENT, style=stylize.Style(styles[:1], preserve_color="histogram"))
+    assert np.abs(histogram.astype(int) - plain).mean() > 1
+
+
+def test_style_options_and_the_model_kind_are_checked(adain_model, model_dir, styles):
+    with pytest.raises(UserInputError, match="arbitrary-style network; give it a style"):
+        stylize.check_model_kind(adain_model, None)
+    with pytest.raises(UserInputError, match="learnt one style and takes no style image"):
+        stylize.check_model_kind(stylize.load_stylizer(model_dir), stylize.Style(styles))
+    with pytest.raises(UserInputError, match="alpha must be in"):
+        stylize.Style(styles, alpha=1.5)
+    with pytest.raises(UserInputError, match="give one non-negative weight per style"):
+        stylize.Style(styles, blend_weights=(1.0,))
+
+
+def _stylize_command(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "stylize", *args],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+
+
+def test_stylize_command_with_an_arbitrary_model(adain_dir, photos, styles, tmp_path):
+    style_files = []
+    for index, style in enumerate(styles):
+        style_files.append(str(tmp_path / f"style{index}.png"))
+        Image.fromarray(style).save(style_files[-1])
+    out = tmp_path / "out"
+    result = _stylize_command(f"--model={adain_dir}", f"--input={photos}", f"--output_dir={out}",
+                              f"--style={','.join(style_files)}", "--style_blend_weights=3,1", "--alpha=0.8",
+                              "--preserve_color=histogram", "--style_size=32")
+    assert result.returncode == 1, result.stderr
+    assert sorted(p.name for p in out.rglob("*")) == ["cat.jpg", "coffee.png", "nested"]
+    assert "wrote 2 image(s)" in result.stdout and "1 failed" in result.stdout
+
+
+@pytest.mark.parametrize("kind, flag, message", [
+    ("arbitrary", None, "is an arbitrary-style model; give it --style=FILE"),
+    ("one-style", "--style={style}", "learnt one style and takes no --style;"),
+    ("one-style", "--alpha=0.5", "learnt one style and takes no --alpha;"),
+    ("arbitrary", "--style={style},{style} --style_blend_weights=1", "--style_blend_weights needs one"),
+    ("arbitrary", "--style=missing.png", "image file not found: 'missing.png'"),
+])
+def test_stylize_command_refuses_a_mismatch_in_one_line(adain_dir, model_dir, photos, tmp_path, kind, flag, message):
+    style = str(tmp_path / "style.png")
+    Image.fromarray(skimage_rgb("coffee")[::8, ::8]).save(style)
+    args = [f"--model={adain_dir if kind == 'arbitrary' else model_dir}", f"--input={photos}",
+            f"--output_dir={tmp_path / 'out'}", *(flag.format(style=style).split() if flag else [])]
+    result = _stylize_command(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "out").exists()
