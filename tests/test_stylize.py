@@ -10,12 +10,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import skimage_rgb
+from conftest import skimage_rgb, tiny_adain_model
 from tf_nst import adain
 from tf_nst import stylize
 from tf_nst import train
 from tf_nst import transformer
-from tf_nst import vgg
 from tf_nst.errors import UserInputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -113,15 +112,9 @@ def _style_distance(model, image, reference):
 
 @pytest.fixture(scope="module")
 def adain_dir(tmp_path_factory):
-    """A train_dir holding a small random arbitrary-style network (VGG16 encoder, quarter-width decoder); the
-    decoder's last layer is scaled into [0, 255], where an untrained one gives a nearly black, rounded-away image."""
+    """A train_dir holding a small random arbitrary-style network (conftest.tiny_adain_model)."""
     folder = tmp_path_factory.mktemp("adain")
-    keras.utils.set_random_seed(0)
-    model = adain.build_model(vgg.ExtractorConfig(backbone="vgg16", weights="none"), width_multiplier=0.25)
-    last = model.get_layer("decoder").get_layer("block1_conv1")
-    kernel, bias = last.get_weights()
-    last.set_weights([kernel * 400.0, bias + 128.0])
-    model.save(str(folder / train.MODEL_FILE))
+    tiny_adain_model().save(str(folder / train.MODEL_FILE))
     return str(folder)
 
 

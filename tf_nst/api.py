@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_nst import adain
 from tf_nst import defaults
 from tf_nst import files
 from tf_nst import image_io
@@ -147,25 +148,38 @@ def transfer(content, style, *, image_size=defaults.IMAGE_SIZE, style_scale=1.0,
 class Stylizer:
     """A trained stylizer as a function: uint8 images in, uint8 stylised images out.
 
-    Call it on one [H, W, 3] image or a batch [N, H, W, 3]. `style=` is for arbitrary-style models; a model
-    that learnt one style refuses it.
+    Call it on one [H, W, 3] image or a batch [N, H, W, 3]. `style=` (a path, PIL image or array, or a list
+    of them), with `alpha`, `style_blend_weights`, `preserve_color` and `style_size`, is for arbitrary-style
+    models, which require it; a model that learnt one style refuses it.
     """
 
-    def __init__(self, forward, path):
+    def __init__(self, forward, path, model=None):
         self._forward = forward  # float32 [N, H, W, 3] in [0, 255] -> float [N, H, W, 3] in [0, 255]
+        self._model = model  # the Keras model, when loaded from one
         self.path = path
 
-    def __call__(self, images, style=None):
-        if style is not None:
+    def __call__(self, images, style=None, *, alpha=1.0, style_blend_weights=None, preserve_color="none",
+                 style_size=stylize.DEFAULT_STYLE_SIZE):
+        arbitrary = self._model is not None and adain.is_arbitrary(self._model)
+        if style is not None and not arbitrary:
             raise UserInputError(f"the stylizer {self.path!r} learnt one style and takes no style=; "
                                  "style= is for arbitrary-style models")
+        if arbitrary and style is None:
+            raise UserInputError(f"the stylizer {self.path!r} is an arbitrary-style network; give it style=")
         images = np.asarray(images)
         single = images.ndim == 3
         batch = images[None] if single else images
         if batch.ndim != 4 or batch.shape[-1] != 3:
             raise UserInputError(f"expected an [H, W, 3] image or an [N, H, W, 3] batch; received shape "
                                  f"{images.shape}")
-        output = np.asarray(image_io.to_uint8(self._forward(tf.convert_to_tensor(batch, tf.float32))))
+        if arbitrary:
+            styles = [as_image(s, "style") for s in (style if isinstance(style, (list, tuple)) else [style])]
+            options = stylize.Style(
+                tuple(np.asarray(image_io.to_uint8(image_io.resize_shorter_side(s, style_size))) for s in styles),
+                tuple(style_blend_weights) if style_blend_weights is not None else None, alpha, preserve_color)
+            output = np.stack([stylize.stylize_image(self._model, image, style=options) for image in batch])
+        else:
+            output = np.asarray(image_io.to_uint8(self._forward(tf.convert_to_tensor(batch, tf.float32))))
         return output[0] if single else output
 
 
@@ -180,4 +194,4 @@ def load_stylizer(path):
         endpoint = tf.saved_model.load(path).signatures["stylize_images"]
         return Stylizer(lambda images: endpoint(images=image_io.to_uint8(images))["stylized"], path)
     model = stylize.load_stylizer(path)
-    return Stylizer(lambda images: model(images, training=False), path)
+    return Stylizer(lambda images: model(images, training=False), path, model)
