@@ -78,35 +78,54 @@ def check_model_kind(model, style, path="the model"):
                              "arbitrary-style models (train --architecture=adain)")
 
 
-def style_statistics(model, style, content=None):
-    """The style_statistics of each of style's images, as the content's colour mode sees them.
+def style_statistics(model, images, preserve_color="none", content=None):
+    """The style_statistics of each style image, as the content's colour mode sees them.
 
     Args:
       model: an arbitrary-style network.
-      style: a Style.
-      content: float32 [H, W, 3]; needed only when style.preserve_color is not "none".
+      images: [H, W, 3] style images in [0, 255] (arrays or tensors).
+      preserve_color: a Style's colour mode.
+      content: float32 [H, W, 3]; needed only when preserve_color is not "none".
 
     Returns:
       A list of float32 [1, adain.STATISTICS_SIZE], one per style image.
     """
-    images = [tf.convert_to_tensor(image, tf.float32) for image in style.images]
-    if style.preserve_color == "luminance":
+    images = [tf.convert_to_tensor(image, tf.float32) for image in images]
+    if preserve_color == "luminance":
         images = [image_io.match_luminance(image, content) for image in images]
-    elif style.preserve_color == "histogram":
+    elif preserve_color == "histogram":
         images = [image_io.match_color(image, content) for image in images]
     return [adain.style_statistics(model, image[tf.newaxis]) for image in images]
 
 
+def stylize_arbitrary(model, image, statistics, blend_weights=None, alpha=1.0, preserve_color="none"):
+    """One content image through an arbitrary-style network, in TensorFlow ops alone (the serving graph runs
+    it too).
+
+    Args:
+      model: an arbitrary-style network.
+      image: [H, W, 3] in [0, 255].
+      statistics: style_statistics(model, images, preserve_color, image), or style vectors from elsewhere
+        (the served style_embedding) when preserve_color is "none".
+      blend_weights: one per style (None: equal). alpha: a float or a scalar tensor in [0, 1].
+      preserve_color: a Style's colour mode.
+
+    Returns:
+      float32 [H, W, 3] in [0, 255] (a little outside with "luminance", where the colours are out of gamut).
+    """
+    content = tf.convert_to_tensor(image, tf.float32)
+    seen = image_io.luminance_image(content) if preserve_color == "luminance" else content
+    output = adain.stylize_with_statistics(model, seen[tf.newaxis], statistics, blend_weights, alpha)[0]
+    return image_io.keep_content_colors(output, content) if preserve_color == "luminance" else output
+
+
 def _stylize_arbitrary(model, image, style, statistics=None):
-    """[H, W, 3] image -> float32 [H, W, 3]; statistics: style_statistics(model, style), if they were
-    computed already (they do not depend on the content when style.preserve_color is "none")."""
+    """[H, W, 3] image -> float32 [H, W, 3]; statistics: style_statistics of the style, if they were computed
+    already (they do not depend on the content when style.preserve_color is "none")."""
     content = tf.convert_to_tensor(image, tf.float32)
     if statistics is None:
-        statistics = style_statistics(model, style, content)
-    seen = image_io.luminance_image(content) if style.preserve_color == "luminance" else content
-    output = adain.stylize_with_statistics(model, seen[tf.newaxis], statistics, style.blend_weights,
-                                           style.alpha)[0]
-    return image_io.keep_content_colors(output, content) if style.preserve_color == "luminance" else output
+        statistics = style_statistics(model, style.images, style.preserve_color, content)
+    return stylize_arbitrary(model, content, statistics, style.blend_weights, style.alpha, style.preserve_color)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,7 +222,7 @@ def stylize_files(model, pairs, max_size=None, callback=None, style=None):
     check_model_kind(model, style)
     statistics = None
     if style is not None and style.preserve_color == "none":  # the same for every image: computed once
-        statistics = style_statistics(model, style)
+        statistics = style_statistics(model, style.images)
     written, failed = [], []
     for path, output in pairs:
         error = None

@@ -77,7 +77,8 @@ def _run():
     if not is_saved_model:
         version_dir = saved_model.export(model_path, _EXPORT_DIR.value, model_name=_MODEL_NAME.value,
                                          version=_VERSION.value or None, max_size=_EXPORT_MAX_SIZE.value)
-        print(f"tf-nst: wrote {version_dir} (signatures: {', '.join(saved_model.SIGNATURES)})", flush=True)
+        signatures = saved_model.signature_names(files.is_arbitrary_model(model_path))
+        print(f"tf-nst: wrote {version_dir} (signatures: {', '.join(signatures)})", flush=True)
     if _FORMAT.value == "litert":
         from export import litert  # pylint: disable=import-outside-toplevel
 
