@@ -14,9 +14,11 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import tiny_adain_model
+from export import client
 from export import saved_model
-from test_export import (ROOT, SessionModel, assert_core_ops, assert_signatures_shown, assert_within_one_level,
-                         decode_png, encode, header_only_png, saved_model_cli_run)
+from test_export import (ROOT, SessionModel, _session_predict, assert_core_ops, assert_signatures_shown,
+                         assert_within_one_level, decode_png, encode, fake_grpc_server, fake_rest_server,
+                         header_only_png, saved_model_cli_run)
 from tf_nst import adain
 from tf_nst import files
 from tf_nst import stylize
@@ -192,3 +194,51 @@ def test_export_cli_writes_the_layout_with_the_five_signatures(tmp_path, model):
     assert sorted(os.listdir(tmp_path / "exports")) == sorted([saved_model.MODELS_CONFIG,
                                                                saved_model.BATCHING_PARAMETERS, "stylizer"])
     assert os.path.isfile(tmp_path / "exports" / "stylizer" / "1" / saved_model.WARMUP_FILE)
+
+
+# --- serve-request and the client, against fake servers answering from the session-loaded SavedModel --------
+
+def _content_folder(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(CONTENT).save(folder / "a.png")
+    Image.fromarray(CONTENT[::-1]).save(folder / "b.bmp")
+    Image.fromarray(STYLES[1]).save(tmp_path / "style.png")
+    return folder
+
+
+def test_serve_request_cli_sends_the_style_over_rest(tmp_path, fake_rest_server, model):
+    folder = _content_folder(tmp_path)
+
+    def serve_request(style):
+        return subprocess.run(
+            [sys.executable, os.path.join(ROOT, "main.py"), "serve-request", f"--input={folder}",
+             f"--output_dir={tmp_path / 'out'}", f"--server={fake_rest_server}", f"--style={style}",
+             "--overwrite"], capture_output=True, text=True, timeout=300, check=False)
+
+    result = serve_request(tmp_path / "style.png")
+    assert result.returncode == 0, result.stderr
+    for name, content in (("a.png", CONTENT), ("b.bmp", CONTENT[::-1])):
+        assert_within_one_level(np.asarray(Image.open(tmp_path / "out" / name)), reference(model, content, STYLES[1]))
+    # Readable here, but too thin once the server downscales it to MAX_SIZE: every row is refused.
+    Image.fromarray(np.resize(STYLES[1], (20, 300, 3))).save(tmp_path / "thin.png")
+    result = serve_request(tmp_path / "thin.png")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"tf-nst: skipped {folder / name}: style: image too small: 20 x 300 px, 4 x 64 px once downscaled to "
+        f"64 px; {files.MIN_SIDE_RULE}" for name in ("a.png", "b.bmp")]
+    Image.fromarray(STYLES[1][:8, :8]).save(tmp_path / "small.png")  # refused before any request
+    result = serve_request(tmp_path / "small.png")
+    assert result.returncode == 2 and "is 8x8 px; tf_nst needs at least 16 px" in result.stderr
+    result = serve_request(f"{tmp_path / 'style.png'},{tmp_path / 'style.png'}")
+    assert result.returncode == 2 and "serve-request sends one style file" in result.stderr
+
+
+def test_grpc_client_sends_the_style(tmp_path, served, fake_grpc_server, model):
+    server = fake_grpc_server(_session_predict(served))
+    folder = _content_folder(tmp_path)
+    pairs = [(str(folder / "a.png"), str(tmp_path / "out" / "a.png"))]
+    result = client.stylize_files(pairs, server, "stylizer", protocol="grpc",
+                                  style=(tmp_path / "style.png").read_bytes())
+    assert result.written == (pairs[0][1],) and not result.failed
+    assert_within_one_level(np.asarray(Image.open(pairs[0][1])), reference(model, CONTENT, STYLES[1]))

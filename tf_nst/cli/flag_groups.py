@@ -141,11 +141,12 @@ def define_loss_weights(commands=("transfer", "train")):
                  _read_by("Weight of the total-variation (smoothness) loss.", commands), lower_bound=0.0))
 
 
-def define_style(commands=("transfer", "train", "stylize")):
+def define_style(commands=("transfer", "train", "stylize", "serve-request")):
     return _once(flags.DEFINE_string, "style", os.path.join(SAMPLES_DIR, "hubble_deep_field.jpg"),
                  _read_by("Style image file; for `transfer` and `stylize`, several comma-separated files are "
                           "blended (--style_blend_weights); `train` learns one; `stylize` takes it only with an "
-                          "arbitrary-style model (train --architecture=adain), and requires it there.",
+                          "arbitrary-style model (train --architecture=adain), and requires it there; `serve-request` sends one "
+                          "to a served arbitrary-style model.",
                           commands))
 
 
