@@ -195,10 +195,15 @@ def test_stylize_command_with_an_arbitrary_model(adain_dir, photos, styles, tmp_
     for index, style in enumerate(styles):
         style_files.append(str(tmp_path / f"style{index}.png"))
         Image.fromarray(style).save(style_files[-1])
+    masks = [str(tmp_path / "left.png"), str(tmp_path / "right.png")]
+    left = np.zeros((20, 30), np.uint8)
+    left[:, :15] = 255
+    Image.fromarray(left).save(masks[0])
+    Image.fromarray(255 - left).save(masks[1])
     out = tmp_path / "out"
     result = _stylize_command(f"--model={adain_dir}", f"--input={photos}", f"--output_dir={out}",
                               f"--style={','.join(style_files)}", "--style_blend_weights=3,1", "--alpha=0.8",
-                              "--preserve_color=histogram", "--style_size=32")
+                              "--preserve_color=histogram", "--style_size=32", f"--content_mask={','.join(masks)}")
     assert result.returncode == 1, result.stderr
     assert sorted(p.name for p in out.rglob("*")) == ["cat.jpg", "coffee.png", "nested"]
     assert "wrote 2 image(s)" in result.stdout and "1 failed" in result.stdout
@@ -210,6 +215,7 @@ def test_stylize_command_with_an_arbitrary_model(adain_dir, photos, styles, tmp_
     ("one-style", "--alpha=0.5", "learnt one style and takes no --alpha;"),
     ("arbitrary", "--style={style},{style} --style_blend_weights=1", "--style_blend_weights needs one"),
     ("arbitrary", "--style=missing.png", "image file not found: 'missing.png'"),
+    ("arbitrary", "--style={style} --content_mask={style},{style}", "--content_mask has 2 file(s) but --style has 1"),
 ])
 def test_stylize_command_refuses_a_mismatch_in_one_line(adain_dir, model_dir, photos, tmp_path, kind, flag, message):
     style = str(tmp_path / "style.png")
@@ -220,3 +226,49 @@ def test_stylize_command_refuses_a_mismatch_in_one_line(adain_dir, model_dir, ph
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _numpy_region_adain(content, mean, std, mask, epsilon=adain.EPSILON):
+    """AdaIN with the content's moments taken over the mask's region, in float64."""
+    weights = mask[None, :, :, None].astype(np.float64)
+    region_mean = (weights * content).sum(axis=(1, 2), keepdims=True) / weights.sum()
+    region_var = (weights * (content - region_mean) ** 2).sum(axis=(1, 2), keepdims=True) / weights.sum()
+    return (content - region_mean) / np.sqrt(region_var + epsilon) * std + mean
+
+
+def test_masked_targets_use_each_regions_statistics_against_numpy():
+    rng = np.random.default_rng(3)
+    content = (rng.standard_normal((1, 6, 8, 5)) * 2 + 1).astype(np.float32)
+    moments = [(rng.standard_normal((1, 1, 1, 5)).astype(np.float32) + shift,
+                rng.uniform(0.5, 2, (1, 1, 1, 5)).astype(np.float32)) for shift in (-4.0, 4.0)]
+    left = np.zeros((6, 8), np.float32)
+    left[:, :3], left[:, 3] = 1.0, 0.5
+    result = adain.blend_targets(content, moments, blend_weights=[1.0, 3.0], alpha=0.8,
+                                 masks=[left, 1.0 - left]).numpy()
+    first, second = (_numpy_region_adain(content, *pair, mask) for pair, mask in zip(moments, (left, 1.0 - left)))
+    weights = np.stack([1.0 * left, 3.0 * (1.0 - left)])[:, None, :, :, None]
+    expected = 0.8 * (weights[0] * first + weights[1] * second) / weights.sum(axis=0) + 0.2 * content
+    np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-4)
+    ones = np.ones((6, 8), np.float32)
+    np.testing.assert_allclose(adain.blend_targets(content, moments, [1.0, 3.0], masks=[ones, ones]).numpy(),
+                               adain.blend_targets(content, moments, [1.0, 3.0]).numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(adain.blend_targets(content, moments, masks=[0 * ones, 0 * ones]).numpy(), content)
+
+
+def test_content_masks_reach_the_network_at_each_images_size(adain_model, styles):
+    """stylize_image with masks: all white is the unmasked result, all black the content's own features, and
+    a half mask applies its style on its half only (as far as the decoder's receptive field allows)."""
+    content = skimage_rgb("chelsea")[::5, ::5][:64, :64]
+    ones = np.ones((32, 40), np.float32)  # a mask file of another size, resized to the content's
+    unmasked = stylize.stylize_image(adain_model, content, style=stylize.Style(styles, (3.0, 1.0)))
+    all_white = stylize.stylize_image(adain_model, content,
+                                      style=stylize.Style(styles, (3.0, 1.0), content_masks=(ones, ones)))
+    assert np.abs(all_white.astype(int) - unmasked).max() <= 1
+    black = stylize.stylize_image(adain_model, content, style=stylize.Style(styles, content_masks=(0 * ones,) * 2))
+    keep = stylize.stylize_image(adain_model, content, style=stylize.Style(styles[:1], alpha=0.0))
+    assert np.abs(black.astype(int) - keep).max() <= 1
+    left = np.zeros((64, 64), np.float32)
+    left[:, :32] = 1.0
+    half = stylize.stylize_image(adain_model, content, style=stylize.Style(styles[:1], content_masks=(left,)))
+    near, far = np.abs(half.astype(int) - keep)[:, :16].mean(), np.abs(half.astype(int) - keep)[:, 48:].mean()
+    assert near > 3 * far, (near, far)

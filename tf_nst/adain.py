@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from tf_nst import defaults
+from tf_nst import image_io
 from tf_nst import losses
 from tf_nst import transformer
 from tf_nst import vgg
@@ -76,14 +77,21 @@ def target_features(content, styles, blend_weights=None, alpha=1.0, epsilon=EPSI
                          alpha, epsilon)
 
 
-def blend_targets(content, moments, blend_weights=None, alpha=1.0, epsilon=EPSILON):
+def blend_targets(content, moments, blend_weights=None, alpha=1.0, epsilon=EPSILON, masks=None):
     """target_features from each style's (mean, std) at the encoder layer instead of its features.
 
     Args:
       content: [batch, height, width, channels] features of the content.
       moments: a list of (mean, std) pairs, each [batch or 1, 1, 1, channels], one per style.
       blend_weights, alpha: as in target_features.
+      masks: optional spatial control (Huang & Belongie 2017, §7.1): one [height, width] weight map in [0, 1]
+        per style, on the content features' grid. Each style is applied where its mask is white, with the
+        content's mean and std taken over that region alone; overlaps blend by mask x blend weight, and where
+        the masks add up to less than 1 the content's features show through. All-white masks give the
+        unmasked result.
     """
+    if masks is not None:
+        return _masked_targets(content, moments, blend_weights, alpha, epsilon, masks)
     if blend_weights is None:
         blend_weights = [1.0] * len(moments)
     if len(blend_weights) != len(moments):
@@ -211,6 +219,27 @@ def build_model(extractor=vgg.ExtractorConfig(), width_multiplier=1.0, name="arb
     return keras.Model({"content": content, "style": style, "alpha": alpha}, outputs, name=name)
 
 
+def _masked_targets(content, moments, blend_weights, alpha, epsilon, masks):
+    if len(masks) != len(moments):
+        raise ValueError(f"{len(masks)} masks for {len(moments)} styles; give one per style")
+    blend_weights = [1.0] * len(moments) if blend_weights is None else list(blend_weights)
+    content = tf.cast(content, tf.float32)
+    masks = [tf.cast(mask, tf.float32)[tf.newaxis, :, :, tf.newaxis] for mask in masks]
+    weighted, total = [], 0.0
+    for weight, (mean, std), mask in zip(blend_weights, moments, masks):
+        area = tf.maximum(tf.reduce_sum(mask), 1e-8)
+        region_mean = tf.reduce_sum(mask * content, axis=[1, 2], keepdims=True) / area
+        region_variance = tf.reduce_sum(mask * tf.square(content - region_mean), axis=[1, 2], keepdims=True) / area
+        normalized = (content - region_mean) / tf.sqrt(region_variance + epsilon) * std + mean
+        weighted.append(weight * mask * normalized)
+        total += weight * mask
+    coverage = tf.minimum(tf.add_n(masks), 1.0)
+    stylized = tf.add_n(weighted) / tf.maximum(total, 1e-8)
+    stylized = coverage * stylized + (1.0 - coverage) * content
+    alpha = tf.reshape(tf.cast(alpha, tf.float32), [-1, 1, 1, 1])
+    return alpha * stylized + (1.0 - alpha) * content
+
+
 def is_arbitrary(model):
     """Whether a loaded stylizer is a build_model network (it takes a style), not a one-style transformer."""
     return any(isinstance(layer, AdaptiveInstanceNormalization) for layer in model.layers)
@@ -246,7 +275,7 @@ def encoder_moments(statistics):
     return mean[:, None, None, :], std[:, None, None, :]
 
 
-def stylize_with_statistics(model, content, statistics, blend_weights=None, alpha=1.0):
+def stylize_with_statistics(model, content, statistics, blend_weights=None, alpha=1.0, masks=None):
     """Stylises content images with a blend of styles given as style_statistics vectors.
 
     Args:
@@ -254,6 +283,7 @@ def stylize_with_statistics(model, content, statistics, blend_weights=None, alph
       content: [N, H, W, 3] RGB in [0, 255].
       statistics: a list of [1 or N, STATISTICS_SIZE] style_statistics, one per style.
       blend_weights, alpha: as in target_features.
+      masks: optional, one [H, W] weight map in [0, 1] per style, at the content's size (blend_targets).
 
     Returns:
       [N, H, W, 3] float32 in [0, 255].
@@ -261,8 +291,12 @@ def stylize_with_statistics(model, content, statistics, blend_weights=None, alph
     encoder, decoder = model.get_layer("encoder"), model.get_layer("decoder")
     content = tf.convert_to_tensor(content, tf.float32)
     padded = model.get_layer("pad_to_multiple")(content)
-    target = blend_targets(encoder(padded)[ENCODER_LAYER], [encoder_moments(s) for s in statistics],
-                           blend_weights, alpha)
+    features = encoder(padded)[ENCODER_LAYER]
+    if masks is not None:  # padded like the content, then averaged over each feature's 8 x 8 pixels
+        masks = [image_io.pool_mask(model.get_layer("pad_to_multiple")(
+            tf.convert_to_tensor(mask, tf.float32)[tf.newaxis, :, :, tf.newaxis])[0, :, :, 0], features.shape[1:3])
+            for mask in masks]
+    target = blend_targets(features, [encoder_moments(s) for s in statistics], blend_weights, alpha, masks=masks)
     decoded = decoder(target)[:, :tf.shape(content)[1], :tf.shape(content)[2], :]
     return tf.clip_by_value(tf.cast(decoded, tf.float32), 0.0, 255.0)
 

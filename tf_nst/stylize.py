@@ -35,12 +35,15 @@ class Style:
       preserve_color: "none"; "luminance": stylise the content's luminance with luminance-matched styles and
         keep the content's colours; "histogram": recolour each style to the content's colour mean and
         covariance first (Gatys et al. 2017, §5).
+      content_masks: optional spatial control, one [H, W] mask in [0, 1] per image (files.read_mask), resized
+        to each content image: each style applies where its mask is white, in feature space (adain.blend_targets).
     """
 
     images: tuple
     blend_weights: tuple = None
     alpha: float = 1.0
     preserve_color: str = "none"
+    content_masks: tuple = None
 
     def __post_init__(self):
         if not 0.0 <= self.alpha <= 1.0:
@@ -52,6 +55,9 @@ class Style:
         if weights is not None and (len(weights) != len(self.images) or min(weights) < 0 or not sum(weights) > 0):
             raise UserInputError(f"blend weights {list(weights)} for {len(self.images)} style(s): give one "
                                  "non-negative weight per style, not all zero")
+        if self.content_masks is not None and len(self.content_masks) != len(self.images):
+            raise UserInputError(f"{len(self.content_masks)} content mask(s) for {len(self.images)} style(s); "
+                                 "give one mask per style, in the same order")
 
 
 def read_styles(paths, style_size=DEFAULT_STYLE_SIZE):
@@ -98,7 +104,8 @@ def style_statistics(model, images, preserve_color="none", content=None):
     return [adain.style_statistics(model, image[tf.newaxis]) for image in images]
 
 
-def stylize_arbitrary(model, image, statistics, blend_weights=None, alpha=1.0, preserve_color="none"):
+def stylize_arbitrary(model, image, statistics, blend_weights=None, alpha=1.0, preserve_color="none",
+                      masks=None):
     """One content image through an arbitrary-style network, in TensorFlow ops alone (the serving graph runs
     it too).
 
@@ -109,13 +116,14 @@ def stylize_arbitrary(model, image, statistics, blend_weights=None, alpha=1.0, p
         (the served style_embedding) when preserve_color is "none".
       blend_weights: one per style (None: equal). alpha: a float or a scalar tensor in [0, 1].
       preserve_color: a Style's colour mode.
+      masks: optional, one [H, W] mask per style at the image's size (adain.stylize_with_statistics).
 
     Returns:
       float32 [H, W, 3] in [0, 255] (a little outside with "luminance", where the colours are out of gamut).
     """
     content = tf.convert_to_tensor(image, tf.float32)
     seen = image_io.luminance_image(content) if preserve_color == "luminance" else content
-    output = adain.stylize_with_statistics(model, seen[tf.newaxis], statistics, blend_weights, alpha)[0]
+    output = adain.stylize_with_statistics(model, seen[tf.newaxis], statistics, blend_weights, alpha, masks)[0]
     return image_io.keep_content_colors(output, content) if preserve_color == "luminance" else output
 
 
@@ -125,7 +133,11 @@ def _stylize_arbitrary(model, image, style, statistics=None):
     content = tf.convert_to_tensor(image, tf.float32)
     if statistics is None:
         statistics = style_statistics(model, style.images, style.preserve_color, content)
-    return stylize_arbitrary(model, content, statistics, style.blend_weights, style.alpha, style.preserve_color)
+    masks = None
+    if style.content_masks is not None:
+        masks = [image_io.resize_mask(mask, content.shape[:2]) for mask in style.content_masks]
+    return stylize_arbitrary(model, content, statistics, style.blend_weights, style.alpha, style.preserve_color,
+                             masks)
 
 
 @dataclasses.dataclass(frozen=True)

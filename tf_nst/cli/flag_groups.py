@@ -210,6 +210,14 @@ def define_output(commands=("transfer", "export")):
                           "SavedModel's version folder).", commands))
 
 
+def define_content_mask(commands=("transfer", "stylize")):
+    return _once(flags.DEFINE_list, "content_mask", None,
+                 _read_by("Spatial control: one grayscale mask file per --style file, each the content image's "
+                          "size (`stylize`: resized to each input). White: that style applies here, black: it "
+                          "does not, grey: partly; where every mask is black the content is kept (Gatys et al. "
+                          "2017, section 4; Huang & Belongie 2017, section 7.1, in feature space).", commands))
+
+
 def define_preserve_color(commands=("transfer", "batch", "stylize")):
     return _once(flags.DEFINE_enum, "preserve_color", "none", ["none", "luminance", "histogram"],
                  _read_by("'luminance': transfer brightness only and keep the content's colours; 'histogram' "

@@ -1,7 +1,8 @@
 """`stylize`: applies a trained stylizer to an image file or a folder of them (names and subfolders kept).
 
 A one-style model takes the images alone; an arbitrary-style model (train --architecture=adain) takes
---style, one or several files, with --style_blend_weights, --alpha, --preserve_color and --style_size. The
+--style, one or several files, with --style_blend_weights, --alpha, --preserve_color, --style_size and
+--content_mask (a style per region). The
 model's kind is read from its file before TensorFlow loads. Outputs are written atomically and never replace
 an input; unreadable images are named, skipped, and make the exit status 1.
 """
@@ -25,6 +26,7 @@ _PRESERVE_COLOR = flag_groups.define_preserve_color()
 _ALPHA = flags.DEFINE_float(
     "alpha", 1.0, "Arbitrary-style models: how much style, from 0 (the content's own features) to 1 (full "
     "style).", lower_bound=0.0, upper_bound=1.0)
+_CONTENT_MASK = flag_groups.define_content_mask()
 _STYLE_SIZE = flags.DEFINE_integer(
     "style_size", 512, "Arbitrary-style models: each --style image is resized so that its shorter side is "
     "this many pixels.", lower_bound=16)
@@ -32,7 +34,7 @@ _STYLE_SIZE = flags.DEFINE_integer(
 flags.adopt_module_key_flags(flag_groups)
 
 # Flags that only an arbitrary-style model reads.
-_STYLE_FLAGS = (_STYLE, _STYLE_BLEND_WEIGHTS, _PRESERVE_COLOR, _ALPHA, _STYLE_SIZE)
+_STYLE_FLAGS = (_STYLE, _STYLE_BLEND_WEIGHTS, _PRESERVE_COLOR, _ALPHA, _STYLE_SIZE, _CONTENT_MASK)
 
 
 def _check_model_kind(model_path):
@@ -49,6 +51,13 @@ def _check_model_kind(model_path):
     return arbitrary
 
 
+def _read_masks(count):
+    if len(_CONTENT_MASK.value) != count:
+        raise UserInputError(f"--content_mask has {len(_CONTENT_MASK.value)} file(s) but --style has {count}; "
+                             "give one mask per --style file, in the same order")
+    return tuple(files.read_mask(path) for path in _CONTENT_MASK.value)
+
+
 def _run():
     common.require_flags("stylize", _MODEL, _INPUT, _OUTPUT_DIR)
     model_path = files.find_model(_MODEL.value)
@@ -56,6 +65,7 @@ def _run():
     style_paths = _STYLE.value.split(",") if arbitrary else []
     for path in style_paths:
         files.read_image(path)  # a bad style file is an error before TensorFlow loads
+    masks = _read_masks(len(style_paths)) if _CONTENT_MASK.value else None
     pairs = files.plan_outputs(_INPUT.value, _OUTPUT_DIR.value, _OVERWRITE.value)
     outputs.check_writable_files([output for _, output in pairs], "--output_dir")
     common.import_tensorflow()
@@ -66,7 +76,7 @@ def _run():
         weights = _STYLE_BLEND_WEIGHTS.value
         style = stylize.Style(stylize.read_styles(style_paths, _STYLE_SIZE.value),
                               tuple(map(float, weights)) if weights else None, _ALPHA.value,
-                              _PRESERVE_COLOR.value)
+                              _PRESERVE_COLOR.value, masks)
     result = stylize.stylize_files(stylize.load_stylizer(model_path), pairs, _MAX_SIZE.value or None,
                                    callback=common.report_file, style=style)
     failed = f"; {len(result.failed)} failed" if result.failed else ""

@@ -52,11 +52,7 @@ _SCALE_FACTOR = flags.DEFINE_float("scale_factor", 2.0, "Size ratio between scal
 _COARSE_STEPS = flags.DEFINE_integer(
     "coarse_steps", None, "Iterations at each coarser scale (default: --num_steps).", lower_bound=1)
 _PRESERVE_COLOR = flag_groups.define_preserve_color()
-_CONTENT_MASK = flags.DEFINE_list(
-    "content_mask", None,
-    "Spatial control: one grayscale mask file per --style file, each the content image's size. White: that "
-    "style applies here, black: it does not, grey: partly; where every mask is black the content is kept "
-    "(Gatys et al. 2017, section 4).")
+_CONTENT_MASK = flag_groups.define_content_mask()
 _STYLE_MASKS = flags.DEFINE_list(
     "style_masks", None,
     "One grayscale mask file per --style file, each its style image's size: the white region supplies that "
