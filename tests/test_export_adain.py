@@ -194,6 +194,10 @@ def test_export_cli_writes_the_layout_with_the_five_signatures(tmp_path, model):
     assert sorted(os.listdir(tmp_path / "exports")) == sorted([saved_model.MODELS_CONFIG,
                                                                saved_model.BATCHING_PARAMETERS, "stylizer"])
     assert os.path.isfile(tmp_path / "exports" / "stylizer" / "1" / saved_model.WARMUP_FILE)
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "export", f"--model={model_path}",
+                             f"--export_dir={tmp_path / 'exports'}", "--format=litert"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+    assert result.returncode == 2 and "--format=litert converts one-style models only" in result.stderr
 
 
 # --- serve-request and the client, against fake servers answering from the session-loaded SavedModel --------
@@ -242,3 +246,11 @@ def test_grpc_client_sends_the_style(tmp_path, served, fake_grpc_server, model):
                                   style=(tmp_path / "style.png").read_bytes())
     assert result.written == (pairs[0][1],) and not result.failed
     assert_within_one_level(np.asarray(Image.open(pairs[0][1])), reference(model, CONTENT, STYLES[1]))
+
+
+def test_load_stylizer_refuses_an_exported_arbitrary_model_in_one_line(exported):
+    import tf_nst  # pylint: disable=import-outside-toplevel
+    from tf_nst.errors import UserInputError  # pylint: disable=import-outside-toplevel
+
+    with pytest.raises(UserInputError, match="is an exported arbitrary-style model; load its .keras file"):
+        tf_nst.load_stylizer(exported)

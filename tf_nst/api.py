@@ -192,6 +192,9 @@ def load_stylizer(path):
     path = os.fspath(path)
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         endpoint = tf.saved_model.load(path).signatures["stylize_images"]
+        if "style_images" in endpoint.structured_input_signature[1]:
+            raise UserInputError(f"{path!r} is an exported arbitrary-style model; load its .keras file (or "
+                                 "train_dir) instead, or call its signatures")
         return Stylizer(lambda images: endpoint(images=image_io.to_uint8(images))["stylized"], path)
     model = stylize.load_stylizer(path)
     return Stylizer(lambda images: model(images, training=False), path, model)

@@ -64,6 +64,9 @@ def _run():
         raise UserInputError(f"--model={_MODEL.value!r} is already a SavedModel; export takes a .keras stylizer "
                              "or its --train_dir (an exported version folder only with --format=litert)")
     model_path = _MODEL.value if is_saved_model else files.find_model(_MODEL.value)
+    if _FORMAT.value == "litert" and not is_saved_model and files.is_arbitrary_model(model_path):
+        raise UserInputError(f"--model={_MODEL.value!r} is an arbitrary-style model; --format=litert converts "
+                             "one-style models only (use --format=saved_model)")
     if not is_saved_model:
         outputs.check_writable(os.path.join(_EXPORT_DIR.value, _MODEL_NAME.value), "--export_dir")
     if litert_output or (is_saved_model and _FORMAT.value == "litert"):
