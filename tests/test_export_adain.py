@@ -17,8 +17,8 @@ from conftest import tiny_adain_model
 from export import client
 from export import saved_model
 from test_export import (ROOT, SessionModel, _session_predict, assert_core_ops, assert_signatures_shown,
-                         assert_within_one_level, decode_png, encode, fake_grpc_server, fake_rest_server,
-                         header_only_png, saved_model_cli_run)
+                         assert_within_one_level, decode_png, encode, header_only_png, saved_model_cli_run)
+from test_export import fake_grpc_server, fake_rest_server  # noqa: F401  # pylint: disable=unused-import  # fixtures
 from tf_nst import adain
 from tf_nst import files
 from tf_nst import stylize
