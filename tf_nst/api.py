@@ -41,6 +41,14 @@ def as_image(image, name="image"):
     return array
 
 
+def read_style_images(style, style_size=stylize.DEFAULT_STYLE_SIZE):
+    """A style or a list of them (paths, PIL images or arrays) -> uint8 [H, W, 3] arrays, each resized so that
+    its shorter side is `style_size`."""
+    styles = style if isinstance(style, (list, tuple)) else [style]
+    return tuple(np.asarray(image_io.to_uint8(image_io.resize_shorter_side(as_image(s, "style"), style_size)))
+                 for s in styles)
+
+
 def _split_options(options):
     """(ExtractorConfig, TransferConfig kwargs without loss_weights, LossWeights) from transfer()'s options."""
     known = _EXTRACTOR_OPTIONS + _TRANSFER_OPTIONS + _LOSS_OPTIONS
@@ -173,9 +181,8 @@ class Stylizer:
             raise UserInputError(f"expected an [H, W, 3] image or an [N, H, W, 3] batch; received shape "
                                  f"{images.shape}")
         if arbitrary:
-            styles = [as_image(s, "style") for s in (style if isinstance(style, (list, tuple)) else [style])]
             options = stylize.Style(
-                tuple(np.asarray(image_io.to_uint8(image_io.resize_shorter_side(s, style_size))) for s in styles),
+                read_style_images(style, style_size),
                 tuple(style_blend_weights) if style_blend_weights is not None else None, alpha, preserve_color)
             output = np.stack([stylize.stylize_image(self._model, image, style=options) for image in batch])
         else:
