@@ -117,10 +117,11 @@ def test_bad_arguments_and_saving_are_refused_in_one_line(model, styles, tmp_pat
         keras.Model(inputs, random_style(model, styles)(inputs)).save(str(tmp_path / "augmented.keras"))
 
 
-def test_styles_are_read_from_paths_and_pil_images(model, styles, tmp_path):
+def test_styles_are_read_from_paths_and_pil_images_and_the_model_from_its_file(model, styles, tmp_path):
     path = str(tmp_path / "style.png")
     Image.fromarray(styles[0]).save(path)
-    from_path = tf_nst.RandomStyle(model, path, style_size=STYLE_SIZE).bank
+    model.save(str(tmp_path / "adain.keras"))
+    from_path = tf_nst.RandomStyle(str(tmp_path / "adain.keras"), path, style_size=STYLE_SIZE).bank
     from_pil = tf_nst.RandomStyle(model, [Image.open(path)], style_size=STYLE_SIZE).bank
     np.testing.assert_allclose(from_path, adain.style_statistics(model, styles[0][np.newaxis].astype(np.float32)),
                                rtol=1e-5, atol=1e-4)

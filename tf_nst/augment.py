@@ -17,7 +17,7 @@ from tf_nst import stylize
 class RandomStyle(keras.layers.Layer):
     """Restyles each image with a style drawn from a bank, at an alpha drawn uniformly in `alpha_range`.
 
-    Jackson et al. 2019 ("Style augmentation: data augmentation via style randomization", §3) draw a style
+    Jackson et al. 2019 ("Style augmentation: data augmentation via style randomization") draw a style
     embedding from a distribution fitted to paintings; here it is drawn uniformly from the style_statistics of
     the given `styles`, computed once at construction. alpha is AdaIN's content-style trade-off in feature
     space (Huang & Belongie 2017, §7.2): a small alpha gives the decoder's reconstruction of the image, close
