@@ -2,7 +2,9 @@
 
 Request building and response decoding are pure functions; only `rest_predict` and `grpc_predict` talk to a
 server. Images travel encoded (as read from disk) to the `serving_default` signature, which decodes them and
-returns a PNG per image, or, for an image it refuses, empty bytes and the reason (its `error` output).
+returns a PNG per image, or, for an image it refuses, empty bytes and the reason (its `error` output). An
+arbitrary-style model's `serving_default` takes a style image per row: the client sends the one style with
+every image.
 """
 
 import base64
@@ -16,6 +18,9 @@ from tf_nst.errors import UserInputError
 
 SIGNATURE = "serving_default"
 INPUT = "image_bytes"
+# An arbitrary-style model's serving_default inputs.
+CONTENT_INPUT = "content_bytes"
+STYLE_INPUT = "style_bytes"
 OUTPUT = "output_bytes"
 ERROR = "error"
 PROTOCOLS = ("rest", "grpc")
@@ -28,11 +33,22 @@ _GRPC_USER_ERRORS = ("INVALID_ARGUMENT", "NOT_FOUND", "UNAVAILABLE", "FAILED_PRE
                      "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED")
 
 
-def build_rest_request(images, signature_name=SIGNATURE):
-    """The JSON body (as a dict) of a REST predict request, in row format, for encoded images (bytes)."""
+def request_inputs(images, style=None):
+    """{input name: [bytes per row]}: the images alone, or with `style` (encoded bytes) for an arbitrary-style
+    model, repeated on every row."""
+    if style is None:
+        return {INPUT: list(images)}
+    return {CONTENT_INPUT: list(images), STYLE_INPUT: [style] * len(images)}
+
+
+def build_rest_request(images, signature_name=SIGNATURE, style=None):
+    """The JSON body (as a dict) of a REST predict request, in row format, for encoded images (bytes) and,
+    for an arbitrary-style model, the encoded style."""
+    inputs = request_inputs(images, style)
+    encoded = {name: [base64.b64encode(value).decode("ascii") for value in values] for name, values in inputs.items()}
     return {
         "signature_name": signature_name,
-        "instances": [{INPUT: {"b64": base64.b64encode(image).decode("ascii")}} for image in images],
+        "instances": [{name: {"b64": values[row]} for name, values in encoded.items()} for row in range(len(images))],
     }
 
 
@@ -85,14 +101,15 @@ def _prediction(data, error):
     return Prediction(data)
 
 
-def rest_predict(server, model_name, images, timeout=60.0):
-    """POSTs images to `http://<server>/v1/models/<model_name>:predict`; returns a Prediction per image.
+def rest_predict(server, model_name, images, timeout=60.0, style=None):
+    """POSTs images (and the style, for an arbitrary-style model) to
+    `http://<server>/v1/models/<model_name>:predict`; returns a Prediction per image.
 
     Raises:
       UserInputError: the server is unreachable, or it rejected the request (unknown model, bad image).
     """
     url = f"http://{server}/v1/models/{model_name}:predict"
-    body = json.dumps(build_rest_request(images)).encode("utf-8")
+    body = json.dumps(build_rest_request(images, style=style)).encode("utf-8")
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as reply:
@@ -120,15 +137,17 @@ def _first_line(message):
     return useful[0] if useful else message.strip()
 
 
-def build_grpc_request(images, model_name, signature_name=SIGNATURE):
-    """A PredictRequest carrying encoded images (bytes) as a string tensor [N]."""
+def build_grpc_request(images, model_name, signature_name=SIGNATURE, style=None):
+    """A PredictRequest carrying encoded images (bytes) as a string tensor [N], and the style as another, for
+    an arbitrary-style model."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     predict_pb2 = optional.require("tensorflow_serving.apis.predict_pb2", "the gRPC client")
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature_name
-    request.inputs[INPUT].CopyFrom(tf.make_tensor_proto(list(images), dtype=tf.string, shape=[len(images)]))
+    for name, values in request_inputs(images, style).items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(values, dtype=tf.string, shape=[len(values)]))
     return request
 
 
@@ -141,8 +160,9 @@ def decode_grpc_response(response):
     return [_prediction(value, error.decode("utf-8", "replace")) for value, error in zip(values, errors)]
 
 
-def grpc_predict(server, model_name, images, timeout=60.0):
-    """Calls PredictionService.Predict at `server` (host:port); returns a Prediction per image.
+def grpc_predict(server, model_name, images, timeout=60.0, style=None):
+    """Calls PredictionService.Predict at `server` (host:port) with the images (and the style, for an
+    arbitrary-style model); returns a Prediction per image.
 
     Raises:
       UserInputError: the server is unreachable, or it rejected the request (unknown model, bad image).
@@ -153,7 +173,7 @@ def grpc_predict(server, model_name, images, timeout=60.0):
 
     options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
-    request = build_grpc_request(images, model_name)
+    request = build_grpc_request(images, model_name, style=style)
     with grpc.insecure_channel(server, options=options) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         try:
@@ -167,7 +187,7 @@ def grpc_predict(server, model_name, images, timeout=60.0):
     return decode_grpc_response(response)
 
 
-def stylize_files(pairs, server, model_name, protocol="rest", timeout=60.0, callback=None):
+def stylize_files(pairs, server, model_name, protocol="rest", timeout=60.0, callback=None, style=None):
     """Sends the input images in one request and writes each stylised result to its output path.
 
     Args:
@@ -178,6 +198,7 @@ def stylize_files(pairs, server, model_name, protocol="rest", timeout=60.0, call
       protocol: "rest" or "grpc".
       timeout: seconds to wait for the server.
       callback: see write_outputs.
+      style: the encoded style image, for an arbitrary-style model (sent with every image).
 
     Returns:
       A tf_nst.stylize.StylizeResult: the outputs written, and (input, the server's reason) for each image
@@ -186,10 +207,10 @@ def stylize_files(pairs, server, model_name, protocol="rest", timeout=60.0, call
     Raises:
       UserInputError: an unreadable input, an unreachable server, or a rejected request.
     """
-    return write_outputs(pairs, request_files(pairs, server, model_name, protocol, timeout), callback)
+    return write_outputs(pairs, request_files(pairs, server, model_name, protocol, timeout, style), callback)
 
 
-def request_files(pairs, server, model_name, protocol="rest", timeout=60.0):
+def request_files(pairs, server, model_name, protocol="rest", timeout=60.0, style=None):
     """Sends the inputs of `pairs` in one request (see stylize_files); returns one Prediction per pair.
 
     A REST request imports no TensorFlow, so an unreachable server is reported at once.
@@ -207,7 +228,7 @@ def request_files(pairs, server, model_name, protocol="rest", timeout=60.0):
             raise UserInputError(f"cannot read {path!r} ({e.strerror})") from None
     server = server or f"localhost:{DEFAULT_PORTS[protocol]}"
     predict = rest_predict if protocol == "rest" else grpc_predict
-    predictions = predict(server, model_name, images, timeout)
+    predictions = predict(server, model_name, images, timeout, style=style)
     if len(predictions) != len(images):
         raise UserInputError(f"sent {len(images)} images but the server returned {len(predictions)}")
     return predictions

@@ -13,6 +13,16 @@ Signatures (all core TensorFlow ops, no XLA, no Python callbacks):
                         error
   stylize_images        images: uint8 [N, H, W, 3] -> stylized: uint8 [N, H, W, 3] (no resizing)
 
+An arbitrary-style network (tf_nst.adain) takes a style image per row instead, and its style embedding:
+  serving_default         content_bytes, style_bytes: string [N] -> output_bytes: string [N] (PNG), error
+  stylize_with_options    content_bytes, style_bytes, alpha: float [N] in [0, 1], preserve_color: bool [N]
+                          -> output_bytes, error
+  style_embedding         style_bytes -> style_statistics: float [N, 1920], error (adain.style_statistics:
+                          the relu1_1..relu4_1 channel means, then their stds; the decoder reads relu4_1's)
+  stylize_with_embedding  content_bytes, style_statistics: float [N, 1920], alpha -> output_bytes, error
+  stylize_images          images: uint8 [N, H, W, 3], style_images: uint8 [N, H', W', 3] -> stylized: uint8
+Both images of a row pass the same checks, and the style is downscaled to `max_size` like the content.
+
 The byte signatures answer row by row: each row is checked from its header before it is decoded (a known
 format, a positive size of at most `max_pixels`, sides of at least `min_side` once downscaled, a strength in
 [0, 1]). A row that fails gets output_bytes b"" and a one-line error (bytes quoted in hex); the others are
@@ -31,6 +41,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_nst import adain
 from tf_nst import files
 from tf_nst import image_io
 from tf_nst import optional
@@ -44,6 +55,9 @@ SERVING_DEFAULT = "serving_default"
 WITH_OPTIONS = "stylize_with_options"
 IMAGES = "stylize_images"
 SIGNATURES = (SERVING_DEFAULT, WITH_OPTIONS, IMAGES)
+STYLE_EMBEDDING = "style_embedding"
+WITH_EMBEDDING = "stylize_with_embedding"
+ARBITRARY_SIGNATURES = (SERVING_DEFAULT, WITH_OPTIONS, STYLE_EMBEDDING, WITH_EMBEDDING, IMAGES)
 
 DEFAULT_MAX_SIZE = 1024
 # Header limit: a decoded RGB image of this many pixels takes 192 MiB as uint8 (plus 4x that as float32
@@ -129,7 +143,8 @@ def export(model_or_path, export_dir, model_name="stylizer", version=None, max_s
     try:
         with outputs.atomic_output(version_dir, directory=True) as temp_dir:
             build_archive(model_or_path, config).write_out(temp_dir, verbose=False)
-            write_warmup_requests(os.path.join(temp_dir, WARMUP_FILE), model_name)
+            write_warmup_requests(os.path.join(temp_dir, WARMUP_FILE), model_name,
+                                  adain.is_arbitrary(model_or_path))
     except (OSError, tf.errors.OpError) as e:
         cause = outputs.describe_os_error(e) if isinstance(e, OSError) else e.message.strip().splitlines()[0]
         raise WriteError(f"cannot write {version_dir!r}: {cause}; nothing was written there") from None
@@ -148,6 +163,11 @@ def _check_arguments(model_name, version, config):
             f"max size must be at least {config.min_side} pixels; received {config.max_size}")
     if config.max_pixels < 1:
         raise UserInputError(f"max pixels must be a positive number; received {config.max_pixels}")
+
+
+def signature_names(arbitrary):
+    """The signatures export() writes for a one-style (False) or an arbitrary-style (True) network."""
+    return ARBITRARY_SIGNATURES if arbitrary else SIGNATURES
 
 
 def next_version(model_dir):
@@ -226,24 +246,62 @@ class _Stylizer:
         return image_io.blend(stylized, image, strength)
 
 
-def _rows(one, inputs, check):
-    """Runs one(inputs of a row) -> PNG on each row whose check(inputs of a row) is ""; the others give b"".
+_PNG_OUTPUT = ("output_bytes", tf.TensorSpec([], tf.string), lambda: tf.constant(b""))
 
-    Returns {"output_bytes": string [N], "error": string [N]}: a row is either stylised (error "") or refused
-    with its one-line reason (output b""), and no row's fault reaches another row.
+
+def _rows(one, inputs, check, output=_PNG_OUTPUT):
+    """Runs one(inputs of a row) on each row whose check(inputs of a row) is ""; the others give output's empty
+    value.
+
+    Args:
+      output: (name, TensorSpec of one row's result, function giving the value of a refused row); by default
+        a PNG, b"" when refused.
+
+    Returns {output name: [N, ...], "error": string [N]}: a row is either computed (error "") or refused with
+    its one-line reason, and no row's fault reaches another row.
     """
+    name, spec, refused = output
+
     def row(values):
         error = check(values)
-        png = tf.cond(tf.equal(error, ""), lambda: one(values), lambda: tf.constant(b""))
-        return png, error
+        result = tf.cond(tf.equal(error, ""), lambda: one(values), refused)
+        return result, error
 
-    string = tf.TensorSpec([], tf.string)
-    output_bytes, errors = tf.map_fn(row, inputs, fn_output_signature=(string, string))
-    return {"output_bytes": output_bytes, "error": errors}
+    results, errors = tf.map_fn(row, inputs, fn_output_signature=(spec, tf.TensorSpec([], tf.string)))
+    return {name: results, "error": errors}
+
+
+def _same_length(first, *others):
+    """`first`, once every other input has as many rows (InvalidArgument otherwise: TF Serving's batching
+    refuses a request whose inputs disagree in length before it merges anything)."""
+    checks = [tf.debugging.assert_equal(tf.shape(other)[0], tf.shape(first)[0],
+                                        message=f"give one {name} per image")
+              for name, other in others]
+    with tf.control_dependencies(checks):
+        return tf.identity(first)
+
+
+def _check_strength(error, value, name):
+    """The row's error: `error`, or else a strength (alpha) outside [0, 1] (nan included)."""
+    in_range = (value >= 0.0) & (value <= 1.0)
+    strength_error = tf.where(in_range, "", tf.strings.join(
+        [f"{name} must be in [0, 1]; received ", tf.strings.as_string(value)]))
+    return tf.where(tf.equal(error, ""), strength_error, error)
+
+
+def _pad_empty(images):
+    """A uint8 [N, H, W, 3] batch as float, one small blank image when N is 0: the networks' mirror padding
+    refuses an empty batch ([0, H, W, 3], often [0, 0, 0, 3])."""
+    empty = tf.cast(tf.shape(images)[0] == 0, tf.int32)
+    grow = empty * files.MIN_IMAGE_SIDE
+    return tf.pad(image_io.to_float(images), tf.stack([[0, empty], [0, grow], [0, grow], [0, 0]]))
 
 
 def serving_functions(model, config):
-    """{signature name: (function, input signature)}: the three endpoints, as plain functions of tensors."""
+    """{signature name: (function, input signature)}: the endpoints of `model`'s kind, as plain functions of
+    tensors."""
+    if adain.is_arbitrary(model):
+        return _arbitrary_functions(model, config)
     stylizer = _Stylizer(model, config)
 
     def serve_bytes(image_bytes):
@@ -251,16 +309,8 @@ def serving_functions(model, config):
                      image_bytes, stylizer.check)
 
     def serve_with_options(image_bytes, strength, preserve_color):
-        # A request's inputs must agree in length (TF Serving's batching refuses one whose inputs do not,
-        # before it merges anything); a strength out of range is the fault of its row alone.
-        rows = tf.size(image_bytes)
-        checks = [
-            tf.debugging.assert_equal(tf.size(strength), rows, message="give one strength per image"),
-            tf.debugging.assert_equal(tf.size(preserve_color), rows,
-                                      message="give one preserve_color per image"),
-        ]
-        with tf.control_dependencies(checks):
-            image_bytes = tf.identity(image_bytes)
+        # A strength out of range is the fault of its row alone.
+        image_bytes = _same_length(image_bytes, ("strength", strength), ("preserve_color", preserve_color))
 
         def one(row):
             contents, row_strength, row_preserve_color = row
@@ -269,22 +319,13 @@ def serving_functions(model, config):
 
         def check(row):
             contents, row_strength, _ = row
-            in_range = (row_strength >= 0.0) & (row_strength <= 1.0)  # false for nan
-            strength_error = tf.where(in_range, "", tf.strings.join(
-                ["strength must be in [0, 1]; received ", tf.strings.as_string(row_strength)]))
-            error = stylizer.check(contents)
-            return tf.where(tf.equal(error, ""), strength_error, error)
+            return _check_strength(stylizer.check(contents), row_strength, "strength")
 
         return _rows(one, (image_bytes, strength, preserve_color), check)
 
     def serve_images(images):
-        # The network's mirror padding refuses an empty batch ([0, H, W, 3], often [0, 0, 0, 3]): run it on one
-        # small blank image instead and return none. Other batches are unchanged.
-        shape = tf.shape(images)
-        empty = tf.cast(shape[0] == 0, tf.int32)
-        grow = empty * files.MIN_IMAGE_SIDE
-        padded = tf.pad(image_io.to_float(images), tf.stack([[0, empty], [0, grow], [0, grow], [0, 0]]))
-        stylized = stylizer.network(padded)[:shape[0], :shape[1], :shape[2]]
+        shape = tf.shape(images)  # an empty batch runs on one blank image and returns none
+        stylized = stylizer.network(_pad_empty(images))[:shape[0], :shape[1], :shape[2]]
         return {"stylized": image_io.to_uint8(stylized)}
 
     return {
@@ -293,6 +334,88 @@ def serving_functions(model, config):
                                             tf.TensorSpec([None], tf.float32, name="strength"),
                                             tf.TensorSpec([None], tf.bool, name="preserve_color")]),
         IMAGES: (serve_images, [tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]),
+    }
+
+
+def _arbitrary_functions(model, config):
+    """serving_functions of an arbitrary-style network: each row brings its style, as bytes or statistics."""
+    stylizer = _Stylizer(model, config)
+
+    def check_pair(contents, style_bytes):
+        content_error, style_error = stylizer.check(contents), stylizer.check(style_bytes)
+        return tf.where(tf.equal(content_error, ""),
+                        tf.where(tf.equal(style_error, ""), "", tf.strings.join(["style: ", style_error])),
+                        tf.strings.join(["content: ", content_error]))
+
+    def statistics(style_bytes):
+        return adain.style_statistics(model, stylizer.decode(style_bytes)[tf.newaxis])
+
+    def one(contents, style_bytes, alpha=1.0, preserve_color=None):
+        content = stylizer.decode(contents)
+        style = stylizer.decode(style_bytes)
+
+        def with_mode(mode):
+            return lambda: stylize.stylize_arbitrary(
+                model, content, stylize.style_statistics(model, [style], mode, content), alpha=alpha,
+                preserve_color=mode)
+
+        if preserve_color is None:
+            return image_io.encode_png(with_mode("none")())
+        return image_io.encode_png(tf.cond(preserve_color, with_mode("luminance"), with_mode("none")))
+
+    def serve_bytes(content_bytes, style_bytes):
+        content_bytes = _same_length(content_bytes, ("style_bytes", style_bytes))
+        return _rows(lambda row: one(*row), (content_bytes, style_bytes), lambda row: check_pair(*row))
+
+    def serve_with_options(content_bytes, style_bytes, alpha, preserve_color):
+        content_bytes = _same_length(content_bytes, ("style_bytes", style_bytes), ("alpha", alpha),
+                                     ("preserve_color", preserve_color))
+        return _rows(lambda row: one(*row), (content_bytes, style_bytes, alpha, preserve_color),
+                     lambda row: _check_strength(check_pair(row[0], row[1]), row[2], "alpha"))
+
+    def serve_embedding(style_bytes):
+        vector = tf.TensorSpec([adain.STATISTICS_SIZE], tf.float32)
+        return _rows(lambda contents: statistics(contents)[0], style_bytes, stylizer.check,
+                     ("style_statistics", vector, lambda: tf.zeros([adain.STATISTICS_SIZE])))
+
+    def serve_with_embedding(content_bytes, style_statistics, alpha):
+        content_bytes = _same_length(content_bytes, ("style_statistics", style_statistics), ("alpha", alpha))
+
+        def one_with(row):
+            contents, vector, row_alpha = row
+            return image_io.encode_png(stylize.stylize_arbitrary(
+                model, stylizer.decode(contents), [vector[tf.newaxis]], alpha=row_alpha))
+
+        def check(row):
+            contents, vector, row_alpha = row
+            _, std = adain.encoder_moments(vector[tf.newaxis])
+            usable = tf.reduce_all(tf.math.is_finite(vector)) & tf.reduce_all(std > 0)
+            error = tf.where(usable, stylizer.check(contents), "style_statistics must be finite, with positive "
+                             "stds (use the vector that style_embedding returns)")
+            return _check_strength(error, row_alpha, "alpha")
+
+        return _rows(one_with, (content_bytes, style_statistics, alpha), check)
+
+    def serve_images(images, style_images):
+        images = _same_length(images, ("style_image", style_images))
+        shape = tf.shape(images)  # an empty batch runs on one blank image and returns none
+        stylized = adain.stylize(model, _pad_empty(images), [_pad_empty(style_images)])
+        return {"stylized": image_io.to_uint8(stylized[:shape[0], :shape[1], :shape[2]])}
+
+    return {
+        SERVING_DEFAULT: (serve_bytes, [tf.TensorSpec([None], tf.string, name="content_bytes"),
+                                        tf.TensorSpec([None], tf.string, name="style_bytes")]),
+        WITH_OPTIONS: (serve_with_options, [tf.TensorSpec([None], tf.string, name="content_bytes"),
+                                            tf.TensorSpec([None], tf.string, name="style_bytes"),
+                                            tf.TensorSpec([None], tf.float32, name="alpha"),
+                                            tf.TensorSpec([None], tf.bool, name="preserve_color")]),
+        STYLE_EMBEDDING: (serve_embedding, [tf.TensorSpec([None], tf.string, name="style_bytes")]),
+        WITH_EMBEDDING: (serve_with_embedding, [
+            tf.TensorSpec([None], tf.string, name="content_bytes"),
+            tf.TensorSpec([None, adain.STATISTICS_SIZE], tf.float32, name="style_statistics"),
+            tf.TensorSpec([None], tf.float32, name="alpha")]),
+        IMAGES: (serve_images, [tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"),
+                                tf.TensorSpec([None, None, None, 3], tf.uint8, name="style_images")]),
     }
 
 
@@ -309,29 +432,44 @@ def build_archive(model, config):
     return archive
 
 
-def warmup_inputs():
-    """{signature name: {input name: numpy value}}: one small synthetic image per signature."""
+def warmup_inputs(arbitrary=False):
+    """{signature name: {input name: numpy value}}: one small synthetic image per signature (and its style, a
+    second synthetic image, for an arbitrary-style network)."""
     ramp = np.linspace(0, 255, WARMUP_SIDE, dtype=np.float32)
     image = np.stack(np.broadcast_arrays(ramp[None, :], ramp[:, None], np.full((1, 1), 128.0)), axis=-1)
     image = np.asarray(image_io.to_uint8(image))
     png = np.array([image_io.encode_png(image).numpy()], dtype=object)
+    if not arbitrary:
+        return {
+            SERVING_DEFAULT: {"image_bytes": png},
+            WITH_OPTIONS: {"image_bytes": png, "strength": np.array([0.5], np.float32),
+                           "preserve_color": np.array([True])},
+            IMAGES: {"images": image[np.newaxis]},
+        }
+    style = np.ascontiguousarray(image[::-1, :, ::-1])
+    style_png = np.array([image_io.encode_png(style).numpy()], dtype=object)
+    alpha = np.array([0.5], np.float32)
     return {
-        SERVING_DEFAULT: {"image_bytes": png},
-        WITH_OPTIONS: {"image_bytes": png, "strength": np.array([0.5], np.float32),
+        SERVING_DEFAULT: {"content_bytes": png, "style_bytes": style_png},
+        WITH_OPTIONS: {"content_bytes": png, "style_bytes": style_png, "alpha": alpha,
                        "preserve_color": np.array([True])},
-        IMAGES: {"images": image[np.newaxis]},
+        STYLE_EMBEDDING: {"style_bytes": style_png},
+        WITH_EMBEDDING: {"content_bytes": png, "alpha": alpha,
+                         "style_statistics": np.ones([1, adain.STATISTICS_SIZE], np.float32)},
+        IMAGES: {"images": image[np.newaxis], "style_images": style[np.newaxis]},
     }
 
 
-def write_warmup_requests(path, model_name):
-    """Writes TF Serving's warmup file: a TFRecord of PredictionLog records, one per signature."""
+def write_warmup_requests(path, model_name, arbitrary=False):
+    """Writes TF Serving's warmup file: a TFRecord of PredictionLog records, one per signature of the model's
+    kind (`arbitrary`: an arbitrary-style network's)."""
     model_pb2 = optional.require("tensorflow_serving.apis.model_pb2", _WARMUP_FEATURE)
     predict_pb2 = optional.require("tensorflow_serving.apis.predict_pb2", _WARMUP_FEATURE)
     prediction_log_pb2 = optional.require("tensorflow_serving.apis.prediction_log_pb2", _WARMUP_FEATURE)
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with tf.io.TFRecordWriter(path) as writer:
-        for signature_name, inputs in warmup_inputs().items():
+        for signature_name, inputs in warmup_inputs(arbitrary).items():
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature_name))
             for input_name, value in inputs.items():

@@ -109,3 +109,18 @@ def image_files(tmp_path_factory):
         paths[key] = str(folder / f"{name}.png")
         image.save(paths[key])
     return paths
+
+
+def tiny_adain_model():
+    """A small random arbitrary-style network (tf_nst.adain: VGG16 encoder with random weights, quarter-width
+    decoder) whose decoder's last layer is scaled into [0, 255]: an untrained one gives a nearly black image,
+    which rounding to uint8 turns into a constant one."""
+    import keras  # pylint: disable=import-outside-toplevel
+    from tf_nst import adain, vgg  # pylint: disable=import-outside-toplevel
+
+    keras.utils.set_random_seed(0)
+    model = adain.build_model(vgg.ExtractorConfig(backbone="vgg16", weights="none"), width_multiplier=0.25)
+    last = model.get_layer("decoder").get_layer("block1_conv1")
+    kernel, bias = last.get_weights()
+    last.set_weights([kernel * 400.0, bias + 128.0])
+    return model

@@ -11,8 +11,9 @@ import tensorflow as tf
 from PIL import Image
 
 import tf_nst
-from tf_nst import files, losses, transformer
+from tf_nst import files, image_io, losses, transformer
 from tf_nst.errors import UserInputError
+from conftest import tiny_adain_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = {"weights": "none", "image_size": 64, "num_steps": 3}
@@ -73,6 +74,26 @@ def test_load_stylizer_matches_the_models_forward_pass(stylizer_file):
         np.testing.assert_array_equal(single, batch[0])
     with pytest.raises(UserInputError, match="learnt one style"):
         stylizer(images[0], style=images[1])
+
+
+def test_load_stylizer_gives_an_arbitrary_model_its_style(tmp_path):
+    from tf_nst import stylize  # pylint: disable=import-outside-toplevel
+
+    path = str(tmp_path / files.MODEL_FILE)
+    tiny_adain_model().save(path)
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (2, 32, 48, 3), dtype=np.uint8)
+    style = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    stylizer = tf_nst.load_stylizer(path)
+    batch = stylizer(images, style=style, alpha=0.5, style_size=32)
+    model = stylize.load_stylizer(path)
+    resized = np.asarray(image_io.to_uint8(image_io.resize_shorter_side(style, 32)))
+    options = stylize.Style((resized,), alpha=0.5)
+    expected = stylize.stylize_image(model, images[1], style=options)
+    assert batch.shape == images.shape and batch.dtype == np.uint8
+    assert np.abs(batch[1].astype(int) - expected).max() <= 1
+    with pytest.raises(UserInputError, match="arbitrary-style network; give it style="):
+        stylizer(images)
 
 
 def test_load_stylizer_reads_an_exported_savedmodel_version(stylizer_file, tmp_path):

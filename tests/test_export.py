@@ -136,10 +136,7 @@ def saved_model_cli(*args):
 
 
 def test_saved_model_cli_shows_the_three_signatures(exported):
-    shown = saved_model_cli("show", "--dir", exported, "--all")
-    blocks = {name: (block, method) for name, block, method in re.findall(
-        r"signature_def\['(\w+)'\]:\n(.*?)Method name is: ([^\n]*)", shown, re.S)}
-    expected = {
+    assert_signatures_shown(exported, {
         "serving_default": ({"image_bytes": ("DT_STRING", "(-1)")},
                             {"output_bytes": ("DT_STRING", "(-1)"), "error": ("DT_STRING", "(-1)")}),
         "stylize_with_options": ({"image_bytes": ("DT_STRING", "(-1)"), "strength": ("DT_FLOAT", "(-1)"),
@@ -147,7 +144,15 @@ def test_saved_model_cli_shows_the_three_signatures(exported):
                                  {"output_bytes": ("DT_STRING", "(-1)"), "error": ("DT_STRING", "(-1)")}),
         "stylize_images": ({"images": ("DT_UINT8", "(-1, -1, -1, 3)")},
                            {"stylized": ("DT_UINT8", "(-1, -1, -1, 3)")}),
-    }
+    })
+
+
+def assert_signatures_shown(exported, expected):
+    """Asserts that `saved_model_cli show` lists each signature of `expected` {name: (inputs, outputs)}, each
+    {tensor name: (dtype, shape)}, as a Predict method."""
+    shown = saved_model_cli("show", "--dir", exported, "--all")
+    blocks = {name: (block, method) for name, block, method in re.findall(
+        r"signature_def\['(\w+)'\]:\n(.*?)Method name is: ([^\n]*)", shown, re.S)}
     assert set(expected) <= set(blocks)
     for name, (inputs, outputs) in expected.items():
         block, method = blocks[name]
@@ -177,26 +182,40 @@ def test_saved_model_cli_runs_every_signature_like_the_keras_model(tmp_path, exp
             expected = np.stack([expected, np.clip(np.round(0.5 * content + 0.5 * shifted), 0, 255)])
         else:
             expected = np.stack([expected, expected])
+    results = saved_model_cli_run(tmp_path, exported, signature, inputs)
+    if signature != "stylize_images":
+        assert sorted(results) == ["error", "output_bytes"]
+        assert results["error"].tolist() == [b"", b""]
+        outputs = np.stack([decode_png(data) for data in results["output_bytes"]])
+    else:
+        outputs = results["stylized"]
+        assert sorted(results) == ["stylized"] and outputs.dtype == np.uint8
+    assert_within_one_level(outputs, expected.astype(np.uint8))
+
+
+def saved_model_cli_run(tmp_path, exported, signature, inputs):
+    """`saved_model_cli run` on one signature with {input name: numpy value}: {output name: numpy value}."""
     arguments = []
     for name, value in inputs.items():
         np.save(str(tmp_path / f"{name}.npy"), value)
         arguments.append(f"{name}={tmp_path / f'{name}.npy'}")
     saved_model_cli("run", "--dir", exported, "--tag_set", "serve", "--signature_def", signature,
                     "--inputs", ";".join(arguments), "--outdir", str(tmp_path / "out"))
-    output_files = sorted(os.listdir(tmp_path / "out"))
-    outputs = np.load(str(tmp_path / "out" / output_files[-1]), allow_pickle=True)
-    if signature != "stylize_images":
-        assert output_files == ["error.npy", "output_bytes.npy"]
-        assert np.load(str(tmp_path / "out" / "error.npy"), allow_pickle=True).tolist() == [b"", b""]
-        outputs = np.stack([decode_png(data) for data in outputs])
-    else:
-        assert output_files == ["stylized.npy"] and outputs.dtype == np.uint8
-    assert_within_one_level(outputs, expected.astype(np.uint8))
+    return {name[:-len(".npy")]: np.load(str(tmp_path / "out" / name), allow_pickle=True)
+            for name in os.listdir(tmp_path / "out")}
 
 
 # --- The graph: core TensorFlow ops only ------------------------------------------------------------------
 
 def test_graph_and_every_function_use_only_core_ops(exported):
+    ops = assert_core_ops(exported)
+    # The walk reached the map_fn loop bodies and the branches that hold the image ops.
+    assert {"While", "StatelessIf", "DecodeImage", "EncodePng", "DecodeRaw", "AsString", "Conv2D"} <= ops
+
+
+def assert_core_ops(exported):
+    """Asserts that the served graph and every function in its library use core TensorFlow ops only, with no
+    Python callback and no XLA; returns the set of ops seen."""
     saved = saved_model_pb2.SavedModel()
     with open(os.path.join(exported, "saved_model.pb"), "rb") as f:
         saved.ParseFromString(f.read())
@@ -216,8 +235,7 @@ def test_graph_and_every_function_use_only_core_ops(exported):
         if "_XlaMustCompile" in node.attr and node.attr["_XlaMustCompile"].b:
             problems.append(f"{node.name}: {node.op} must be compiled with XLA")
     assert not problems, problems
-    # The walk reached the map_fn loop bodies and the branches that hold the image ops.
-    assert {"While", "StatelessIf", "DecodeImage", "EncodePng", "DecodeRaw", "AsString", "Conv2D"} <= ops
+    return ops
 
 
 # --- Requests through the session loader ------------------------------------------------------------------

@@ -14,7 +14,7 @@ import os
 
 from tf_nst.errors import UserInputError
 
-__all__ = ["SAMPLES_DIR", "UserInputError", "load_stylizer", "transfer"]
+__all__ = ["SAMPLES_DIR", "RandomStyle", "UserInputError", "load_stylizer", "transfer"]
 __version__ = "0.1.0"
 
 # Small public-domain images shipped for the default run; sources in samples/SOURCES.md.
@@ -40,9 +40,12 @@ def load_stylizer(path):
 
 
 def __getattr__(name):
-    """`tf_nst.losses` and the other submodules, imported on first use (they import TensorFlow)."""
+    """`tf_nst.RandomStyle`, `tf_nst.losses` and the other submodules, imported on first use (they import
+    TensorFlow)."""
     if name.startswith("_"):
         raise AttributeError(name)
+    if name == "RandomStyle":  # style augmentation, a Keras layer (tf_nst.augment)
+        return importlib.import_module(f"{__name__}.augment").RandomStyle
     try:
         return importlib.import_module(f"{__name__}.{name}")
     except ModuleNotFoundError as e:

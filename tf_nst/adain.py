@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from tf_nst import defaults
+from tf_nst import image_io
 from tf_nst import losses
 from tf_nst import transformer
 from tf_nst import vgg
@@ -28,6 +29,8 @@ MIN_INPUT_SIDE = 2 * DOWNSAMPLING
 MIN_STYLE_SIDE = vgg.min_input_size(STYLE_LAYERS)
 # Channels of VGG's blocks 1-4; the decoder mirrors them.
 _BLOCK_FILTERS = (64, 128, 256, 512)
+# The length of a style_statistics vector: the means and the stds of STYLE_LAYERS' channels.
+STATISTICS_SIZE = 2 * sum(_BLOCK_FILTERS)
 
 
 def encoder_config(extractor):
@@ -43,9 +46,19 @@ def adaptive_instance_norm(content, style, epsilon=EPSILON):
       content: [batch, height, width, channels] features.
       style: [batch or 1, height', width', channels] features.
     """
-    content_mean, content_std = losses.feature_moments(content, epsilon)
     style_mean, style_std = losses.feature_moments(style, epsilon)
-    return (tf.cast(content, tf.float32) - content_mean) / content_std * style_std + style_mean
+    return normalize_to(content, style_mean, style_std, epsilon)
+
+
+def normalize_to(content, mean, std, epsilon=EPSILON):
+    """AdaIN from the style's moments alone: the content's channels given `mean` and `std`, in float32.
+
+    Args:
+      content: [batch, height, width, channels] features.
+      mean, std: [batch or 1, 1, 1, channels], as losses.feature_moments gives them.
+    """
+    content_mean, content_std = losses.feature_moments(content, epsilon)
+    return (tf.cast(content, tf.float32) - content_mean) / content_std * std + mean
 
 
 def target_features(content, styles, blend_weights=None, alpha=1.0, epsilon=EPSILON):
@@ -60,16 +73,35 @@ def target_features(content, styles, blend_weights=None, alpha=1.0, epsilon=EPSI
     Returns:
       [batch, height, width, channels] float32 target features for the decoder.
     """
+    return blend_targets(content, [losses.feature_moments(style, epsilon) for style in styles], blend_weights,
+                         alpha, epsilon)
+
+
+def blend_targets(content, moments, blend_weights=None, alpha=1.0, epsilon=EPSILON, masks=None):
+    """target_features from each style's (mean, std) at the encoder layer instead of its features.
+
+    Args:
+      content: [batch, height, width, channels] features of the content.
+      moments: a list of (mean, std) pairs, each [batch or 1, 1, 1, channels], one per style.
+      blend_weights, alpha: as in target_features.
+      masks: optional spatial control (Huang & Belongie 2017, §7.1): one [height, width] weight map in [0, 1]
+        per style, on the content features' grid. Each style is applied where its mask is white, with the
+        content's mean and std taken over that region alone; overlaps blend by mask x blend weight, and where
+        the masks add up to less than 1 the content's features show through. All-white masks give the
+        unmasked result.
+    """
+    if masks is not None:
+        return _masked_targets(content, moments, blend_weights, alpha, epsilon, masks)
     if blend_weights is None:
-        blend_weights = [1.0] * len(styles)
-    if len(blend_weights) != len(styles):
-        raise ValueError(f"{len(blend_weights)} blend weights for {len(styles)} styles; give one per style")
+        blend_weights = [1.0] * len(moments)
+    if len(blend_weights) != len(moments):
+        raise ValueError(f"{len(blend_weights)} blend weights for {len(moments)} styles; give one per style")
     total = float(sum(blend_weights))
     if not total > 0 or min(blend_weights) < 0:
         raise ValueError(f"blend weights must be non-negative and not all zero; received {list(blend_weights)}")
     content = tf.cast(content, tf.float32)
-    stylized = tf.add_n([(weight / total) * adaptive_instance_norm(content, style, epsilon)
-                         for weight, style in zip(blend_weights, styles)])
+    stylized = tf.add_n([(weight / total) * normalize_to(content, mean, std, epsilon)
+                         for weight, (mean, std) in zip(blend_weights, moments)])
     alpha = tf.reshape(tf.cast(alpha, tf.float32), [-1, 1, 1, 1])
     return alpha * stylized + (1.0 - alpha) * content
 
@@ -187,6 +219,88 @@ def build_model(extractor=vgg.ExtractorConfig(), width_multiplier=1.0, name="arb
     return keras.Model({"content": content, "style": style, "alpha": alpha}, outputs, name=name)
 
 
+def _masked_targets(content, moments, blend_weights, alpha, epsilon, masks):
+    if len(masks) != len(moments):
+        raise ValueError(f"{len(masks)} masks for {len(moments)} styles; give one per style")
+    blend_weights = [1.0] * len(moments) if blend_weights is None else list(blend_weights)
+    content = tf.cast(content, tf.float32)
+    masks = [tf.cast(mask, tf.float32)[tf.newaxis, :, :, tf.newaxis] for mask in masks]
+    weighted, total = [], 0.0
+    for weight, (mean, std), mask in zip(blend_weights, moments, masks):
+        area = tf.maximum(tf.reduce_sum(mask), 1e-8)
+        region_mean = tf.reduce_sum(mask * content, axis=[1, 2], keepdims=True) / area
+        region_variance = tf.reduce_sum(mask * tf.square(content - region_mean), axis=[1, 2], keepdims=True) / area
+        normalized = (content - region_mean) / tf.sqrt(region_variance + epsilon) * std + mean
+        weighted.append(weight * mask * normalized)
+        total += weight * mask
+    coverage = tf.minimum(tf.add_n(masks), 1.0)
+    stylized = tf.add_n(weighted) / tf.maximum(total, 1e-8)
+    stylized = coverage * stylized + (1.0 - coverage) * content
+    alpha = tf.reshape(tf.cast(alpha, tf.float32), [-1, 1, 1, 1])
+    return alpha * stylized + (1.0 - alpha) * content
+
+
+def is_arbitrary(model):
+    """Whether a loaded stylizer is a build_model network (it takes a style), not a one-style transformer."""
+    return any(isinstance(layer, AdaptiveInstanceNormalization) for layer in model.layers)
+
+
+def style_statistics(model, styles):
+    """The style embedding: each style image's feature means and stds at STYLE_LAYERS, as one vector.
+
+    Layout: [mean relu1_1 (64), mean relu2_1 (128), mean relu3_1 (256), mean relu4_1 (512), then the stds in
+    the same order], STATISTICS_SIZE = 2 * 960 floats. The decoder needs only relu4_1's (encoder_moments);
+    the others are the moments the style loss matches, for clients that compare or cluster styles.
+
+    Args:
+      model: a build_model model.
+      styles: [N, H, W, 3] RGB in [0, 255].
+
+    Returns:
+      float32 [N, STATISTICS_SIZE].
+    """
+    features = model.get_layer("encoder")(tf.cast(styles, tf.float32))
+    moments = [losses.feature_moments(features[name], EPSILON) for name in STYLE_LAYERS]
+    flat = [tf.reshape(value, [tf.shape(value)[0], value.shape[-1]]) for value in
+            [mean for mean, _ in moments] + [std for _, std in moments]]
+    return tf.concat(flat, axis=-1)
+
+
+def encoder_moments(statistics):
+    """[N, STATISTICS_SIZE] style_statistics -> (mean, std) at ENCODER_LAYER, each [N, 1, 1, 512]."""
+    channels, encoder_channels = sum(_BLOCK_FILTERS), _BLOCK_FILTERS[-1]
+    statistics = tf.cast(statistics, tf.float32)
+    mean = statistics[:, channels - encoder_channels:channels]
+    std = statistics[:, 2 * channels - encoder_channels:]
+    return mean[:, None, None, :], std[:, None, None, :]
+
+
+def stylize_with_statistics(model, content, statistics, blend_weights=None, alpha=1.0, masks=None):
+    """Stylises content images with a blend of styles given as style_statistics vectors.
+
+    Args:
+      model: a build_model model.
+      content: [N, H, W, 3] RGB in [0, 255].
+      statistics: a list of [1 or N, STATISTICS_SIZE] style_statistics, one per style.
+      blend_weights, alpha: as in target_features.
+      masks: optional, one [H, W] weight map in [0, 1] per style, at the content's size (blend_targets).
+
+    Returns:
+      [N, H, W, 3] float32 in [0, 255].
+    """
+    encoder, decoder = model.get_layer("encoder"), model.get_layer("decoder")
+    content = tf.convert_to_tensor(content, tf.float32)
+    padded = model.get_layer("pad_to_multiple")(content)
+    features = encoder(padded)[ENCODER_LAYER]
+    if masks is not None:  # padded like the content, then averaged over each feature's 8 x 8 pixels
+        masks = [image_io.pool_mask(model.get_layer("pad_to_multiple")(
+            tf.convert_to_tensor(mask, tf.float32)[tf.newaxis, :, :, tf.newaxis])[0, :, :, 0], features.shape[1:3])
+            for mask in masks]
+    target = blend_targets(features, [encoder_moments(s) for s in statistics], blend_weights, alpha, masks=masks)
+    decoded = decoder(target)[:, :tf.shape(content)[1], :tf.shape(content)[2], :]
+    return tf.clip_by_value(tf.cast(decoded, tf.float32), 0.0, 255.0)
+
+
 def stylize(model, content, styles, blend_weights=None, alpha=1.0):
     """Stylises content images with a blend of styles, through the parts of a `build_model` model.
 
@@ -199,13 +313,8 @@ def stylize(model, content, styles, blend_weights=None, alpha=1.0):
     Returns:
       [N, H, W, 3] float32 in [0, 255].
     """
-    encoder, decoder = model.get_layer("encoder"), model.get_layer("decoder")
-    content = tf.convert_to_tensor(content, tf.float32)
-    padded = model.get_layer("pad_to_multiple")(content)
-    style_features = [encoder(tf.convert_to_tensor(style, tf.float32))[ENCODER_LAYER] for style in styles]
-    target = target_features(encoder(padded)[ENCODER_LAYER], style_features, blend_weights, alpha)
-    decoded = decoder(target)[:, :tf.shape(content)[1], :tf.shape(content)[2], :]
-    return tf.clip_by_value(tf.cast(decoded, tf.float32), 0.0, 255.0)
+    return stylize_with_statistics(model, content, [style_statistics(model, style) for style in styles],
+                                   blend_weights, alpha)
 
 
 def loss_weights(content=defaults.ADAIN_CONTENT_WEIGHT, style=defaults.ADAIN_STYLE_WEIGHT,

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_nst import adain
 from tf_nst import defaults
 from tf_nst import files
 from tf_nst import image_io
@@ -38,6 +39,14 @@ def as_image(image, name="image"):
         raise UserInputError(f"{name} must be a path, a PIL image or an [height, width, 3] array in [0, 255]; "
                              f"received an array of shape {array.shape}")
     return array
+
+
+def read_style_images(style, style_size=stylize.DEFAULT_STYLE_SIZE):
+    """A style or a list of them (paths, PIL images or arrays) -> uint8 [H, W, 3] arrays, each resized so that
+    its shorter side is `style_size`."""
+    styles = style if isinstance(style, (list, tuple)) else [style]
+    return tuple(np.asarray(image_io.to_uint8(image_io.resize_shorter_side(as_image(s, "style"), style_size)))
+                 for s in styles)
 
 
 def _split_options(options):
@@ -147,25 +156,37 @@ def transfer(content, style, *, image_size=defaults.IMAGE_SIZE, style_scale=1.0,
 class Stylizer:
     """A trained stylizer as a function: uint8 images in, uint8 stylised images out.
 
-    Call it on one [H, W, 3] image or a batch [N, H, W, 3]. `style=` is for arbitrary-style models; a model
-    that learnt one style refuses it.
+    Call it on one [H, W, 3] image or a batch [N, H, W, 3]. `style=` (a path, PIL image or array, or a list
+    of them), with `alpha`, `style_blend_weights`, `preserve_color` and `style_size`, is for arbitrary-style
+    models, which require it; a model that learnt one style refuses it.
     """
 
-    def __init__(self, forward, path):
+    def __init__(self, forward, path, model=None):
         self._forward = forward  # float32 [N, H, W, 3] in [0, 255] -> float [N, H, W, 3] in [0, 255]
+        self._model = model  # the Keras model, when loaded from one
         self.path = path
 
-    def __call__(self, images, style=None):
-        if style is not None:
+    def __call__(self, images, style=None, *, alpha=1.0, style_blend_weights=None, preserve_color="none",
+                 style_size=stylize.DEFAULT_STYLE_SIZE):
+        arbitrary = self._model is not None and adain.is_arbitrary(self._model)
+        if style is not None and not arbitrary:
             raise UserInputError(f"the stylizer {self.path!r} learnt one style and takes no style=; "
                                  "style= is for arbitrary-style models")
+        if arbitrary and style is None:
+            raise UserInputError(f"the stylizer {self.path!r} is an arbitrary-style network; give it style=")
         images = np.asarray(images)
         single = images.ndim == 3
         batch = images[None] if single else images
         if batch.ndim != 4 or batch.shape[-1] != 3:
             raise UserInputError(f"expected an [H, W, 3] image or an [N, H, W, 3] batch; received shape "
                                  f"{images.shape}")
-        output = np.asarray(image_io.to_uint8(self._forward(tf.convert_to_tensor(batch, tf.float32))))
+        if arbitrary:
+            options = stylize.Style(
+                read_style_images(style, style_size),
+                tuple(style_blend_weights) if style_blend_weights is not None else None, alpha, preserve_color)
+            output = np.stack([stylize.stylize_image(self._model, image, style=options) for image in batch])
+        else:
+            output = np.asarray(image_io.to_uint8(self._forward(tf.convert_to_tensor(batch, tf.float32))))
         return output[0] if single else output
 
 
@@ -178,7 +199,9 @@ def load_stylizer(path):
     path = os.fspath(path)
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         endpoint = tf.saved_model.load(path).signatures["stylize_images"]
+        if "style_images" in endpoint.structured_input_signature[1]:
+            raise UserInputError(f"{path!r} is an exported arbitrary-style model; load its .keras file (or "
+                                 "train_dir) instead, or call its signatures")
         return Stylizer(lambda images: endpoint(images=image_io.to_uint8(images))["stylized"], path)
     model = stylize.load_stylizer(path)
-    stylize.require_one_style(model, path)
-    return Stylizer(lambda images: model(images, training=False), path)
+    return Stylizer(lambda images: model(images, training=False), path, model)

@@ -6,8 +6,10 @@ loads (about 5 s) and a mistake is reported at once. `image_io` re-exports the r
 """
 
 import io
+import json
 import os
 import warnings
+import zipfile
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -242,6 +244,31 @@ def find_model(path):
         raise UserInputError(
             f"model not found: {path!r}; pass a .keras file written by `train`, or its --train_dir")
     return path
+
+
+# The layer class that only the arbitrary-style network holds (tf_nst.adain), as a .keras config names it.
+ARBITRARY_LAYER = "AdaptiveInstanceNormalization"
+
+
+def is_arbitrary_model(path):
+    """Whether the `.keras` file at `path` holds an arbitrary-style network (it takes a style image), read from
+    the file's config.json without TensorFlow; False for a one-style network or a file that is not a model
+    (loading it then says why)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return False
+    pending = [config]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if node.get("class_name") == ARBITRARY_LAYER:
+                return True
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return False
 
 
 def list_images(folder, kind="dataset", contents="training images"):

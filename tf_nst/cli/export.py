@@ -64,6 +64,9 @@ def _run():
         raise UserInputError(f"--model={_MODEL.value!r} is already a SavedModel; export takes a .keras stylizer "
                              "or its --train_dir (an exported version folder only with --format=litert)")
     model_path = _MODEL.value if is_saved_model else files.find_model(_MODEL.value)
+    if _FORMAT.value == "litert" and not is_saved_model and files.is_arbitrary_model(model_path):
+        raise UserInputError(f"--model={_MODEL.value!r} is an arbitrary-style model; --format=litert converts "
+                             "one-style models only (use --format=saved_model)")
     if not is_saved_model:
         outputs.check_writable(os.path.join(_EXPORT_DIR.value, _MODEL_NAME.value), "--export_dir")
     if litert_output or (is_saved_model and _FORMAT.value == "litert"):
@@ -77,7 +80,8 @@ def _run():
     if not is_saved_model:
         version_dir = saved_model.export(model_path, _EXPORT_DIR.value, model_name=_MODEL_NAME.value,
                                          version=_VERSION.value or None, max_size=_EXPORT_MAX_SIZE.value)
-        print(f"tf-nst: wrote {version_dir} (signatures: {', '.join(saved_model.SIGNATURES)})", flush=True)
+        signatures = saved_model.signature_names(files.is_arbitrary_model(model_path))
+        print(f"tf-nst: wrote {version_dir} (signatures: {', '.join(signatures)})", flush=True)
     if _FORMAT.value == "litert":
         from export import litert  # pylint: disable=import-outside-toplevel
 

@@ -141,10 +141,26 @@ def define_loss_weights(commands=("transfer", "train")):
                  _read_by("Weight of the total-variation (smoothness) loss.", commands), lower_bound=0.0))
 
 
-def define_style(commands=("transfer", "train")):
+def define_style(commands=("transfer", "train", "stylize", "serve-request")):
     return _once(flags.DEFINE_string, "style", os.path.join(SAMPLES_DIR, "hubble_deep_field.jpg"),
-                 _read_by("Style image file; for `transfer`, several comma-separated files are blended "
-                          "(--style_blend_weights); `train` learns one.", commands))
+                 _read_by("Style image file; for `transfer` and `stylize`, several comma-separated files are "
+                          "blended (--style_blend_weights); `train` learns one; `stylize` takes it only with an "
+                          "arbitrary-style model (train --architecture=adain), and requires it there; "
+                          "`serve-request` sends one to a served arbitrary-style model.", commands))
+
+
+def define_style_blend_weights(commands=("transfer", "stylize")):
+    holder = _defined("style_blend_weights")
+    if holder is not None:
+        return holder
+    holder = flags.DEFINE_list(
+        "style_blend_weights", None,
+        _read_by("One weight per --style file; their targets are blended (default: equal).", commands))
+    flags.register_multi_flags_validator(
+        ["style", "style_blend_weights"],
+        lambda values: valid_weights(values["style_blend_weights"], len(values["style"].split(","))),
+        message="--style_blend_weights needs one finite, non-negative number per --style file, not all zero")
+    return holder
 
 
 def define_seed(commands=("transfer", "train")):
@@ -193,11 +209,19 @@ def define_output(commands=("transfer", "export")):
                           "SavedModel's version folder).", commands))
 
 
-def define_preserve_color(commands=("transfer", "batch")):
+def define_content_mask(commands=("transfer", "stylize")):
+    return _once(flags.DEFINE_list, "content_mask", None,
+                 _read_by("Spatial control: one grayscale mask file per --style file, each the content image's "
+                          "size (`stylize`: resized to each input). White: that style applies here, black: it "
+                          "does not, grey: partly; where every mask is black the content is kept (Gatys et al. "
+                          "2017, section 4; Huang & Belongie 2017, section 7.1, in feature space).", commands))
+
+
+def define_preserve_color(commands=("transfer", "batch", "stylize")):
     return _once(flags.DEFINE_enum, "preserve_color", "none", ["none", "luminance", "histogram"],
                  _read_by("'luminance': transfer brightness only and keep the content's colours; 'histogram' "
-                          "(transfer only): recolour the style to the content's colour mean and covariance "
-                          "first (Gatys et al. 2017, section 5).", commands))
+                          "(transfer, and stylize with an arbitrary-style model): recolour the style to the "
+                          "content's colour mean and covariance first (Gatys et al. 2017, section 5).", commands))
 
 
 def define_model_name(commands=("export", "serve-request")):

@@ -42,8 +42,7 @@ _LBFGS_HISTORY = flags.DEFINE_integer(
     "lbfgs_history", defaults.LBFGS_HISTORY, "How many curvature pairs L-BFGS keeps.", lower_bound=1)
 _INIT = flags.DEFINE_string(
     "init", "content", "Starting image: 'content', 'noise', 'style', or a path to an image file.")
-_STYLE_BLEND_WEIGHTS = flags.DEFINE_list(
-    "style_blend_weights", None, "One weight per --style file; their Gram targets are blended (default: equal).")
+_STYLE_BLEND_WEIGHTS = flag_groups.define_style_blend_weights()
 _STYLE_SCALE = flags.DEFINE_float(
     "style_scale", 1.0, "Style images are resized to style_scale * --image_size (longer side).", lower_bound=0.01)
 _NUM_SCALES = flags.DEFINE_integer(
@@ -53,11 +52,7 @@ _SCALE_FACTOR = flags.DEFINE_float("scale_factor", 2.0, "Size ratio between scal
 _COARSE_STEPS = flags.DEFINE_integer(
     "coarse_steps", None, "Iterations at each coarser scale (default: --num_steps).", lower_bound=1)
 _PRESERVE_COLOR = flag_groups.define_preserve_color()
-_CONTENT_MASK = flags.DEFINE_list(
-    "content_mask", None,
-    "Spatial control: one grayscale mask file per --style file, each the content image's size. White: that "
-    "style applies here, black: it does not, grey: partly; where every mask is black the content is kept "
-    "(Gatys et al. 2017, section 4).")
+_CONTENT_MASK = flag_groups.define_content_mask()
 _STYLE_MASKS = flags.DEFINE_list(
     "style_masks", None,
     "One grayscale mask file per --style file, each its style image's size: the white region supplies that "
@@ -81,10 +76,6 @@ flags.register_validator(
 flags.register_validator(
     "init", lambda value: value in _INIT_MODES or os.path.isfile(value),
     message="--init must be 'content', 'noise', 'style' or an existing image file")
-flags.register_multi_flags_validator(
-    ["style", "style_blend_weights"],
-    lambda values: flag_groups.valid_weights(values["style_blend_weights"], len(values["style"].split(","))),
-    message="--style_blend_weights needs one finite, non-negative number per --style file, not all zero")
 
 
 @flags.multi_flags_validator(["tile_size", "tile_overlap"])
