@@ -134,3 +134,13 @@ def test_flagfile_equals_the_flags_inline(paths):
     from_file, file_terms, _ = _transfer(paths, "from_file", f"--flagfile={flagfile}")
     np.testing.assert_array_equal(inline, from_file)
     assert inline_terms == file_terms and os.path.getsize(flagfile) > 0
+
+
+def test_tolerance_stops_a_converged_run_and_says_so(paths):
+    """A loose --tolerance ends the run before --num_steps with a 'converged' progress line; 0 runs every step."""
+    _, terms, stdout = _transfer(paths, "loose", "--num_steps=60", "--tolerance=0.05", "--print_every=0")
+    (line,) = [line for line in stdout.splitlines() if "converged" in line]
+    stopped = int(re.match(r"step +(\d+)/60 ", line).group(1))
+    assert 20 < stopped < 60 and "(< --tolerance=0.05)" in line
+    _, _, stdout = _transfer(paths, "strict", "--num_steps=30", "--tolerance=0", "--print_every=0")
+    assert "converged" not in stdout and re.search(r"^step 30/30 ", stdout, re.M)
