@@ -124,6 +124,8 @@ def test_bad_content_image(files, kind, fragment):
     ("--style_blend_weights=0.7,0.3", "--style_blend_weights"),
     ("--style_blend_weights=-1", "non-negative"),
     ("--precision=float8", "--precision"),
+    ("--num_scales=0", "--num_scales must be 'auto' or a whole number >= 1"),
+    ("--num_scales=many", "--num_scales=many"),
     ("--tolerance=-0.1", "--tolerance=-0.1"),
     ("--tolerance=abc", "--tolerance=abc"),
     ("--tolerance=nan", "--tolerance must be a finite fraction >= 0"),

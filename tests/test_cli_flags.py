@@ -144,3 +144,14 @@ def test_tolerance_stops_a_converged_run_and_says_so(paths):
     assert 20 < stopped < 60 and "(< --tolerance=0.05)" in line
     _, _, stdout = _transfer(paths, "strict", "--num_steps=30", "--tolerance=0", "--print_every=0")
     assert "converged" not in stdout and re.search(r"^step 30/30 ", stdout, re.M)
+
+
+def test_num_scales_auto_follows_the_image_size(paths):
+    """--num_scales=auto: one scale at 48 px; two at 400 px, the first at half the size."""
+    cheap = ["--num_steps=1", "--coarse_steps=1", "--optimizer=adam", "--style_layers=block1_conv1",
+             "--content_layers=block1_conv1"]
+    _, _, stdout = _transfer(paths, "small", "--image_size=48", "--num_scales=auto", *cheap)
+    assert "1 scale(s)" in stdout
+    _, _, stdout = _transfer(paths, "large", "--image_size=400", "--num_scales=auto", "--save_every=1", *cheap)
+    assert "2 scale(s)" in stdout
+    assert Image.open(paths["dir"] / "large_step00001.png").size[0] == 200

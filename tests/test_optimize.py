@@ -275,6 +275,18 @@ def test_bad_tolerances_are_user_errors(random_case, tolerance):
                           config.style_layers, config.content_layers)
 
 
+def test_auto_scales_bring_the_coarsest_scale_near_256_px():
+    assert [optimize.auto_num_scales(h, w, 2.0) for h, w in
+            ((256, 256), (170, 256), (64, 48), (341, 512), (683, 1024), (2048, 1365))] == [1, 1, 1, 2, 3, 4]
+    for side in range(256, 6000, 37):
+        for factor in (2.0, 1.5):
+            coarsest = max(optimize.scale_sizes(side, side // 2, "auto", factor)[0])
+            assert 256 / factor ** 0.5 - 1 <= coarsest <= 256 * factor ** 0.5 + 1, (side, factor, coarsest)
+    assert optimize.scale_sizes(100, 80, "auto", 2.0) == [(100, 80)]
+    with pytest.raises(optimize.UserInputError, match="num_scales='two'"):
+        optimize.scale_sizes(100, 80, "two", 2.0)
+
+
 def test_xla_and_bfloat16_steps_run_and_stay_finite(random_case):
     _, config, (content, style, _) = random_case
     extractor = vgg.build_extractor(dataclasses.replace(config, precision="mixed_bfloat16"))

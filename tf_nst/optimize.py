@@ -41,7 +41,8 @@ class TransferConfig:
       style_blend_weights: one weight per style image (default: equal); the style target is the weighted
         mean of the styles' Gram matrices.
       num_scales: coarse-to-fine: optimise first at 1 / scale_factor^(num_scales - 1) of the size, then
-        upsample the result and continue at each larger scale, ending at the full size.
+        upsample the result and continue at each larger scale, ending at the full size. "auto": from the size
+        (auto_num_scales: 1 up to about 256 px, 2 at 512 px, one more per doubling).
       scale_factor: the size ratio between neighbouring scales.
       coarse_steps: iterations at each scale but the finest (default: num_steps).
       jit_compile: compile the step with XLA.
@@ -167,8 +168,22 @@ def _step_and_reset(image, loss_fn, config):
     raise UserInputError(f"unknown optimizer {config.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
 
 
+AUTO_SCALE_SIZE = 256  # the coarsest scale's longer side that num_scales="auto" aims at
+
+
+def auto_num_scales(height, width, scale_factor):
+    """num_scales="auto": scales of `scale_factor` from the full size down to about AUTO_SCALE_SIZE px (longer
+    side): 1 up to 362 px with factor 2, 2 at 512 px, 3 at 1024 px."""
+    levels = np.log(max(height, width) / AUTO_SCALE_SIZE) / np.log(scale_factor)
+    return 1 + max(0, int(np.floor(levels + 0.5)))
+
+
 def scale_sizes(height, width, num_scales, scale_factor):
-    """[(height, width)] from the coarsest scale to the full size (the last entry)."""
+    """[(height, width)] from the coarsest scale to the full size (the last entry); num_scales may be "auto"."""
+    if num_scales == "auto":
+        num_scales = auto_num_scales(height, width, scale_factor)
+    if not (isinstance(num_scales, (int, np.integer)) and num_scales >= 1):
+        raise UserInputError(f"num_scales={num_scales!r} is not valid; use 'auto' or a whole number >= 1")
     sizes = []
     for level in reversed(range(num_scales)):
         ratio = scale_factor ** -level

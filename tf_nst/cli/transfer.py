@@ -51,9 +51,9 @@ _STYLE_BLEND_WEIGHTS = flags.DEFINE_list(
     "style_blend_weights", None, "One weight per --style file; their Gram targets are blended (default: equal).")
 _STYLE_SCALE = flags.DEFINE_float(
     "style_scale", 1.0, "Style images are resized to style_scale * --image_size (longer side).", lower_bound=0.01)
-_NUM_SCALES = flags.DEFINE_integer(
-    "num_scales", 1, "Coarse-to-fine: optimise at this many sizes, each --scale_factor times the last.",
-    lower_bound=1)
+_NUM_SCALES = flags.DEFINE_string(
+    "num_scales", "1", "Coarse-to-fine: optimise at this many sizes, each --scale_factor times the last; 'auto': "
+    "from --image_size (1 up to about 256 px, 2 at 512 px, one more per doubling).")
 _SCALE_FACTOR = flags.DEFINE_float("scale_factor", 2.0, "Size ratio between scales.", lower_bound=1.01)
 _COARSE_STEPS = flags.DEFINE_integer(
     "coarse_steps", None, "Iterations at each coarser scale (default: --num_steps).", lower_bound=1)
@@ -83,6 +83,9 @@ _TILE_OVERLAP = flags.DEFINE_integer(
 flags.adopt_module_key_flags(flag_groups)
 flags.register_validator(
     "learning_rate", lambda value: value > 0, message="--learning_rate must be greater than 0")
+flags.register_validator(
+    "num_scales", lambda value: value == "auto" or (value.isdigit() and int(value) >= 1),
+    message="--num_scales must be 'auto' or a whole number >= 1")
 flags.register_validator(
     "tolerance", math.isfinite, message="--tolerance must be a finite fraction >= 0 (0: run every step)")
 flags.register_validator(
@@ -160,12 +163,16 @@ def _transfer_config(inputs):
     return optimize.TransferConfig(
         num_steps=_NUM_STEPS.value, optimizer=_OPTIMIZER.value, learning_rate=_LEARNING_RATE.value,
         lbfgs_history=_LBFGS_HISTORY.value, tolerance=_TOLERANCE.value, init=_INIT.value, seed=_SEED.value,
-        style_blend_weights=_float_tuple(_STYLE_BLEND_WEIGHTS.value), num_scales=_NUM_SCALES.value,
+        style_blend_weights=_float_tuple(_STYLE_BLEND_WEIGHTS.value), num_scales=_num_scales(),
         scale_factor=_SCALE_FACTOR.value, coarse_steps=_COARSE_STEPS.value, jit_compile=_JIT_COMPILE.value,
         preserve_color=_PRESERVE_COLOR.value, color_transform=_COLOR_TRANSFORM.value,
         content_masks=inputs.content_masks, style_masks=inputs.style_masks,
         loss_weights=_WEIGHTS.loss_weights(_NETWORK), tile_size=_TILE_SIZE.value or None,
         tile_overlap=_TILE_OVERLAP.value)
+
+
+def _num_scales():
+    return "auto" if _NUM_SCALES.value == "auto" else int(_NUM_SCALES.value)
 
 
 def _float_tuple(values):
@@ -284,7 +291,8 @@ def _run():
     common.warn_slow_settings(extractor_config.precision, config.jit_compile)
     extractor = vgg.build_extractor(extractor_config)
     tiles = f" in {num_tiles} tiles of {config.tile_size} px" if num_tiles else ""
-    print(f"tf-nst: {width}x{height} px, {total_steps} {config.optimizer} steps over {config.num_scales} "
+    num_scales = len(optimize.scale_sizes(height, width, config.num_scales, config.scale_factor))
+    print(f"tf-nst: {width}x{height} px, {total_steps} {config.optimizer} steps over {num_scales} "
           f"scale(s){tiles}, {len(styles)} style(s), {extractor_config.precision}"
           f"{' with XLA' if config.jit_compile else ''}, {extractor_config.backbone} ({extractor_config.weights}) "
           f"on {common.device_name()}", flush=True)
