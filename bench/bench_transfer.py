@@ -1,12 +1,16 @@
-"""Per-image transfer speed: ms per step and peak memory, tf_nst (Adam, L-BFGS) beside the TF tutorial recipe.
+"""Per-image transfer speed: ms per step and peak memory, tf_nst (Adam, L-BFGS) beside the TF tutorial recipe
+and a plain PyTorch Gatys (bench/torch_gatys.py).
 
 Each configuration runs in its own process (so peak RSS is its own), one after another in this one run, so the
-ratios compare like with like on a noisy machine. Random VGG19 weights: speed does not depend on them.
+ratios compare like with like on a noisy machine. Every configuration runs the 8-bit ImageNet VGG19
+(--weights=imagenet_q8; 'none' for random tf_nst weights), so all do the same arithmetic.
 Configurations run with TensorFlow's default CPU allocator unless they end in '+pooled'; `main.py` runs with
-the pooled one.
+the pooled one. 'pytorch' runs with --torch_python (torch is a bench-only dependency); without torch there the
+row says so.
 
   python bench/bench_transfer.py                  # 256 and 512 px, 10 timed steps each
-  python bench/bench_transfer.py --sizes=256 --steps=5
+  python bench/bench_transfer.py --sizes=256 --steps=5 --methods=tutorial,adam,lbfgs,pytorch \
+      --torch_python=/path/to/venv-with-torch/bin/python
 """
 
 import json
@@ -23,21 +27,28 @@ from absl import flags
 _SIZES = flags.DEFINE_list("sizes", ["256", "512"], "Square image sizes (pixels).")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per configuration (after 2 warm-up steps).")
 _METHODS = flags.DEFINE_list(
-    "methods", ["tutorial", "adam", "lbfgs", "adam+pooled", "lbfgs+pooled", "lbfgs+bf16", "lbfgs+xla"],
-    "Configurations: 'tutorial', or 'adam'/'lbfgs' with optional '+bf16' and '+xla'; any of them with "
+    "methods", ["tutorial", "pytorch", "adam", "lbfgs", "adam+pooled", "lbfgs+pooled", "lbfgs+bf16", "lbfgs+xla"],
+    "Configurations: 'tutorial', 'pytorch', or 'adam'/'lbfgs' with optional '+bf16' and '+xla'; any of them with "
+    "'+1t' runs on one thread (OMP_NUM_THREADS, TF_NUM_INTRAOP_THREADS, TF_NUM_INTEROP_THREADS = 1); any TF one with "
     "'+pooled' runs with TensorFlow's pooled CPU allocator (TF_CPU_ALLOCATOR_USE_BFC, as main.py sets it), "
     "the others with its default allocator.")
 _ONE = flags.DEFINE_string("one", None, "Internal: run one configuration 'method:size' and print JSON.")
+_WEIGHTS = flags.DEFINE_enum("weights", "imagenet_q8", ["imagenet_q8", "none"], "VGG19 weights of every run.")
+_TORCH_PYTHON = flags.DEFINE_string("torch_python", sys.executable, "A Python with torch, for 'pytorch'.")
 
 _STYLE = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 
 
-def _tutorial_step(size):
+def _tutorial_step(size, weights):
     """The TensorFlow style-transfer tutorial's recipe: Keras VGG19, tf.function, Adam, clip to [0, 1]."""
     import keras  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
+    from tf_nst import weights as weights_lib  # pylint: disable=import-outside-toplevel
+
     vgg = keras.applications.VGG19(include_top=False, weights=None)
+    if weights == "imagenet_q8":
+        vgg.load_weights(weights_lib.q8_weights_path())
     vgg.trainable = False
     names = list(_STYLE) + ["block5_conv2"]
     model = keras.Model(vgg.input, [vgg.get_layer(n).output for n in names])
@@ -68,7 +79,7 @@ def _tutorial_step(size):
     return step
 
 
-def _tf_nst_step(method, size):
+def _tf_nst_step(method, size, weights):
     """method: "adam" or "lbfgs", optionally followed by "+bf16" (mixed_bfloat16) and/or "+xla" (and
     "+pooled", which the parent process turns into the allocator setting)."""
     import numpy as np  # pylint: disable=import-outside-toplevel
@@ -76,7 +87,7 @@ def _tf_nst_step(method, size):
     from tf_nst import optimize, style_targets, vgg  # pylint: disable=import-outside-toplevel
 
     optimizer, *options = method.split("+")
-    config = vgg.ExtractorConfig(weights="none", precision="mixed_bfloat16" if "bf16" in options else "float32")
+    config = vgg.ExtractorConfig(weights=weights, precision="mixed_bfloat16" if "bf16" in options else "float32")
     extractor = vgg.build_extractor(config)
     rng = np.random.default_rng(0)
     content, style = rng.uniform(0, 255, (size, size, 3)), rng.uniform(0, 255, (size, size, 3))
@@ -91,10 +102,11 @@ def _tf_nst_step(method, size):
     return lambda: step()[0]
 
 
-def _run_one(spec, steps):
+def _run_one(spec, steps, weights):
     method, size = spec.split(":")
     size = int(size)
-    step = _tutorial_step(size) if method.split("+")[0] == "tutorial" else _tf_nst_step(method, size)
+    step = (_tutorial_step(size, weights) if method.split("+")[0] == "tutorial"
+            else _tf_nst_step(method, size, weights))
     for _ in range(2):
         float(step())
     start = time.perf_counter()
@@ -118,24 +130,51 @@ def _machine():
 def main(argv):
     del argv
     if _ONE.value:
-        _run_one(_ONE.value, _STEPS.value)
+        _run_one(_ONE.value, _STEPS.value, _WEIGHTS.value)
         return
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    print(f"machine: {_machine()}")
-    print("| size | method | ms/step | vs tutorial | peak RSS (MB) |")
-    print("| --- | --- | --- | --- | --- |", flush=True)
+    print(f"machine: {_machine()}; VGG19 weights {_WEIGHTS.value}")
+    print("| size | method | ms/step | vs tutorial | vs pytorch | peak RSS (MB) |")
+    print("| --- | --- | --- | --- | --- | --- |", flush=True)
+    # The peers run first, so that every tf_nst row has both ratios.
+    # Rows compare with the peers on the same number of threads ('+1t' with '+1t').
+    peer = lambda method: method.split("+")[0] in ("tutorial", "pytorch")  # noqa: E731
+    methods = sorted(_METHODS.value, key=lambda m: not peer(m))
     for size in _SIZES.value:
-        base = None
-        for method in _METHODS.value:
-            pooled = "true" if "pooled" in method.split("+") else "false"
-            out = subprocess.run([sys.executable, __file__, f"--one={method}:{size}", f"--steps={_STEPS.value}"],
-                                 capture_output=True, text=True, env={**env, "TF_CPU_ALLOCATOR_USE_BFC": pooled},
-                                 check=True).stdout
-            row = json.loads(out.strip().splitlines()[-1])
-            base = row if method == "tutorial" else base  # the tutorial as written: default allocator
-            ratio = f"{row['ms_per_step'] / base['ms_per_step']:.2f}x" if base else "-"
-            print(f"| {size} | {method} | {row['ms_per_step']:.0f} | {ratio} | {row['peak_rss_mb']:.0f} |",
-                  flush=True)
+        bases = {}
+        for method in methods:
+            row = _measure(method, size, env)
+            if row is None:
+                print(f"| {size} | {method} | no torch in --torch_python={_TORCH_PYTHON.value} | | | |", flush=True)
+                continue
+            threads = "+1t" if "1t" in method.split("+") else ""
+            if peer(method):  # the tutorial as written: default allocator
+                bases[method] = row
+            ratios = [f"{row['ms_per_step'] / bases[name + threads]['ms_per_step']:.2f}x"
+                      if name + threads in bases else "-" for name in ("tutorial", "pytorch")]
+            name = method.replace("pytorch", row["method"]) if method.startswith("pytorch") else method
+            print(f"| {size} | {name} | {row['ms_per_step']:.0f} | {' | '.join(ratios)} | "
+                  f"{row['peak_rss_mb']:.0f} |", flush=True)
+
+
+def _measure(method, size, env):
+    """One configuration's JSON row, run in its own process; None for 'pytorch' without torch."""
+    if "1t" in method.split("+"):
+        env = {**env, "OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    if method.split("+")[0] == "pytorch":
+        if subprocess.run([_TORCH_PYTHON.value, "-c", "import torch"], capture_output=True, check=False).returncode:
+            return None
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        command = [_TORCH_PYTHON.value, os.path.join(root, "bench", "torch_gatys.py"), f"--size={size}",
+                   f"--steps={_STEPS.value}"]
+        env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))}
+    else:
+        pooled = "true" if "pooled" in method.split("+") else "false"
+        command = [sys.executable, __file__, f"--one={method}:{size}", f"--steps={_STEPS.value}",
+                   f"--weights={_WEIGHTS.value}"]
+        env = {**env, "TF_CPU_ALLOCATOR_USE_BFC": pooled}
+    out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -49,6 +49,18 @@ def test_transfer_callbacks_receive_every_step_and_its_terms(image_files):
         assert terms["total"] == pytest.approx(terms["content"] + terms["style"] + terms["tv"], rel=1e-5)
 
 
+def test_transfer_takes_a_tolerance(image_files):
+    """tolerance= ends a converged run before num_steps; 0 runs them all; a bad one is a UserInputError."""
+    options = {**FAST, "num_steps": 60, "tolerance_window": 5}
+    for tolerance, check in ((0.05, lambda n: 5 < n < 60), (0.0, lambda n: n == 60)):
+        seen = []
+        tf_nst.transfer(image_files["content"], image_files["style"], tolerance=tolerance,
+                        callbacks=[lambda step, terms, seen=seen: seen.append(step)], **options)
+        assert check(len(seen)), (tolerance, len(seen))
+    with pytest.raises(tf_nst.UserInputError, match="tolerance=-1"):
+        tf_nst.transfer(image_files["content"], image_files["style"], tolerance=-1, **FAST)
+
+
 def test_transfer_refuses_unknown_options(image_files):
     with pytest.raises(UserInputError, match="unknown option.*num_stepz"):
         tf_nst.transfer(image_files["content"], image_files["style"], num_stepz=3)

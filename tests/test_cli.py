@@ -1,6 +1,7 @@
 """End-to-end runs of `python main.py`: outputs, progress, and one-line errors for bad input."""
 
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -41,11 +42,22 @@ def test_run_writes_the_output_with_progress(files):
     assert result.returncode == 0, result.stderr
     assert Image.open(files["out"]).size == (48, 32)
     step_lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]
-    assert [line.split()[1] for line in step_lines] == ["2/4", "4/4"]
+    assert [line.split()[1] for line in step_lines] == ["1/4", "2/4", "4/4"]  # a first line after step 1
     for term in ("total", "content", "style", "tv", "ms/step"):
         assert term in step_lines[-1]
+    # Every line has an ETA, the first one too: there only the first step's time (tracing included) is known.
+    first_ms, first_eta = re.search(r" (\d+) ms/step  eta (\d+)s$", step_lines[0]).groups()
+    assert int(first_ms) > 0 and int(first_eta) >= 3 * int(first_ms) // 1000
+    assert re.search(r" ms/step  eta \d+s$", step_lines[1]) and step_lines[2].endswith(" eta 0s")
     assert os.path.exists(str(files["dir"] / "out_step00002.png"))
     assert sorted(os.listdir(files["dir"])) == ["out.png", "out_step00002.png"]  # no temp files
+
+
+def test_the_eta_reads_as_a_duration():
+    from tf_nst.cli.transfer import _duration  # pylint: disable=import-outside-toplevel
+
+    assert [_duration(s) for s in (0.4, 42, 59.6, 425, 3599, 3720, 90000)] == [
+        "0s", "42s", "1m00s", "7m05s", "59m59s", "1h02m", "25h00m"]
 
 
 def test_odd_but_valid_images_run(files):
@@ -112,6 +124,11 @@ def test_bad_content_image(files, kind, fragment):
     ("--style_blend_weights=0.7,0.3", "--style_blend_weights"),
     ("--style_blend_weights=-1", "non-negative"),
     ("--precision=float8", "--precision"),
+    ("--num_scales=0", "--num_scales must be 'auto' or a whole number >= 1"),
+    ("--num_scales=many", "--num_scales=many"),
+    ("--tolerance=-0.1", "--tolerance=-0.1"),
+    ("--tolerance=abc", "--tolerance=abc"),
+    ("--tolerance=nan", "--tolerance must be a finite fraction >= 0"),
 ])
 def test_bad_flags(files, flag, fragment):
     args = [f"--content={files['content']}", f"--style={files['style']}", *FAST]

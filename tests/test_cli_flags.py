@@ -134,3 +134,24 @@ def test_flagfile_equals_the_flags_inline(paths):
     from_file, file_terms, _ = _transfer(paths, "from_file", f"--flagfile={flagfile}")
     np.testing.assert_array_equal(inline, from_file)
     assert inline_terms == file_terms and os.path.getsize(flagfile) > 0
+
+
+def test_tolerance_stops_a_converged_run_and_says_so(paths):
+    """A loose --tolerance ends the run before --num_steps with a 'converged' progress line; 0 runs every step."""
+    _, terms, stdout = _transfer(paths, "loose", "--num_steps=60", "--tolerance=0.05", "--print_every=0")
+    (line,) = [line for line in stdout.splitlines() if "converged" in line]
+    stopped = int(re.match(r"step +(\d+)/60 ", line).group(1))
+    assert 20 < stopped < 60 and "(< --tolerance=0.05)" in line
+    _, _, stdout = _transfer(paths, "strict", "--num_steps=30", "--tolerance=0", "--print_every=0")
+    assert "converged" not in stdout and re.search(r"^step 30/30 ", stdout, re.M)
+
+
+def test_num_scales_auto_follows_the_image_size(paths):
+    """--num_scales=auto: one scale at 48 px; two at 400 px, the first at half the size."""
+    cheap = ["--num_steps=1", "--coarse_steps=1", "--optimizer=adam", "--style_layers=block1_conv1",
+             "--content_layers=block1_conv1"]
+    _, _, stdout = _transfer(paths, "small", "--image_size=48", "--num_scales=auto", *cheap)
+    assert "1 scale(s)" in stdout
+    _, _, stdout = _transfer(paths, "large", "--image_size=400", "--num_scales=auto", "--save_every=1", *cheap)
+    assert "2 scale(s)" in stdout
+    assert Image.open(paths["dir"] / "large_step00001.png").size[0] == 200

@@ -13,6 +13,8 @@ def test_the_tuned_loss_weights_are_pinned():
     """Tuned on the ImageNet VGG19, judged on HED VGG16 (BENCHMARKS.md, "Loss weights"): change them there."""
     assert (defaults.CONTENT_WEIGHT, defaults.STYLE_WEIGHT, defaults.TV_WEIGHT) == (1.0, 5.0, 10.0)
     assert (defaults.IMAGE_SIZE, defaults.NUM_STEPS, defaults.OPTIMIZER) == (512, 300, "lbfgs")
+    # Chosen from loss curves judged on HED VGG16 (BENCHMARKS.md, "Stopping when the picture stops changing").
+    assert (defaults.TOLERANCE, defaults.TOLERANCE_WINDOW) == (0.003, 20)
 
 
 def test_configs_default_to_the_shared_values():
@@ -22,6 +24,7 @@ def test_configs_default_to_the_shared_values():
     assert (transfer.num_steps, transfer.optimizer, transfer.learning_rate, transfer.lbfgs_history) == (
         defaults.NUM_STEPS, defaults.OPTIMIZER, defaults.LEARNING_RATE, defaults.LBFGS_HISTORY)
     assert transfer.loss_weights == losses.LossWeights()
+    assert (transfer.tolerance, transfer.tolerance_window) == (defaults.TOLERANCE, defaults.TOLERANCE_WINDOW)
     extractor = vgg.ExtractorConfig()
     assert (extractor.backbone, extractor.weights, extractor.style_layers, extractor.content_layers) == (
         defaults.BACKBONE, defaults.WEIGHTS, defaults.STYLE_LAYERS, defaults.CONTENT_LAYERS)
@@ -41,6 +44,7 @@ def test_the_command_line_flags_default_to_the_shared_values():
     assert (default("image_size"), default("num_steps"), default("optimizer"), default("learning_rate"),
             default("lbfgs_history")) == (defaults.IMAGE_SIZE, defaults.NUM_STEPS, defaults.OPTIMIZER,
                                           defaults.LEARNING_RATE, defaults.LBFGS_HISTORY)
+    assert default("tolerance") == defaults.TOLERANCE
 
 
 def test_the_python_api_uses_the_shared_values():

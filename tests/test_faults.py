@@ -208,7 +208,7 @@ def test_ctrl_c_during_transfer_writes_the_image_so_far(tmp_path, image_files):
     out = tmp_path / "o.png"
     process = subprocess.Popen(
         [sys.executable, "main.py", f"--content={image_files['content']}", f"--output={out}", "--weights=none",
-         "--image_size=48", "--num_steps=5000", "--print_every=1"],
+         "--image_size=48", "--num_steps=5000", "--print_every=1", "--tolerance=0"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(240, process.kill)
     watchdog.start()

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import skimage_rgb
-from tf_nst import image_io, losses, optimize, style_targets, vgg
+from tf_nst import image_io, losses, optimize, progress, style_targets, vgg
 
 
 def _relative(value, target):
@@ -219,6 +219,72 @@ def test_coarse_to_fine_runs_every_scale_and_ends_at_full_size(random_case):
                      (7, (30, 40)), (8, (30, 40))]
     assert result.shape == (30, 40, 3)
     assert optimize.scale_sizes(512, 341, 3, 2.0) == [(128, 85), (256, 170), (512, 341)]
+
+
+def _numpy_stop_step(totals, tolerance, window):
+    """Independently: the first step (from 1) whose best-so-far loss is less than `tolerance` (relative) below
+    the best `window` steps earlier."""
+    best = np.minimum.accumulate(np.asarray(totals, np.float64))
+    improvement = (best[:-window] - best[window:]) / np.abs(best[:-window])
+    below = np.flatnonzero(improvement < tolerance)
+    return int(below[0]) + window + 1 if below.size else None
+
+
+@pytest.mark.parametrize("tolerance,window", [(0.01, 5), (0.001, 20), (0.05, 1)])
+def test_convergence_stops_where_the_best_loss_stops_improving(tolerance, window):
+    rng = np.random.default_rng(0)
+    steps = np.arange(300)
+    # A decaying loss with Adam-like noise: the rule follows the best loss so far, so a noisy step up does not
+    # stop the run by itself.
+    totals = 10 + 100 * 0.97 ** steps + rng.normal(0, 0.05, steps.size)
+    expected = _numpy_stop_step(totals, tolerance, window)
+    assert expected is not None and window < expected < 300
+    convergence = progress.Convergence(tolerance, window)
+    stopped = next(step for step, total in enumerate(totals, start=1) if convergence.update(total))
+    assert stopped == expected
+    assert convergence.improvement < tolerance
+    never = progress.Convergence(0.0, window)
+    assert not any(never.update(total) for total in np.full(50, 3.0))  # a flat loss, tolerance 0: never stops
+
+
+def test_a_converged_run_stops_early_and_tolerance_zero_runs_every_step(random_case):
+    extractor, config, (content, style, _) = random_case
+    runs = {}
+    for tolerance in (0.02, 0.0):
+        totals, converged = [], []
+        optimize.transfer(
+            extractor, content, style,
+            optimize.TransferConfig(num_steps=60, tolerance=tolerance, tolerance_window=5),
+            config.style_layers, config.content_layers,
+            callback=lambda step, terms, image, totals=totals: totals.append(float(terms["total"])),
+            converged_callback=lambda step, convergence, converged=converged: converged.append(step))
+        runs[tolerance] = totals, converged
+    totals, converged = runs[0.02]
+    assert 5 < len(totals) < 60 and converged == [len(totals)]
+    assert len(totals) == _numpy_stop_step(totals, 0.02, 5)  # it stopped at the first step the rule allows
+    all_totals, never = runs[0.0]
+    assert len(all_totals) == 60 and never == []
+    np.testing.assert_allclose(all_totals[:len(totals)], totals, rtol=1e-5)  # the same run, cut short
+
+
+@pytest.mark.parametrize("tolerance", [-0.1, float("nan"), "0.1"])
+def test_bad_tolerances_are_user_errors(random_case, tolerance):
+    extractor, config, (content, style, _) = random_case
+    with pytest.raises(optimize.UserInputError, match="tolerance="):
+        optimize.transfer(extractor, content, style, optimize.TransferConfig(num_steps=1, tolerance=tolerance),
+                          config.style_layers, config.content_layers)
+
+
+def test_auto_scales_bring_the_coarsest_scale_near_256_px():
+    assert [optimize.auto_num_scales(h, w, 2.0) for h, w in
+            ((256, 256), (170, 256), (64, 48), (341, 512), (683, 1024), (2048, 1365))] == [1, 1, 1, 2, 3, 4]
+    for side in range(256, 6000, 37):
+        for factor in (2.0, 1.5):
+            coarsest = max(optimize.scale_sizes(side, side // 2, "auto", factor)[0])
+            assert 256 / factor ** 0.5 - 1 <= coarsest <= 256 * factor ** 0.5 + 1, (side, factor, coarsest)
+    assert optimize.scale_sizes(100, 80, "auto", 2.0) == [(100, 80)]
+    with pytest.raises(optimize.UserInputError, match="num_scales='two'"):
+        optimize.scale_sizes(100, 80, "two", 2.0)
 
 
 def test_xla_and_bfloat16_steps_run_and_stay_finite(random_case):

@@ -129,8 +129,8 @@ def transfer(content, style, *, image_size=defaults.IMAGE_SIZE, style_scale=1.0,
       style_scale: style images are resized to style_scale * image_size.
       verbose: 1 shows a keras.utils.Progbar with the loss terms; 0 is silent.
       callbacks: functions called as callback(step, terms) after every step, terms {name: float}.
-      **options: any field of optimize.TransferConfig (num_steps, optimizer, learning_rate, init, seed,
-        num_scales, preserve_color, content_masks, tile_size, ...) or vgg.ExtractorConfig (backbone, weights,
+      **options: any field of optimize.TransferConfig (num_steps, optimizer, learning_rate, tolerance, init,
+        seed, num_scales, preserve_color, content_masks, tile_size, ...) or vgg.ExtractorConfig (backbone, weights,
         style_layers, content_layers, pooling, precision), and content_weight, style_weight, tv_weight,
         style_layer_weights. Defaults are the command line's.
 

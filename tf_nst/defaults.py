@@ -23,6 +23,11 @@ NUM_STEPS = 300
 OPTIMIZER = "lbfgs"
 LEARNING_RATE = 5.0
 LBFGS_HISTORY = 100
+# Stop a scale (or tile) once its best total loss improved by less than TOLERANCE (a fraction) over the last
+# TOLERANCE_WINDOW steps; num_steps stays the upper bound (BENCHMARKS.md, "Stopping when the picture stops
+# changing").
+TOLERANCE = 0.003
+TOLERANCE_WINDOW = 20
 
 # The arbitrary-style network's loss (Huang & Belongie 2017, §6: L = Lc + lambda Ls, lambda = 10), both terms
 # relative (losses.py). Content 1: the reference term. Style 4 x 10: the paper sums the four layers' mean/std

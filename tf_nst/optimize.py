@@ -30,7 +30,8 @@ class TransferConfig:
     """How one image is optimised.
 
     Attributes:
-      num_steps: optimiser iterations (an L-BFGS iteration may evaluate the loss more than once).
+      num_steps: optimiser iterations (an L-BFGS iteration may evaluate the loss more than once); the upper
+        bound when `tolerance` stops a scale early.
       optimizer: "lbfgs" or "adam".
       learning_rate: Adam's step size, in pixel units (the image lives in [0, 255]).
       lbfgs_history: how many curvature pairs L-BFGS keeps.
@@ -40,7 +41,8 @@ class TransferConfig:
       style_blend_weights: one weight per style image (default: equal); the style target is the weighted
         mean of the styles' Gram matrices.
       num_scales: coarse-to-fine: optimise first at 1 / scale_factor^(num_scales - 1) of the size, then
-        upsample the result and continue at each larger scale, ending at the full size.
+        upsample the result and continue at each larger scale, ending at the full size. "auto": from the size
+        (auto_num_scales: 1 up to about 256 px, 2 at 512 px, one more per doubling).
       scale_factor: the size ratio between neighbouring scales.
       coarse_steps: iterations at each scale but the finest (default: num_steps).
       jit_compile: compile the step with XLA.
@@ -60,6 +62,9 @@ class TransferConfig:
         None or 0: whole images.
       tile_overlap: the fewest pixels neighbouring tiles share; across them the tiles cross-fade linearly
         (tiling.blend_weight). tile_size must be at least tiling.MIN_TILE_SIZE and more than twice this.
+      tolerance: stop a scale (or tile) once its best total loss improved by less than this fraction over the
+        last `tolerance_window` steps (progress.Convergence); 0 runs every step.
+      tolerance_window: the steps that improvement is measured over.
     """
 
     num_steps: int = defaults.NUM_STEPS
@@ -80,6 +85,8 @@ class TransferConfig:
     style_masks: tuple = None
     tile_size: int = None
     tile_overlap: int = tiling.DEFAULT_OVERLAP
+    tolerance: float = defaults.TOLERANCE
+    tolerance_window: int = defaults.TOLERANCE_WINDOW
 
 
 def initial_image(init, content, style, seed=0):
@@ -161,8 +168,22 @@ def _step_and_reset(image, loss_fn, config):
     raise UserInputError(f"unknown optimizer {config.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
 
 
+AUTO_SCALE_SIZE = 256  # the coarsest scale's longer side that num_scales="auto" aims at
+
+
+def auto_num_scales(height, width, scale_factor):
+    """num_scales="auto": scales of `scale_factor` from the full size down to about AUTO_SCALE_SIZE px (longer
+    side): 1 up to 362 px with factor 2, 2 at 512 px, 3 at 1024 px."""
+    levels = np.log(max(height, width) / AUTO_SCALE_SIZE) / np.log(scale_factor)
+    return 1 + max(0, int(np.floor(levels + 0.5)))
+
+
 def scale_sizes(height, width, num_scales, scale_factor):
-    """[(height, width)] from the coarsest scale to the full size (the last entry)."""
+    """[(height, width)] from the coarsest scale to the full size (the last entry); num_scales may be "auto"."""
+    if num_scales == "auto":
+        num_scales = auto_num_scales(height, width, scale_factor)
+    if not (isinstance(num_scales, (int, np.integer)) and num_scales >= 1):
+        raise UserInputError(f"num_scales={num_scales!r} is not valid; use 'auto' or a whole number >= 1")
     sizes = []
     for level in reversed(range(num_scales)):
         ratio = scale_factor ** -level
@@ -185,7 +206,7 @@ def count_steps(height, width, config):
 
 
 def transfer(extractor, content, style, config, style_layers, content_layers, callback=None, tile_callback=None,
-             should_stop=None):
+             should_stop=None, converged_callback=None):
     """Stylises `content` with one or more style images by optimising the pixels.
 
     With config.num_scales > 1 the optimisation runs coarse-to-fine: each scale starts from the previous
@@ -200,13 +221,16 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
       config: a TransferConfig.
       style_layers, content_layers: the layers the loss uses.
       callback: optional callback(step, terms, image) called after every step, where step counts across
-        scales and tiles (count_steps in all), terms is a dict of float32 scalar tensors ("total", "content",
-        "style", "tv") and image the tf.Variable being optimised: [1, h, w, 3], the whole image or, at a tiled
-        scale, the current tile. Reading the tensors costs a device sync, so a callback should read them only
-        when it reports.
+        scales and tiles (count_steps in all, fewer when config.tolerance stops early), terms is a dict of
+        float32 scalar tensors ("total", "content", "style", "tv") and image the tf.Variable being optimised:
+        [1, h, w, 3], the whole image or, at a tiled scale, the current tile. Reading the tensors costs a
+        device sync, so a callback should read them only when it reports.
       tile_callback: optional tile_callback(index, num_tiles) called before each tile of a tiled scale is
         optimised; index counts from 1 within the scale.
       should_stop: optional should_stop() -> bool asked after every step; True ends the run there.
+      converged_callback: optional converged_callback(step, convergence) called when config.tolerance ends a
+        scale or tile early, after the step's callback; convergence is the progress.Convergence that stopped it
+        (its improvement, tolerance and window).
 
     Returns:
       The stylised image, [H, W, 3] uint8.
@@ -220,7 +244,11 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
     _check_masks(config, len(styles))
     if config.tile_size:
         tiling.check_tiling(config.tile_size, config.tile_overlap)
-    progress = progress_lib.Progress(callback, tile_callback, should_stop)
+    _check_tolerance(config)
+    convergence = None
+    if config.tolerance > 0:
+        convergence = lambda: progress_lib.Convergence(config.tolerance, config.tolerance_window)  # noqa: E731
+    progress = progress_lib.Progress(callback, tile_callback, should_stop, convergence, converged_callback)
     try:
         image = _run_scales(extractor, content, styles, config, (style_layers, content_layers), progress)
     except TransferStopped as e:
@@ -290,7 +318,8 @@ def _optimize_whole(extractor, start, scale, config, layers, progress):
     step = make_step(image, make_loss_fn(extractor, style_grams, content_features, config.loss_weights), config)
     progress.begin(start)
     for _ in range(scale.num_steps):
-        progress.step(*step(), image)
+        if progress.step(*step(), image):
+            break
     return image
 
 
@@ -318,7 +347,8 @@ def _optimize_tiles(extractor, start, scale, tiles, config, layers, progress):
         progress.begin(optimizer.image)
         try:
             for _ in range(scale.num_steps):
-                progress.step(*optimizer.step(), optimizer.image)
+                if progress.step(*optimizer.step(), optimizer.image):
+                    break
         except TransferStopped as e:
             tiling.blend_into(image, base, progress.last_good[0], tile)  # the tile as far as it got
             e.partial = image[None]
@@ -360,6 +390,15 @@ class _TileOptimizer:
                 for variable, mask in zip(layer_masks, content_masks):
                     variable.assign(image_io.pool_mask(mask, variable.shape))
         self._reset()
+
+
+def _check_tolerance(config):
+    """Raises UserInputError unless the tolerance is a finite number >= 0 and the window at least 1 step."""
+    if not (isinstance(config.tolerance, (int, float)) and np.isfinite(config.tolerance) and config.tolerance >= 0):
+        raise UserInputError(f"tolerance={config.tolerance!r} is not valid; use a fraction >= 0 (0: run every step)")
+    if not (isinstance(config.tolerance_window, int) and config.tolerance_window >= 1):
+        raise UserInputError(f"tolerance_window={config.tolerance_window!r} is not valid; use a whole number of "
+                             "steps >= 1")
 
 
 def _check_masks(config, num_styles):

@@ -4,6 +4,7 @@ Every input image, mask and output path is checked before TensorFlow loads; user
 stderr and exit status 2, and no file is written.
 """
 
+import math
 import os
 import time
 
@@ -38,6 +39,10 @@ _OPTIMIZER = flags.DEFINE_enum("optimizer", defaults.OPTIMIZER, ["lbfgs", "adam"
 _NUM_STEPS = flags.DEFINE_integer("num_steps", defaults.NUM_STEPS, "Optimiser iterations.", lower_bound=1)
 _LEARNING_RATE = flags.DEFINE_float(
     "learning_rate", defaults.LEARNING_RATE, "Adam step size in pixel units ([0, 255] images).", lower_bound=0.0)
+_TOLERANCE = flags.DEFINE_float(
+    "tolerance", defaults.TOLERANCE, "Stop a scale early once its total loss improved by less than this fraction "
+    f"over the last {defaults.TOLERANCE_WINDOW} steps (--num_steps stays the most steps); 0 runs every step.",
+    lower_bound=0.0)
 _LBFGS_HISTORY = flags.DEFINE_integer(
     "lbfgs_history", defaults.LBFGS_HISTORY, "How many curvature pairs L-BFGS keeps.", lower_bound=1)
 _INIT = flags.DEFINE_string(
@@ -45,9 +50,9 @@ _INIT = flags.DEFINE_string(
 _STYLE_BLEND_WEIGHTS = flag_groups.define_style_blend_weights()
 _STYLE_SCALE = flags.DEFINE_float(
     "style_scale", 1.0, "Style images are resized to style_scale * --image_size (longer side).", lower_bound=0.01)
-_NUM_SCALES = flags.DEFINE_integer(
-    "num_scales", 1, "Coarse-to-fine: optimise at this many sizes, each --scale_factor times the last.",
-    lower_bound=1)
+_NUM_SCALES = flags.DEFINE_string(
+    "num_scales", "1", "Coarse-to-fine: optimise at this many sizes, each --scale_factor times the last; 'auto': "
+    "from --image_size (1 up to about 256 px, 2 at 512 px, one more per doubling).")
 _SCALE_FACTOR = flags.DEFINE_float("scale_factor", 2.0, "Size ratio between scales.", lower_bound=1.01)
 _COARSE_STEPS = flags.DEFINE_integer(
     "coarse_steps", None, "Iterations at each coarser scale (default: --num_steps).", lower_bound=1)
@@ -73,6 +78,11 @@ _TILE_OVERLAP = flags.DEFINE_integer(
 flags.adopt_module_key_flags(flag_groups)
 flags.register_validator(
     "learning_rate", lambda value: value > 0, message="--learning_rate must be greater than 0")
+flags.register_validator(
+    "num_scales", lambda value: value == "auto" or (value.isdigit() and int(value) >= 1),
+    message="--num_scales must be 'auto' or a whole number >= 1")
+flags.register_validator(
+    "tolerance", math.isfinite, message="--tolerance must be a finite fraction >= 0 (0: run every step)")
 flags.register_validator(
     "init", lambda value: value in _INIT_MODES or os.path.isfile(value),
     message="--init must be 'content', 'noise', 'style' or an existing image file")
@@ -143,13 +153,17 @@ def _transfer_config(inputs):
 
     return optimize.TransferConfig(
         num_steps=_NUM_STEPS.value, optimizer=_OPTIMIZER.value, learning_rate=_LEARNING_RATE.value,
-        lbfgs_history=_LBFGS_HISTORY.value, init=_INIT.value, seed=_SEED.value,
-        style_blend_weights=_float_tuple(_STYLE_BLEND_WEIGHTS.value), num_scales=_NUM_SCALES.value,
+        lbfgs_history=_LBFGS_HISTORY.value, tolerance=_TOLERANCE.value, init=_INIT.value, seed=_SEED.value,
+        style_blend_weights=_float_tuple(_STYLE_BLEND_WEIGHTS.value), num_scales=_num_scales(),
         scale_factor=_SCALE_FACTOR.value, coarse_steps=_COARSE_STEPS.value, jit_compile=_JIT_COMPILE.value,
         preserve_color=_PRESERVE_COLOR.value, color_transform=_COLOR_TRANSFORM.value,
         content_masks=inputs.content_masks, style_masks=inputs.style_masks,
         loss_weights=_WEIGHTS.loss_weights(_NETWORK), tile_size=_TILE_SIZE.value or None,
         tile_overlap=_TILE_OVERLAP.value)
+
+
+def _num_scales():
+    return "auto" if _NUM_SCALES.value == "auto" else int(_NUM_SCALES.value)
 
 
 def _float_tuple(values):
@@ -173,13 +187,16 @@ def _snapshot_paths(inputs, num_tiles, total_steps):
 
 
 class _ProgressReporter:
-    """Prints the loss terms (and the tile, when tiled) every `print_every` steps and writes the snapshots."""
+    """Prints the loss terms (and the tile, when tiled) after the first step and every `print_every` steps, with
+    the time per step and the time left, and writes the snapshots."""
 
     def __init__(self, num_steps, print_every, snapshots):
         self._num_steps = num_steps
         self._print_every = print_every
         self._snapshots = snapshots
         self._first_step_done = None
+        self._last = None  # (step, terms) of the latest step
+        self._started = None
         self._tile = ""
 
     def on_tile(self, index, num_tiles):
@@ -192,12 +209,39 @@ class _ProgressReporter:
             self._first_step_done = time.perf_counter()  # the first step includes graph tracing
         if step in self._snapshots:
             image_io.write_image(self._snapshots[step], image[0])
-        if step == self._num_steps or (self._print_every and step % self._print_every == 0):
-            per_step = (time.perf_counter() - self._first_step_done) / max(1, step - 1)
-            eta = per_step * (self._num_steps - step)
-            values = "  ".join(f"{name} {float(value):.4g}" for name, value in terms.items())
-            print(f"step {step:>{len(str(self._num_steps))}}/{self._num_steps}{self._tile}  {values}  "
-                  f"{1000 * per_step:.0f} ms/step  eta {eta:.0f}s", flush=True)
+        self._last = (step, terms)
+        if step == self._num_steps or (self._print_every and (step == 1 or step % self._print_every == 0)):
+            self._print(step, terms)
+
+    def on_converged(self, step, convergence):
+        """--tolerance ended a scale (or tile) at `step`: the progress line says so."""
+        self._print(step, self._last[1], f"  converged: loss improved {100 * convergence.improvement:.2g}% over "
+                    f"{convergence.window} steps (< --tolerance={convergence.tolerance:g})")
+
+    def start(self):
+        """Called just before the run: the first step's time counts from here."""
+        self._started = time.perf_counter()
+
+    def _print(self, step, terms, note=""):
+        if step == 1:  # only the first step's time is known; it includes tracing, so the ETA errs long
+            per_step = self._first_step_done - self._started
+        else:
+            per_step = (time.perf_counter() - self._first_step_done) / (step - 1)
+        eta = per_step * (self._num_steps - step)
+        values = "  ".join(f"{name} {float(value):.4g}" for name, value in terms.items())
+        print(f"step {step:>{len(str(self._num_steps))}}/{self._num_steps}{self._tile}  {values}  "
+              f"{1000 * per_step:.0f} ms/step  eta {_duration(eta)}{note}", flush=True)
+
+
+def _duration(seconds):
+    """'42s', '7m05s' or '1h02m': the ETA as a person reads it."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 def _check_memory(content):
@@ -238,15 +282,18 @@ def _run():
     common.warn_slow_settings(extractor_config.precision, config.jit_compile)
     extractor = vgg.build_extractor(extractor_config)
     tiles = f" in {num_tiles} tiles of {config.tile_size} px" if num_tiles else ""
-    print(f"tf-nst: {width}x{height} px, {total_steps} {config.optimizer} steps over {config.num_scales} "
+    num_scales = len(optimize.scale_sizes(height, width, config.num_scales, config.scale_factor))
+    print(f"tf-nst: {width}x{height} px, {total_steps} {config.optimizer} steps over {num_scales} "
           f"scale(s){tiles}, {len(styles)} style(s), {extractor_config.precision}"
           f"{' with XLA' if config.jit_compile else ''}, {extractor_config.backbone} ({extractor_config.weights}) "
           f"on {common.device_name()}", flush=True)
     with signals.StopSignals() as stop:  # Ctrl-C: finish the step, keep the image
+        reporter.start()
         try:
             result = optimize.transfer(extractor, content, styles, config, extractor_config.style_layers,
                                        extractor_config.content_layers, callback=reporter,
-                                       tile_callback=reporter.on_tile, should_stop=stop.requested)
+                                       tile_callback=reporter.on_tile, should_stop=stop.requested,
+                                       converged_callback=reporter.on_converged)
         except optimize.TransferStopped as e:
             return _write_stopped(e, total_steps, stop.signum)
     image_io.write_image(_OUTPUT.value, result)

@@ -1,0 +1,119 @@
+"""Time to a good picture, judged on a network the optimiser does not use.
+
+The reference is the TF tutorial's recipe as tf_nst runs it: Adam for --ref_steps at the default loss weights on
+the 8-bit ImageNet VGG19. Its final picture is judged on HED VGG16 (bench_loss_weights._Judge): a style ratio
+(lower: more style) and a content distance (lower: more content kept). Each candidate then runs, keeping its
+picture every --every steps with the wall time since its start; the table gives the first kept picture whose
+style ratio is at most the reference's and whose content distance is no worse, its time, and the ratio to the
+reference's time (goal: at most 0.2). Judging happens after each run, outside the timed part. One process, one
+run after another, so the ratios compare like with like.
+
+Candidates: 'lbfgs' or 'adam', then ':' options: 'sN' (num_steps, default 300), 'cN' (num_scales, with
+coarse_steps from 'kN'), 'init=noise', 'hN' (L-BFGS history). Tolerance is 0 in every run (the whole curve).
+
+  python bench/bench_time_to_picture.py --size=256 --candidates=lbfgs:s300,lbfgs:s300:c2:k100
+"""
+
+import os
+import time
+
+import numpy as np
+from absl import app
+from absl import flags
+
+import bench_loss_weights  # beside this script: _image and the HED judge
+
+_REF_STEPS = flags.DEFINE_integer("ref_steps", 1000, "Adam steps of the reference.")
+_EVERY = flags.DEFINE_integer("every", 10, "Keep the picture every this many steps.")
+_CANDIDATES = flags.DEFINE_list("candidates", ["lbfgs:s300"], "Configurations (see the module docstring).")
+# --size, --pairs (the first pair is used) and --sheet (content, reference, each candidate's arrival picture) are
+# bench_loss_weights' flags.
+_SHEET = bench_loss_weights._SHEET  # pylint: disable=protected-access
+
+
+def _config(spec):
+    from tf_nst import optimize  # pylint: disable=import-outside-toplevel
+
+    optimizer, *options = spec.split(":")
+    fields = {"optimizer": optimizer, "num_steps": 300, "tolerance": 0.0}
+    for option in options:
+        if option.startswith("init="):
+            fields["init"] = option[5:]
+        else:
+            key = {"s": "num_steps", "c": "num_scales", "k": "coarse_steps", "h": "lbfgs_history"}[option[0]]
+            fields[key] = int(option[1:])
+    return optimize.TransferConfig(**fields)
+
+
+def _run(extractor, layers, content, style, config, every):
+    """(seconds, {final-scale step: (seconds, picture)}) of one run; pictures every `every` steps."""
+    from tf_nst import optimize  # pylint: disable=import-outside-toplevel
+
+    kept = {}
+    total = optimize.count_steps(*content.shape[:2], config)
+    first_final = total - config.num_steps  # steps before the finest scale
+
+    def callback(step, terms, image):
+        del terms
+        final_step = step - first_final
+        if final_step > 0 and (final_step % every == 0 or step == total):
+            kept[final_step] = (time.perf_counter() - start, np.clip(image[0].numpy(), 0, 255))
+
+    start = time.perf_counter()
+    optimize.transfer(extractor, content, style, config, *layers, callback=callback)
+    return time.perf_counter() - start, kept
+
+
+def main(argv):
+    del argv
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    from tf_nst import optimize, vgg  # pylint: disable=import-outside-toplevel
+
+    size = bench_loss_weights._SIZE.value  # pylint: disable=protected-access
+    content_name, style_name = bench_loss_weights._PAIRS.value[0].split(":")  # pylint: disable=protected-access
+    content = bench_loss_weights._image(content_name, size)  # pylint: disable=protected-access
+    style = bench_loss_weights._image(style_name, size)  # pylint: disable=protected-access
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo", encoding="utf-8")
+                if line.startswith("model name")), "?")
+    print(f"machine: {cpu}, {os.cpu_count()} cores, TF {tf.__version__}; VGG19 imagenet_q8, judge HED VGG16; "
+          f"{content_name}:{style_name} at {size} px", flush=True)
+    config = vgg.ExtractorConfig(weights="imagenet_q8")
+    extractor = vgg.build_extractor(config)
+    layers = (config.style_layers, config.content_layers)
+    judge = bench_loss_weights._Judge()  # pylint: disable=protected-access
+    untouched = judge.style(content, style)
+    grade = lambda picture: (judge.style(picture, style) / untouched, judge.content(picture, content))  # noqa: E731
+
+    reference = optimize.TransferConfig(optimizer="adam", num_steps=_REF_STEPS.value, tolerance=0.0)
+    ref_seconds, ref_kept = _run(extractor, layers, content, style, reference, _REF_STEPS.value)
+    ref_style, ref_content = grade(ref_kept[_REF_STEPS.value][1])
+    print("| run | arrives at step | seconds | vs reference | HED style ratio | HED content distance |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    print(f"| reference: adam {_REF_STEPS.value} steps | {_REF_STEPS.value} | {ref_seconds:.0f} | 1.00 | "
+          f"{ref_style:.3f} | {ref_content:.3f} |", flush=True)
+    sheet = [content, ref_kept[_REF_STEPS.value][1]]
+    for spec in _CANDIDATES.value:
+        seconds, kept = _run(extractor, layers, content, style, _config(spec), _EVERY.value)
+        arrival = None
+        for step in sorted(kept):
+            style_ratio, content_distance = grade(kept[step][1])
+            if style_ratio <= ref_style and content_distance <= ref_content:
+                arrival = step
+                break
+        if arrival is None:
+            last = max(kept)
+            style_ratio, content_distance = grade(kept[last][1])
+            print(f"| {spec} | not within {last} steps | {seconds:.0f} | {seconds / ref_seconds:.2f} | "
+                  f"{style_ratio:.3f} | {content_distance:.3f} |", flush=True)
+            sheet.append(kept[last][1])
+            continue
+        print(f"| {spec} | {arrival} | {kept[arrival][0]:.0f} | {kept[arrival][0] / ref_seconds:.2f} | "
+              f"{style_ratio:.3f} | {content_distance:.3f} |", flush=True)
+        sheet.append(kept[arrival][1])
+    if _SHEET.value:
+        bench_loss_weights._write_sheet(_SHEET.value, [sheet])  # pylint: disable=protected-access
+
+
+if __name__ == "__main__":
+    app.run(main)
