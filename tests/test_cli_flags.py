@@ -138,10 +138,12 @@ def test_flagfile_equals_the_flags_inline(paths):
 
 def test_tolerance_stops_a_converged_run_and_says_so(paths):
     """A loose --tolerance ends the run before --num_steps with a 'converged' progress line; 0 runs every step."""
-    _, terms, stdout = _transfer(paths, "loose", "--num_steps=60", "--tolerance=0.05", "--print_every=0")
+    _, terms, stdout = _transfer(paths, "loose", "--num_steps=60", "--tolerance=0.05", "--print_every=1")
     (line,) = [line for line in stdout.splitlines() if "converged" in line]
     stopped = int(re.match(r"step +(\d+)/60 ", line).group(1))
     assert 20 < stopped < 60 and "(< --tolerance=0.05)" in line
+    # One line per step: the step that converges is printed once, with the note, and is the last.
+    assert [int(step) for step in re.findall(r"^step +(\d+)/60 ", stdout, re.M)] == list(range(1, stopped + 1))
     _, _, stdout = _transfer(paths, "strict", "--num_steps=30", "--tolerance=0", "--print_every=0")
     assert "converged" not in stdout and re.search(r"^step 30/30 ", stdout, re.M)
 

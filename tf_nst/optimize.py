@@ -229,7 +229,7 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
         optimised; index counts from 1 within the scale.
       should_stop: optional should_stop() -> bool asked after every step; True ends the run there.
       converged_callback: optional converged_callback(step, convergence) called when config.tolerance ends a
-        scale or tile early, after the step's callback; convergence is the progress.Convergence that stopped it
+        scale or tile early, just before the step's callback; convergence is the progress.Convergence that stopped it
         (its improvement, tolerance and window).
 
     Returns:

@@ -80,13 +80,13 @@ class Progress:
         if not (np.isfinite(value) and np.isfinite(pixels).all()):
             raise TransferStopped(self._steps, "non-finite")
         self.last_good = pixels
+        converged = self._convergence is not None and self._convergence.update(value)
+        if converged and self._converged_callback is not None:  # first, so the step's report can say so
+            self._converged_callback(self._steps, self._convergence)
         if self._callback is not None:
             self._callback(self._steps, {"total": total, **terms}, image)
         if self._should_stop is not None and self._should_stop():
             raise TransferStopped(self._steps, "requested")
-        converged = self._convergence is not None and self._convergence.update(value)
-        if converged and self._converged_callback is not None:
-            self._converged_callback(self._steps, self._convergence)
         return converged
 
     def tile(self, index, num_tiles):

@@ -195,7 +195,7 @@ class _ProgressReporter:
         self._print_every = print_every
         self._snapshots = snapshots
         self._first_step_done = None
-        self._last = None  # (step, terms) of the latest step
+        self._converged_note = ""  # set by on_converged just before the step's __call__
         self._started = None
         self._tile = ""
 
@@ -209,14 +209,14 @@ class _ProgressReporter:
             self._first_step_done = time.perf_counter()  # the first step includes graph tracing
         if step in self._snapshots:
             image_io.write_image(self._snapshots[step], image[0])
-        self._last = (step, terms)
-        if step == self._num_steps or (self._print_every and (step == 1 or step % self._print_every == 0)):
-            self._print(step, terms)
+        note, self._converged_note = self._converged_note, ""
+        if note or step == self._num_steps or (self._print_every and (step == 1 or step % self._print_every == 0)):
+            self._print(step, terms, note)
 
-    def on_converged(self, step, convergence):
-        """--tolerance ended a scale (or tile) at `step`: the progress line says so."""
-        self._print(step, self._last[1], f"  converged: loss improved {100 * convergence.improvement:.2g}% over "
-                    f"{convergence.window} steps (< --tolerance={convergence.tolerance:g})")
+    def on_converged(self, step, convergence):  # pylint: disable=unused-argument
+        """--tolerance ends a scale (or tile) at this step: its progress line, printed next, says so."""
+        self._converged_note = (f"  converged: loss improved {100 * convergence.improvement:.2g}% over "
+                                f"{convergence.window} steps (< --tolerance={convergence.tolerance:g})")
 
     def start(self):
         """Called just before the run: the first step's time counts from here."""
