@@ -49,14 +49,17 @@ def test_transfer_callbacks_receive_every_step_and_its_terms(image_files):
         assert terms["total"] == pytest.approx(terms["content"] + terms["style"] + terms["tv"], rel=1e-5)
 
 
-def test_transfer_takes_a_tolerance(image_files):
-    """tolerance= ends a converged run before num_steps; 0 runs them all; a bad one is a UserInputError."""
+def test_transfer_takes_a_tolerance(image_files, capsys):
+    """tolerance= ends a converged run before num_steps; 0 runs them all; a bad one is a UserInputError.
+    Either way the progress bar's line is ended."""
     options = {**FAST, "num_steps": 60, "tolerance_window": 5}
     for tolerance, check in ((0.05, lambda n: 5 < n < 60), (0.0, lambda n: n == 60)):
         seen = []
-        tf_nst.transfer(image_files["content"], image_files["style"], tolerance=tolerance,
+        tf_nst.transfer(image_files["content"], image_files["style"], tolerance=tolerance, verbose=1,
                         callbacks=[lambda step, terms, seen=seen: seen.append(step)], **options)
         assert check(len(seen)), (tolerance, len(seen))
+        out = capsys.readouterr().out
+        assert f"{len(seen)}/60" in out and out.endswith("\n"), (tolerance, out[-80:])
     with pytest.raises(tf_nst.UserInputError, match="tolerance=-1"):
         tf_nst.transfer(image_files["content"], image_files["style"], tolerance=-1, **FAST)
 

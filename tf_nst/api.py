@@ -107,6 +107,7 @@ class _Reporter:
         self._callbacks = list(callbacks or ())
         self._progbar = keras.utils.Progbar(
             num_steps, verbose=verbose, stateful_metrics=("total", "content", "style", "tv")) if verbose else None
+        self._last = None  # the latest step shown
 
     def __call__(self, step, terms, image):  # pylint: disable=unused-argument
         if not self._callbacks and self._progbar is None:
@@ -116,6 +117,12 @@ class _Reporter:
             callback(step, values)
         if self._progbar is not None:
             self._progbar.update(step, list(values.items()), finalize=None)
+            self._last = step
+
+    def finish(self):
+        """Ends the progress bar's line when `tolerance` stopped the run before its last step."""
+        if self._progbar is not None and self._last is not None and self._last < self._progbar.target:
+            self._progbar.update(self._last, finalize=True)
 
 
 def transfer(content, style, *, image_size=defaults.IMAGE_SIZE, style_scale=1.0, verbose=0, callbacks=None,
@@ -149,8 +156,10 @@ def transfer(content, style, *, image_size=defaults.IMAGE_SIZE, style_scale=1.0,
                                    extractor_config, config)
     reporter = _Reporter(optimize.count_steps(*content.shape[:2], config), verbose, callbacks)
     extractor = vgg.build_extractor(extractor_config)
-    return optimize.transfer(extractor, content, styles, config, extractor_config.style_layers,
-                             extractor_config.content_layers, callback=reporter)
+    image = optimize.transfer(extractor, content, styles, config, extractor_config.style_layers,
+                              extractor_config.content_layers, callback=reporter)
+    reporter.finish()
+    return image
 
 
 class Stylizer:
