@@ -68,6 +68,8 @@ EQUIVALENT = {
     **{f"tf_nst.tiling.x__window__mutmut_{number}": "the ramp divided in float64, stored in the float32 window: "
        "a quotient of small integers rounded once to float32 equals float32's correctly rounded division "
        "(53 >= 2 * 24 + 2 bits)" for number in (10, 13, 25, 29)},
+    "tf_nst.losses.xǁ_FeatureLossǁ_features__mutmut_12": "the extractor built without content_layers=layers "
+    "also computes the default content layer, which the loss never reads: more work, the same values",
     **{f"tf_nst.tiling.x_blend_into__mutmut_{number}": "the pixels not cast to the image's dtype first: for the "
        "float32 and uint8 pixels the package passes, NumPy computes pixels - base in float32 all the same"
        for number in (8, 10)},
