@@ -54,3 +54,15 @@ def test_history_of_one_still_descends():
 def test_rejects_empty_history():
     with pytest.raises(ValueError, match="history"):
         LBFGS(tf.Variable([1.0]), history=0)
+
+
+def test_state_is_not_trainable_and_the_default_history_is_the_configs():
+    """Guards what mutation testing found unchecked: a trainable state variable would be watched by every
+    GradientTape and collected by Keras as a weight; the class default must match TransferConfig's."""
+    from tf_nst import optimize  # pylint: disable=import-outside-toplevel
+
+    x = tf.Variable([1.0, 2.0])
+    optimizer = LBFGS(x)
+    state = [value for value in vars(optimizer).values() if isinstance(value, tf.Variable) and value is not x]
+    assert len(state) == 11 and not any(variable.trainable for variable in state)
+    assert optimizer.history == optimize.TransferConfig().lbfgs_history

@@ -70,6 +70,8 @@ EQUIVALENT = {
        "(53 >= 2 * 24 + 2 bits)" for number in (10, 13, 25, 29)},
     "tf_nst.losses.xǁ_FeatureLossǁ_features__mutmut_12": "the extractor built without content_layers=layers "
     "also computes the default content layer, which the loss never reads: more work, the same values",
+    "tf_nst.lbfgs.xǁLBFGSǁ__init____mutmut_48": "gamma starts at 2, not 1: it is only read with no stored pair, "
+    "where the step is rescaled to move the largest coordinate by initial_step; scaling by 2 is exact",
     **{f"tf_nst.tiling.x_blend_into__mutmut_{number}": "the pixels not cast to the image's dtype first: for the "
        "float32 and uint8 pixels the package passes, NumPy computes pixels - base in float32 all the same"
        for number in (8, 10)},
@@ -327,20 +329,24 @@ def run(names, only, sample, seed, workers, timeout_factor, max_seconds):
         running = {}
         started = time.monotonic()
         print(f"{name}: {len(chosen)} of {len(mutants[name])} mutants, {workers} workers", flush=True)
+        def save():  # after every mutant, so that an interrupted run keeps what it found
+            ordered = {m: results[m] for m in mutants[name] if m in results}
+            with open(path + ".tmp", "w") as f:
+                json.dump({"module": target.path, "total": len(mutants[name]), "sampled": sampled, "seed": seed,
+                           "results": ordered}, f, indent=1)
+            os.replace(path + ".tmp", path)
+
         try:
-            _run_queue(queue, running, results, hits, durations, workers, timeout_factor, cap, logs)
+            _run_queue(queue, running, results, hits, durations, workers, timeout_factor, cap, logs, save)
         finally:
             for pid in running:
                 os.kill(pid, signal.SIGKILL)
-        results = {m: results[m] for m in mutants[name] if m in results}
-        with open(path, "w") as f:
-            json.dump({"module": target.path, "total": len(mutants[name]), "sampled": sampled, "seed": seed,
-                       "results": results}, f, indent=1)
+            save()
         print(f"{name}: {time.monotonic() - started:.0f} s", flush=True)
         _print_table([name])
 
 
-def _run_queue(queue, running, results, hits, durations, workers, timeout_factor, max_seconds, logs):
+def _run_queue(queue, running, results, hits, durations, workers, timeout_factor, max_seconds, logs, save):
     while queue or running:
         while queue and len(running) < workers:
             mutant = queue.pop(0)
@@ -351,11 +357,14 @@ def _run_queue(queue, running, results, hits, durations, workers, timeout_factor
             timeout = 60 + timeout_factor * sum(durations.get(t, 0.0) for t in tests)
             pid = _fork(mutant, tests, os.path.join(logs, f"{mutant}.log"))
             running[pid] = (mutant, time.monotonic(), timeout)
-        _reap(running, results)
+        if _reap(running, results):
+            save()
 
 
 def _reap(running, results):
+    """Collects the finished (or timed-out) children; returns whether any did."""
     time.sleep(0.2)
+    finished = False
     for pid, (mutant, started, timeout) in list(running.items()):
         done, status = os.waitpid(pid, os.WNOHANG)
         elapsed = time.monotonic() - started
@@ -368,9 +377,11 @@ def _reap(running, results):
         else:
             code = os.waitstatus_to_exitcode(status)
         del running[pid]
+        finished = True
         results[mutant] = {"status": _status(code), "exit": code, "seconds": round(elapsed, 1)}
         if results[mutant]["status"] != KILLED:
             print(f"  {mutant}: {results[mutant]['status']} ({elapsed:.0f} s)", flush=True)
+    return finished
 
 
 # ------------------------------------------------------------------------------------------------- reports
