@@ -66,3 +66,27 @@ def test_state_is_not_trainable_and_the_default_history_is_the_configs():
     state = [value for value in vars(optimizer).values() if isinstance(value, tf.Variable) and value is not x]
     assert len(state) == 11 and not any(variable.trainable for variable in state)
     assert optimizer.history == optimize.TransferConfig().lbfgs_history
+
+
+def test_direction_is_minus_the_bfgs_inverse_hessian_times_the_gradient():
+    """The two-loop recursion against the explicit BFGS inverse-Hessian update (Nocedal & Wright eq. 6.17)
+    from H0 = gamma I, with gamma from the newest pair (eq. 7.20). Five pairs into a history of three, so the
+    ring buffer wraps and only the newest three count. Guards the recursion's indices and order, which the
+    convergence tests above do not pin (mutation testing found them surviving)."""
+    rng = np.random.default_rng(0)
+    size = 4
+    basis = rng.normal(size=(size, size))
+    hessian = basis @ basis.T + size * np.eye(size)
+    optimizer = LBFGS(tf.Variable(np.zeros(size, np.float32)), history=3)
+    pairs = [(s, hessian @ s) for s in rng.normal(size=(5, size))]
+    for s, y in pairs:
+        optimizer._remember(tf.constant(s, tf.float32), tf.constant(y, tf.float32))  # pylint: disable=protected-access
+    s, y = pairs[-1]
+    inverse = (s @ y) / (y @ y) * np.eye(size)
+    for s, y in pairs[-3:]:
+        rho = 1.0 / (y @ s)
+        v = np.eye(size) - rho * np.outer(y, s)
+        inverse = v.T @ inverse @ v + rho * np.outer(s, s)
+    gradient = rng.normal(size=size)
+    direction = optimizer._direction(tf.constant(gradient, tf.float32))  # pylint: disable=protected-access
+    np.testing.assert_allclose(direction.numpy(), -inverse @ gradient, rtol=1e-4, atol=1e-6)
