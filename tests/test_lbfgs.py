@@ -90,3 +90,27 @@ def test_direction_is_minus_the_bfgs_inverse_hessian_times_the_gradient():
     gradient = rng.normal(size=size)
     direction = optimizer._direction(tf.constant(gradient, tf.float32))  # pylint: disable=protected-access
     np.testing.assert_allclose(direction.numpy(), -inverse @ gradient, rtol=1e-4, atol=1e-6)
+
+
+def test_first_step_moves_the_largest_coordinate_by_initial_step_and_the_search_gives_up_at_its_limit():
+    """Pins the documented defaults' effect: with no curvature pair the first trial moves the largest
+    coordinate by initial_step (1.0) and, on a convex quadratic, passes the Armijo test at once (c = 1e-4);
+    a search that never finds a decrease stops after max_line_search (20) trials."""
+    x = tf.Variable([0.0, 0.0])
+    target = tf.constant([10.0, 5.0])
+
+    def quadratic():
+        with tf.GradientTape() as tape:
+            value = 0.5 * tf.reduce_sum((x - target) ** 2)
+        return value, {}, tape.gradient(value, x)
+
+    optimizer = LBFGS(x)
+    optimizer.step(quadratic)
+    np.testing.assert_allclose(x.numpy(), [1.0, 0.5], rtol=1e-6)
+    assert int(optimizer.evaluations) == 2  # the start, and one accepted trial
+
+    y = tf.Variable([0.0, 0.0])
+    uphill = lambda: (tf.reduce_sum(y), {}, -tf.ones(2))  # a gradient that points the wrong way
+    optimizer = LBFGS(y)
+    optimizer.step(uphill)
+    assert int(optimizer.evaluations) == 1 + 20
