@@ -413,8 +413,9 @@ def _print_table(names):
             else:
                 count[result["status"]] += 1
         judged = len(results) - equivalent
-        not_killed = judged - count[KILLED]
-        share = f"{100 * not_killed / judged:.1f}%" if judged else "-"
+        # A timeout (the tests ran 10 times longer than unmutated) and a crash are detections too.
+        surviving = count[SURVIVED] + count[NOT_COVERED]
+        share = f"{100 * surviving / judged:.1f}%" if judged else "-"
         total = f"{data['total']}" + (" (sample)" if data["sampled"] else "")
         print(f"| {TARGETS[name].path} | {total} | {len(results)} | {count[KILLED]} | {count[SURVIVED]} "
               f"| {equivalent} | {count[TIMEOUT]} | {count[CRASHED]} | {count[NOT_COVERED]} | {share} |")
