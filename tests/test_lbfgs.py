@@ -108,9 +108,40 @@ def test_first_step_moves_the_largest_coordinate_by_initial_step_and_the_search_
     optimizer.step(quadratic)
     np.testing.assert_allclose(x.numpy(), [1.0, 0.5], rtol=1e-6)
     assert int(optimizer.evaluations) == 2  # the start, and one accepted trial
+    assert int(optimizer.iterations) == 1
 
     y = tf.Variable([0.0, 0.0])
     uphill = lambda: (tf.reduce_sum(y), {}, -tf.ones(2))  # a gradient that points the wrong way
     optimizer = LBFGS(y)
     optimizer.step(uphill)
     assert int(optimizer.evaluations) == 1 + 20
+
+
+def test_reset_forgets_the_pairs_and_a_stationary_point_costs_no_search():
+    """After reset() a step is a fresh optimiser's step from the same point; at a minimum (zero gradient) the
+    trial is accepted at once (Armijo's inequality is strict). Mutation testing found both unchecked."""
+    target = tf.constant([3.0, -2.0, 1.0])
+    weights = tf.constant([1.0, 10.0, 100.0])
+
+    def run(start, steps, optimizer=None):
+        x = optimizer.variable if optimizer else tf.Variable(start)
+        x.assign(start)
+
+        def value_and_grad():
+            with tf.GradientTape() as tape:
+                value = tf.reduce_sum(weights * (x - target) ** 2)
+            return value, {}, tape.gradient(value, x)
+
+        optimizer = optimizer or LBFGS(x, history=5)
+        for _ in range(steps):
+            optimizer.step(value_and_grad)
+        return x.numpy(), optimizer
+
+    _, used = run([0.0, 0.0, 0.0], 4)
+    used.reset()
+    after_reset, _ = run([5.0, 5.0, 5.0], 3, used)
+    fresh, _ = run([5.0, 5.0, 5.0], 3)
+    np.testing.assert_array_equal(after_reset, fresh)
+
+    _, at_minimum = run(target.numpy(), 1)
+    assert int(at_minimum.evaluations) == 2

@@ -72,6 +72,9 @@ EQUIVALENT = {
     "also computes the default content layer, which the loss never reads: more work, the same values",
     "tf_nst.lbfgs.xǁLBFGSǁ__init____mutmut_48": "gamma starts at 2, not 1: it is only read with no stored pair, "
     "where the step is rescaled to move the largest coordinate by initial_step; scaling by 2 is exact",
+    "tf_nst.lbfgs.xǁLBFGSǁstep__mutmut_54": "the first step's scale divides by max|direction| - 1e-30, not + 1e-30: "
+    "the same float32 number unless max|direction| is within rounding of 1e-30; a zero direction moves nothing "
+    "either way",
     **{f"tf_nst.tiling.x_blend_into__mutmut_{number}": "the pixels not cast to the image's dtype first: for the "
        "float32 and uint8 pixels the package passes, NumPy computes pixels - base in float32 all the same"
        for number in (8, 10)},
