@@ -75,6 +75,8 @@ EQUIVALENT = {
     "tf_nst.lbfgs.xǁLBFGSǁstep__mutmut_54": "the first step's scale divides by max|direction| - 1e-30, not + 1e-30: "
     "the same float32 number unless max|direction| is within rounding of 1e-30; a zero direction moves nothing "
     "either way",
+    "tf_nst.image_io.x_pool_mask__mutmut_32": "the area resize runs even when halving reached the size: an "
+    "area resize to the same size returns its input",
     **{f"tf_nst.tiling.x_blend_into__mutmut_{number}": "the pixels not cast to the image's dtype first: for the "
        "float32 and uint8 pixels the package passes, NumPy computes pixels - base in float32 all the same"
        for number in (8, 10)},
