@@ -303,3 +303,15 @@ def test_resize_antialiases_a_downscale():
     block_means = noise.reshape(32, 8, 32, 8, 3).mean(axis=(1, 3))
     assert small.std() < 15  # the block means spread by 73.5 / 8 = 9; without antialiasing, by 37
     assert np.corrcoef(small.ravel(), block_means.ravel())[0, 1] > 0.7  # 0.86; without antialiasing 0.27
+
+
+def test_signed_unit_range_and_luminance_image_against_numpy():
+    """to_signed_unit maps [0, 255] to float32 [-1, 1]; luminance_image is BT.601 luma (the Y of YUV) in all
+    three channels. Their only other tests ran on real VGG features, too slow for the mutation pass."""
+    pixels = np.array([[[0, 0, 0], [255, 255, 255], [255, 0, 0], [10, 200, 30]]], np.uint8)
+    signed = image_io.to_signed_unit(pixels)
+    assert signed.dtype == tf.float32
+    np.testing.assert_allclose(signed.numpy(), pixels / 127.5 - 1.0, atol=1e-6)
+    luma = pixels.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    np.testing.assert_allclose(image_io.luminance_image(pixels).numpy(), np.repeat(luma[..., None], 3, axis=-1),
+                               atol=1e-3)
