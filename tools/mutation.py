@@ -76,6 +76,10 @@ EQUIVALENT = {
     "also computes the default content layer, which the loss never reads: more work, the same values",
     "tf_nst.lbfgs.xǁLBFGSǁ__init____mutmut_48": "gamma starts at 2, not 1: it is only read with no stored pair, "
     "where the step is rescaled to move the largest coordinate by initial_step; scaling by 2 is exact",
+    "tf_nst.lbfgs.xǁLBFGSǁreset__mutmut_4": "reset() restarts the ring buffer at slot 1, not 0: with no pair "
+    "stored, where it starts only rotates the slots, which are always read relative to the head",
+    "tf_nst.lbfgs.xǁLBFGSǁreset__mutmut_6": "reset() sets gamma to 2, not 1: with no pair stored it only scales "
+    "the steepest-descent step, which is rescaled anyway (as for __init__'s mutant 48)",
     "tf_nst.lbfgs.xǁLBFGSǁstep__mutmut_54": "the first step's scale divides by max|direction| - 1e-30, not + 1e-30: "
     "the same float32 number unless max|direction| is within rounding of 1e-30; a zero direction moves nothing "
     "either way",
