@@ -98,3 +98,34 @@ def test_stylize_command_writes_good_files_and_reports_the_bad_one(model_dir, ph
     errors = result.stderr.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith(f"tf-nst: skipped {photos / 'broken.png'}: cannot read")
     assert "wrote 2 image(s)" in result.stdout and "1 failed" in result.stdout
+
+
+def test_stylize_writes_each_readable_input_and_reports_each_file_to_the_callback(model_dir, photos, tmp_path):
+    """stylize() in process (the command's test runs it in a subprocess): the written files, the failures and
+    the callback's arguments. Guards what mutation testing found unchecked there."""
+    out = tmp_path / "out"
+    seen = []
+    result = stylize.stylize(model_dir, str(photos), str(out), max_size=40,
+                             callback=lambda path, output, error: seen.append((path, output, error)))
+    good = [(str(photos / "cat.jpg"), str(out / "cat.jpg")),
+            (str(photos / "nested" / "coffee.gif"), str(out / "nested" / "coffee.png"))]
+    assert result.written == tuple(output for _, output in good)
+    assert [path for path, _ in result.failed] == [str(photos / "broken.png")]
+    assert "cannot read" in result.failed[0][1]
+    assert seen == [(str(photos / "broken.png"), str(out / "broken.png"), result.failed[0][1])] + [
+        (path, output, None) for path, output in good]
+    assert Image.open(out / "cat.jpg").size == (40, 26)
+
+
+def test_a_model_that_fails_to_load_without_a_message_is_named_by_its_error_type(model_dir, monkeypatch):
+    def fail(*args, **kwargs):
+        raise ValueError()
+
+    monkeypatch.setattr(stylize.keras.models, "load_model", fail)
+    with pytest.raises(UserInputError, match=r"cannot load model .* \(ValueError\)"):
+        stylize.load_stylizer(model_dir)
+
+
+def test_a_too_small_image_is_named_as_the_image():
+    with pytest.raises(UserInputError, match=r"^the image is 100x15 px; "):
+        stylize.prepare_image(np.zeros((15, 100, 3), np.uint8))
