@@ -315,3 +315,12 @@ def test_signed_unit_range_and_luminance_image_against_numpy():
     luma = pixels.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
     np.testing.assert_allclose(image_io.luminance_image(pixels).numpy(), np.repeat(luma[..., None], 3, axis=-1),
                                atol=1e-3)
+
+
+def test_match_luminance_returns_three_equal_channels_the_size_of_the_source():
+    rng = np.random.default_rng(2)
+    source, target = rng.uniform(0, 255, (6, 5, 3)), rng.uniform(0, 255, (4, 7, 3))
+    matched = image_io.match_luminance(source, target).numpy()
+    assert matched.shape == (6, 5, 3)
+    np.testing.assert_array_equal(matched[..., 1], matched[..., 0])
+    np.testing.assert_array_equal(matched[..., 2], matched[..., 0])
