@@ -115,6 +115,8 @@ def test_stylize_writes_each_readable_input_and_reports_each_file_to_the_callbac
     assert seen == [(str(photos / "broken.png"), str(out / "broken.png"), result.failed[0][1])] + [
         (path, output, None) for path, output in good]
     assert Image.open(out / "cat.jpg").size == (40, 26)
+    with pytest.raises(UserInputError, match="already exists; pass --overwrite"):  # not replaced by default
+        stylize.stylize(model_dir, str(photos), str(out))
 
 
 def test_a_model_that_fails_to_load_without_a_message_is_named_by_its_error_type(model_dir, monkeypatch):
