@@ -74,8 +74,8 @@ EQUIVALENT = {
        "(53 >= 2 * 24 + 2 bits)" for number in (10, 13, 25, 29)},
     "tf_nst.losses.xǁ_FeatureLossǁ_features__mutmut_12": "the extractor built without content_layers=layers "
     "also computes the default content layer, which the loss never reads: more work, the same values",
-    "tf_nst.lbfgs.xǁLBFGSǁ__init____mutmut_48": "gamma starts at 2, not 1: it is only read with no stored pair, "
-    "where the step is rescaled to move the largest coordinate by initial_step; scaling by 2 is exact",
+    "tf_nst.lbfgs.xǁLBFGSǁ__init____mutmut_48": "gamma starts at 2, not 1: its first value is only read before a "
+    "pair is stored, when the step is rescaled to move the largest coordinate by initial_step; scaling by 2 is exact",
     "tf_nst.lbfgs.xǁLBFGSǁreset__mutmut_4": "reset() restarts the ring buffer at slot 1, not 0: with no pair "
     "stored, where it starts only rotates the slots, which are always read relative to the head",
     "tf_nst.lbfgs.xǁLBFGSǁreset__mutmut_6": "reset() sets gamma to 2, not 1: with no pair stored it only scales "
