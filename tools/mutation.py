@@ -58,7 +58,8 @@ TARGETS = {
         "each_finer_scale_starts_from_the_upsampled_coarser_result",
         "blend_with_weights_one_and_zero_equals_the_single_style_run",
         "coarse_to_fine_runs_every_scale_and_ends_at_full_size", "xla_and_bfloat16_steps_run_and_stay_finite",
-        "all_ones_content_mask_equals_the_unmasked_run", "where_every_content_mask_is_black_the_content_is_kept"))
+        "all_ones_content_mask_equals_the_unmasked_run", "where_every_content_mask_is_black_the_content_is_kept",
+        "the_lbfgs_step_keeps_the_configured_history", "an_unknown_optimizer_is_a_user_error_naming_the_valid_ones"))
                        + ("tests/test_tiling.py::test_reset_makes_the_optimiser_start_afresh",),
                        ("make_loss_fn", "make_step", "_step_and_reset", "_num_steps", "_optimize_whole")),
 }
