@@ -183,7 +183,7 @@ def test_keras_losses_are_the_weighted_layer_mean_of_numpy_relative_errors(loss_
     layers, layer_weights = ("block1_conv1", "block2_conv1"), (3.0, 1.0)
     rng = np.random.default_rng(6)
     y_true, y_pred = (tf.constant(rng.uniform(0, 255, (2, 16, 16, 3)), tf.float32) for _ in range(2))
-    loss = loss_class(layers=layers, layer_weights=layer_weights, backbone="vgg16", weights="none")
+    loss = loss_class(layers=layers, layer_weights=layer_weights, backbone="vgg16", weights="none", dtype="float64")
     keras.utils.set_random_seed(0)
     per_image = loss.call(y_true, y_pred).numpy()  # builds the loss's extractor
     keras.utils.set_random_seed(0)
@@ -195,8 +195,8 @@ def test_keras_losses_are_the_weighted_layer_mean_of_numpy_relative_errors(loss_
               for name in layers]
     expected = (3.0 * errors[0] + errors[1]) / 4.0
     np.testing.assert_allclose(per_image, expected, rtol=1e-4)
-    assert float(loss(y_true, y_pred)) == pytest.approx(expected.mean(), rel=1e-4)  # the batch mean
-    assert loss_class(layers=layers, weights="none", dtype="float64")(y_true, y_pred).dtype == tf.float64
+    value = loss(y_true, y_pred)
+    assert value.dtype == tf.float64 and float(value) == pytest.approx(expected.mean(), rel=1e-4)  # batch mean
     assert loss.get_config()["layer_weights"] == [3.0, 1.0]
     default = loss_class(weights="none")
     assert default.get_config()["layer_weights"] is None
