@@ -324,3 +324,10 @@ def test_match_luminance_returns_three_equal_channels_the_size_of_the_source():
     assert matched.shape == (6, 5, 3)
     np.testing.assert_array_equal(matched[..., 1], matched[..., 0])
     np.testing.assert_array_equal(matched[..., 2], matched[..., 0])
+
+
+def test_scaled_size_keeps_the_aspect_and_at_least_one_pixel_a_side():
+    assert image_io.scaled_size(300, 200, 150) == (150, 100)
+    assert image_io.scaled_size(1000, 1, 100) == (100, 1)
+    assert image_io.scaled_size(1, 1000, 100) == (1, 100)
+    assert image_io.scaled_size(1000, 3, 100) == (100, 1)  # 0.3 px rounds to 0: kept at 1
