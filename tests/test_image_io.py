@@ -331,3 +331,13 @@ def test_scaled_size_keeps_the_aspect_and_at_least_one_pixel_a_side():
     assert image_io.scaled_size(1000, 1, 100) == (100, 1)
     assert image_io.scaled_size(1, 1000, 100) == (1, 100)
     assert image_io.scaled_size(1000, 3, 100) == (100, 1)  # 0.3 px rounds to 0: kept at 1
+
+
+def test_pool_mask_off_the_vgg_grid_falls_back_to_a_mean_keeping_area_resize():
+    """10 x 10 halves to 5 x 5, then an area resize reaches 3 x 3: every step averages, so the mask's mean
+    (its coverage) is kept; a bilinear fallback would give 0.111 here (a mutation survivor)."""
+    mask = np.zeros((10, 10), np.float32)
+    mask[:, 0] = 1.0
+    pooled = image_io.pool_mask(mask, (3, 3)).numpy()
+    assert pooled.shape == (3, 3)
+    assert pooled.mean() == pytest.approx(0.1, abs=1e-6)
