@@ -341,3 +341,7 @@ def test_pool_mask_off_the_vgg_grid_falls_back_to_a_mean_keeping_area_resize():
     pooled = image_io.pool_mask(mask, (3, 3)).numpy()
     assert pooled.shape == (3, 3)
     assert pooled.mean() == pytest.approx(0.1, abs=1e-6)
+
+
+def test_hex_bytes_quotes_raw_bytes_as_spaced_hex():
+    assert image_io.hex_bytes(tf.constant(b"\xfe\xfa\x00")).numpy() == b"fe fa 00"
