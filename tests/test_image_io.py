@@ -345,3 +345,10 @@ def test_pool_mask_off_the_vgg_grid_falls_back_to_a_mean_keeping_area_resize():
 
 def test_hex_bytes_quotes_raw_bytes_as_spaced_hex():
     assert image_io.hex_bytes(tf.constant(b"\xfe\xfa\x00")).numpy() == b"fe fa 00"
+
+
+def test_encoded_image_size_of_truncated_png_bytes_reads_zeros():
+    """The padding that lets a truncated header be read is zeros, so missing fields read as size 0 (which
+    the caller refuses); other padding would invent a size (a mutation survivor)."""
+    truncated = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR"  # the signature and the chunk head, no width or height
+    assert image_io.encoded_image_size(tf.constant(truncated)).numpy().tolist() == [0, 0]
