@@ -352,3 +352,9 @@ def test_encoded_image_size_of_truncated_png_bytes_reads_zeros():
     the caller refuses); other padding would invent a size (a mutation survivor)."""
     truncated = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR"  # the signature and the chunk head, no width or height
     assert image_io.encoded_image_size(tf.constant(truncated)).numpy().tolist() == [0, 0]
+
+
+def test_encoded_image_size_of_unknown_bytes_fails_naming_the_formats_and_quoting_the_bytes():
+    """In a graph, as the serving signature runs it (every branch is traced there)."""
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"(?s)not an image: .*\(hex\).*6e 6f 70 65"):
+        tf.function(image_io.encoded_image_size)(tf.constant(b"nope, not an image"))
