@@ -339,3 +339,63 @@ def test_images_below_the_minimum_side_are_refused_in_one_message(tmp_path):
     with pytest.raises(UserInputError, match=r"is 40x15 px; tf_nst needs at least 16 px on each side"):
         image_io.read_image(path)
     assert image_io.read_image(path, min_side=1).shape == (15, 40, 3)
+
+
+def test_resize_antialiases_a_downscale():
+    """An 8x downscale of noise follows the means of its 8x8 blocks (the documented antialiasing); bilinear
+    sampling without it keeps most of the noise. Guards `antialias=True` (a mutation survivor)."""
+    noise = np.random.default_rng(0).uniform(0, 255, (256, 256, 3)).astype(np.float32)
+    small = image_io.resize(noise, (32, 32)).numpy()
+    block_means = noise.reshape(32, 8, 32, 8, 3).mean(axis=(1, 3))
+    assert small.std() < 15  # the block means spread by 73.5 / 8 = 9; without antialiasing, by 37
+    assert np.corrcoef(small.ravel(), block_means.ravel())[0, 1] > 0.7  # 0.86; without antialiasing 0.27
+
+
+def test_signed_unit_range_and_luminance_image_against_numpy():
+    """to_signed_unit maps [0, 255] to float32 [-1, 1]; luminance_image is BT.601 luma (the Y of YUV) in all
+    three channels. Their only other tests ran on real VGG features, too slow for the mutation pass."""
+    pixels = np.array([[[0, 0, 0], [255, 255, 255], [255, 0, 0], [10, 200, 30]]], np.uint8)
+    signed = image_io.to_signed_unit(pixels)
+    assert signed.dtype == tf.float32
+    np.testing.assert_allclose(signed.numpy(), pixels / 127.5 - 1.0, atol=1e-6)
+    luma = pixels.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    np.testing.assert_allclose(image_io.luminance_image(pixels).numpy(), np.repeat(luma[..., None], 3, axis=-1),
+                               atol=1e-3)
+
+
+def test_match_luminance_returns_three_equal_channels_the_size_of_the_source():
+    rng = np.random.default_rng(2)
+    source, target = rng.uniform(0, 255, (6, 5, 3)), rng.uniform(0, 255, (4, 7, 3))
+    matched = image_io.match_luminance(source, target).numpy()
+    assert matched.shape == (6, 5, 3)
+    np.testing.assert_array_equal(matched[..., 1], matched[..., 0])
+    np.testing.assert_array_equal(matched[..., 2], matched[..., 0])
+
+
+def test_scaled_size_keeps_the_aspect_and_at_least_one_pixel_a_side():
+    assert image_io.scaled_size(300, 200, 150) == (150, 100)
+    assert image_io.scaled_size(1000, 1, 100) == (100, 1)
+    assert image_io.scaled_size(1, 1000, 100) == (1, 100)
+    assert image_io.scaled_size(1000, 3, 100) == (100, 1)  # 0.3 px rounds to 0: kept at 1
+
+
+def test_pool_mask_off_the_vgg_grid_falls_back_to_a_mean_keeping_area_resize():
+    """10 x 10 halves to 5 x 5, then an area resize reaches 3 x 3: every step averages, so the mask's mean
+    (its coverage) is kept; a bilinear fallback would give 0.111 here (a mutation survivor)."""
+    mask = np.zeros((10, 10), np.float32)
+    mask[:, 0] = 1.0
+    pooled = image_io.pool_mask(mask, (3, 3)).numpy()
+    assert pooled.shape == (3, 3)
+    assert pooled.mean() == pytest.approx(0.1, abs=1e-6)
+
+
+def test_hex_bytes_quotes_raw_bytes_as_spaced_hex():
+    assert image_io.hex_bytes(tf.constant(b"\xfe\xfa\x00")).numpy() == b"fe fa 00"
+
+
+def test_read_header_of_truncated_png_bytes_reads_zeros():
+    """The padding that lets a truncated header be read is zeros, so missing fields read as size 0 (which
+    the caller refuses); other padding would invent a size (a mutation survivor)."""
+    truncated = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR"  # the signature and the chunk head, no width or height
+    kind, size = image_io.read_header(tf.constant(truncated))
+    assert image_io.HEADER_FORMATS[int(kind)][0] == "PNG" and size.numpy().tolist() == [0, 0]

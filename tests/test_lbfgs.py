@@ -54,3 +54,94 @@ def test_history_of_one_still_descends():
 def test_rejects_empty_history():
     with pytest.raises(ValueError, match="history"):
         LBFGS(tf.Variable([1.0]), history=0)
+
+
+def test_state_is_not_trainable_and_the_default_history_is_the_configs():
+    """Guards what mutation testing found unchecked: a trainable state variable would be watched by every
+    GradientTape and collected by Keras as a weight; the class default must match TransferConfig's."""
+    from tf_nst import optimize  # pylint: disable=import-outside-toplevel
+
+    x = tf.Variable([1.0, 2.0])
+    optimizer = LBFGS(x)
+    state = [value for value in vars(optimizer).values() if isinstance(value, tf.Variable) and value is not x]
+    assert len(state) == 11 and not any(variable.trainable for variable in state)
+    assert optimizer.history == optimize.TransferConfig().lbfgs_history
+
+
+def test_direction_is_minus_the_bfgs_inverse_hessian_times_the_gradient():
+    """The two-loop recursion against the explicit BFGS inverse-Hessian update (Nocedal & Wright eq. 6.17)
+    from H0 = gamma I, with gamma from the newest pair (eq. 7.20). Five pairs into a history of three, so the
+    ring buffer wraps and only the newest three count. Guards the recursion's indices and order, which the
+    convergence tests above do not pin (mutation testing found them surviving)."""
+    rng = np.random.default_rng(0)
+    size = 4
+    basis = rng.normal(size=(size, size))
+    hessian = basis @ basis.T + size * np.eye(size)
+    optimizer = LBFGS(tf.Variable(np.zeros(size, np.float32)), history=3)
+    pairs = [(s, hessian @ s) for s in rng.normal(size=(5, size))]
+    for s, y in pairs:
+        optimizer._remember(tf.constant(s, tf.float32), tf.constant(y, tf.float32))  # pylint: disable=protected-access
+    s, y = pairs[-1]
+    inverse = (s @ y) / (y @ y) * np.eye(size)
+    for s, y in pairs[-3:]:
+        rho = 1.0 / (y @ s)
+        v = np.eye(size) - rho * np.outer(y, s)
+        inverse = v.T @ inverse @ v + rho * np.outer(s, s)
+    gradient = rng.normal(size=size)
+    direction = optimizer._direction(tf.constant(gradient, tf.float32))  # pylint: disable=protected-access
+    np.testing.assert_allclose(direction.numpy(), -inverse @ gradient, rtol=1e-4, atol=1e-6)
+
+
+def test_first_step_moves_the_largest_coordinate_by_initial_step_and_the_search_gives_up_at_its_limit():
+    """Pins the documented defaults' effect: with no curvature pair the first trial moves the largest
+    coordinate by initial_step (1.0) and, on a convex quadratic, passes the Armijo test at once (c = 1e-4);
+    a search that never finds a decrease stops after max_line_search (20) trials."""
+    x = tf.Variable([0.0, 0.0])
+    target = tf.constant([10.0, 5.0])
+
+    def quadratic():
+        with tf.GradientTape() as tape:
+            value = 0.5 * tf.reduce_sum((x - target) ** 2)
+        return value, {}, tape.gradient(value, x)
+
+    optimizer = LBFGS(x)
+    optimizer.step(quadratic)
+    np.testing.assert_allclose(x.numpy(), [1.0, 0.5], rtol=1e-6)
+    assert int(optimizer.evaluations) == 2  # the start, and one accepted trial
+    assert int(optimizer.iterations) == 1
+
+    y = tf.Variable([0.0, 0.0])
+    uphill = lambda: (tf.reduce_sum(y), {}, -tf.ones(2))  # a gradient that points the wrong way
+    optimizer = LBFGS(y)
+    optimizer.step(uphill)
+    assert int(optimizer.evaluations) == 1 + 20
+
+
+def test_reset_forgets_the_pairs_and_a_stationary_point_costs_no_search():
+    """After reset() a step is a fresh optimiser's step from the same point; at a minimum (zero gradient) the
+    trial is accepted at once (Armijo's inequality is strict). Mutation testing found both unchecked."""
+    target = tf.constant([3.0, -2.0, 1.0])
+    weights = tf.constant([1.0, 10.0, 100.0])
+
+    def run(start, steps, optimizer=None):
+        x = optimizer.variable if optimizer else tf.Variable(start)
+        x.assign(start)
+
+        def value_and_grad():
+            with tf.GradientTape() as tape:
+                value = tf.reduce_sum(weights * (x - target) ** 2)
+            return value, {}, tape.gradient(value, x)
+
+        optimizer = optimizer or LBFGS(x, history=5)
+        for _ in range(steps):
+            optimizer.step(value_and_grad)
+        return x.numpy(), optimizer
+
+    _, used = run([0.0, 0.0, 0.0], 4)
+    used.reset()
+    after_reset, _ = run([5.0, 5.0, 5.0], 3, used)
+    fresh, _ = run([5.0, 5.0, 5.0], 3)
+    np.testing.assert_array_equal(after_reset, fresh)
+
+    _, at_minimum = run(target.numpy(), 1)
+    assert int(at_minimum.evaluations) == 2

@@ -192,3 +192,55 @@ def test_combined_loss_with_moment_targets_weighs_mean_std_layers_and_relative_c
     assert terms["style"].numpy() == pytest.approx(10.0 * (style_a + 3 * style_b) / 4, rel=1e-5)
     assert terms["content"].numpy() == pytest.approx(2.0 * content, rel=1e-5)
     assert total.numpy() == pytest.approx(terms["style"].numpy() + terms["content"].numpy(), rel=1e-6)
+
+
+def test_style_targets_are_the_gram_matrices_of_the_style_layers():
+    features = {"a": _features(3), "b": _features(4, (2, 3, 3, 6)), "unused": _features(5)}
+    targets = losses.style_targets(features, ("a", "b"))
+    assert set(targets) == {"a", "b"}
+    for name in ("a", "b"):
+        np.testing.assert_allclose(targets[name].numpy(), losses.gram_matrix(features[name]).numpy())
+
+
+def _numpy_relative_errors(value, target):
+    axes = tuple(range(1, value.ndim))
+    return np.sum((value - target) ** 2, axis=axes) / (np.sum(target ** 2, axis=axes) + 1e-8)
+
+
+def _numpy_gram(features):
+    return np.einsum("bhwc,bhwd->bcd", features, features) / (features.shape[1] * features.shape[2])
+
+
+@pytest.mark.parametrize("loss_class", [losses.StyleLoss, losses.PerceptualLoss])
+def test_keras_losses_are_the_weighted_layer_mean_of_numpy_relative_errors(loss_class):
+    """The Keras losses against NumPy on the same (seeded, random) VGG16 features.
+
+    Guards what mutation testing found unchecked: the layer weights (ignored, or multiplied by their sum),
+    the extractor's weights, the reduction over the batch, the dtype, the default name and the config's
+    layer_weights.
+    """
+    import keras  # pylint: disable=import-outside-toplevel
+
+    from tf_nst import vgg  # pylint: disable=import-outside-toplevel
+
+    layers, layer_weights = ("block1_conv1", "block2_conv1"), (3.0, 1.0)
+    rng = np.random.default_rng(6)
+    y_true, y_pred = (tf.constant(rng.uniform(0, 255, (2, 16, 16, 3)), tf.float32) for _ in range(2))
+    loss = loss_class(layers=layers, layer_weights=layer_weights, backbone="vgg16", weights="none", dtype="float64")
+    keras.utils.set_random_seed(0)
+    per_image = loss.call(y_true, y_pred).numpy()  # builds the loss's extractor
+    keras.utils.set_random_seed(0)
+    extractor = vgg.build_extractor(vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=layers,
+                                                        content_layers=layers))
+    true, pred = extractor(y_true), extractor(y_pred)
+    as_compared = _numpy_gram if loss_class is losses.StyleLoss else np.asarray
+    errors = [_numpy_relative_errors(as_compared(pred[name].numpy()), as_compared(true[name].numpy()))
+              for name in layers]
+    expected = (3.0 * errors[0] + errors[1]) / 4.0
+    np.testing.assert_allclose(per_image, expected, rtol=1e-4)
+    value = loss(y_true, y_pred)
+    assert value.dtype == tf.float64 and float(value) == pytest.approx(expected.mean(), rel=1e-4)  # batch mean
+    assert loss.get_config()["layer_weights"] == [3.0, 1.0]
+    default = loss_class(weights="none")
+    assert default.get_config()["layer_weights"] is None
+    assert default.name == {losses.StyleLoss: "style_loss", losses.PerceptualLoss: "perceptual_loss"}[loss_class]

@@ -8,6 +8,8 @@ import tensorflow as tf
 
 from conftest import skimage_rgb
 from tf_nst import image_io, losses, optimize, progress, style_targets, vgg
+from tf_nst.errors import UserInputError
+from tf_nst.lbfgs import LBFGS
 
 
 def _relative(value, target):
@@ -460,3 +462,43 @@ def test_bfloat16_and_float32_runs_reach_the_same_style_gain_on_real_features(vg
     (gain32, content32), (gain16, content16) = results["float32"], results["mixed_bfloat16"]
     assert gain32 > 0.4 and gain16 > 0.4, results
     assert abs(gain16 - gain32) < 0.05 and abs(content16 - content32) < 0.05, results
+
+
+def _quadratic_problem():
+    target = tf.constant(np.linspace(0, 255, 48).reshape(1, 4, 4, 3), tf.float32)
+    diagonal = tf.constant(np.linspace(1, 30, 48).reshape(1, 4, 4, 3), tf.float32)
+    return lambda images: (tf.reduce_sum(diagonal * (images - target) ** 2), {})
+
+
+def test_the_lbfgs_step_keeps_the_configured_history():
+    """make_step's L-BFGS is LBFGS(history=config.lbfgs_history): equal to one built directly with it, and
+    unlike the default history's (mutation testing found the history unchecked)."""
+    loss_fn = _quadratic_problem()
+
+    def run(history, direct=False):
+        image = tf.Variable(tf.zeros([1, 4, 4, 3]))
+        if direct:
+            optimizer = LBFGS(image, history=history)
+
+            def value_and_grad():
+                with tf.GradientTape() as tape:
+                    total, terms = loss_fn(image)
+                return total, terms, tape.gradient(total, image)
+
+            step = tf.function(lambda: optimizer.step(value_and_grad))
+        else:
+            step = optimize.make_step(image, loss_fn, optimize.TransferConfig(optimizer="lbfgs",
+                                                                               lbfgs_history=history))
+        for _ in range(6):
+            step()
+        return image.numpy()
+
+    short = run(1)
+    np.testing.assert_allclose(short, run(1, direct=True), rtol=1e-6)
+    assert np.abs(short - run(100)).max() > 1e-3
+
+
+def test_an_unknown_optimizer_is_a_user_error_naming_the_valid_ones():
+    with pytest.raises(UserInputError, match="unknown optimizer 'sgd'; use one of lbfgs, adam"):
+        optimize.make_step(tf.Variable(tf.zeros([1, 4, 4, 3])), _quadratic_problem(),
+                           optimize.TransferConfig(optimizer="sgd"))

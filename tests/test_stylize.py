@@ -272,3 +272,36 @@ def test_content_masks_reach_the_network_at_each_images_size(adain_model, styles
     half = stylize.stylize_image(adain_model, content, style=stylize.Style(styles[:1], content_masks=(left,)))
     near, far = np.abs(half.astype(int) - keep)[:, :16].mean(), np.abs(half.astype(int) - keep)[:, 48:].mean()
     assert near > 3 * far, (near, far)
+
+
+def test_stylize_writes_each_readable_input_and_reports_each_file_to_the_callback(model_dir, photos, tmp_path):
+    """stylize() in process (the command's test runs it in a subprocess): the written files, the failures and
+    the callback's arguments. Guards what mutation testing found unchecked there."""
+    out = tmp_path / "out"
+    seen = []
+    result = stylize.stylize(model_dir, str(photos), str(out), max_size=40,
+                             callback=lambda path, output, error: seen.append((path, output, error)))
+    good = [(str(photos / "cat.jpg"), str(out / "cat.jpg")),
+            (str(photos / "nested" / "coffee.gif"), str(out / "nested" / "coffee.png"))]
+    assert result.written == tuple(output for _, output in good)
+    assert [path for path, _ in result.failed] == [str(photos / "broken.png")]
+    assert "cannot read" in result.failed[0][1]
+    assert seen == [(str(photos / "broken.png"), str(out / "broken.png"), result.failed[0][1])] + [
+        (path, output, None) for path, output in good]
+    assert Image.open(out / "cat.jpg").size == (40, 26)
+    with pytest.raises(UserInputError, match="already exists; pass --overwrite"):  # not replaced by default
+        stylize.stylize(model_dir, str(photos), str(out))
+
+
+def test_a_model_that_fails_to_load_without_a_message_is_named_by_its_error_type(model_dir, monkeypatch):
+    def fail(*args, **kwargs):
+        raise ValueError()
+
+    monkeypatch.setattr(stylize.keras.models, "load_model", fail)
+    with pytest.raises(UserInputError, match=r"cannot load model .* \(ValueError\)"):
+        stylize.load_stylizer(model_dir)
+
+
+def test_a_too_small_image_is_named_as_the_image():
+    with pytest.raises(UserInputError, match=r"^the image is 100x15 px; "):
+        stylize.prepare_image(np.zeros((15, 100, 3), np.uint8))

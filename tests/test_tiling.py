@@ -59,6 +59,7 @@ def test_blend_weights_are_a_partition_of_unity_that_fades_out_at_cut_edges(heig
     for tile in tiles:
         weight = tiling.blend_weight(tile)
         assert weight.shape == (tile.height, tile.width) and weight.min() > 0 and weight.max() <= 1 + 1e-6
+        assert weight.dtype == np.float32  # Tile's documented dtype: a float64 weight would double a blend's memory
         total[tile.window] += weight
         for edge, at_border in ((tile.row_weights[0], tile.top == 0),
                                 (tile.row_weights[-1], tile.top + tile.height == height),
@@ -93,13 +94,22 @@ def test_blending_assembles_the_tiles_without_steps():
 
 
 @pytest.mark.parametrize("tile_size,overlap,valid", [
-    (64, 31, True), (512, 64, True), (64, 32, False), (63, 0, False), (100, 64, False), (128, -1, False)])
+    (64, 31, True), (512, 64, True), (64, 0, True), (64, 32, False), (63, 0, False), (100, 64, False),
+    (128, -1, False)])
 def test_check_tiling(tile_size, overlap, valid):
     if valid:
         tiling.check_tiling(tile_size, overlap)
     else:
         with pytest.raises(tiling.UserInputError, match=f"tile size {tile_size} with overlap {overlap}"):
             tiling.check_tiling(tile_size, overlap)
+
+
+@pytest.mark.parametrize("tile_size,overlap,smallest", [(100, 64, 129), (64, 32, 65), (128, -1, 1)])
+def test_check_tiling_names_the_smallest_tile_that_fits_the_overlap(tile_size, overlap, smallest):
+    """Guards the message's arithmetic (mutation testing found it unchecked): 2 * overlap + 1 px, at least 1."""
+    message = rf"needs at least {tiling.MIN_TILE_SIZE} px .*\({smallest} px or more\)"
+    with pytest.raises(tiling.UserInputError, match=message):
+        tiling.check_tiling(tile_size, overlap)
 
 
 @pytest.fixture(scope="module")
