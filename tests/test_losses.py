@@ -18,7 +18,8 @@ def test_gram_matrix_matches_numpy_einsum():
 
 
 def test_gram_matrix_gradient_matches_numpy_for_any_upstream():
-    # d/dF sum(U * G) = (F U + F U^T) / (H W) for any U, symmetric or not; the gradient is written by hand.
+    """d/dF sum(U * G) = (F U + F U^T) / (H W) for any U: guards the hand-written gradient against 2 F U / (H W),
+    which is right only for a symmetric U (the style loss's)."""
     features = _features(3)
     upstream = np.random.default_rng(4).normal(size=(2, 4, 4)).astype(np.float32)
     expected = (np.einsum("bhwc,bcd->bhwd", features, upstream)
