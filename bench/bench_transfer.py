@@ -4,7 +4,9 @@ and a plain PyTorch Gatys (bench/torch_gatys.py).
 Each configuration runs in its own process (so peak RSS is its own), one after another in this one run, so the
 ratios compare like with like on a noisy machine. Every configuration runs the 8-bit ImageNet VGG19
 (--weights=imagenet_q8; 'none' for random tf_nst weights), so all do the same arithmetic.
-Configurations run with TensorFlow's default CPU allocator unless they end in '+pooled'; `main.py` runs with
+'CPU ms/step' is the process's CPU time (all its threads) per step: on one thread ('+1t') it is the work a step
+takes, which other jobs on a shared machine inflate far less than the wall time, so its ratios are the ones to
+read there. Configurations run with TensorFlow's default CPU allocator unless they end in '+pooled'; `main.py` runs with
 the pooled one. 'pytorch' runs with --torch_python (torch is a bench-only dependency); without torch there the
 row says so.
 
@@ -23,6 +25,8 @@ import time
 
 from absl import app
 from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's tf_nst
 
 _SIZES = flags.DEFINE_list("sizes", ["256", "512"], "Square image sizes (pixels).")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per configuration (after 2 warm-up steps).")
@@ -109,13 +113,15 @@ def _run_one(spec, steps, weights):
             else _tf_nst_step(method, size, weights))
     for _ in range(2):
         float(step())
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(steps):
         loss = step()
     float(loss)
     ms = 1000 * (time.perf_counter() - start) / steps
+    cpu_ms = 1000 * (time.process_time() - cpu_start) / steps
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"method": method, "size": size, "ms_per_step": ms, "peak_rss_mb": peak_mb}))
+    print(json.dumps({"method": method, "size": size, "ms_per_step": ms, "cpu_ms_per_step": cpu_ms,
+                      "peak_rss_mb": peak_mb}))
 
 
 def _machine():
@@ -134,8 +140,9 @@ def main(argv):
         return
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     print(f"machine: {_machine()}; VGG19 weights {_WEIGHTS.value}")
-    print("| size | method | ms/step | vs tutorial | vs pytorch | peak RSS (MB) |")
-    print("| --- | --- | --- | --- | --- | --- |", flush=True)
+    print("| size | method | ms/step | vs tutorial | vs pytorch | CPU ms/step | CPU vs tutorial | CPU vs pytorch "
+          "| peak RSS (MB) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
     # The peers run first, so that every tf_nst row has both ratios.
     # Rows compare with the peers on the same number of threads ('+1t' with '+1t').
     peer = lambda method: method.split("+")[0] in ("tutorial", "pytorch")  # noqa: E731
@@ -150,10 +157,11 @@ def main(argv):
             threads = "+1t" if "1t" in method.split("+") else ""
             if peer(method):  # the tutorial as written: default allocator
                 bases[method] = row
-            ratios = [f"{row['ms_per_step'] / bases[name + threads]['ms_per_step']:.2f}x"
-                      if name + threads in bases else "-" for name in ("tutorial", "pytorch")]
+            ratios = {key: [f"{row[key] / bases[name + threads][key]:.2f}x" if name + threads in bases else "-"
+                            for name in ("tutorial", "pytorch")] for key in ("ms_per_step", "cpu_ms_per_step")}
             name = method.replace("pytorch", row["method"]) if method.startswith("pytorch") else method
-            print(f"| {size} | {name} | {row['ms_per_step']:.0f} | {' | '.join(ratios)} | "
+            print(f"| {size} | {name} | {row['ms_per_step']:.0f} | {' | '.join(ratios['ms_per_step'])} | "
+                  f"{row['cpu_ms_per_step']:.0f} | {' | '.join(ratios['cpu_ms_per_step'])} | "
                   f"{row['peak_rss_mb']:.0f} |", flush=True)
 
 

@@ -14,11 +14,15 @@ bench/torch_gatys.py --breakdown.
 """
 
 import json
+import os
+import sys
 import time
 
 import numpy as np
 from absl import app
 from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's tf_nst
 
 _SIZE = flags.DEFINE_integer("size", 256, "Square image size (pixels).")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed calls per piece.")

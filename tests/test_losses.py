@@ -17,6 +17,30 @@ def test_gram_matrix_matches_numpy_einsum():
     np.testing.assert_allclose(losses.gram_matrix(features).numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_gram_matrix_gradient_matches_numpy_for_any_upstream():
+    """d/dF sum(U * G) = (F U + F U^T) / (H W) for any U: guards the hand-written gradient against 2 F U / (H W),
+    which is right only for a symmetric U (the style loss's)."""
+    features = _features(3)
+    upstream = np.random.default_rng(4).normal(size=(2, 4, 4)).astype(np.float32)
+    expected = (np.einsum("bhwc,bcd->bhwd", features, upstream)
+                + np.einsum("bhwc,bdc->bhwd", features, upstream)) / (5 * 7)
+
+    @tf.function
+    def gradient(values):
+        with tf.GradientTape() as tape:
+            tape.watch(values)
+            total = tf.reduce_sum(upstream * losses.gram_matrix(values))
+        return tape.gradient(total, values)
+
+    values = tf.constant(features)
+    np.testing.assert_allclose(gradient(values).numpy(), expected, rtol=1e-5, atol=1e-5)
+    with tf.GradientTape() as tape:  # eagerly, and from float16 features
+        half = tf.constant(features, tf.float16)
+        tape.watch(half)
+        total = tf.reduce_sum(upstream * losses.gram_matrix(half))
+    np.testing.assert_allclose(tape.gradient(total, half).numpy(), expected, rtol=1e-2, atol=1e-2)
+
+
 def test_gram_matrix_is_independent_of_image_size_for_a_repeated_pattern():
     tile = _features(1, (1, 4, 4, 3))
     large = np.tile(tile, (1, 3, 2, 1))
