@@ -399,3 +399,68 @@ def test_read_header_of_truncated_png_bytes_reads_zeros():
     truncated = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR"  # the signature and the chunk head, no width or height
     kind, size = image_io.read_header(tf.constant(truncated))
     assert image_io.HEADER_FORMATS[int(kind)][0] == "PNG" and size.numpy().tolist() == [0, 0]
+
+
+def _encoded(image, fmt):
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_decode_gives_rgb_uint8_as_pillow_reads_it():
+    """Gray, RGBA (alpha dropped), palette and RGB bytes all decode to the pixels Pillow's RGB conversion
+    gives, with three channels known in a graph (tf.data needs them). Its other tests are slow CLI runs."""
+    rgb = Image.fromarray(_gradient_rgb())
+    rgba = rgb.copy()
+    rgba.putalpha(Image.fromarray(np.full((24, 40), 100, np.uint8)))
+    for image in (rgb.convert("L"), rgba, rgb.convert("P"), rgb):
+        data = _encoded(image, "PNG")
+        decoded = image_io.decode(tf.constant(data))
+        assert decoded.dtype == tf.uint8, image.mode
+        np.testing.assert_array_equal(decoded.numpy(), np.asarray(Image.open(io.BytesIO(data)).convert("RGB")),
+                                      err_msg=image.mode)
+    graph = tf.function(image_io.decode).get_concrete_function(tf.TensorSpec([], tf.string))
+    assert graph.structured_outputs.shape.as_list() == [None, None, 3]
+
+
+@pytest.mark.parametrize("height,width,side,expected", [(30, 45, 20, (20, 30)), (50, 31, 20, (32, 20)),
+                                                        (16, 16, 40, (40, 40))])
+def test_resize_shorter_side_scales_the_shorter_side_to_side(height, width, side, expected):
+    """The longer side is rounded from the same scale (50 * 20 / 31 = 32.3); up- and downscales, static
+    and dynamic shapes, give the pixels `resize` gives at that size."""
+    image = np.random.default_rng(3).uniform(0, 255, (height, width, 3)).astype(np.float32)
+    reference = image_io.resize(image, expected).numpy()
+    np.testing.assert_array_equal(image_io.resize_shorter_side(image, side).numpy(), reference)
+    dynamic = tf.function(lambda image: image_io.resize_shorter_side(image, side),
+                          input_signature=[tf.TensorSpec([None, None, 3], tf.float32)])
+    np.testing.assert_allclose(dynamic(image).numpy(), reference, atol=1e-4)
+
+
+def test_from_signed_unit_maps_minus_one_one_to_the_pixel_range_against_numpy():
+    signed = np.array([-1.0, -0.5, 0.0, 0.25, 1.0], np.float32)
+    pixels = image_io.from_signed_unit(signed)
+    assert pixels.dtype == tf.float32
+    np.testing.assert_allclose(pixels.numpy(), (signed.astype(np.float64) + 1.0) * 127.5, atol=1e-4)
+    np.testing.assert_allclose(image_io.to_signed_unit(pixels).numpy(), signed, atol=1e-6)
+
+
+def test_encode_image_refuses_an_unknown_extension_naming_the_writable_ones():
+    with pytest.raises(UserInputError) as raised:
+        image_io.encode_image("out.tiff", _gradient_rgb())
+    assert "'out.tiff'" in str(raised.value) and "'.tiff'" in str(raised.value)
+    assert "use one of .png, .jpg, .jpeg, .webp, .bmp" in str(raised.value)
+
+
+def test_match_color_defaults_to_cholesky_factors_against_numpy():
+    """x' = L_t L_s^-1 (x - mu_s) + mu_t with NumPy's Cholesky factors (Gatys et al. 2017, §5.2); "chol" is
+    the default. Its other tests, in test_optimize.py, always name the mode."""
+    rng = np.random.default_rng(4)
+    source = rng.uniform(0, 255, (6, 5, 3))
+    target = rng.uniform(0, 255, (4, 7, 3)) * np.array([1.0, 0.5, 0.2]) + np.array([0.0, 60.0, 20.0])
+    pixels, goal = source.reshape(-1, 3), target.reshape(-1, 3)
+    eye = np.eye(3) * 1e-5
+    transform = (np.linalg.cholesky(np.cov(goal.T, bias=True) + eye)
+                 @ np.linalg.inv(np.linalg.cholesky(np.cov(pixels.T, bias=True) + eye)))
+    expected = (pixels - pixels.mean(axis=0)) @ transform.T + goal.mean(axis=0)
+    np.testing.assert_allclose(image_io.match_color(source, target).numpy(), expected.reshape(source.shape),
+                               atol=1e-3)
