@@ -401,12 +401,6 @@ def test_read_header_of_truncated_png_bytes_reads_zeros():
     assert image_io.HEADER_FORMATS[int(kind)][0] == "PNG" and size.numpy().tolist() == [0, 0]
 
 
-def _encoded(image, fmt):
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
 def test_decode_gives_rgb_uint8_as_pillow_reads_it():
     """Gray, RGBA (alpha dropped), palette and RGB bytes all decode to the pixels Pillow's RGB conversion
     gives, with three channels known in a graph (tf.data needs them). Its other tests are slow CLI runs."""
