@@ -213,6 +213,8 @@ def test_read_header_walks_jpeg_segments_to_the_frame_as_libjpeg_does():
         "exif thumbnail and icc": jpeg,
         "fill bytes before a marker": jpeg[:app0_end] + b"\xff" * 5 + jpeg[app0_end:],
         "stray bytes before a marker": jpeg[:app0_end] + b"\x00\x13" + jpeg[app0_end:],
+        # A fill byte is stepped over whatever follows it, even bytes that would read as a length under 2.
+        "a fill byte before stuffed zeros": jpeg[:app0_end] + b"\xff\xff\x00\x00\x04\x00\x00" + jpeg[app0_end:],
         "progressive": _encoded(Image.fromarray(_gradient_rgb(width=70, height=45)), "JPEG", progressive=True),
     }
     read_header = tf.function(image_io.read_header)
@@ -458,3 +460,24 @@ def test_match_color_defaults_to_cholesky_factors_against_numpy():
     expected = (pixels - pixels.mean(axis=0)) @ transform.T + goal.mean(axis=0)
     np.testing.assert_allclose(image_io.match_color(source, target).numpy(), expected.reshape(source.shape),
                                atol=1e-3)
+
+
+# A baseline frame header (SOF0) of a 16 x 32 image with its three components.
+_SOF_16_BY_32 = b"\xff\xc0\x00\x11\x08\x00\x10\x00\x20\x03" + b"\x01\x22\x00\x02\x11\x01\x03\x11\x01"
+
+
+def test_read_header_of_a_jpeg_cut_inside_its_frame_header():
+    """The size is read once the frame header's height and width are in (9 bytes from its marker), [0, 0]
+    one byte earlier; reads past the end see zeros, never bytes clipped back inside the data."""
+    jpeg = b"\xff\xd8" + _SOF_16_BY_32
+    read_header = tf.function(image_io.read_header)
+    assert read_header(tf.constant(jpeg[:11]))[1].numpy().tolist() == [16, 32]
+    assert read_header(tf.constant(jpeg[:10]))[1].numpy().tolist() == [0, 0]
+
+
+def test_read_header_walks_at_most_jpeg_max_segments():
+    """JPEG_MAX_SEGMENTS steps: a frame header after 255 comment segments is found, after 256 it is not."""
+    read_header = tf.function(image_io.read_header)
+    for comments, size in ((image_io.JPEG_MAX_SEGMENTS - 1, [16, 32]), (image_io.JPEG_MAX_SEGMENTS, [0, 0])):
+        jpeg = b"\xff\xd8" + b"\xff\xfe\x00\x02" * comments + _SOF_16_BY_32
+        assert read_header(tf.constant(jpeg))[1].numpy().tolist() == size, comments
