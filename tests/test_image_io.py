@@ -447,19 +447,33 @@ def test_encode_image_refuses_an_unknown_extension_naming_the_writable_ones():
     assert "use one of .png, .jpg, .jpeg, .webp, .bmp" in str(raised.value)
 
 
-def test_match_color_defaults_to_cholesky_factors_against_numpy():
-    """x' = L_t L_s^-1 (x - mu_s) + mu_t with NumPy's Cholesky factors (Gatys et al. 2017, §5.2); "chol" is
-    the default. Its other tests, in test_optimize.py, always name the mode."""
+def _numpy_match_color(source, target, mode):
+    """Gatys et al. 2017, §5.2 in NumPy: x' = A (x - mu_s) + mu_t, each covariance with a 1e-5 ridge."""
+    pixels, goal = source.reshape(-1, 3), target.reshape(-1, 3)
+    cov_s, cov_t = (np.cov(x.T, bias=True) + np.eye(3) * 1e-5 for x in (pixels, goal))
+    if mode == "chol":
+        transform = np.linalg.cholesky(cov_t) @ np.linalg.inv(np.linalg.cholesky(cov_s))
+    else:
+        def sqrtm(matrix):
+            values, vectors = np.linalg.eigh(matrix)
+            return vectors @ np.diag(np.sqrt(values)) @ vectors.T
+        transform = sqrtm(cov_t) @ np.linalg.inv(sqrtm(cov_s))
+    return ((pixels - pixels.mean(axis=0)) @ transform.T + goal.mean(axis=0)).reshape(source.shape)
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_match_color_against_numpy_defaults_to_cholesky(flat):
+    """Both modes against NumPy; "chol" is the default (test_optimize.py's tests always name the mode). A
+    flat target (one colour) is matched through the ridge alone: the source's spread shrinks to +-0.005."""
     rng = np.random.default_rng(4)
     source = rng.uniform(0, 255, (6, 5, 3))
     target = rng.uniform(0, 255, (4, 7, 3)) * np.array([1.0, 0.5, 0.2]) + np.array([0.0, 60.0, 20.0])
-    pixels, goal = source.reshape(-1, 3), target.reshape(-1, 3)
-    eye = np.eye(3) * 1e-5
-    transform = (np.linalg.cholesky(np.cov(goal.T, bias=True) + eye)
-                 @ np.linalg.inv(np.linalg.cholesky(np.cov(pixels.T, bias=True) + eye)))
-    expected = (pixels - pixels.mean(axis=0)) @ transform.T + goal.mean(axis=0)
-    np.testing.assert_allclose(image_io.match_color(source, target).numpy(), expected.reshape(source.shape),
-                               atol=1e-3)
+    if flat:
+        target = np.full((4, 7, 3), [200.0, 30.0, 90.0])
+    np.testing.assert_allclose(image_io.match_color(source, target).numpy(),
+                               _numpy_match_color(source, target, "chol"), atol=1e-4)
+    np.testing.assert_allclose(image_io.match_color(source, target, "sym").numpy(),
+                               _numpy_match_color(source, target, "sym"), atol=1e-4)
 
 
 # A baseline frame header (SOF0) of a 16 x 32 image with its three components.
