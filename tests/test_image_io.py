@@ -213,6 +213,8 @@ def test_read_header_walks_jpeg_segments_to_the_frame_as_libjpeg_does():
         "exif thumbnail and icc": jpeg,
         "fill bytes before a marker": jpeg[:app0_end] + b"\xff" * 5 + jpeg[app0_end:],
         "stray bytes before a marker": jpeg[:app0_end] + b"\x00\x13" + jpeg[app0_end:],
+        # A fill byte is stepped over whatever follows it, even bytes that would read as a length under 2.
+        "a fill byte before stuffed zeros": jpeg[:app0_end] + b"\xff\xff\x00\x00\x04\x00\x00" + jpeg[app0_end:],
         "progressive": _encoded(Image.fromarray(_gradient_rgb(width=70, height=45)), "JPEG", progressive=True),
     }
     read_header = tf.function(image_io.read_header)
@@ -399,3 +401,97 @@ def test_read_header_of_truncated_png_bytes_reads_zeros():
     truncated = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR"  # the signature and the chunk head, no width or height
     kind, size = image_io.read_header(tf.constant(truncated))
     assert image_io.HEADER_FORMATS[int(kind)][0] == "PNG" and size.numpy().tolist() == [0, 0]
+
+
+def test_decode_gives_rgb_uint8_as_pillow_reads_it():
+    """Gray, RGBA (alpha dropped), palette and RGB bytes all decode to the pixels Pillow's RGB conversion
+    gives, with three channels known in a graph (tf.data needs them). Its other tests are slow CLI runs."""
+    rgb = Image.fromarray(_gradient_rgb())
+    rgba = rgb.copy()
+    rgba.putalpha(Image.fromarray(np.full((24, 40), 100, np.uint8)))
+    for image in (rgb.convert("L"), rgba, rgb.convert("P"), rgb):
+        data = _encoded(image, "PNG")
+        decoded = image_io.decode(tf.constant(data))
+        assert decoded.dtype == tf.uint8, image.mode
+        np.testing.assert_array_equal(decoded.numpy(), np.asarray(Image.open(io.BytesIO(data)).convert("RGB")),
+                                      err_msg=image.mode)
+    graph = tf.function(image_io.decode).get_concrete_function(tf.TensorSpec([], tf.string))
+    assert graph.structured_outputs.shape.as_list() == [None, None, 3]
+
+
+@pytest.mark.parametrize("height,width,side,expected", [(30, 45, 20, (20, 30)), (50, 31, 20, (32, 20)),
+                                                        (16, 16, 40, (40, 40))])
+def test_resize_shorter_side_scales_the_shorter_side_to_side(height, width, side, expected):
+    """The longer side is rounded from the same scale (50 * 20 / 31 = 32.3); up- and downscales, static
+    and dynamic shapes, give the pixels `resize` gives at that size."""
+    image = np.random.default_rng(3).uniform(0, 255, (height, width, 3)).astype(np.float32)
+    reference = image_io.resize(image, expected).numpy()
+    np.testing.assert_array_equal(image_io.resize_shorter_side(image, side).numpy(), reference)
+    dynamic = tf.function(lambda image: image_io.resize_shorter_side(image, side),
+                          input_signature=[tf.TensorSpec([None, None, 3], tf.float32)])
+    np.testing.assert_allclose(dynamic(image).numpy(), reference, atol=1e-4)
+
+
+def test_from_signed_unit_maps_minus_one_one_to_the_pixel_range_against_numpy():
+    signed = np.array([-1.0, -0.5, 0.0, 0.25, 1.0], np.float32)
+    pixels = image_io.from_signed_unit(signed)
+    assert pixels.dtype == tf.float32
+    np.testing.assert_allclose(pixels.numpy(), (signed.astype(np.float64) + 1.0) * 127.5, atol=1e-4)
+    np.testing.assert_allclose(image_io.to_signed_unit(pixels).numpy(), signed, atol=1e-6)
+
+
+def test_encode_image_refuses_an_unknown_extension_naming_the_writable_ones():
+    with pytest.raises(UserInputError) as raised:
+        image_io.encode_image("out.tiff", _gradient_rgb())
+    assert "'out.tiff'" in str(raised.value) and "'.tiff'" in str(raised.value)
+    assert "use one of .png, .jpg, .jpeg, .webp, .bmp" in str(raised.value)
+
+
+def _numpy_match_color(source, target, mode):
+    """Gatys et al. 2017, §5.2 in NumPy: x' = A (x - mu_s) + mu_t, each covariance with a 1e-5 ridge."""
+    pixels, goal = source.reshape(-1, 3), target.reshape(-1, 3)
+    cov_s, cov_t = (np.cov(x.T, bias=True) + np.eye(3) * 1e-5 for x in (pixels, goal))
+    if mode == "chol":
+        transform = np.linalg.cholesky(cov_t) @ np.linalg.inv(np.linalg.cholesky(cov_s))
+    else:
+        def sqrtm(matrix):
+            values, vectors = np.linalg.eigh(matrix)
+            return vectors @ np.diag(np.sqrt(values)) @ vectors.T
+        transform = sqrtm(cov_t) @ np.linalg.inv(sqrtm(cov_s))
+    return ((pixels - pixels.mean(axis=0)) @ transform.T + goal.mean(axis=0)).reshape(source.shape)
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_match_color_against_numpy_defaults_to_cholesky(flat):
+    """Both modes against NumPy; "chol" is the default (test_optimize.py's tests always name the mode). A
+    flat target (one colour) is matched through the ridge alone: the source's spread shrinks to +-0.005."""
+    rng = np.random.default_rng(4)
+    source = rng.uniform(0, 255, (6, 5, 3))
+    target = rng.uniform(0, 255, (4, 7, 3)) * np.array([1.0, 0.5, 0.2]) + np.array([0.0, 60.0, 20.0])
+    if flat:
+        target = np.full((4, 7, 3), [200.0, 30.0, 90.0])
+    np.testing.assert_allclose(image_io.match_color(source, target).numpy(),
+                               _numpy_match_color(source, target, "chol"), atol=1e-4)
+    np.testing.assert_allclose(image_io.match_color(source, target, "sym").numpy(),
+                               _numpy_match_color(source, target, "sym"), atol=1e-4)
+
+
+# A baseline frame header (SOF0) of a 16 x 32 image with its three components.
+_SOF_16_BY_32 = b"\xff\xc0\x00\x11\x08\x00\x10\x00\x20\x03" + b"\x01\x22\x00\x02\x11\x01\x03\x11\x01"
+
+
+def test_read_header_of_a_jpeg_cut_inside_its_frame_header():
+    """The size is read once the frame header's height and width are in (9 bytes from its marker), [0, 0]
+    one byte earlier; reads past the end see zeros, never bytes clipped back inside the data."""
+    jpeg = b"\xff\xd8" + _SOF_16_BY_32
+    read_header = tf.function(image_io.read_header)
+    assert read_header(tf.constant(jpeg[:11]))[1].numpy().tolist() == [16, 32]
+    assert read_header(tf.constant(jpeg[:10]))[1].numpy().tolist() == [0, 0]
+
+
+def test_read_header_walks_at_most_jpeg_max_segments():
+    """JPEG_MAX_SEGMENTS steps: a frame header after 255 comment segments is found, after 256 it is not."""
+    read_header = tf.function(image_io.read_header)
+    for comments, size in ((image_io.JPEG_MAX_SEGMENTS - 1, [16, 32]), (image_io.JPEG_MAX_SEGMENTS, [0, 0])):
+        jpeg = b"\xff\xd8" + b"\xff\xfe\x00\x02" * comments + _SOF_16_BY_32
+        assert read_header(tf.constant(jpeg))[1].numpy().tolist() == size, comments

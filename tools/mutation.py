@@ -88,8 +88,12 @@ EQUIVALENT = {
     "area resize to the same size returns its input",
     "tf_nst.image_io.x_pool_mask__mutmut_33": "the same (a 3-tuple is never equal to the 2-tuple size)",
     "tf_nst.image_io.x_resize__mutmut_12": "method='bilinear' dropped: it is tf.image.resize's default",
-    "tf_nst.image_io.x_encoded_image_size__mutmut_68": "little_endian=None for BMP's width and height: "
-    "tf.io.decode_raw takes None as its default, True (the BMP tests pass on it)",
+    **{f"tf_nst.image_io.x_read_header__mutmut_{number}": f"little_endian=None for {fmt}'s width and height: "
+       "tf.io.decode_raw takes None as its default, True" for number, fmt in ((71, "GIF"), (85, "BMP"))},
+    "tf_nst.image_io.x_jpeg_frame_size__mutmut_52": "next_ff's sentinel 256, not 255: where no 0xFF is left the "
+    "walk stays put instead of ending, and stops at JPEG_MAX_SEGMENTS steps with the same [0, 0]",
+    "tf_nst.image_io.x_match_luminance__mutmut_3": "the source's luminance read from channel 1, not 0: "
+    "luminance_image repeats the same luminance in all three channels",
     "tf_nst.stylize.x_stylize_image__mutmut_14": "the image converted to a tensor of its own dtype, not float32: "
     "the Keras model casts its input to float32 itself",
     **{f"tf_nst.tiling.x_blend_into__mutmut_{number}": "the pixels not cast to the image's dtype first: for the "
