@@ -54,18 +54,6 @@ def _tiny_config(dataset_dir, train_dir, style_image, **overrides):
     return train.TrainConfig(**{**settings, **overrides})
 
 
-class _Recorder(train.Callback):
-    def __init__(self):
-        self.info = None
-        self.history = {}
-
-    def on_train_begin(self, info):
-        self.info = info
-
-    def on_progress(self, step, terms):
-        self.history[step] = terms
-
-
 @pytest.mark.parametrize("height, width", [(30, 100), (100, 30), (10, 12), (64, 64)])
 def test_training_crops_are_square_for_any_aspect_ratio(tmp_path, height, width):
     path = str(tmp_path / "image.png")
@@ -92,7 +80,7 @@ def test_overfits_a_tiny_set_with_real_vgg19_features(tmp_path, dataset_dir, ima
         image_size=64, style_size=128, batch_size=2, num_steps=80, learning_rate=5e-3, checkpoint_every=1000,
         summary_every=40, print_every=1, width_multiplier=0.25, extractor=extractor_config,
         loss_weights=losses.LossWeights(content=1.0, style=5.0, tv=0.0))
-    recorder = _Recorder()
+    recorder = train.History()
     result = train.train(config, recorder)
 
     totals = [recorder.history[step]["total"] for step in sorted(recorder.history)]
@@ -251,7 +239,7 @@ def messy_run(tmp_path_factory, image_files):
     (folder / "nested" / "truncated.jpg").write_bytes(jpeg[:len(jpeg) // 2])
     (folder / "notes.txt").write_text("ignored: not an image extension")
     config = _tiny_config(str(folder), str(tmp_path_factory.mktemp("messy_run")), image_files["style"])
-    recorder = _Recorder()
+    recorder = train.History()
     return config, train.train(config, recorder), recorder
 
 

@@ -51,22 +51,10 @@ def _config(folders, train_dir, **overrides):
     return train.TrainConfig(**{**settings, **overrides})
 
 
-class _Recorder(train.Callback):
-    def __init__(self):
-        self.info = None
-        self.history = {}
-
-    def on_train_begin(self, info):
-        self.info = info
-
-    def on_progress(self, step, terms):
-        self.history[step] = terms
-
-
 def test_a_few_steps_at_64_px_decrease_the_loss(folders, tmp_path):
     config = _config(folders, tmp_path / "run", image_size=64, resize=64, num_steps=30, learning_rate=1e-3,
                      summary_every=0)
-    recorder = _Recorder()
+    recorder = train.History()
     train.train(config, recorder)
     totals = [recorder.history[step]["total"] for step in sorted(recorder.history)]
     first, last = np.mean(totals[:3]), np.mean(totals[-3:])
@@ -79,7 +67,7 @@ def test_a_few_steps_at_64_px_decrease_the_loss(folders, tmp_path):
 @pytest.fixture(scope="module")
 def short_run(folders, tmp_path_factory):
     config = _config(folders, tmp_path_factory.mktemp("adain_run"))
-    recorder = _Recorder()
+    recorder = train.History()
     return config, train.train(config, recorder), recorder
 
 
@@ -116,7 +104,7 @@ def test_a_rerun_resumes_from_the_checkpoint(short_run):
     config, _, _ = short_run
     import dataclasses  # pylint: disable=import-outside-toplevel
 
-    recorder = _Recorder()
+    recorder = train.History()
     result = train.train(dataclasses.replace(config, num_steps=5, summary_every=0), recorder)
     assert recorder.info.start_step == 3 and sorted(recorder.history) == [4, 5] and result.step == 5
 
@@ -223,14 +211,16 @@ def test_cli_trains_and_writes_the_model(folders, tmp_path):
     output = model({"content": np.full((1, 20, 28, 3), 128, np.float32),
                     "style": np.full((1, 16, 16, 3), 60, np.float32), "alpha": np.ones(1, np.float32)})
     assert output.shape == (1, 20, 28, 3)
-    # Not yet a one-style stylizer's job: one line, no traceback.
+    # The trained model is what stylize takes: without --style, one line and no traceback; with one, a picture.
     stylized = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "stylize", f"--model={train_dir}",
                                f"--input={folders[0]}", f"--output_dir={tmp_path / 'out'}"], capture_output=True,
                               text=True, timeout=120, cwd=ROOT, check=False)
-    assert stylized.returncode == 2 and "is an arbitrary-style network" in stylized.stderr
+    assert stylized.returncode == 2 and "is an arbitrary-style model; give it --style" in stylized.stderr
     assert len(stylized.stderr.strip().splitlines()) == 1
-    with pytest.raises(UserInputError, match="arbitrary-style network"):
-        tf_nst.load_stylizer(str(train_dir))
+    assert not (tmp_path / "out").exists()
+    picture = tf_nst.load_stylizer(str(train_dir))(np.full((20, 28, 3), 128, np.uint8),
+                                                   style=np.full((16, 16, 3), 60, np.uint8))
+    assert picture.shape == (20, 28, 3) and picture.dtype == np.uint8
 
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])

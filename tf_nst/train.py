@@ -152,6 +152,20 @@ class LoggingCallback(Callback):
         logger.info("step %d: %s", step, "  ".join(f"{name} {value:.4g}" for name, value in terms.items()))
 
 
+class History(Callback):
+    """Records the run: `info`, the TrainInfo given at the start, and `history`, {step: {term: float}}."""
+
+    def __init__(self):
+        self.info = None
+        self.history = {}
+
+    def on_train_begin(self, info):
+        self.info = info
+
+    def on_progress(self, step, terms):
+        self.history[step] = terms
+
+
 def validate_config(config):
     """Checks everything about a TrainConfig that can be checked before TensorFlow starts."""
     _validate_architecture(config)
