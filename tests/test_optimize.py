@@ -502,3 +502,41 @@ def test_an_unknown_optimizer_is_a_user_error_naming_the_valid_ones():
     with pytest.raises(UserInputError, match="unknown optimizer 'sgd'; use one of lbfgs, adam"):
         optimize.make_step(tf.Variable(tf.zeros([1, 4, 4, 3])), _quadratic_problem(),
                            optimize.TransferConfig(optimizer="sgd"))
+
+
+def test_a_scale_that_converges_early_gives_up_its_remaining_steps_to_the_count():
+    """The count jumps to where an early-converged scale's planned steps end, so the final scale's steps keep
+    their numbers out of count_steps (the progress line's total and ETA)."""
+
+    class _AtThird:  # converges on the third step of every scale
+        def __init__(self):
+            self.steps = 0
+
+        def update(self, total):
+            del total
+            self.steps += 1
+            return self.steps == 3
+
+    seen = []
+    tracker = progress.Progress(callback=lambda step, terms, image: seen.append(step), convergence=_AtThird)
+    image = tf.zeros([1, 4, 4, 3])
+    for planned in (5, 4):
+        tracker.begin(image, planned)
+        for _ in range(planned):
+            if tracker.step(tf.constant(1.0), {}, image):
+                break
+    assert seen == [1, 2, 3, 6, 7, 8]
+
+
+def test_an_early_coarse_scale_numbers_the_fine_scale_from_its_planned_start(random_case):
+    extractor, config, (content, style, _) = random_case
+    run_config = optimize.TransferConfig(num_steps=6, num_scales=2, coarse_steps=40, tolerance=0.02,
+                                         tolerance_window=5)
+    steps, converged = [], []
+    optimize.transfer(extractor, content, style, run_config, config.style_layers, config.content_layers,
+                      callback=lambda step, terms, image: steps.append(step),
+                      converged_callback=lambda step, convergence: converged.append(step))
+    coarse = converged[0]
+    assert 5 < coarse < 40  # the coarse scale stopped early...
+    assert steps == list(range(1, coarse + 1)) + list(range(41, 41 + len(steps) - coarse))  # ...the fine one at 41
+    assert steps[-1] <= optimize.count_steps(*content.shape[:2], run_config) == 46

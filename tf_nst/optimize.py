@@ -221,7 +221,8 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
       config: a TransferConfig.
       style_layers, content_layers: the layers the loss uses.
       callback: optional callback(step, terms, image) called after every step, where step counts across
-        scales and tiles (count_steps in all, fewer when config.tolerance stops early), terms is a dict of
+        scales and tiles out of count_steps in all; when config.tolerance ends a scale or tile early, the count
+        skips the rest of its planned steps (the next one starts where they would have ended), terms is a dict of
         float32 scalar tensors ("total", "content", "style", "tv") and image the tf.Variable being optimised:
         [1, h, w, 3], the whole image or, at a tiled scale, the current tile. Reading the tensors costs a
         device sync, so a callback should read them only when it reports.
@@ -316,7 +317,7 @@ def _optimize_whole(extractor, start, scale, config, layers, progress):
         scale.content_masks, scale.style_masks, piece_size=config.tile_size or None)
     image = tf.Variable(start, name="image")
     step = make_step(image, make_loss_fn(extractor, style_grams, content_features, config.loss_weights), config)
-    progress.begin(start)
+    progress.begin(start, scale.num_steps)
     for _ in range(scale.num_steps):
         if progress.step(*step(), image):
             break
@@ -344,7 +345,7 @@ def _optimize_tiles(extractor, start, scale, tiles, config, layers, progress):
         progress.tile(index, len(tiles))
         optimizer.start(image[tile.window], content[tile.window],
                         None if masks is None else [mask[tile.window] for mask in masks])
-        progress.begin(optimizer.image)
+        progress.begin(optimizer.image, scale.num_steps)
         try:
             for _ in range(scale.num_steps):
                 if progress.step(*optimizer.step(), optimizer.image):

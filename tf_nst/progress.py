@@ -58,10 +58,18 @@ class Progress:
         self._converged_callback = converged_callback
         self._convergence = None
         self._steps = 0
+        self._planned_end = 0  # the step count where the current scale or tile's planned steps end
         self.last_good = None  # [1, h, w, 3] float32 NumPy: the image being optimised, last known finite
 
-    def begin(self, image):
-        """Called with the start of every whole scale or tile ([1, h, w, 3])."""
+    def begin(self, image, num_steps):
+        """Called with the start of every whole scale or tile ([1, h, w, 3]) and the steps planned for it.
+
+        A scale or tile that converged early gives up the rest of its planned steps: the count moves on to
+        where they would have ended, so the steps stay numbered out of the run's planned total (count_steps)
+        and the progress line's ETA counts only what is still planned.
+        """
+        self._steps = max(self._steps, self._planned_end)
+        self._planned_end = self._steps + num_steps
         self.last_good = np.array(image, np.float32)
         self._convergence = self._new_convergence() if self._new_convergence else None
 
