@@ -48,11 +48,18 @@ _WIDTH = flags.DEFINE_float("width", 0.5, "The decoder's width multiplier.")
 _WEIGHTS = flags.DEFINE_string("weights", "imagenet_q8", "VGG19 weights: imagenet_q8, imagenet or a file.")
 _EVAL_SIZE = flags.DEFINE_integer("eval_size", 256, "Longer side of the held-out images (pixels).")
 _HED = flags.DEFINE_bool("hed", True, "Also judge the style distances on HED's VGG16.")
+_STYLE_VARIANTS = flags.DEFINE_integer(
+    "style_variants", 0, "0: train on the four styles; N > 0: on the wider style set, each with N colour variants "
+    "(data in run_dir/data/styles_vN).")
 _SHEET = flags.DEFINE_string("sheet", os.path.join(_REPO, "docs", "images", "adain_proof_vgg19q8.jpg"),
                              "Picture sheet (content, style, alpha 0 / 0.5 / 1); empty: none.")
 
 _TRAIN_PHOTOS = ("astronaut", "coffee", "rocket", "retina", "motorcycle_left", "motorcycle_right", "page")
 _TRAIN_STYLES = ("immunohistochemistry", "colorwheel", "brick", "grass")
+# The wider set (--style_variants): every bundled image that is not held out (cat is chelsea), and more photos.
+_MORE_STYLES = _TRAIN_STYLES + ("astronaut", "coffee", "rocket", "retina", "page", "clock", "moon", "text", "cell",
+                                "microaneurysms", "checkerboard", "logo", "binary_blobs", "horse", "shepp_logan_phantom")
+_MORE_PHOTOS = _TRAIN_PHOTOS + ("clock", "moon", "cell", "text")
 _HELD_OUT = ("chelsea", "camera", "coins")
 _HELD_OUT_STYLES = ("hubble_deep_field", "gravel")
 _ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -67,11 +74,39 @@ def _image(name):
         image = skimage.data.stereo_motorcycle()[0 if name.endswith("left") else 1]
     else:
         image = getattr(skimage.data, name)()
+    if image.dtype != np.uint8:  # bool masks and float phantoms
+        image = image.astype(np.float64)
+        image = np.round(255 * (image - image.min()) / max(np.ptp(image), 1e-12))
     image = image[..., :3] if image.ndim == 3 else np.repeat(image[..., None], 3, axis=-1)
     return image.astype(np.uint8)
 
 
-def _write_data(folder, names):
+def _colour_variant(image, seed):
+    """A recoloured copy: grey images through a random dark-to-light (or light-to-dark) two-colour ramp, colour
+    ones through a random channel mix, both with a random gamma and gain, so that the styles span dark and light,
+    grey and saturated (generic colour augmentation; nothing is drawn from the held-out styles)."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+
+    rng = np.random.default_rng(seed)
+    x = image.astype(np.float64) / 255.0
+    gamma = float(np.exp(rng.uniform(np.log(0.4), np.log(3.0))))
+    if np.ptp(x - x.mean(axis=-1, keepdims=True)) < 1e-6:  # grey
+        dark, light = rng.uniform(0.0, 0.35, 3), rng.uniform(0.5, 1.0, 3)
+        if rng.random() < 0.3:
+            dark, light = light, dark
+        out = dark + (light - dark) * x[..., :1] ** gamma
+    else:
+        mix = np.eye(3)[rng.permutation(3)] + rng.normal(0.0, 0.25, (3, 3))
+        out = np.clip(x @ mix.T, 0.0, 1.0) ** gamma * rng.uniform(0.2, 1.3)
+        if rng.random() < 0.2:
+            out = 1.0 - out
+    return np.round(255 * np.clip(out, 0.0, 1.0)).astype(np.uint8)
+
+
+def _write_data(folder, names, variants=0):
+    """Each image as folder/NAME.png, and with variants > 0 also NAME_vK.png for K < variants (_colour_variant)."""
+    import zlib  # pylint: disable=import-outside-toplevel
+
     from PIL import Image  # pylint: disable=import-outside-toplevel
 
     os.makedirs(folder, exist_ok=True)
@@ -79,6 +114,10 @@ def _write_data(folder, names):
         path = os.path.join(folder, f"{name}.png")
         if not os.path.isfile(path):
             Image.fromarray(_image(name)).save(path)
+        for k in range(variants):
+            path = os.path.join(folder, f"{name}_v{k}.png")
+            if not os.path.isfile(path):
+                Image.fromarray(_colour_variant(_image(name), zlib.crc32(f"{name}/{k}".encode()))).save(path)
 
 
 def _latest_step(train_dir):
@@ -91,11 +130,11 @@ def _latest_step(train_dir):
     return int(match.group(1)) if match else 0
 
 
-def _train(data_dir, train_dir, num_steps):
+def _train(data_dir, train_dir, num_steps, photos="photos", styles="styles"):
     """Runs (resumes) `main.py train --architecture=adain` to num_steps; returns (steps run, seconds)."""
     start = _latest_step(train_dir)
     command = [sys.executable, os.path.join(_REPO, "main.py"), "train", "--architecture=adain",
-               f"--dataset_dir={os.path.join(data_dir, 'photos')}", f"--style_dir={os.path.join(data_dir, 'styles')}",
+               f"--dataset_dir={os.path.join(data_dir, photos)}", f"--style_dir={os.path.join(data_dir, styles)}",
                f"--train_dir={train_dir}", f"--train_image_size={_IMAGE_SIZE.value}",
                f"--train_resize={_RESIZE.value}", f"--batch_size={_BATCH_SIZE.value}",
                f"--width_multiplier={_WIDTH.value}", f"--weights={_WEIGHTS.value}", f"--num_train_steps={num_steps}",
@@ -285,12 +324,14 @@ def _judges(trained):
 def main(argv):
     del argv
     data_dir, train_dir = os.path.join(_RUN_DIR.value, "data"), os.path.join(_RUN_DIR.value, "run")
-    _write_data(os.path.join(data_dir, "photos"), _TRAIN_PHOTOS)
-    _write_data(os.path.join(data_dir, "styles"), _TRAIN_STYLES)
+    variants = _STYLE_VARIANTS.value
+    photos, styles = ("photos_more", f"styles_v{variants}") if variants else ("photos", "styles")
+    _write_data(os.path.join(data_dir, photos), _MORE_PHOTOS if variants else _TRAIN_PHOTOS)
+    _write_data(os.path.join(data_dir, styles), _MORE_STYLES if variants else _TRAIN_STYLES, variants)
     num_steps = _latest_step(train_dir) if _EVAL_ONLY.value else _NUM_STEPS.value
     if num_steps == 0:
         raise app.UsageError(f"no checkpoint in {train_dir!r} to evaluate; train first (without --eval_only)")
-    trained_now, seconds = _train(data_dir, train_dir, num_steps)
+    trained_now, seconds = _train(data_dir, train_dir, num_steps, photos, styles)
 
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as main.py does
     import keras  # pylint: disable=import-outside-toplevel
