@@ -37,7 +37,8 @@ _EXPORT_MAX_SIZE = flags.DEFINE_integer(
 _FORMAT = flags.DEFINE_enum(
     "format", "saved_model", ["saved_model", "litert"],
     "saved_model: for TF Serving. litert: also model.tflite for LiteRT (phones, edge devices), converted from "
-    "the SavedModel's stylize_images signature.")
+    "the SavedModel's stylize_images signature; for an arbitrary-style model, from the .keras network, with a "
+    "style_statistics and a stylize signature.")
 _QUANTIZE = flags.DEFINE_enum(
     "quantize", "float16", QUANTIZATIONS,
     "--format=litert: how the weights are stored. none: float32; float16: half the size, computed in float32 "
