@@ -76,20 +76,23 @@ def _run():
 
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # TF's SavedModel writer logs its tracing notes at INFO
-    version_dir, model = model_path, None
-    if not is_saved_model:
+    arbitrary = not is_saved_model and files.is_arbitrary_model(model_path)
+    model = model_path
+    if arbitrary and _FORMAT.value == "litert":  # loaded once: LiteRT converts it from the network itself
         from tf_nst import stylize  # pylint: disable=import-outside-toplevel
 
         model = stylize.load_stylizer(model_path)
+    version_dir = model_path
+    if not is_saved_model:
         version_dir = saved_model.export(model, _EXPORT_DIR.value, model_name=_MODEL_NAME.value,
                                          version=_VERSION.value or None, max_size=_EXPORT_MAX_SIZE.value)
-        signatures = saved_model.signature_names(files.is_arbitrary_model(model_path))
-        print(f"tf-nst: wrote {version_dir} (signatures: {', '.join(signatures)})", flush=True)
+        print(f"tf-nst: wrote {version_dir} (signatures: {', '.join(saved_model.signature_names(arbitrary))})",
+              flush=True)
     if _FORMAT.value == "litert":
         from export import litert  # pylint: disable=import-outside-toplevel
 
         with common.quiet_native_stderr():  # the converter prints its MLIR diagnostics there
-            if model is not None and files.is_arbitrary_model(model_path):  # from the network, not the SavedModel
+            if arbitrary:
                 path = litert.export_arbitrary(model, litert_output or os.path.join(version_dir, litert.MODEL_FILE),
                                                _QUANTIZE.value)
             else:
