@@ -1,4 +1,6 @@
-"""tf_nst.RandomStyle (tf_nst/augment.py): style augmentation in tf.data and in Keras models."""
+"""tf_nst.RandomStyle (tf_nst/augment.py): style augmentation in tf.data and in Keras models, saved with them."""
+
+import os
 
 import keras
 import numpy as np
@@ -101,20 +103,61 @@ def test_functional_model_restyles_in_training_only_and_trains_none_of_the_styli
     styled = random_style(model, styles)(inputs)
     outputs = keras.layers.Conv2D(2, 1)(keras.layers.Rescaling(1 / 255)(styled))
     pipeline = keras.Model(inputs, [styled, outputs])
-    assert len(pipeline.trainable_weights) == 2 and len(pipeline.weights) == 2  # the Conv2D's kernel and bias
+    assert len(pipeline.trainable_weights) == 2  # the Conv2D's kernel and bias
+    assert [weight.shape for weight in pipeline.non_trainable_weights] == [(3, adain.STATISTICS_SIZE)]  # the bank
     np.testing.assert_array_equal(pipeline.predict(images, verbose=0)[0], images)
     assert_close_uint8(np.asarray(pipeline(images, training=True)[0]),
                        np.asarray(random_style(model, styles)(images)).astype(np.float32))
 
 
-def test_bad_arguments_and_saving_are_refused_in_one_line(model, styles, tmp_path):
+def test_bad_arguments_are_refused_in_one_line(model, styles):
     with pytest.raises(ValueError, match=r"alpha_range .*0 <= low <= high <= 1; received \(0.5, 1.5\)"):
         random_style(model, styles, alpha_range=(0.5, 1.5))
     with pytest.raises(ValueError, match="arbitrary-style network"):
         tf_nst.RandomStyle(transformer.build_transformer(width_multiplier=0.25), styles)
-    inputs = keras.Input((None, None, 3))
-    with pytest.raises(NotImplementedError, match="save the model without it"):
-        keras.Model(inputs, random_style(model, styles)(inputs)).save(str(tmp_path / "augmented.keras"))
+    with pytest.raises(ValueError, match="either styles or statistics"):
+        tf_nst.RandomStyle(model, styles, statistics=np.ones((1, adain.STATISTICS_SIZE)))
+    with pytest.raises(ValueError, match=r"statistics must be \[num_styles, 1920\] .*received shape \(1, 960\)"):
+        tf_nst.RandomStyle(model, statistics=np.ones((1, 960)))
+
+
+def augmenting_model(layer):
+    """A functional model whose outputs are the restyled images and a convolution of them."""
+    inputs = keras.Input((None, None, 3), dtype="uint8")
+    styled = layer(inputs)
+    return keras.Model(inputs, [styled, keras.layers.Conv2D(2, 1)(keras.layers.Rescaling(1 / 255)(styled))])
+
+
+def test_a_model_containing_it_saves_and_loads(model, styles, images, tmp_path):
+    """Guards: the network's weights, the bank, the seed or alpha_range not saved, or not loaded back; the
+    network saved twice (as a child too: Keras's saving walks attributes)."""
+    layer = random_style(model, styles, seed=7, alpha_range=(0.3, 0.9))
+    pipeline = augmenting_model(layer)
+    pipeline.save(str(tmp_path / "augmented.keras"))
+    loaded = keras.models.load_model(str(tmp_path / "augmented.keras"))
+    network_bytes = sum(weight.numpy().nbytes for weight in layer.get_network().weights)
+    assert os.path.getsize(tmp_path / "augmented.keras") < 1.2 * network_bytes  # its weights are saved once
+    loaded_layer = loaded.get_layer(layer.name)
+    assert isinstance(loaded_layer, tf_nst.RandomStyle) and loaded_layer.seed == 7
+    assert loaded_layer.alpha_range == (0.3, 0.9) and loaded_layer.style_size == STYLE_SIZE
+    np.testing.assert_array_equal(loaded_layer.bank, layer.bank)
+    assert loaded_layer.get_network() is not layer.get_network()
+    for original, restored in zip(layer.get_network().weights, loaded_layer.get_network().weights,
+                                  strict=True):
+        np.testing.assert_array_equal(restored.numpy(), original.numpy(), err_msg=original.path)
+    assert len(loaded.trainable_weights) == 2 and len(loaded.non_trainable_weights) == 1
+    # Same seed, same first call: the same draws through the same network, to the bit.
+    original, again = pipeline(images, training=True), loaded(images, training=True)
+    assert not np.array_equal(np.asarray(original[0]), images)
+    np.testing.assert_array_equal(np.asarray(again[0]), np.asarray(original[0]))
+    np.testing.assert_array_equal(np.asarray(again[1]), np.asarray(original[1]))
+    np.testing.assert_array_equal(loaded.predict(images, verbose=0)[0], images)  # training=False: the identity
+
+
+def test_built_from_statistics_it_is_the_layer_built_from_styles(model, styles, images):
+    from_styles = random_style(model, styles)
+    from_statistics = tf_nst.RandomStyle(model, statistics=from_styles.bank, alpha_range=(0.2, 1.0), seed=3)
+    np.testing.assert_array_equal(np.asarray(from_statistics(images)), np.asarray(from_styles(images)))
 
 
 def test_styles_are_read_from_paths_and_pil_images_and_the_model_from_its_file(model, styles, tmp_path):

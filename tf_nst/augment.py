@@ -14,6 +14,7 @@ from tf_nst import image_io
 from tf_nst import stylize
 
 
+@keras.saving.register_keras_serializable(package="tf_nst")
 class RandomStyle(keras.layers.Layer):
     """Restyles each image with a style drawn from a bank, at an alpha drawn uniformly in `alpha_range`.
 
@@ -30,9 +31,11 @@ class RandomStyle(keras.layers.Layer):
     With a seed, the draws are a fixed sequence (keras.random.SeedGenerator): the same seed and the same calls
     give the same outputs; in tf.data, with the default sequential `map`.
 
-    The layer has no weights: the network's are not tracked, so that a model that contains the layer does
-    not train the stylizer. It cannot be saved in a `.keras` file (get_config raises): save the model that
-    the layer feeds, not the layer.
+    Weights and saving: the bank is the layer's one weight (non-trainable). The network is not tracked, so a
+    model that contains the layer never trains the stylizer (its weights are in none of the model's weight
+    lists), but it is saved with the layer: a model that contains RandomStyle saves to a `.keras` file and
+    loads back with keras.models.load_model (the network's config in the layer's, its weights beside the
+    bank's). A loaded layer starts its seed's sequence afresh, as a new one would.
 
     Args:
       model: an arbitrary-style network (adain.build_model), or the path of its `.keras` file or train_dir.
@@ -40,10 +43,12 @@ class RandomStyle(keras.layers.Layer):
       alpha_range: (low, high) with 0 <= low <= high <= 1.
       seed: an int, or None for a random sequence.
       style_size: each style's shorter side before its statistics are taken (as `stylize --style_size`).
+      statistics: instead of `styles`, the bank itself: [num_styles, adain.STATISTICS_SIZE] style_statistics
+        (as adain.style_statistics, another layer's `bank`, or the exported model's style_embedding give them).
     """
 
-    def __init__(self, model, styles, alpha_range=(0.0, 1.0), seed=None,
-                 style_size=stylize.DEFAULT_STYLE_SIZE, **kwargs):
+    def __init__(self, model, styles=None, alpha_range=(0.0, 1.0), seed=None,
+                 style_size=stylize.DEFAULT_STYLE_SIZE, statistics=None, **kwargs):
         super().__init__(autocast=False, **kwargs)
         if isinstance(model, (str, os.PathLike)):
             model = stylize.load_stylizer(os.fspath(model))
@@ -57,15 +62,28 @@ class RandomStyle(keras.layers.Layer):
         self.seed = seed
         self.style_size = style_size
         self.seed_generator = keras.random.SeedGenerator(seed)
-        # A partial, not the model itself: Keras would track the network's weights as this layer's, and training
-        # a model that contains the layer would train the decoder too.
+        # Not an attribute: Keras would track the network's weights as this layer's, and training a model that
+        # contains the layer would train the decoder too; and Keras's saving, which walks a layer's attributes
+        # (properties included), would save its weights a second time. save_own_variables saves them.
         self._stylize = functools.partial(adain.stylize_with_statistics, model)
-        self.bank = np.concatenate([adain.style_statistics(model, image[np.newaxis]).numpy()
-                                    for image in api.read_style_images(styles, style_size)])
+        bank = _bank(model, styles, style_size, statistics)
+        self._bank = self.add_weight(name="bank", shape=bank.shape, dtype="float32", initializer="zeros",
+                                     trainable=False)
+        self._bank.assign(bank)
+
+    def get_network(self):
+        """The arbitrary-style network that restyles (a method, not an attribute: see __init__)."""
+        return self._stylize.args[0]
+
+    @property
+    def bank(self):
+        """The style bank: float32 [num_styles, adain.STATISTICS_SIZE] style_statistics, as a NumPy array."""
+        return keras.ops.convert_to_numpy(self._bank)
 
     def sample(self, batch_size):
         """The next draws: (style indices int32 [batch_size] into `bank`, alphas float32 [batch_size])."""
-        indices = keras.random.randint((batch_size,), 0, len(self.bank), dtype="int32", seed=self.seed_generator)
+        indices = keras.random.randint((batch_size,), 0, self._bank.shape[0], dtype="int32",
+                                       seed=self.seed_generator)
         alphas = keras.random.uniform((batch_size,), *self.alpha_range, seed=self.seed_generator)
         return indices, alphas
 
@@ -74,7 +92,7 @@ class RandomStyle(keras.layers.Layer):
             return images
         batch = images[tf.newaxis] if images.shape.rank == 3 else images
         indices, alphas = self.sample(tf.shape(batch)[0])
-        statistics = tf.gather(tf.constant(self.bank), indices)
+        statistics = tf.gather(tf.convert_to_tensor(self._bank), indices)
         styled = self._stylize(tf.cast(batch, tf.float32), [statistics], alpha=alphas)
         styled = image_io.to_uint8(styled) if images.dtype == tf.uint8 else tf.cast(styled, images.dtype)
         return styled[0] if images.shape.rank == 3 else styled
@@ -83,6 +101,39 @@ class RandomStyle(keras.layers.Layer):
         return keras.KerasTensor(images.shape, images.dtype)
 
     def get_config(self):
-        raise NotImplementedError(
-            "RandomStyle holds a stylizer network and a style bank, which a Keras config cannot hold; save the "
-            "model without it (the layers after it), and build RandomStyle again to train")
+        return {**super().get_config(), "model": keras.saving.serialize_keras_object(self.get_network()),
+                "alpha_range": list(self.alpha_range), "seed": self.seed, "style_size": self.style_size,
+                "num_styles": int(self._bank.shape[0])}
+
+    @classmethod
+    def from_config(cls, config):
+        """The layer with its network's architecture and an empty bank: load_own_variables fills both."""
+        config = dict(config)
+        model = keras.saving.deserialize_keras_object(config.pop("model"))
+        statistics = np.zeros((config.pop("num_styles"), adain.STATISTICS_SIZE), np.float32)
+        return cls(model, statistics=statistics, **config)
+
+    def save_own_variables(self, store):
+        """The bank, and the network's weights (in its `weights` order, which its config fixes)."""
+        store["bank"] = self._bank
+        for index, weight in enumerate(self.get_network().weights):
+            store[f"network_{index}"] = weight
+
+    def load_own_variables(self, store):
+        network = self.get_network()
+        self._bank.assign(store["bank"])
+        network.set_weights([store[f"network_{index}"] for index in range(len(network.weights))])
+
+
+def _bank(model, styles, style_size, statistics):
+    """The style bank of RandomStyle: its `statistics` checked, or the `styles`' computed; float32 [N, S]."""
+    if (styles is None) == (statistics is None):
+        raise ValueError("give RandomStyle either styles or statistics (the style bank), not both or neither")
+    if statistics is None:
+        return np.concatenate([adain.style_statistics(model, image[np.newaxis]).numpy()
+                               for image in api.read_style_images(styles, style_size)])
+    statistics = np.asarray(statistics, np.float32)
+    if statistics.ndim != 2 or statistics.shape[1] != adain.STATISTICS_SIZE or not len(statistics):
+        raise ValueError(f"statistics must be [num_styles, {adain.STATISTICS_SIZE}] style_statistics; received "
+                         f"shape {statistics.shape}")
+    return statistics

@@ -3,7 +3,9 @@
 Writes <export_dir>/<model_name>/<version>/ (never overwriting a version) plus models.config and
 batching_parameters.txt beside it. --format=litert also converts the SavedModel's stylize_images signature
 to LiteRT (uint8 [1, H, W, 3], any H and W) and writes model.tflite into the version folder, or to --output;
-given an exported version folder as --model, it only converts that.
+given an exported version folder as --model, it only converts that. An arbitrary-style model converts from its
+.keras file to one model.tflite with two signatures: style_statistics (a style image -> its 1920 statistics)
+and stylize (an image, style_statistics and alpha -> the stylized image); see export/litert.py.
 """
 
 import os
@@ -35,7 +37,8 @@ _EXPORT_MAX_SIZE = flags.DEFINE_integer(
 _FORMAT = flags.DEFINE_enum(
     "format", "saved_model", ["saved_model", "litert"],
     "saved_model: for TF Serving. litert: also model.tflite for LiteRT (phones, edge devices), converted from "
-    "the SavedModel's stylize_images signature.")
+    "the SavedModel's stylize_images signature; for an arbitrary-style model, from the .keras network, with a "
+    "style_statistics and a stylize signature.")
 _QUANTIZE = flags.DEFINE_enum(
     "quantize", "float16", QUANTIZATIONS,
     "--format=litert: how the weights are stored. none: float32; float16: half the size, computed in float32 "
@@ -64,9 +67,6 @@ def _run():
         raise UserInputError(f"--model={_MODEL.value!r} is already a SavedModel; export takes a .keras stylizer "
                              "or its --train_dir (an exported version folder only with --format=litert)")
     model_path = _MODEL.value if is_saved_model else files.find_model(_MODEL.value)
-    if _FORMAT.value == "litert" and not is_saved_model and files.is_arbitrary_model(model_path):
-        raise UserInputError(f"--model={_MODEL.value!r} is an arbitrary-style model; --format=litert converts "
-                             "one-style models only (use --format=saved_model)")
     if not is_saved_model:
         outputs.check_writable(os.path.join(_EXPORT_DIR.value, _MODEL_NAME.value), "--export_dir")
     if litert_output or (is_saved_model and _FORMAT.value == "litert"):
@@ -76,17 +76,27 @@ def _run():
 
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # TF's SavedModel writer logs its tracing notes at INFO
+    arbitrary = not is_saved_model and files.is_arbitrary_model(model_path)
+    model = model_path
+    if arbitrary and _FORMAT.value == "litert":  # loaded once: LiteRT converts it from the network itself
+        from tf_nst import stylize  # pylint: disable=import-outside-toplevel
+
+        model = stylize.load_stylizer(model_path)
     version_dir = model_path
     if not is_saved_model:
-        version_dir = saved_model.export(model_path, _EXPORT_DIR.value, model_name=_MODEL_NAME.value,
+        version_dir = saved_model.export(model, _EXPORT_DIR.value, model_name=_MODEL_NAME.value,
                                          version=_VERSION.value or None, max_size=_EXPORT_MAX_SIZE.value)
-        signatures = saved_model.signature_names(files.is_arbitrary_model(model_path))
-        print(f"tf-nst: wrote {version_dir} (signatures: {', '.join(signatures)})", flush=True)
+        print(f"tf-nst: wrote {version_dir} (signatures: {', '.join(saved_model.signature_names(arbitrary))})",
+              flush=True)
     if _FORMAT.value == "litert":
         from export import litert  # pylint: disable=import-outside-toplevel
 
         with common.quiet_native_stderr():  # the converter prints its MLIR diagnostics there
-            path = litert.export(version_dir, litert_output, _QUANTIZE.value)
+            if arbitrary:
+                path = litert.export_arbitrary(model, litert_output or os.path.join(version_dir, litert.MODEL_FILE),
+                                               _QUANTIZE.value)
+            else:
+                path = litert.export(version_dir, litert_output, _QUANTIZE.value)
         print(f"tf-nst: wrote {path} (LiteRT, {_QUANTIZE.value}, {os.path.getsize(path) / 2**20:.1f} MiB)",
               flush=True)
     return 0
