@@ -16,11 +16,14 @@ coarse_steps from 'kN'), 'init=noise', 'hN' (L-BFGS history). Tolerance is 0 in 
 """
 
 import os
+import sys
 import time
 
 import numpy as np
 from absl import app
 from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's tf_nst
 
 import bench_loss_weights  # beside this script: _image and the HED judge
 
