@@ -21,9 +21,13 @@ from test_export import (ROOT, SessionModel, _session_predict, assert_core_ops, 
 from test_export import fake_grpc_server, fake_rest_server  # noqa: F401  # pylint: disable=unused-import  # fixtures
 from tf_nst import adain
 from tf_nst import files
+from tf_nst import image_io
 from tf_nst import stylize
+from tf_nst.api import read_style_images
+from tf_nst.errors import UserInputError
 
-MAX_SIZE = 64  # the export under test downscales both images to this longer side
+MAX_SIZE = 64  # the export under test downscales content images to this longer side
+STYLE_SIZE = 32  # and resizes style images to this shorter side, as `stylize --style_size` does
 RNG = np.random.default_rng(0)
 CONTENT = RNG.integers(0, 256, (40, 56, 3), dtype=np.uint8)
 STYLES = (np.asarray(Image.fromarray(RNG.integers(0, 256, (12, 12, 3), dtype=np.uint8)).resize((48, 48))),
@@ -37,7 +41,8 @@ def model():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, model):
-    return saved_model.export(model, str(tmp_path_factory.mktemp("exports")), max_size=MAX_SIZE)
+    return saved_model.export(model, str(tmp_path_factory.mktemp("exports")), max_size=MAX_SIZE,
+                              style_size=STYLE_SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +52,14 @@ def served(exported):
     session_model.session.close()
 
 
+def sized(style):
+    """The style as `stylize --style_size=STYLE_SIZE` reads it: its shorter side STYLE_SIZE, uint8."""
+    return read_style_images(style, STYLE_SIZE)[0]
+
+
 def reference(model, content, style, alpha=1.0, preserve_color="none"):
     """The in-memory network's uint8 result through stylize.py (the `stylize` command's path)."""
-    return stylize.stylize_image(model, content, style=stylize.Style((style,), alpha=alpha,
+    return stylize.stylize_image(model, content, style=stylize.Style((sized(style),), alpha=alpha,
                                                                        preserve_color=preserve_color))
 
 
@@ -83,7 +93,8 @@ def test_saved_model_cli_runs_every_signature_like_the_keras_model(tmp_path, exp
     elif signature == "style_embedding":
         inputs = {"style_bytes": inputs["style_bytes"]}
     elif signature == "stylize_with_embedding":
-        statistics = [adain.style_statistics(model, style[None].astype(np.float32)).numpy() for style in STYLES]
+        statistics = [adain.style_statistics(model, sized(style)[None].astype(np.float32)).numpy()
+                      for style in STYLES]
         inputs = {"content_bytes": inputs["content_bytes"], "style_statistics": np.concatenate(statistics),
                   "alpha": np.array([1.0, 1.0], np.float32)}
     elif signature == "stylize_images":
@@ -96,7 +107,7 @@ def test_saved_model_cli_runs_every_signature_like_the_keras_model(tmp_path, exp
     elif signature == "style_embedding":
         assert sorted(results) == ["error", "style_statistics"] and results["error"].tolist() == [b"", b""]
         for row, style in zip(results["style_statistics"], STYLES):
-            ours = adain.style_statistics(model, style[None].astype(np.float32)).numpy()[0]
+            ours = adain.style_statistics(model, sized(style)[None].astype(np.float32)).numpy()[0]
             np.testing.assert_allclose(row, ours, rtol=1e-4, atol=1e-4)
     else:
         assert sorted(results) == ["error", "output_bytes"] and results["error"].tolist() == [b"", b""]
@@ -134,7 +145,8 @@ def test_bad_rows_of_either_image_are_refused_one_by_one(served, model):
         (good_content, header_only_png(100_000, 100_000),
          r"^style: image refused before decoding: its header claims 100000 x 100000 px"),
         (good_content, encode(np.resize(STYLES[0], (20, 300, 3))),
-         r"^style: image too small: 20 x 300 px, 4 x 64 px once downscaled to 64 px; "),
+         r"^style: image too elongated: 20 x 300 px, 32 x 480 px once resized to a shorter side of 32 px, more "
+         r"than 64 x 64 pixels$"),
     ]
     outputs = served.run("serving_default", content_bytes=[row[0] for row in rows],
                          style_bytes=[row[1] for row in rows])
@@ -161,6 +173,39 @@ def test_a_corrupt_style_body_fails_its_request_and_the_next_call_works(served, 
         served.run("style_embedding", style_bytes=[truncated])
     outputs = served.run("serving_default", content_bytes=[encode(CONTENT)], style_bytes=[encode(STYLES[0])])
     assert_within_one_level(decode_png(outputs["output_bytes"][0]), reference(model, CONTENT, STYLES[0]))
+
+
+def test_the_served_style_is_sized_as_stylize_sizes_it(tmp_path, served, model):
+    """Planted: the style downscaled to max_size on its longer side (the old rule: 21 x 64 px here, where
+    `stylize --style_size=32` reads 32 x 96)."""
+    noise = RNG.integers(0, 256, (10, 30, 3), dtype=np.uint8)
+    Image.fromarray(noise).resize((120, 40), Image.NEAREST).save(tmp_path / "wide_style.png")
+    Image.fromarray(CONTENT).save(tmp_path / "content.png")
+    style = stylize.Style(stylize.read_styles([str(tmp_path / "wide_style.png")], STYLE_SIZE))
+    assert style.images[0].shape == (32, 96, 3)
+    written = stylize.stylize_files(model, [(str(tmp_path / "content.png"), str(tmp_path / "out.png"))],
+                                    style=style).written
+    expected = np.asarray(Image.open(written[0]))
+    outputs = served.run("serving_default", content_bytes=[(tmp_path / "content.png").read_bytes()],
+                         style_bytes=[(tmp_path / "wide_style.png").read_bytes()])
+    assert outputs["error"].tolist() == [b""]
+    assert_within_one_level(decode_png(outputs["output_bytes"][0]), expected)
+    images = served.run("stylize_images", images=CONTENT[None], style_images=np.asarray(
+        Image.open(tmp_path / "wide_style.png"))[None])["stylized"]
+    assert_within_one_level(images[0], expected)
+    longer_side = np.asarray(image_io.to_uint8(image_io.resize_max_side(np.asarray(
+        Image.open(tmp_path / "wide_style.png")), MAX_SIZE)))  # the two rules give different pictures here
+    old_rule = stylize.stylize_image(model, CONTENT, style=stylize.Style((longer_side,)))
+    assert np.abs(old_rule.astype(int) - expected).max() > 2
+
+
+def test_a_style_size_above_the_max_size_is_refused(tmp_path, model):
+    with pytest.raises(UserInputError, match="style size 128 is more than max size 64: every style would be "
+                                             "refused"):
+        saved_model.export(model, str(tmp_path), max_size=MAX_SIZE, style_size=128)
+    with pytest.raises(UserInputError, match="style size must be at least 16 pixels; received 8"):
+        saved_model.export(model, str(tmp_path), max_size=MAX_SIZE, style_size=8)
+    assert not os.listdir(tmp_path)
 
 
 def test_inputs_of_different_lengths_are_invalid_argument(served):
@@ -224,13 +269,13 @@ def test_serve_request_cli_sends_the_style_over_rest(tmp_path, fake_rest_server,
     assert result.returncode == 0, result.stderr
     for name, content in (("a.png", CONTENT), ("b.bmp", CONTENT[::-1])):
         assert_within_one_level(np.asarray(Image.open(tmp_path / "out" / name)), reference(model, content, STYLES[1]))
-    # Readable here, but too thin once the server downscales it to MAX_SIZE: every row is refused.
+    # Readable here, but too long once the server resizes it to STYLE_SIZE: every row is refused.
     Image.fromarray(np.resize(STYLES[1], (20, 300, 3))).save(tmp_path / "thin.png")
     result = serve_request(tmp_path / "thin.png")
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"tf-nst: skipped {folder / name}: style: image too small: 20 x 300 px, 4 x 64 px once downscaled to "
-        f"64 px; {files.MIN_SIDE_RULE}" for name in ("a.png", "b.bmp")]
+        f"tf-nst: skipped {folder / name}: style: image too elongated: 20 x 300 px, 32 x 480 px once resized to "
+        "a shorter side of 32 px, more than 64 x 64 pixels" for name in ("a.png", "b.bmp")]
     Image.fromarray(STYLES[1][:8, :8]).save(tmp_path / "small.png")  # refused before any request
     result = serve_request(tmp_path / "small.png")
     assert result.returncode == 2 and "is 8x8 px; tf_nst needs at least 16 px" in result.stderr

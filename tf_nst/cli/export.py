@@ -3,7 +3,8 @@
 Writes <export_dir>/<model_name>/<version>/ (never overwriting a version) plus models.config and
 batching_parameters.txt beside it. --format=litert also converts the SavedModel's stylize_images signature
 to LiteRT (uint8 [1, H, W, 3], any H and W) and writes model.tflite into the version folder, or to --output;
-given an exported version folder as --model, it only converts that.
+given an exported version folder as --model, it only converts that. An arbitrary-style model's export resizes
+each style image to --style_size on its shorter side, as `stylize` does.
 """
 
 import os
@@ -41,6 +42,7 @@ _QUANTIZE = flags.DEFINE_enum(
     "--format=litert: how the weights are stored. none: float32; float16: half the size, computed in float32 "
     "on CPUs; dynamic_int8: a quarter, with activations quantised on the fly (least accurate).")
 _OUTPUT = flag_groups.define_output()
+_STYLE_SIZE = flag_groups.define_style_size()
 
 flags.adopt_module_key_flags(flag_groups)
 
@@ -64,9 +66,17 @@ def _run():
         raise UserInputError(f"--model={_MODEL.value!r} is already a SavedModel; export takes a .keras stylizer "
                              "or its --train_dir (an exported version folder only with --format=litert)")
     model_path = _MODEL.value if is_saved_model else files.find_model(_MODEL.value)
-    if _FORMAT.value == "litert" and not is_saved_model and files.is_arbitrary_model(model_path):
+    arbitrary = not is_saved_model and files.is_arbitrary_model(model_path)
+    if _FORMAT.value == "litert" and arbitrary:
         raise UserInputError(f"--model={_MODEL.value!r} is an arbitrary-style model; --format=litert converts "
                              "one-style models only (use --format=saved_model)")
+    if _STYLE_SIZE.present and not arbitrary:
+        raise UserInputError(f"--model={_MODEL.value!r} takes no style image, so no --style_size; the flag is for "
+                             "arbitrary-style models (train --architecture=adain)")
+    if arbitrary and _STYLE_SIZE.value > _EXPORT_MAX_SIZE.value:
+        raise UserInputError(f"--style_size={_STYLE_SIZE.value} is more than --export_max_size="
+                             f"{_EXPORT_MAX_SIZE.value}: the served model would refuse every style; give at most "
+                             "--export_max_size")
     if not is_saved_model:
         outputs.check_writable(os.path.join(_EXPORT_DIR.value, _MODEL_NAME.value), "--export_dir")
     if litert_output or (is_saved_model and _FORMAT.value == "litert"):
@@ -79,8 +89,9 @@ def _run():
     version_dir = model_path
     if not is_saved_model:
         version_dir = saved_model.export(model_path, _EXPORT_DIR.value, model_name=_MODEL_NAME.value,
-                                         version=_VERSION.value or None, max_size=_EXPORT_MAX_SIZE.value)
-        signatures = saved_model.signature_names(files.is_arbitrary_model(model_path))
+                                         version=_VERSION.value or None, max_size=_EXPORT_MAX_SIZE.value,
+                                         style_size=_STYLE_SIZE.value)
+        signatures = saved_model.signature_names(arbitrary)
         print(f"tf-nst: wrote {version_dir} (signatures: {', '.join(signatures)})", flush=True)
     if _FORMAT.value == "litert":
         from export import litert  # pylint: disable=import-outside-toplevel

@@ -163,6 +163,19 @@ def define_style_blend_weights(commands=("transfer", "stylize")):
     return holder
 
 
+def define_style_size(commands=("stylize", "export")):
+    return _once(flags.DEFINE_integer, "style_size", defaults.STYLE_SIZE,
+                 _read_by("Arbitrary-style models: each style image is resized so that its shorter side is this "
+                          "many pixels; `export` writes it into the served model (at most --export_max_size), so "
+                          "serving sizes styles as `stylize` does.", commands), lower_bound=16)
+
+
+def define_alpha(commands=("stylize", "batch")):
+    return _once(flags.DEFINE_float, "alpha", 1.0,
+                 _read_by("Arbitrary-style models: how much style, from 0 (the content's own features) to 1 (full "
+                          "style).", commands), lower_bound=0.0, upper_bound=1.0)
+
+
 def define_seed(commands=("transfer", "train")):
     return _once(flags.DEFINE_integer, "seed", 0,
                  _read_by("Random seed (noise initialisation, random weights, data order).", commands))
