@@ -293,9 +293,51 @@ def test_grpc_client_sends_the_style(tmp_path, served, fake_grpc_server, model):
     assert_within_one_level(np.asarray(Image.open(pairs[0][1])), reference(model, CONTENT, STYLES[1]))
 
 
-def test_load_stylizer_refuses_an_exported_arbitrary_model_in_one_line(exported):
-    import tf_nst  # pylint: disable=import-outside-toplevel
-    from tf_nst.errors import UserInputError  # pylint: disable=import-outside-toplevel
+@pytest.fixture(scope="module")
+def keras_file(tmp_path_factory, model):
+    path = str(tmp_path_factory.mktemp("model") / files.MODEL_FILE)
+    model.save(path)
+    return path
 
-    with pytest.raises(UserInputError, match="is an exported arbitrary-style model; load its .keras file"):
-        tf_nst.load_stylizer(exported)
+
+@pytest.mark.parametrize("options", [
+    {"alpha": 0.5},
+    {"style_blend_weights": (1.4, 0.6), "alpha": 0.8},  # weights summing to 2: normalised
+    {"preserve_color": "luminance"},
+], ids=["alpha", "blend", "luminance"])
+def test_load_stylizer_on_an_export_gives_the_keras_models_picture(tmp_path, exported, keras_file, options):
+    """Planted: alpha not passed to the export; the blend's weights ignored, or not normalised; preserve_color
+    dropped."""
+    import tf_nst  # pylint: disable=import-outside-toplevel
+
+    Image.fromarray(STYLES[0]).save(tmp_path / "style.png")
+    style = str(tmp_path / "style.png") if "style_blend_weights" not in options else [str(tmp_path / "style.png"),
+                                                                                    STYLES[1]]
+    images = np.stack([CONTENT, CONTENT[::-1]])
+    served = tf_nst.load_stylizer(exported)(images, style=style, **options)
+    local = tf_nst.load_stylizer(keras_file)(images, style=style, style_size=STYLE_SIZE, **options)
+    assert served.dtype == np.uint8 and served.shape == images.shape
+    assert np.abs(served.astype(int) - local).max() <= 1
+    single = tf_nst.load_stylizer(exported)(CONTENT, style=style, **options)
+    np.testing.assert_array_equal(single, served[0])
+
+
+def test_load_stylizer_on_an_export_refuses_what_its_signatures_cannot_do(exported):
+    import tf_nst  # pylint: disable=import-outside-toplevel
+
+    stylizer = tf_nst.load_stylizer(exported)
+    with pytest.raises(UserInputError, match="is an arbitrary-style network; give it style="):
+        stylizer(CONTENT)
+    with pytest.raises(UserInputError, match=r"resizes each style by the --style_size it was exported with; "
+                                             r"leave style_size unset \(received 64\)$"):
+        stylizer(CONTENT, style=STYLES[0], style_size=64)
+    for color, styles in (("histogram", STYLES[0]), ("luminance", list(STYLES))):
+        with pytest.raises(UserInputError, match=f"takes preserve_color 'none' \\(with any blend of styles\\) or "
+                                                 f"'luminance' with one style; received '{color}'"):
+            stylizer(CONTENT, style=styles, preserve_color=color)
+    with pytest.raises(UserInputError, match=r"alpha must be in \[0, 1\]; received 2"):
+        stylizer(CONTENT, style=STYLES[0], alpha=2)
+    with pytest.raises(UserInputError, match="refuses style 2 of 2: image too elongated: 20 x 300 px"):
+        stylizer(CONTENT, style=[STYLES[0], np.resize(STYLES[0], (20, 300, 3))])
+    with pytest.raises(UserInputError, match="refuses image 1 of 1: image too small: 20 x 300 px, 4 x 64 px"):
+        stylizer(np.resize(CONTENT, (20, 300, 3)), style=STYLES[0])
