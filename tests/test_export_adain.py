@@ -23,6 +23,7 @@ from tf_nst import adain
 from tf_nst import files
 from tf_nst import image_io
 from tf_nst import stylize
+from tf_nst import transformer
 from tf_nst.api import read_style_images
 from tf_nst.errors import UserInputError
 
@@ -229,20 +230,34 @@ def test_warmup_records_replay_every_signature(exported, served):
 
 
 def test_export_cli_writes_the_layout_with_the_five_signatures(tmp_path, model):
+    """Planted: --style_size not passed on to the export."""
     model_path = str(tmp_path / files.MODEL_FILE)
     model.save(model_path)
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "export", f"--model={model_path}",
-                             f"--export_dir={tmp_path / 'exports'}"],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+
+    def export_command(*args, path=model_path):
+        return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "export", f"--model={path}",
+                               f"--export_dir={tmp_path / 'exports'}", *args],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+
+    result = export_command(f"--export_max_size={MAX_SIZE}", f"--style_size={STYLE_SIZE}")
     assert result.returncode == 0, result.stderr
     assert f"signatures: {', '.join(saved_model.ARBITRARY_SIGNATURES)}" in result.stdout
     assert sorted(os.listdir(tmp_path / "exports")) == sorted([saved_model.MODELS_CONFIG,
                                                                saved_model.BATCHING_PARAMETERS, "stylizer"])
     assert os.path.isfile(tmp_path / "exports" / "stylizer" / "1" / saved_model.WARMUP_FILE)
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "export", f"--model={model_path}",
-                             f"--export_dir={tmp_path / 'exports'}", "--format=litert"],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+    embedding = tf.saved_model.load(str(tmp_path / "exports" / "stylizer" / "1")).signatures["style_embedding"](
+        style_bytes=tf.constant([encode(STYLES[1])]))["style_statistics"].numpy()
+    ours = adain.style_statistics(model, sized(STYLES[1])[None].astype(np.float32)).numpy()
+    np.testing.assert_allclose(embedding, ours, rtol=1e-4, atol=1e-4)
+    result = export_command("--format=litert")
     assert result.returncode == 2 and "--format=litert converts one-style models only" in result.stderr
+    result = export_command(f"--export_max_size={MAX_SIZE}", "--style_size=128")
+    assert result.returncode == 2 and "--style_size=128 is more than --export_max_size=64" in result.stderr
+    one_style = str(tmp_path / "one_style.keras")
+    transformer.build_transformer(width_multiplier=0.25).save(one_style)
+    result = export_command("--style_size=256", path=one_style)
+    assert result.returncode == 2 and "takes no style image, so no --style_size" in result.stderr
+    assert sorted(os.listdir(tmp_path / "exports" / "stylizer")) == ["1"]
 
 
 # --- serve-request and the client, against fake servers answering from the session-loaded SavedModel --------
