@@ -482,7 +482,8 @@ def test_batch_command_takes_a_style_for_an_arbitrary_export(adain_exported, ada
 
 @pytest.mark.parametrize("kind,args,message", [
     ("adain", [], "is an arbitrary-style model; give it --style=FILE"),
-    ("adain", ["--style={style}", "--strength=0.5"], "is an arbitrary-style model, which takes --alpha, not --strength"),
+    ("adain", ["--style={style}", "--strength=0.5"],
+     "is an arbitrary-style model, which takes --alpha, not --strength"),
     ("adain", ["--style={style},{style}", "--preserve_color=luminance"],
      "--preserve_color=luminance takes one --style file with an exported arbitrary-style model; received 2"),
     ("adain", ["--style={missing}"], "image file not found"),
