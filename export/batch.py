@@ -7,6 +7,12 @@ SavedModelHandler, the `stylize_images` signature) -> strength and preserve_colo
 output_dir. Files that fail go to `<output_dir>/_failures.jsonl`; the counters `stylized`, `failed` and
 `skipped` say what happened.
 
+An arbitrary-style export stylises every image with the job's one style (BatchConfig.style, a stylize.Style):
+StyleHandler computes the style's statistics once per worker, in load_model, through the export's
+`style_embedding` signature, and passes them with each batch to `stylize_with_embedding`
+(export/signatures.py); with preserve_color "luminance" the style goes with each image to
+`stylize_with_options`, as `stylize` then also computes the style per image.
+
 Outputs are named as `stylize` names them (tf_nst.files.output_name), and images are decoded and prepared by
 the same functions (files.decode_image_bytes, stylize.prepare_image), so the job and `stylize` agree within
 one grey level. Paths and writes are in export/batch_paths.py; the launcher lists no files.
@@ -28,6 +34,7 @@ from apache_beam.ml.inference import base
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from export import batch_paths
+from export import signatures
 from tf_nst import files
 from tf_nst import image_io
 from tf_nst import stylize
@@ -55,6 +62,9 @@ class BatchConfig:
       max_size: downscale images whose longer side exceeds this many pixels (None: keep the size).
       max_pixels: refuse images with more pixels than this, before decoding them.
       max_batch_size: images that RunInference hands the model at once (those of one size share a call).
+      style: for an arbitrary-style export, and only there: a stylize.Style (its images as files.read_image
+        reads them, blend weights, alpha, preserve_color "none" or "luminance"). strength and preserve_color
+        above are for one-style exports.
     """
 
     strength: float = 1.0
@@ -62,6 +72,7 @@ class BatchConfig:
     max_size: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_batch_size: int = 8
+    style: stylize.Style | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,11 +92,8 @@ class SavedModelHandler(base.ModelHandler):
     models with tf.keras (Keras 2), which cannot load a Keras-3 SavedModel, and they need the
     tensorflow-hub and tf-keras packages.
 
-    Takes uint8 [H, W, 3] examples; one call of the signature per image size in a batch.
-
-    Extension point: an arbitrary-style model (not in tf_nst yet) takes a style image beside the content. Its
-    handler would override load_model to compute the style's statistics once per worker, and _call to pass
-    them with every batch, so `--style` stays fixed for the job.
+    Takes uint8 [H, W, 3] examples; one call of the signature per image size in a batch. An arbitrary-style
+    export takes StyleHandler instead.
     """
 
     def __init__(self, model_dir, max_batch_size=8):
@@ -115,6 +123,45 @@ class SavedModelHandler(base.ModelHandler):
 
     def get_metrics_namespace(self):
         return _NAMESPACE
+
+
+@dataclasses.dataclass(frozen=True)
+class StyledModel:
+    """What StyleHandler.load_model gives each worker: the loaded export, and the style's blended statistics
+    (None with preserve_color "luminance", which needs the style's luminance matched to each image)."""
+
+    loaded: object
+    statistics: np.ndarray | None
+
+
+class StyleHandler(SavedModelHandler):
+    """RunInference's model for an arbitrary-style export: the job's one style on every image.
+
+    The style's statistics are computed once per worker, in load_model (style_embedding, blended), and passed
+    with each batch to stylize_with_embedding, so the style is not encoded again per image. Images of any
+    sizes share a call (they travel as PNG); the export downscales those above its --export_max_size. An image
+    the export refuses gets its one-line reason (a str) as its inference.
+    """
+
+    def __init__(self, model_dir, style, max_batch_size=8):
+        super().__init__(model_dir, max_batch_size)
+        self._style = style
+
+    def load_model(self):
+        loaded = super().load_model()
+        if self._style.preserve_color != "none":
+            return StyledModel(loaded, None)
+        statistics = signatures.style_statistics(loaded, self._style.images)
+        return StyledModel(loaded, signatures.blend(statistics, self._style.blend_weights))
+
+    def run_inference(self, batch, model, inference_args=None):
+        if model.statistics is None:
+            results = signatures.stylize_with_style(model.loaded, list(batch), self._style.images[0],
+                                                    self._style.alpha, preserve_color=True)
+        else:
+            results = signatures.stylize_with_statistics(model.loaded, list(batch), model.statistics,
+                                                         self._style.alpha)
+        return [base.PredictionResult(example, error or image) for example, (image, error) in zip(batch, results)]
 
 
 class _KeyByOutput(beam.DoFn):
@@ -198,15 +245,21 @@ def _read(readable_file):
 
 
 class _WriteImage(beam.DoFn):
-    """((input, output), PredictionResult) -> the output path, written atomically with the options applied."""
+    """((input, output), PredictionResult) -> the output path, written atomically with the options applied; an
+    image the model refused (its inference a reason) to the failures output."""
 
     def __init__(self, config):
         super().__init__()
         self._config = config
         self._stylized = Metrics.counter(_NAMESPACE, "stylized")
+        self._failed = Metrics.counter(_NAMESPACE, "failed")
 
     def process(self, element):
-        (_, output), result = element
+        (path, output), result = element
+        if isinstance(result.inference, str):
+            self._failed.inc()
+            yield beam.pvalue.TaggedOutput(_FAILED, {"path": path, "reason": result.inference})
+            return
         image = finish(result.inference, result.example, self._config)
         batch_paths.write_file(output, image_io.encode_image(output, image))
         self._stylized.inc()
@@ -214,8 +267,9 @@ class _WriteImage(beam.DoFn):
 
 
 def finish(stylized, content, config):
-    """Applies preserve_color, then strength, to a stylised image (as the stylize_with_options signature)."""
-    if config.strength == 1.0 and not config.preserve_color:
+    """Applies preserve_color, then strength, to a stylised image (as the stylize_with_options signature); an
+    arbitrary-style export's image as it is (its options are applied inside the export)."""
+    if config.style is not None or (config.strength == 1.0 and not config.preserve_color):
         return stylized
     if config.preserve_color:
         stylized = image_io.keep_content_colors(stylized, content)
@@ -248,25 +302,47 @@ def build(pipeline, inputs, model_dir, output_dir, config):
               | "Read" >> fileio.ReadMatches()
               | "Decode" >> beam.ParDo(_DecodeImage(inputs, output_dir, config)).with_outputs(
                   _FAILED, main="images"))
-    handler = base.KeyedModelHandler(SavedModelHandler(model_dir, config.max_batch_size))
-    _ = (images.images
-         | "Stylize" >> base.RunInference(handler)
-         | "Write" >> beam.ParDo(_WriteImage(config)))
-    _ = ((inputs_by_output[_FAILED], images[_FAILED])
+    handler = (SavedModelHandler(model_dir, config.max_batch_size) if config.style is None
+               else StyleHandler(model_dir, config.style, config.max_batch_size))
+    written = (images.images
+               | "Stylize" >> base.RunInference(base.KeyedModelHandler(handler))
+               | "Write" >> beam.ParDo(_WriteImage(config)).with_outputs(_FAILED, main="outputs"))
+    _ = ((inputs_by_output[_FAILED], images[_FAILED], written[_FAILED])
          | "Failures" >> beam.Flatten()
          | "CollectFailures" >> beam.combiners.ToList()
          | "WriteFailures" >> beam.Map(_write_failures, FileSystems.join(output_dir, FAILURES_FILE)))
 
 
 def check_arguments(model_dir, config):
-    """Raises UserInputError for a model folder without a SavedModel, or options out of range."""
+    """Raises UserInputError for a model folder without a SavedModel, options out of range, or a style given to
+    a one-style export, missing for an arbitrary-style one, or with options its signatures do not take."""
     if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
         raise UserInputError(f"no SavedModel in {model_dir!r}; pass a version folder that `export` wrote, "
                              "such as exports/stylizer/1")
+    if files.is_arbitrary_export(model_dir):
+        _check_style(model_dir, config)
+    elif config.style is not None:
+        raise UserInputError(f"{model_dir!r} is a one-style model and takes no style; a style is for "
+                             "arbitrary-style exports (train --architecture=adain)")
     if not 0.0 <= config.strength <= 1.0:
         raise UserInputError(f"strength must be in [0, 1]; received {config.strength}")
     if config.max_size is not None and config.max_size < 1:
         raise UserInputError(f"max size must be a positive number of pixels; received {config.max_size}")
+
+
+def _check_style(model_dir, config):
+    style = config.style
+    if style is None:
+        raise UserInputError(f"{model_dir!r} is an arbitrary-style model; give the job a style (--style=FILE)")
+    if config.strength != 1.0 or config.preserve_color:
+        raise UserInputError("strength and preserve_color are for one-style models; an arbitrary-style model's "
+                             "are its style's alpha and preserve_color (--alpha, --preserve_color)")
+    if style.content_masks is not None:
+        raise UserInputError("batch takes no content masks; stylize takes them (--content_mask)")
+    if style.preserve_color == "histogram" or (style.preserve_color == "luminance" and len(style.images) > 1):
+        raise UserInputError(f"an arbitrary-style export takes preserve_color 'none' (with any blend of styles) "
+                             f"or 'luminance' with one style; received {style.preserve_color!r} with "
+                             f"{len(style.images)} style(s)")
 
 
 def run(model_dir, input_path, output_dir, config=BatchConfig(), pipeline_args=()):
@@ -279,7 +355,7 @@ def run(model_dir, input_path, output_dir, config=BatchConfig(), pipeline_args=(
       output_dir: where the outputs go, named as `stylize` names them (a glob's outputs keep their path below
         the glob's fixed folder); outputs that exist are skipped, so a rerun resumes the job.
         `_failures.jsonl` there lists this run's failures (empty when none).
-      config: a BatchConfig.
+      config: a BatchConfig; for an arbitrary-style export, its `style` is required.
       pipeline_args: Beam pipeline options (`--runner=...`, `--direct_num_workers=2`, ...); the runner
         defaults to DEFAULT_RUNNER.
 
@@ -288,12 +364,16 @@ def run(model_dir, input_path, output_dir, config=BatchConfig(), pipeline_args=(
 
     Raises:
       UserInputError: a missing model, an input that matches nothing or no image, an output folder that is
-        the input folder, a bad option.
+        the input folder, a bad option, a style missing, refused by the export or given to a one-style one.
     """
     check_arguments(model_dir, config)
     inputs = batch_paths.plan_inputs(input_path)
     output_dir = batch_paths.absolute(output_dir)
     batch_paths.check_output_dir(inputs, output_dir)
+    if config.style is not None:
+        # A style the export refuses is one line here, not a worker's traceback. The workers compute the
+        # statistics again, once each: they may run on other machines.
+        signatures.style_statistics(tf.saved_model.load(model_dir), config.style.images)
     pipeline_args = list(pipeline_args)
     if not any(arg.startswith("--runner") for arg in pipeline_args):
         pipeline_args.append(f"--runner={DEFAULT_RUNNER}")

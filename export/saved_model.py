@@ -11,7 +11,7 @@ Signatures (all core TensorFlow ops, no XLA, no Python callbacks):
                         (PNG), error: string [N]
   stylize_with_options  image_bytes, strength: float [N] in [0, 1], preserve_color: bool [N] -> output_bytes,
                         error
-  stylize_images        images: uint8 [N, H, W, 3] -> stylized: uint8 [N, H, W, 3] (no resizing)
+  stylize_images        images: uint8 [N, H, W, 3] -> stylized: uint8 [N, H, W, 3] (the images not resized)
 
 An arbitrary-style network (tf_nst.adain) takes a style image per row instead, and its style embedding:
   serving_default         content_bytes, style_bytes: string [N] -> output_bytes: string [N] (PNG), error
@@ -21,7 +21,9 @@ An arbitrary-style network (tf_nst.adain) takes a style image per row instead, a
                           the relu1_1..relu4_1 channel means, then their stds; the decoder reads relu4_1's)
   stylize_with_embedding  content_bytes, style_statistics: float [N, 1920], alpha -> output_bytes, error
   stylize_images          images: uint8 [N, H, W, 3], style_images: uint8 [N, H', W', 3] -> stylized: uint8
-Both images of a row pass the same checks, and the style is downscaled to `max_size` like the content.
+Each style image is resized so that its shorter side is `style_size`, as `stylize --style_size` resizes it
+(default 512), so the served model and `stylize` give the same picture. Style bytes pass the content's header
+checks; once resized, a style may have at most max_size x max_size pixels (the most a content image has).
 
 The byte signatures answer row by row: each row is checked from its header before it is decoded (a known
 format, a positive size of at most `max_pixels`, sides of at least `min_side` once downscaled, a strength in
@@ -42,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_nst import adain
+from tf_nst import defaults
 from tf_nst import files
 from tf_nst import image_io
 from tf_nst import optional
@@ -55,7 +58,7 @@ SERVING_DEFAULT = "serving_default"
 WITH_OPTIONS = "stylize_with_options"
 IMAGES = "stylize_images"
 SIGNATURES = (SERVING_DEFAULT, WITH_OPTIONS, IMAGES)
-STYLE_EMBEDDING = "style_embedding"
+STYLE_EMBEDDING = files.ARBITRARY_SIGNATURE
 WITH_EMBEDDING = "stylize_with_embedding"
 ARBITRARY_SIGNATURES = (SERVING_DEFAULT, WITH_OPTIONS, STYLE_EMBEDDING, WITH_EMBEDDING, IMAGES)
 
@@ -99,15 +102,18 @@ class ServingConfig:
       max_pixels: encoded images whose header claims more pixels than this are refused before decoding.
       min_side: images with a shorter side below this (after downscaling) are refused; files.MIN_IMAGE_SIDE,
         the rule of every command.
+      style_size: an arbitrary-style network's style images are resized so that their shorter side is this
+        (`stylize --style_size`); one that would then have more than max_size x max_size pixels is refused.
     """
 
     max_size: int = DEFAULT_MAX_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = files.MIN_IMAGE_SIDE
+    style_size: int = defaults.STYLE_SIZE
 
 
 def export(model_or_path, export_dir, model_name="stylizer", version=None, max_size=DEFAULT_MAX_SIZE,
-           max_pixels=DEFAULT_MAX_PIXELS, serving_root=DEFAULT_SERVING_ROOT):
+           max_pixels=DEFAULT_MAX_PIXELS, serving_root=DEFAULT_SERVING_ROOT, style_size=defaults.STYLE_SIZE):
     """Writes `<export_dir>/<model_name>/<version>/` for TF Serving, and models.config and batching beside it.
 
     The version folder is written to a temporary folder beside it and renamed into place, so a server that
@@ -122,14 +128,16 @@ def export(model_or_path, export_dir, model_name="stylizer", version=None, max_s
       max_size: longer side, in pixels, above which encoded images are downscaled.
       max_pixels: encoded images whose header claims more pixels are refused before decoding.
       serving_root: where export_dir is mounted on the server, for models.config's base_path.
+      style_size: an arbitrary-style network's style images are resized to this shorter side, in pixels, as
+        `stylize --style_size` resizes them; at most max_size.
 
     Returns:
       The path of the version folder.
 
     Raises:
-      UserInputError: a missing or unreadable model, a bad name or version, or a version that exists.
+      UserInputError: a missing or unreadable model, a bad name, version or size, or a version that exists.
     """
-    config = ServingConfig(max_size=max_size, max_pixels=max_pixels)
+    config = ServingConfig(max_size=max_size, max_pixels=max_pixels, style_size=style_size)
     _check_arguments(model_name, version, config)
     optional.require("tensorflow_serving.apis.prediction_log_pb2", _WARMUP_FEATURE)  # before any work
     model_dir = os.path.join(export_dir, model_name)
@@ -140,6 +148,9 @@ def export(model_or_path, export_dir, model_name="stylizer", version=None, max_s
                              "versions are never overwritten: choose another version or leave it unset")
     if not isinstance(model_or_path, keras.Model):
         model_or_path = stylize.load_stylizer(os.fspath(model_or_path))
+    if adain.is_arbitrary(model_or_path) and config.style_size > config.max_size:
+        raise UserInputError(f"style size {config.style_size} is more than max size {config.max_size}: every "
+                             "style would be refused; give a style size of at most the max size")
     try:
         with outputs.atomic_output(version_dir, directory=True) as temp_dir:
             build_archive(model_or_path, config).write_out(temp_dir, verbose=False)
@@ -163,6 +174,9 @@ def _check_arguments(model_name, version, config):
             f"max size must be at least {config.min_side} pixels; received {config.max_size}")
     if config.max_pixels < 1:
         raise UserInputError(f"max pixels must be a positive number; received {config.max_pixels}")
+    if config.style_size < config.min_side:
+        raise UserInputError(
+            f"style size must be at least {config.min_side} pixels; received {config.style_size}")
 
 
 def signature_names(arbitrary):
@@ -197,16 +211,36 @@ class _Stylizer:
         only a corrupt body can still make the decoder fail (InvalidArgument, for the whole request).
         """
         config = self._config
-        kind, size = image_io.read_header(contents)
-        height, width = tf.unstack(tf.strings.as_string(size))
-        claimed = tf.strings.join([height, " x ", width, " px"])
+        size, claimed, problems = self._header_problems(contents)
         shrunk = image_io.shrunk_size(size, config.max_size)
-        pixels = tf.reduce_prod(tf.cast(size, tf.int64))
-        names = ", ".join(name for name, _ in image_io.HEADER_FORMATS)
         rule = (files.MIN_SIDE_RULE if config.min_side == files.MIN_IMAGE_SIDE
                 else f"each side must be at least {config.min_side} px")
-        shrunk_text = tf.strings.join([", ", tf.strings.reduce_join(tf.strings.as_string(shrunk), separator=" x "),
-                                       f" px once downscaled to {config.max_size} px"])
+        shrunk_text = tf.strings.join([", ", _size_text(shrunk), f" px once downscaled to {config.max_size} px"])
+        problems.append((tf.reduce_min(shrunk) < config.min_side,
+                         tf.strings.join(["image too small: ", claimed,
+                                          tf.where(tf.reduce_any(shrunk != size), shrunk_text, ""), "; ", rule])))
+        return _first_problem(problems)
+
+    def check_style(self, contents):
+        """check() for a style image's bytes: the same header checks; then, once resized to style_size on its
+        shorter side, at most max_size x max_size pixels (a long thin style would grow without bound)."""
+        config = self._config
+        size, claimed, problems = self._header_problems(contents)
+        resized = image_io.shorter_side_size(tf.maximum(size, 1), config.style_size)
+        problems.append((tf.reduce_prod(tf.cast(resized, tf.int64)) > config.max_size * config.max_size,
+                         tf.strings.join(["image too elongated: ", claimed, ", ", _size_text(resized),
+                                          f" px once resized to a shorter side of {config.style_size} px, more "
+                                          f"than {config.max_size} x {config.max_size} pixels"])))
+        return _first_problem(problems)
+
+    def _header_problems(self, contents):
+        """(int32 [height, width] from the header, "H x W px" text, [(condition, message)]): the checks that
+        every image's bytes pass."""
+        config = self._config
+        kind, size = image_io.read_header(contents)
+        claimed = tf.strings.join([_size_text(size), " px"])
+        pixels = tf.reduce_prod(tf.cast(size, tf.int64))
+        names = ", ".join(name for name, _ in image_io.HEADER_FORMATS)
         problems = [  # (condition, message), the first that holds is reported
             (tf.strings.length(contents) == 0, tf.constant("not an image: the bytes are empty")),
             (kind == image_io.UNKNOWN_FORMAT,
@@ -218,14 +252,8 @@ class _Stylizer:
             (pixels > config.max_pixels,
              tf.strings.join(["image refused before decoding: its header claims ", claimed,
                               f", more than {config.max_pixels} pixels"])),
-            (tf.reduce_min(shrunk) < config.min_side,
-             tf.strings.join(["image too small: ", claimed,
-                              tf.where(tf.reduce_any(shrunk != size), shrunk_text, ""), "; ", rule])),
         ]
-        message = tf.constant("")
-        for condition, text in reversed(problems):
-            message = tf.where(condition, text, message)
-        return message
+        return size, claimed, problems
 
     def decode(self, contents):
         """Encoded bytes that passed check() -> float32 [H, W, 3], downscaled to max_size."""
@@ -236,6 +264,12 @@ class _Stylizer:
         with tf.control_dependencies([check]):
             return tf.identity(image)
 
+    def decode_style(self, contents):
+        """A style's bytes that passed check_style() -> float32 [H, W, 3], its shorter side style_size, rounded
+        to whole grey levels as `stylize` reads it (stylize.read_styles)."""
+        resized = image_io.resize_shorter_side(image_io.decode(contents), self._config.style_size)
+        return image_io.to_float(image_io.to_uint8(resized))
+
     def stylize(self, image):
         return self.network(image[tf.newaxis])[0]
 
@@ -244,6 +278,19 @@ class _Stylizer:
         stylized = tf.cond(preserve_color, lambda: image_io.keep_content_colors(stylized, image),
                            lambda: stylized)
         return image_io.blend(stylized, image, strength)
+
+
+def _size_text(size):
+    """int32 [height, width] -> "H x W"."""
+    return tf.strings.reduce_join(tf.strings.as_string(size), separator=" x ")
+
+
+def _first_problem(problems):
+    """The message of the first (condition, message) whose condition holds; "" when none does."""
+    message = tf.constant("")
+    for condition, text in reversed(problems):
+        message = tf.where(condition, text, message)
+    return message
 
 
 _PNG_OUTPUT = ("output_bytes", tf.TensorSpec([], tf.string), lambda: tf.constant(b""))
@@ -342,17 +389,17 @@ def _arbitrary_functions(model, config):
     stylizer = _Stylizer(model, config)
 
     def check_pair(contents, style_bytes):
-        content_error, style_error = stylizer.check(contents), stylizer.check(style_bytes)
+        content_error, style_error = stylizer.check(contents), stylizer.check_style(style_bytes)
         return tf.where(tf.equal(content_error, ""),
                         tf.where(tf.equal(style_error, ""), "", tf.strings.join(["style: ", style_error])),
                         tf.strings.join(["content: ", content_error]))
 
     def statistics(style_bytes):
-        return adain.style_statistics(model, stylizer.decode(style_bytes)[tf.newaxis])
+        return adain.style_statistics(model, stylizer.decode_style(style_bytes)[tf.newaxis])
 
     def one(contents, style_bytes, alpha=1.0, preserve_color=None):
         content = stylizer.decode(contents)
-        style = stylizer.decode(style_bytes)
+        style = stylizer.decode_style(style_bytes)
 
         def with_mode(mode):
             return lambda: stylize.stylize_arbitrary(
@@ -375,7 +422,7 @@ def _arbitrary_functions(model, config):
 
     def serve_embedding(style_bytes):
         vector = tf.TensorSpec([adain.STATISTICS_SIZE], tf.float32)
-        return _rows(lambda contents: statistics(contents)[0], style_bytes, stylizer.check,
+        return _rows(lambda contents: statistics(contents)[0], style_bytes, stylizer.check_style,
                      ("style_statistics", vector, lambda: tf.zeros([adain.STATISTICS_SIZE])))
 
     def serve_with_embedding(content_bytes, style_statistics, alpha):
@@ -399,7 +446,10 @@ def _arbitrary_functions(model, config):
     def serve_images(images, style_images):
         images = _same_length(images, ("style_image", style_images))
         shape = tf.shape(images)  # an empty batch runs on one blank image and returns none
-        stylized = adain.stylize(model, _pad_empty(images), [_pad_empty(style_images)])
+        styles = _pad_empty(style_images)
+        styles = image_io.to_float(image_io.to_uint8(
+            image_io.resize(styles, image_io.shorter_side_size(tf.shape(styles)[1:3], config.style_size))))
+        stylized = adain.stylize(model, _pad_empty(images), [styles])
         return {"stylized": image_io.to_uint8(stylized[:shape[0], :shape[1], :shape[2]])}
 
     return {

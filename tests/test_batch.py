@@ -1,9 +1,13 @@
 """The Beam batch job (export/batch.py) on the in-process FnApiRunner: outputs, failures, counters, reruns,
-agreement with `stylize`, two worker processes, glob and nested inputs, and a non-local Beam filesystem."""
+agreement with `stylize`, two worker processes, glob and nested inputs, a non-local Beam filesystem, and an
+arbitrary-style export with the job's style."""
 
+import dataclasses
+import io
 import json
 import os
 import posixpath
+import re
 import shutil
 import subprocess
 import sys
@@ -15,14 +19,19 @@ beam = pytest.importorskip("apache_beam")
 # pylint: disable=wrong-import-position
 import keras
 import numpy as np
+import tensorflow as tf
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.io.filesystem import MatchResult
 from apache_beam.io.localfilesystem import LocalFileSystem
 from PIL import Image
 
 from conftest import skimage_rgb
+from conftest import tiny_adain_model
 from export import batch
 from export import saved_model
+from export import signatures
+from tf_nst import files
+from tf_nst import image_io
 from tf_nst import stylize
 from tf_nst import transformer
 from tf_nst.errors import UserInputError
@@ -327,4 +336,169 @@ def test_batch_command_refuses_an_unknown_flag_before_loading_tensorflow(exporte
     assert result.stderr.strip().splitlines() == [
         "tf-nst: error: unknown flag(s) --direct_num_worker: neither tf-nst's nor a Beam pipeline option "
         "(main.py batch --help lists tf-nst's)"]
+    assert not (tmp_path / "o").exists()
+
+
+# --- An arbitrary-style export: the job's one style on every image ------------------------------------------
+
+STYLE_SIZE = 32  # the arbitrary export resizes styles to this shorter side (at most its max size, 64)
+
+
+@pytest.fixture(scope="module")
+def adain_model():
+    return tiny_adain_model()
+
+
+@pytest.fixture(scope="module")
+def adain_exported(tmp_path_factory, adain_model):
+    return saved_model.export(adain_model, str(tmp_path_factory.mktemp("adain_exports")), max_size=64,
+                              style_size=STYLE_SIZE)
+
+
+@pytest.fixture(scope="module")
+def style_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("styles")
+    rng = np.random.default_rng(3)
+    paths = []
+    for index, (height, width) in enumerate(((12, 12), (9, 13))):
+        noise = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        paths.append(str(folder / f"style{index}.png"))
+        noise.resize((width * 4, height * 4), Image.NEAREST).save(paths[-1])
+    return paths
+
+
+def styled(style_files, **options):
+    """The job's Style: the files as `batch --style` reads them (files.read_image)."""
+    return stylize.Style(tuple(files.read_image(path) for path in style_files), **options)
+
+
+def test_an_arbitrary_export_gives_every_image_the_jobs_style_as_serving_default_does(
+        adain_exported, photos, style_files, tmp_path, monkeypatch):
+    """Planted: the style's statistics computed per batch (in run_inference) instead of once in load_model."""
+    calls = {"statistics": 0, "load_model": 0}
+    statistics, load_model = signatures.style_statistics, batch.StyleHandler.load_model
+
+    def count(name, function):
+        def counted(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return counted
+
+    monkeypatch.setattr(signatures, "style_statistics", count("statistics", statistics))
+    monkeypatch.setattr(batch.StyleHandler, "load_model", count("load_model", load_model))
+    config = dataclasses.replace(CONFIG, max_batch_size=1, style=styled(style_files[:1]))  # three batches
+    result = batch.run(adain_exported, str(photos), str(tmp_path), config)
+    assert (result.stylized, result.failed, result.skipped) == (3, 2, 0)
+    assert calls == {"statistics": 2, "load_model": 1}  # once at launch (the style's check), once in the worker
+    serving = tf.saved_model.load(adain_exported).signatures["serving_default"]
+    style_bytes = tf.constant([open(style_files[0], "rb").read()])
+    inputs = {os.path.relpath(output, tmp_path): path for path, output in
+              stylize.plan_outputs(str(photos), str(tmp_path), overwrite=True)}
+    for name, size in GOOD.items():
+        content = stylize.prepare_image(files.read_image(inputs[name]), MAX_SIZE)
+        expected = serving(content_bytes=tf.stack([image_io.encode_png(content)]), style_bytes=style_bytes)
+        assert expected["error"].numpy().tolist() == [b""]
+        expected = tf.io.decode_png(expected["output_bytes"][0]).numpy()
+        stored = io.BytesIO(image_io.encode_image(name, expected))  # wide.jpg's output is a JPEG
+        assert pixels(tmp_path / name).shape == (*size, 3)
+        assert np.abs(pixels(tmp_path / name) - pixels(stored)).max() <= 1, name
+
+
+@pytest.mark.parametrize("options", [{"blend_weights": (3.0, 1.0), "alpha": 0.6}, {"preserve_color": "luminance"}],
+                         ids=["blend_and_alpha", "luminance"])
+def test_an_arbitrary_export_takes_the_styles_options_as_stylize_does(adain_exported, adain_model, photos,
+                                                                     style_files, tmp_path, options):
+    """Planted: alpha dropped; the blend's weights ignored; preserve_color dropped."""
+    count = 1 if "preserve_color" in options else 2
+    config = batch.BatchConfig(style=styled(style_files[:count], **options))
+    result = batch.run(adain_exported, str(photos / "small.png"), str(tmp_path), config)
+    assert (result.stylized, result.failed) == (1, 0)
+    local = stylize.Style(stylize.read_styles(style_files[:count], STYLE_SIZE), **options)
+    expected = stylize.stylize_image(adain_model, files.read_image(str(photos / "small.png")), style=local)
+    assert np.abs(pixels(tmp_path / "small.png") - expected).max() <= 1
+    plain = stylize.stylize_image(adain_model, files.read_image(str(photos / "small.png")),
+                                  style=stylize.Style(local.images[:1]))
+    assert np.abs(plain.astype(int) - expected).max() > 5  # the options changed the picture
+
+
+def test_an_image_the_arbitrary_export_refuses_is_listed_and_the_others_written(adain_exported, style_files,
+                                                                                tmp_path):
+    """Planted: the export's per-row error ignored (an empty PNG decoded, or the job crashed)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(np.full((16, 200, 3), 90, np.uint8)).save(folder / "thin.png")  # 5 x 64 px at 64 px
+    Image.fromarray(skimage_rgb("coffee")).resize((40, 30)).save(folder / "small.png")
+    result = batch.run(adain_exported, str(folder), str(tmp_path / "styled"),
+                       batch.BatchConfig(style=styled(style_files[:1])))
+    assert (result.stylized, result.failed, result.skipped) == (1, 1, 0)
+    assert written(tmp_path / "styled") == [batch.FAILURES_FILE, "small.png"]
+    with open(result.failures_path, encoding="utf-8") as f:
+        assert [json.loads(line) for line in f] == [{
+            "path": str(folder / "thin.png"),
+            "reason": f"image too small: 16 x 200 px, 5 x 64 px once downscaled to 64 px; {files.MIN_SIDE_RULE}"}]
+
+
+def test_a_style_missing_refused_or_with_options_the_export_lacks_is_a_user_error(
+        adain_exported, exported, photos, style_files, tmp_path):
+    cases = [
+        (adain_exported, batch.BatchConfig(), "is an arbitrary-style model; give the job a style"),
+        (exported, batch.BatchConfig(style=styled(style_files[:1])), "is a one-style model and takes no style"),
+        (adain_exported, batch.BatchConfig(strength=0.5, style=styled(style_files[:1])),
+         "strength and preserve_color are for one-style models"),
+        (adain_exported, batch.BatchConfig(style=styled(style_files, preserve_color="luminance")),
+         "received 'luminance' with 2 style"),
+        (adain_exported, batch.BatchConfig(style=styled(style_files[:1], preserve_color="histogram")),
+         "received 'histogram' with 1 style"),
+        (adain_exported, batch.BatchConfig(style=stylize.Style((np.full((20, 300, 3), 9, np.uint8),))),
+         "the exported model refuses style 1 of 1: image too elongated: 20 x 300 px, 32 x 480 px"),
+    ]
+    for model_dir, config, message in cases:
+        with pytest.raises(UserInputError, match=re.escape(message)):
+            batch.run(model_dir, str(photos), str(tmp_path / "out"), config)
+    assert not (tmp_path / "out").exists()
+
+
+_PROBE = """
+import sys
+import main
+try:
+    code = main.main(sys.argv[1:])
+except SystemExit as e:
+    code = e.code
+print(code, 'tensorflow' in sys.modules)
+"""
+
+
+def test_batch_command_takes_a_style_for_an_arbitrary_export(adain_exported, adain_model, photos, style_files,
+                                                            tmp_path):
+    result = run_batch(f"--model={adain_exported}", f"--input={photos / 'small.png'}", f"--output_dir={tmp_path}",
+                       f"--style={style_files[0]}", "--alpha=0.6")
+    assert result.returncode == 0, result.stderr
+    assert "tf-nst: batch counters: stylized 1, failed 0, skipped 0" in result.stdout
+    style = stylize.Style(stylize.read_styles(style_files[:1], STYLE_SIZE), alpha=0.6)
+    expected = stylize.stylize_image(adain_model, files.read_image(str(photos / "small.png")), style=style)
+    assert np.abs(pixels(tmp_path / "small.png") - expected).max() <= 1
+
+
+@pytest.mark.parametrize("kind,args,message", [
+    ("adain", [], "is an arbitrary-style model; give it --style=FILE"),
+    ("adain", ["--style={style}", "--strength=0.5"],
+     "is an arbitrary-style model, which takes --alpha, not --strength"),
+    ("adain", ["--style={style},{style}", "--preserve_color=luminance"],
+     "--preserve_color=luminance takes one --style file with an exported arbitrary-style model; received 2"),
+    ("adain", ["--style={missing}"], "image file not found"),
+    ("one-style", ["--style={style}"], "learnt one style and takes no --style"),
+    ("one-style", ["--alpha=0.5"], "learnt one style and takes no --alpha"),
+])
+def test_batch_command_refuses_a_style_mismatch_before_loading_tensorflow(
+        adain_exported, exported, photos, style_files, tmp_path, kind, args, message):
+    """Planted: the model's kind read after TensorFlow loads (from the loaded signatures)."""
+    args = [arg.format(style=style_files[0], missing=tmp_path / "missing.png") for arg in args]
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, "main.py", "batch", f"--model={adain_exported if kind == 'adain' else exported}",
+         f"--input={photos}", f"--output_dir={tmp_path / 'o'}", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert result.stdout.split() == ["2", "False"], result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tf-nst: error: ") and message in lines[0], result.stderr
     assert not (tmp_path / "o").exists()

@@ -21,9 +21,14 @@ from test_export import (ROOT, SessionModel, _session_predict, assert_core_ops, 
 from test_export import fake_grpc_server, fake_rest_server  # noqa: F401  # pylint: disable=unused-import  # fixtures
 from tf_nst import adain
 from tf_nst import files
+from tf_nst import image_io
 from tf_nst import stylize
+from tf_nst import transformer
+from tf_nst.api import read_style_images
+from tf_nst.errors import UserInputError
 
-MAX_SIZE = 64  # the export under test downscales both images to this longer side
+MAX_SIZE = 64  # the export under test downscales content images to this longer side
+STYLE_SIZE = 32  # and resizes style images to this shorter side, as `stylize --style_size` does
 RNG = np.random.default_rng(0)
 CONTENT = RNG.integers(0, 256, (40, 56, 3), dtype=np.uint8)
 STYLES = (np.asarray(Image.fromarray(RNG.integers(0, 256, (12, 12, 3), dtype=np.uint8)).resize((48, 48))),
@@ -37,7 +42,8 @@ def model():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, model):
-    return saved_model.export(model, str(tmp_path_factory.mktemp("exports")), max_size=MAX_SIZE)
+    return saved_model.export(model, str(tmp_path_factory.mktemp("exports")), max_size=MAX_SIZE,
+                              style_size=STYLE_SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +53,14 @@ def served(exported):
     session_model.session.close()
 
 
+def sized(style):
+    """The style as `stylize --style_size=STYLE_SIZE` reads it: its shorter side STYLE_SIZE, uint8."""
+    return read_style_images(style, STYLE_SIZE)[0]
+
+
 def reference(model, content, style, alpha=1.0, preserve_color="none"):
     """The in-memory network's uint8 result through stylize.py (the `stylize` command's path)."""
-    return stylize.stylize_image(model, content, style=stylize.Style((style,), alpha=alpha,
+    return stylize.stylize_image(model, content, style=stylize.Style((sized(style),), alpha=alpha,
                                                                        preserve_color=preserve_color))
 
 
@@ -83,7 +94,8 @@ def test_saved_model_cli_runs_every_signature_like_the_keras_model(tmp_path, exp
     elif signature == "style_embedding":
         inputs = {"style_bytes": inputs["style_bytes"]}
     elif signature == "stylize_with_embedding":
-        statistics = [adain.style_statistics(model, style[None].astype(np.float32)).numpy() for style in STYLES]
+        statistics = [adain.style_statistics(model, sized(style)[None].astype(np.float32)).numpy()
+                      for style in STYLES]
         inputs = {"content_bytes": inputs["content_bytes"], "style_statistics": np.concatenate(statistics),
                   "alpha": np.array([1.0, 1.0], np.float32)}
     elif signature == "stylize_images":
@@ -96,7 +108,7 @@ def test_saved_model_cli_runs_every_signature_like_the_keras_model(tmp_path, exp
     elif signature == "style_embedding":
         assert sorted(results) == ["error", "style_statistics"] and results["error"].tolist() == [b"", b""]
         for row, style in zip(results["style_statistics"], STYLES):
-            ours = adain.style_statistics(model, style[None].astype(np.float32)).numpy()[0]
+            ours = adain.style_statistics(model, sized(style)[None].astype(np.float32)).numpy()[0]
             np.testing.assert_allclose(row, ours, rtol=1e-4, atol=1e-4)
     else:
         assert sorted(results) == ["error", "output_bytes"] and results["error"].tolist() == [b"", b""]
@@ -134,7 +146,8 @@ def test_bad_rows_of_either_image_are_refused_one_by_one(served, model):
         (good_content, header_only_png(100_000, 100_000),
          r"^style: image refused before decoding: its header claims 100000 x 100000 px"),
         (good_content, encode(np.resize(STYLES[0], (20, 300, 3))),
-         r"^style: image too small: 20 x 300 px, 4 x 64 px once downscaled to 64 px; "),
+         r"^style: image too elongated: 20 x 300 px, 32 x 480 px once resized to a shorter side of 32 px, more "
+         r"than 64 x 64 pixels$"),
     ]
     outputs = served.run("serving_default", content_bytes=[row[0] for row in rows],
                          style_bytes=[row[1] for row in rows])
@@ -163,6 +176,39 @@ def test_a_corrupt_style_body_fails_its_request_and_the_next_call_works(served, 
     assert_within_one_level(decode_png(outputs["output_bytes"][0]), reference(model, CONTENT, STYLES[0]))
 
 
+def test_the_served_style_is_sized_as_stylize_sizes_it(tmp_path, served, model):
+    """Planted: the style downscaled to max_size on its longer side (the old rule: 21 x 64 px here, where
+    `stylize --style_size=32` reads 32 x 96)."""
+    noise = RNG.integers(0, 256, (10, 30, 3), dtype=np.uint8)
+    Image.fromarray(noise).resize((120, 40), Image.NEAREST).save(tmp_path / "wide_style.png")
+    Image.fromarray(CONTENT).save(tmp_path / "content.png")
+    style = stylize.Style(stylize.read_styles([str(tmp_path / "wide_style.png")], STYLE_SIZE))
+    assert style.images[0].shape == (32, 96, 3)
+    written = stylize.stylize_files(model, [(str(tmp_path / "content.png"), str(tmp_path / "out.png"))],
+                                    style=style).written
+    expected = np.asarray(Image.open(written[0]))
+    outputs = served.run("serving_default", content_bytes=[(tmp_path / "content.png").read_bytes()],
+                         style_bytes=[(tmp_path / "wide_style.png").read_bytes()])
+    assert outputs["error"].tolist() == [b""]
+    assert_within_one_level(decode_png(outputs["output_bytes"][0]), expected)
+    images = served.run("stylize_images", images=CONTENT[None], style_images=np.asarray(
+        Image.open(tmp_path / "wide_style.png"))[None])["stylized"]
+    assert_within_one_level(images[0], expected)
+    longer_side = np.asarray(image_io.to_uint8(image_io.resize_max_side(np.asarray(
+        Image.open(tmp_path / "wide_style.png")), MAX_SIZE)))  # the two rules give different pictures here
+    old_rule = stylize.stylize_image(model, CONTENT, style=stylize.Style((longer_side,)))
+    assert np.abs(old_rule.astype(int) - expected).max() > 2
+
+
+def test_a_style_size_above_the_max_size_is_refused(tmp_path, model):
+    with pytest.raises(UserInputError, match="style size 128 is more than max size 64: every style would be "
+                                             "refused"):
+        saved_model.export(model, str(tmp_path), max_size=MAX_SIZE, style_size=128)
+    with pytest.raises(UserInputError, match="style size must be at least 16 pixels; received 8"):
+        saved_model.export(model, str(tmp_path), max_size=MAX_SIZE, style_size=8)
+    assert not os.listdir(tmp_path)
+
+
 def test_inputs_of_different_lengths_are_invalid_argument(served):
     with pytest.raises(tf.errors.InvalidArgumentError, match="give one style_bytes per image"):
         served.run("serving_default", content_bytes=[encode(CONTENT)] * 2, style_bytes=[encode(STYLES[0])])
@@ -184,17 +230,33 @@ def test_warmup_records_replay_every_signature(exported, served):
 
 
 def test_export_cli_writes_the_layout_with_the_five_signatures(tmp_path, model):
+    """Planted: --style_size not passed on to the export."""
     model_path = str(tmp_path / files.MODEL_FILE)
     model.save(model_path)
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "export", f"--model={model_path}",
-                             f"--export_dir={tmp_path / 'exports'}"],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+
+    def export_command(*args, path=model_path):
+        return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "export", f"--model={path}",
+                               f"--export_dir={tmp_path / 'exports'}", *args],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+
+    result = export_command(f"--export_max_size={MAX_SIZE}", f"--style_size={STYLE_SIZE}")
     assert result.returncode == 0, result.stderr
     assert f"signatures: {', '.join(saved_model.ARBITRARY_SIGNATURES)}" in result.stdout
     assert sorted(os.listdir(tmp_path / "exports")) == sorted([saved_model.MODELS_CONFIG,
                                                                saved_model.BATCHING_PARAMETERS, "stylizer"])
     assert os.path.isfile(tmp_path / "exports" / "stylizer" / "1" / saved_model.WARMUP_FILE)
     # --format=litert on this model: tests/test_litert.py (test_export_command_converts_an_arbitrary_model).
+    embedding = tf.saved_model.load(str(tmp_path / "exports" / "stylizer" / "1")).signatures["style_embedding"](
+        style_bytes=tf.constant([encode(STYLES[1])]))["style_statistics"].numpy()
+    ours = adain.style_statistics(model, sized(STYLES[1])[None].astype(np.float32)).numpy()
+    np.testing.assert_allclose(embedding, ours, rtol=1e-4, atol=1e-4)
+    result = export_command(f"--export_max_size={MAX_SIZE}", "--style_size=128")
+    assert result.returncode == 2 and "--style_size=128 is more than --export_max_size=64" in result.stderr
+    one_style = str(tmp_path / "one_style.keras")
+    transformer.build_transformer(width_multiplier=0.25).save(one_style)
+    result = export_command("--style_size=256", path=one_style)
+    assert result.returncode == 2 and "takes no style image, so no --style_size" in result.stderr
+    assert sorted(os.listdir(tmp_path / "exports" / "stylizer")) == ["1"]
 
 
 # --- serve-request and the client, against fake servers answering from the session-loaded SavedModel --------
@@ -221,13 +283,13 @@ def test_serve_request_cli_sends_the_style_over_rest(tmp_path, fake_rest_server,
     assert result.returncode == 0, result.stderr
     for name, content in (("a.png", CONTENT), ("b.bmp", CONTENT[::-1])):
         assert_within_one_level(np.asarray(Image.open(tmp_path / "out" / name)), reference(model, content, STYLES[1]))
-    # Readable here, but too thin once the server downscales it to MAX_SIZE: every row is refused.
+    # Readable here, but too long once the server resizes it to STYLE_SIZE: every row is refused.
     Image.fromarray(np.resize(STYLES[1], (20, 300, 3))).save(tmp_path / "thin.png")
     result = serve_request(tmp_path / "thin.png")
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"tf-nst: skipped {folder / name}: style: image too small: 20 x 300 px, 4 x 64 px once downscaled to "
-        f"64 px; {files.MIN_SIDE_RULE}" for name in ("a.png", "b.bmp")]
+        f"tf-nst: skipped {folder / name}: style: image too elongated: 20 x 300 px, 32 x 480 px once resized to "
+        "a shorter side of 32 px, more than 64 x 64 pixels" for name in ("a.png", "b.bmp")]
     Image.fromarray(STYLES[1][:8, :8]).save(tmp_path / "small.png")  # refused before any request
     result = serve_request(tmp_path / "small.png")
     assert result.returncode == 2 and "is 8x8 px; tf_nst needs at least 16 px" in result.stderr
@@ -245,9 +307,51 @@ def test_grpc_client_sends_the_style(tmp_path, served, fake_grpc_server, model):
     assert_within_one_level(np.asarray(Image.open(pairs[0][1])), reference(model, CONTENT, STYLES[1]))
 
 
-def test_load_stylizer_refuses_an_exported_arbitrary_model_in_one_line(exported):
-    import tf_nst  # pylint: disable=import-outside-toplevel
-    from tf_nst.errors import UserInputError  # pylint: disable=import-outside-toplevel
+@pytest.fixture(scope="module")
+def keras_file(tmp_path_factory, model):
+    path = str(tmp_path_factory.mktemp("model") / files.MODEL_FILE)
+    model.save(path)
+    return path
 
-    with pytest.raises(UserInputError, match="is an exported arbitrary-style model; load its .keras file"):
-        tf_nst.load_stylizer(exported)
+
+@pytest.mark.parametrize("options", [
+    {"alpha": 0.5},
+    {"style_blend_weights": (1.4, 0.6), "alpha": 0.8},  # weights summing to 2: normalised
+    {"preserve_color": "luminance"},
+], ids=["alpha", "blend", "luminance"])
+def test_load_stylizer_on_an_export_gives_the_keras_models_picture(tmp_path, exported, keras_file, options):
+    """Planted: alpha not passed to the export; the blend's weights ignored, or not normalised; preserve_color
+    dropped."""
+    import tf_nst  # pylint: disable=import-outside-toplevel
+
+    Image.fromarray(STYLES[0]).save(tmp_path / "style.png")
+    style = str(tmp_path / "style.png") if "style_blend_weights" not in options else [str(tmp_path / "style.png"),
+                                                                                    STYLES[1]]
+    images = np.stack([CONTENT, CONTENT[::-1]])
+    served = tf_nst.load_stylizer(exported)(images, style=style, **options)
+    local = tf_nst.load_stylizer(keras_file)(images, style=style, style_size=STYLE_SIZE, **options)
+    assert served.dtype == np.uint8 and served.shape == images.shape
+    assert np.abs(served.astype(int) - local).max() <= 1
+    single = tf_nst.load_stylizer(exported)(CONTENT, style=style, **options)
+    np.testing.assert_array_equal(single, served[0])
+
+
+def test_load_stylizer_on_an_export_refuses_what_its_signatures_cannot_do(exported):
+    import tf_nst  # pylint: disable=import-outside-toplevel
+
+    stylizer = tf_nst.load_stylizer(exported)
+    with pytest.raises(UserInputError, match="is an arbitrary-style network; give it style="):
+        stylizer(CONTENT)
+    with pytest.raises(UserInputError, match=r"resizes each style by the --style_size it was exported with; "
+                                             r"leave style_size unset \(received 64\)$"):
+        stylizer(CONTENT, style=STYLES[0], style_size=64)
+    for color, styles in (("histogram", STYLES[0]), ("luminance", list(STYLES))):
+        with pytest.raises(UserInputError, match=f"takes preserve_color 'none' \\(with any blend of styles\\) or "
+                                                 f"'luminance' with one style; received '{color}'"):
+            stylizer(CONTENT, style=styles, preserve_color=color)
+    with pytest.raises(UserInputError, match=r"alpha must be in \[0, 1\]; received 2"):
+        stylizer(CONTENT, style=STYLES[0], alpha=2)
+    with pytest.raises(UserInputError, match="refuses style 2 of 2: image too elongated: 20 x 300 px"):
+        stylizer(CONTENT, style=[STYLES[0], np.resize(STYLES[0], (20, 300, 3))])
+    with pytest.raises(UserInputError, match="refuses image 1 of 1: image too small: 20 x 300 px, 4 x 64 px"):
+        stylizer(np.resize(CONTENT, (20, 300, 3)), style=STYLES[0])

@@ -166,18 +166,21 @@ class Stylizer:
     """A trained stylizer as a function: uint8 images in, uint8 stylised images out.
 
     Call it on one [H, W, 3] image or a batch [N, H, W, 3]. `style=` (a path, PIL image or array, or a list
-    of them), with `alpha`, `style_blend_weights`, `preserve_color` and `style_size`, is for arbitrary-style
-    models, which require it; a model that learnt one style refuses it.
+    of them), with `alpha`, `style_blend_weights`, `preserve_color` and `style_size` (default
+    tf_nst.defaults.STYLE_SIZE), is for arbitrary-style models, which require it; a model that learnt one style
+    refuses it. An exported arbitrary-style SavedModel resizes styles by the --style_size it was exported with
+    (style_size= is refused) and takes preserve_color "luminance" with one style only.
     """
 
-    def __init__(self, forward, path, model=None):
+    def __init__(self, forward, path, model=None, exported=None):
         self._forward = forward  # float32 [N, H, W, 3] in [0, 255] -> float [N, H, W, 3] in [0, 255]
         self._model = model  # the Keras model, when loaded from one
+        self._exported = exported  # an arbitrary-style export, as tf.saved_model.load gives it
         self.path = path
 
     def __call__(self, images, style=None, *, alpha=1.0, style_blend_weights=None, preserve_color="none",
-                 style_size=stylize.DEFAULT_STYLE_SIZE):
-        arbitrary = self._model is not None and adain.is_arbitrary(self._model)
+                 style_size=None):
+        arbitrary = self._exported is not None or (self._model is not None and adain.is_arbitrary(self._model))
         if style is not None and not arbitrary:
             raise UserInputError(f"the stylizer {self.path!r} learnt one style and takes no style=; "
                                  "style= is for arbitrary-style models")
@@ -189,28 +192,63 @@ class Stylizer:
         if batch.ndim != 4 or batch.shape[-1] != 3:
             raise UserInputError(f"expected an [H, W, 3] image or an [N, H, W, 3] batch; received shape "
                                  f"{images.shape}")
-        if arbitrary:
-            options = stylize.Style(
-                read_style_images(style, style_size),
-                tuple(style_blend_weights) if style_blend_weights is not None else None, alpha, preserve_color)
+        weights = tuple(style_blend_weights) if style_blend_weights is not None else None
+        if self._exported is not None:
+            styles = style if isinstance(style, (list, tuple)) else [style]
+            options = stylize.Style(tuple(as_image(s, "style") for s in styles), weights, alpha, preserve_color)
+            output = np.stack(self._stylize_exported(batch, options, style_size))
+        elif arbitrary:
+            options = stylize.Style(read_style_images(style, style_size or stylize.DEFAULT_STYLE_SIZE), weights,
+                                    alpha, preserve_color)
             output = np.stack([stylize.stylize_image(self._model, image, style=options) for image in batch])
         else:
             output = np.asarray(image_io.to_uint8(self._forward(tf.convert_to_tensor(batch, tf.float32))))
         return output[0] if single else output
 
+    def _stylize_exported(self, batch, style, style_size):
+        """An exported arbitrary-style model's outputs, through its signatures (export/signatures.py): the
+        styles' statistics once, blended, for every image; with "luminance", the style image with each."""
+        from export import signatures  # pylint: disable=import-outside-toplevel
+
+        if style_size is not None:
+            raise UserInputError(f"{self.path!r} is an exported arbitrary-style model: it resizes each style by "
+                                 f"the --style_size it was exported with; leave style_size unset (received "
+                                 f"{style_size})")
+        color = style.preserve_color
+        if color == "histogram" or (color == "luminance" and len(style.images) > 1):
+            raise UserInputError(f"{self.path!r} is an exported arbitrary-style model, which takes preserve_color "
+                                 f"'none' (with any blend of styles) or 'luminance' with one style; received "
+                                 f"{color!r} with {len(style.images)} style(s): load its .keras file for that")
+        if color == "luminance":
+            results = signatures.stylize_with_style(self._exported, list(batch), style.images[0], style.alpha,
+                                                    preserve_color=True)
+        else:
+            statistics = signatures.blend(signatures.style_statistics(self._exported, style.images),
+                                          style.blend_weights)
+            results = signatures.stylize_with_statistics(self._exported, list(batch), statistics, style.alpha)
+        for index, (_, error) in enumerate(results):
+            if error:
+                raise UserInputError(f"the exported model {self.path!r} refuses image {index + 1} of "
+                                     f"{len(results)}: {error}")
+        return [image for image, _ in results]
+
 
 def load_stylizer(path):
-    """Loads a trained stylizer as a Stylizer: a `.keras` file, a train_dir, or an exported SavedModel version.
+    """Loads a trained stylizer as a Stylizer: a `.keras` file, a train_dir, or an exported SavedModel version
+    (one-style through its stylize_images signature; arbitrary-style through style_embedding and
+    stylize_with_embedding, or stylize_with_options for preserve_color="luminance").
 
     Raises:
       UserInputError: nothing loadable at `path`.
     """
     path = os.fspath(path)
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        endpoint = tf.saved_model.load(path).signatures["stylize_images"]
-        if "style_images" in endpoint.structured_input_signature[1]:
-            raise UserInputError(f"{path!r} is an exported arbitrary-style model; load its .keras file (or "
-                                 "train_dir) instead, or call its signatures")
+        from export import signatures  # pylint: disable=import-outside-toplevel
+
+        loaded = tf.saved_model.load(path)
+        if signatures.is_arbitrary(loaded):
+            return Stylizer(None, path, exported=loaded)
+        endpoint = loaded.signatures["stylize_images"]
         return Stylizer(lambda images: endpoint(images=image_io.to_uint8(images))["stylized"], path)
     model = stylize.load_stylizer(path)
     return Stylizer(lambda images: model(images, training=False), path, model)

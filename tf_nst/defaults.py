@@ -39,3 +39,7 @@ TOLERANCE_WINDOW = 20
 ADAIN_CONTENT_WEIGHT = 1.0
 ADAIN_STYLE_WEIGHT = 40.0
 ADAIN_TV_WEIGHT = 0.0
+# The arbitrary-style network sees each style image with its shorter side at this many pixels (Huang & Belongie
+# 2017 train and test at 512): `stylize --style_size`, `export --style_size` (the served model's rule),
+# load_stylizer's style_size= and RandomStyle's.
+STYLE_SIZE = 512

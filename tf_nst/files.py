@@ -271,6 +271,73 @@ def is_arbitrary_model(path):
     return False
 
 
+# The signature that only an arbitrary-style export holds (export/saved_model.py).
+ARBITRARY_SIGNATURE = "style_embedding"
+SAVED_MODEL_FILE = "saved_model.pb"
+
+
+def exported_signatures(version_dir):
+    """The signature names of the SavedModel in `version_dir`, read from saved_model.pb without TensorFlow.
+
+    Walks the protobuf wire format of SavedModel.meta_graphs (field 2), then each MetaGraphDef.signature_def
+    map (field 5, entries whose key is field 1), skipping everything else, the graph included, by its length.
+
+    Returns:
+      A sorted tuple of names; () for a missing or unreadable file (loading it then says why).
+    """
+    try:
+        with open(os.path.join(version_dir, SAVED_MODEL_FILE), "rb") as f:
+            data = memoryview(f.read())
+        names = {bytes(key).decode("utf-8")
+                 for meta_graph in _wire_fields(data, 2) for entry in _wire_fields(meta_graph, 5)
+                 for key in _wire_fields(entry, 1)}
+    except (OSError, ValueError, IndexError):
+        return ()
+    return tuple(sorted(names))
+
+
+def is_arbitrary_export(version_dir):
+    """Whether the SavedModel in `version_dir` is an arbitrary-style export (it takes a style image)."""
+    return ARBITRARY_SIGNATURE in exported_signatures(version_dir)
+
+
+def _wire_fields(data, number):
+    """The values of the length-delimited fields `number` of one protobuf message's bytes; other fields skipped.
+
+    Raises:
+      ValueError, IndexError: bytes that are not a protobuf message.
+    """
+    position = 0
+    while position < len(data):
+        key, position = _varint(data, position)
+        kind = key & 7
+        if kind == 0:
+            _, position = _varint(data, position)
+        elif kind == 1:
+            position += 8
+        elif kind == 5:
+            position += 4
+        elif kind == 2:
+            length, position = _varint(data, position)
+            if position + length > len(data):
+                raise ValueError("a field runs past the end of its message")
+            if key >> 3 == number:
+                yield data[position:position + length]
+            position += length
+        else:
+            raise ValueError(f"protobuf wire type {kind} is not used by SavedModel")
+
+
+def _varint(data, position):
+    value, shift = 0, 0
+    while True:
+        byte = data[position]
+        value |= (byte & 0x7F) << shift
+        position, shift = position + 1, shift + 7
+        if byte < 0x80:
+            return value, position
+
+
 def list_images(folder, kind="dataset", contents="training images"):
     """The files under `folder` (searched recursively) whose names end in IMAGE_EXTENSIONS, sorted.
 

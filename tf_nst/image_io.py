@@ -88,9 +88,14 @@ def pool_mask(mask, size):
 
 def resize_shorter_side(image, side):
     """Resizes an [H, W, C] image so that its shorter side is `side`; works on dynamic shapes (tf.data)."""
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    return resize(image, shorter_side_size(tf.shape(image)[:2], side))
+
+
+def shorter_side_size(size, side):
+    """The int32 [height, width] that resize_shorter_side gives an image of int32 `size` [height, width]."""
+    shape = tf.cast(size, tf.float32)
     scaled = tf.cast(tf.round(shape * (side / tf.reduce_min(shape))), tf.int32)
-    return resize(image, tf.maximum(scaled, side))
+    return tf.maximum(scaled, side)
 
 
 def resize_max_side(image, max_side):

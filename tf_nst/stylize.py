@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_nst import adain  # registers the arbitrary network's layers for loading
+from tf_nst import defaults
 from tf_nst import files
 from tf_nst import image_io
 from tf_nst import transformer  # registers the network's layers for loading
@@ -21,7 +22,7 @@ from tf_nst.files import plan_outputs  # pylint: disable=unused-import  # re-exp
 # --preserve_color for an arbitrary-style network: as `transfer` does it (optimize.py), with the style's
 # statistics in place of its Gram matrices.
 COLOR_MODES = ("none", "luminance", "histogram")
-DEFAULT_STYLE_SIZE = 512
+DEFAULT_STYLE_SIZE = defaults.STYLE_SIZE
 
 
 @dataclasses.dataclass(frozen=True)

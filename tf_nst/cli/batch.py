@@ -8,6 +8,10 @@ and --direct_running_mode=multi_processing locally; --project, --region and --te
 outputs that exist are skipped, so a rerun resumes. Files that fail are listed in
 <output_dir>/_failures.jsonl and make the exit status 1; the counters stylized, failed and skipped are printed
 at the end. Needs the [beam] extra (pip install -e ".[beam]").
+
+An arbitrary-style export (train --architecture=adain, then export) takes --style (comma-separated files are
+blended, --style_blend_weights), with --alpha and --preserve_color=luminance; every image gets that style. The
+model's kind is read from its saved_model.pb before TensorFlow loads.
 """
 
 import os
@@ -16,6 +20,7 @@ import sys
 from absl import flags
 from absl import logging
 
+from tf_nst import files
 from tf_nst import optional
 from tf_nst import outputs
 from tf_nst.cli import common
@@ -27,16 +32,23 @@ _INPUT = flag_groups.define_input()
 _OUTPUT_DIR = flag_groups.define_output_dir()
 _MAX_SIZE = flag_groups.define_max_size()
 _PRESERVE_COLOR = flag_groups.define_preserve_color()
+_STYLE = flag_groups.define_style()
+_STYLE_BLEND_WEIGHTS = flag_groups.define_style_blend_weights()
+_ALPHA = flag_groups.define_alpha()
 _RUNNER = flags.DEFINE_string(
     "runner", "FnApiRunner",
     "The Beam runner: FnApiRunner (in this process, offline; the default because Beam's own default, the "
     "DirectRunner, first downloads the Prism runner), DataflowRunner, FlinkRunner, SparkRunner, "
     "PortableRunner.")
 _STRENGTH = flags.DEFINE_float(
-    "strength", 1.0, "0 gives the content back, 1 the stylised image; in between, a linear mix.",
+    "strength", 1.0, "One-style exports: 0 gives the content back, 1 the stylised image; in between, a linear mix "
+    "(an arbitrary-style export takes --alpha).",
     lower_bound=0.0, upper_bound=1.0)
 
 flags.adopt_module_key_flags(flag_groups)
+
+# Flags that only an arbitrary-style export reads; --strength only a one-style one.
+_STYLE_FLAGS = (_STYLE, _STYLE_BLEND_WEIGHTS, _ALPHA)
 
 
 def parse_flags(argv):
@@ -44,11 +56,33 @@ def parse_flags(argv):
     return common.parse_known_flags(argv)
 
 
+def _check_model_kind():
+    """The --style files of an arbitrary-style export ([] for a one-style one); a style flag for a one-style
+    export, no --style or --strength for an arbitrary-style one, is a UserInputError."""
+    if not files.is_arbitrary_export(_MODEL.value):
+        given = [f"--{holder.name}" for holder in _STYLE_FLAGS if holder.present]
+        if given:
+            raise UserInputError(f"--model={_MODEL.value!r} learnt one style and takes no {', '.join(given)}; "
+                                 "those flags are for arbitrary-style exports (train --architecture=adain)")
+        return []
+    if not _STYLE.present:
+        raise UserInputError(f"--model={_MODEL.value!r} is an arbitrary-style model; give it --style=FILE "
+                             "(comma-separated files to blend)")
+    if _STRENGTH.present:
+        raise UserInputError(f"--model={_MODEL.value!r} is an arbitrary-style model, which takes --alpha, not "
+                             "--strength")
+    paths = _STYLE.value.split(",")
+    if _PRESERVE_COLOR.value == "luminance" and len(paths) > 1:
+        raise UserInputError(f"--preserve_color=luminance takes one --style file with an exported arbitrary-style "
+                             f"model; received {len(paths)}")
+    return paths
+
+
 def _check_flags(pipeline_args):
     common.require_flags("batch", _MODEL, _INPUT, _OUTPUT_DIR)
     if _PRESERVE_COLOR.value == "histogram":
-        raise UserInputError("--preserve_color=histogram recolours the style image before optimising, which a "
-                             "trained stylizer cannot do; batch takes none or luminance")
+        raise UserInputError("--preserve_color=histogram recolours the style image before stylising, which an "
+                             "exported stylizer cannot do; batch takes none or luminance")
     stray = [arg for arg in pipeline_args if not arg.startswith("--")]
     if stray:
         raise UserInputError(f"unexpected argument(s) {' '.join(stray)!r} for `batch`; every value is a --flag "
@@ -56,12 +90,16 @@ def _check_flags(pipeline_args):
     if not os.path.isfile(os.path.join(_MODEL.value, "saved_model.pb")):
         raise UserInputError(f"no SavedModel in --model={_MODEL.value!r}; pass a version folder that `export` "
                              "wrote, such as exports/stylizer/1")
+    style_paths = _check_model_kind()
+    for path in style_paths:
+        files.read_image(path)  # a bad style file is an error before TensorFlow loads
     # --input is matched (one file found is enough) before TensorFlow; the workers list the files.
     batch_paths = optional.require("export.batch_paths", "the batch command")
     inputs = batch_paths.plan_inputs(_INPUT.value)
     batch_paths.check_output_dir(inputs, _OUTPUT_DIR.value)
     if "://" not in _OUTPUT_DIR.value:  # a local --output_dir is proved writable first (_failures.jsonl, outputs)
         outputs.check_writable(_OUTPUT_DIR.value, "--output_dir")
+    return style_paths
 
 
 def _check_pipeline_options(pipeline_args):
@@ -78,14 +116,21 @@ def _check_pipeline_options(pipeline_args):
 def _run(pipeline_args):
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.ERROR)  # Beam logs its setup (and optional GCP modules) at INFO/WARNING
-    _check_flags(pipeline_args)
+    style_paths = _check_flags(pipeline_args)
     pipeline_args = [f"--runner={_RUNNER.value}", *pipeline_args]
     _check_pipeline_options(pipeline_args)
     common.import_tensorflow()
     from export import batch  # pylint: disable=import-outside-toplevel
+    from tf_nst import stylize  # pylint: disable=import-outside-toplevel
 
-    config = batch.BatchConfig(strength=_STRENGTH.value, preserve_color=_PRESERVE_COLOR.value == "luminance",
-                               max_size=_MAX_SIZE.value or None)
+    if style_paths:
+        weights = _STYLE_BLEND_WEIGHTS.value
+        style = stylize.Style(tuple(files.read_image(path) for path in style_paths),
+                              tuple(map(float, weights)) if weights else None, _ALPHA.value, _PRESERVE_COLOR.value)
+        config = batch.BatchConfig(max_size=_MAX_SIZE.value or None, style=style)
+    else:
+        config = batch.BatchConfig(strength=_STRENGTH.value, preserve_color=_PRESERVE_COLOR.value == "luminance",
+                                   max_size=_MAX_SIZE.value or None)
     result = batch.run(_MODEL.value, _INPUT.value, _OUTPUT_DIR.value, config, pipeline_args)
     print(f"tf-nst: batch counters: stylized {result.stylized}, failed {result.failed}, skipped "
           f"{result.skipped} (outputs in {_OUTPUT_DIR.value})", flush=True)

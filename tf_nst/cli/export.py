@@ -3,9 +3,10 @@
 Writes <export_dir>/<model_name>/<version>/ (never overwriting a version) plus models.config and
 batching_parameters.txt beside it. --format=litert also converts the SavedModel's stylize_images signature
 to LiteRT (uint8 [1, H, W, 3], any H and W) and writes model.tflite into the version folder, or to --output;
-given an exported version folder as --model, it only converts that. An arbitrary-style model converts from its
-.keras file to one model.tflite with two signatures: style_statistics (a style image -> its 1920 statistics)
-and stylize (an image, style_statistics and alpha -> the stylized image); see export/litert.py.
+given an exported version folder as --model, it only converts that. An arbitrary-style model's export resizes
+each style image to --style_size on its shorter side, as `stylize` does. An arbitrary-style model converts from
+its .keras file to one model.tflite with two signatures: style_statistics (a style image -> its 1920
+statistics) and stylize (an image, style_statistics and alpha -> the stylized image); see export/litert.py.
 """
 
 import os
@@ -44,6 +45,7 @@ _QUANTIZE = flags.DEFINE_enum(
     "--format=litert: how the weights are stored. none: float32; float16: half the size, computed in float32 "
     "on CPUs; dynamic_int8: a quarter, with activations quantised on the fly (least accurate).")
 _OUTPUT = flag_groups.define_output()
+_STYLE_SIZE = flag_groups.define_style_size()
 
 flags.adopt_module_key_flags(flag_groups)
 
@@ -67,6 +69,14 @@ def _run():
         raise UserInputError(f"--model={_MODEL.value!r} is already a SavedModel; export takes a .keras stylizer "
                              "or its --train_dir (an exported version folder only with --format=litert)")
     model_path = _MODEL.value if is_saved_model else files.find_model(_MODEL.value)
+    arbitrary = not is_saved_model and files.is_arbitrary_model(model_path)
+    if _STYLE_SIZE.present and not arbitrary:
+        raise UserInputError(f"--model={_MODEL.value!r} takes no style image, so no --style_size; the flag is for "
+                             "arbitrary-style models (train --architecture=adain)")
+    if arbitrary and _STYLE_SIZE.value > _EXPORT_MAX_SIZE.value:
+        raise UserInputError(f"--style_size={_STYLE_SIZE.value} is more than --export_max_size="
+                             f"{_EXPORT_MAX_SIZE.value}: the served model would refuse every style; give at most "
+                             "--export_max_size")
     if not is_saved_model:
         outputs.check_writable(os.path.join(_EXPORT_DIR.value, _MODEL_NAME.value), "--export_dir")
     if litert_output or (is_saved_model and _FORMAT.value == "litert"):
@@ -76,7 +86,6 @@ def _run():
 
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # TF's SavedModel writer logs its tracing notes at INFO
-    arbitrary = not is_saved_model and files.is_arbitrary_model(model_path)
     model = model_path
     if arbitrary and _FORMAT.value == "litert":  # loaded once: LiteRT converts it from the network itself
         from tf_nst import stylize  # pylint: disable=import-outside-toplevel
@@ -85,9 +94,10 @@ def _run():
     version_dir = model_path
     if not is_saved_model:
         version_dir = saved_model.export(model, _EXPORT_DIR.value, model_name=_MODEL_NAME.value,
-                                         version=_VERSION.value or None, max_size=_EXPORT_MAX_SIZE.value)
-        print(f"tf-nst: wrote {version_dir} (signatures: {', '.join(saved_model.signature_names(arbitrary))})",
-              flush=True)
+                                         version=_VERSION.value or None, max_size=_EXPORT_MAX_SIZE.value,
+                                         style_size=_STYLE_SIZE.value)
+        signatures = saved_model.signature_names(arbitrary)
+        print(f"tf-nst: wrote {version_dir} (signatures: {', '.join(signatures)})", flush=True)
     if _FORMAT.value == "litert":
         from export import litert  # pylint: disable=import-outside-toplevel
 

@@ -141,15 +141,15 @@ def define_loss_weights(commands=("transfer", "train")):
                  _read_by("Weight of the total-variation (smoothness) loss.", commands), lower_bound=0.0))
 
 
-def define_style(commands=("transfer", "train", "stylize", "serve-request")):
+def define_style(commands=("transfer", "train", "stylize", "serve-request", "batch")):
     return _once(flags.DEFINE_string, "style", os.path.join(SAMPLES_DIR, "hubble_deep_field.jpg"),
-                 _read_by("Style image file; for `transfer` and `stylize`, several comma-separated files are "
-                          "blended (--style_blend_weights); `train` learns one; `stylize` takes it only with an "
-                          "arbitrary-style model (train --architecture=adain), and requires it there; "
+                 _read_by("Style image file; for `transfer`, `stylize` and `batch`, several comma-separated files "
+                          "are blended (--style_blend_weights); `train` learns one; `stylize` and `batch` take it "
+                          "only with an arbitrary-style model (train --architecture=adain), and require it there; "
                           "`serve-request` sends one to a served arbitrary-style model.", commands))
 
 
-def define_style_blend_weights(commands=("transfer", "stylize")):
+def define_style_blend_weights(commands=("transfer", "stylize", "batch")):
     holder = _defined("style_blend_weights")
     if holder is not None:
         return holder
@@ -161,6 +161,19 @@ def define_style_blend_weights(commands=("transfer", "stylize")):
         lambda values: valid_weights(values["style_blend_weights"], len(values["style"].split(","))),
         message="--style_blend_weights needs one finite, non-negative number per --style file, not all zero")
     return holder
+
+
+def define_style_size(commands=("stylize", "export")):
+    return _once(flags.DEFINE_integer, "style_size", defaults.STYLE_SIZE,
+                 _read_by("Arbitrary-style models: each style image is resized so that its shorter side is this "
+                          "many pixels; `export` writes it into the served model (at most --export_max_size), so "
+                          "serving sizes styles as `stylize` does.", commands), lower_bound=16)
+
+
+def define_alpha(commands=("stylize", "batch")):
+    return _once(flags.DEFINE_float, "alpha", 1.0,
+                 _read_by("Arbitrary-style models: how much style, from 0 (the content's own features) to 1 (full "
+                          "style).", commands), lower_bound=0.0, upper_bound=1.0)
 
 
 def define_seed(commands=("transfer", "train")):
@@ -219,7 +232,8 @@ def define_content_mask(commands=("transfer", "stylize")):
 
 def define_preserve_color(commands=("transfer", "batch", "stylize")):
     return _once(flags.DEFINE_enum, "preserve_color", "none", ["none", "luminance", "histogram"],
-                 _read_by("'luminance': transfer brightness only and keep the content's colours; 'histogram' "
+                 _read_by("'luminance': transfer brightness only and keep the content's colours (`batch` with an "
+                          "arbitrary-style export: one --style file); 'histogram' "
                           "(transfer, and stylize with an arbitrary-style model): recolour the style to the "
                           "content's colour mean and covariance first (Gatys et al. 2017, section 5).", commands))
 

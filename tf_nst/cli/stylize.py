@@ -23,13 +23,9 @@ _MAX_SIZE = flag_groups.define_max_size()
 _STYLE = flag_groups.define_style()
 _STYLE_BLEND_WEIGHTS = flag_groups.define_style_blend_weights()
 _PRESERVE_COLOR = flag_groups.define_preserve_color()
-_ALPHA = flags.DEFINE_float(
-    "alpha", 1.0, "Arbitrary-style models: how much style, from 0 (the content's own features) to 1 (full "
-    "style).", lower_bound=0.0, upper_bound=1.0)
+_ALPHA = flag_groups.define_alpha()
 _CONTENT_MASK = flag_groups.define_content_mask()
-_STYLE_SIZE = flags.DEFINE_integer(
-    "style_size", 512, "Arbitrary-style models: each --style image is resized so that its shorter side is "
-    "this many pixels.", lower_bound=16)
+_STYLE_SIZE = flag_groups.define_style_size()
 
 flags.adopt_module_key_flags(flag_groups)
 
