@@ -9,7 +9,7 @@ reference's time (goal: at most 0.2). Judging happens after each run, outside th
 run after another, so the ratios compare like with like.
 
 Candidates: 'lbfgs' or 'adam', then ':' options: 'sN' (num_steps, default 300), 'cN' (num_scales, with
-coarse_steps from 'kN'), 'init=noise', 'hN' (L-BFGS history). Tolerance is 0 in every run (the whole curve).
+coarse_steps from 'kN'), 'init=noise', 'hN' (L-BFGS history), 'cw=X' (content weight). Tolerance is 0 in every run (the whole curve).
 
   python bench/bench_time_to_picture.py --size=256 --candidates=lbfgs:s300,lbfgs:s300:c2:k100
   python bench/bench_time_to_picture.py --size=256 --ref_quality=0.222,1.111 --candidates=lbfgs:s300:init=noise
@@ -41,13 +41,15 @@ _SHEET = bench_loss_weights._SHEET  # pylint: disable=protected-access
 
 
 def _config(spec):
-    from tf_nst import optimize  # pylint: disable=import-outside-toplevel
+    from tf_nst import losses, optimize  # pylint: disable=import-outside-toplevel
 
     optimizer, *options = spec.split(":")
     fields = {"optimizer": optimizer, "num_steps": 300, "tolerance": 0.0}
     for option in options:
         if option.startswith("init="):
             fields["init"] = option[5:]
+        elif option.startswith("cw="):  # the content weight, the other weights at their defaults
+            fields["loss_weights"] = losses.LossWeights(content=float(option[3:]))
         else:
             key = {"s": "num_steps", "c": "num_scales", "k": "coarse_steps", "h": "lbfgs_history"}[option[0]]
             fields[key] = int(option[1:])
