@@ -124,6 +124,23 @@ def test_masked_gram_matrix_matches_numpy_for_soft_masks():
                                    _numpy_masked_gram(features, mask), rtol=1e-5, atol=1e-6)
 
 
+def test_masked_gram_matrix_gradient_matches_numpy():
+    """d sum(G * U) / dF = m F (U + U^T) / sum(m), per image, for a shared and a per-image mask."""
+    features = _features(23)
+    rng = np.random.default_rng(24)
+    upstream = rng.normal(size=(2, 4, 4))
+    for mask in (rng.uniform(size=(5, 7)), rng.uniform(size=(2, 5, 7))):
+        variable = tf.constant(features)
+        with tf.GradientTape() as tape:
+            tape.watch(variable)
+            total = tf.reduce_sum(losses.masked_gram_matrix(variable, mask.astype(np.float32)) * upstream)
+        weights = np.broadcast_to(mask, features.shape[:3])
+        expected = (weights[..., None] * np.einsum("bhwc,bcd->bhwd", features.astype(np.float64),
+                                                   upstream + upstream.transpose(0, 2, 1))
+                    / weights.sum(axis=(1, 2))[:, None, None, None])
+        np.testing.assert_allclose(tape.gradient(total, variable).numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_masked_gram_matrix_with_ones_is_the_gram_matrix_and_with_zeros_is_zero():
     features = _features(16)
     np.testing.assert_allclose(losses.masked_gram_matrix(features, np.ones((5, 7), np.float32)).numpy(),

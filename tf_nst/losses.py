@@ -76,7 +76,10 @@ def masked_gram_matrix(features, mask):
     mask = tf.cast(mask, tf.float32)
     if mask.shape.rank == 2:
         mask = mask[None]
-    moments = tf.einsum("bhwc,bhwd->bcd", features * mask[..., None], features)
+    shape = tf.shape(features)
+    flat = tf.reshape(features, [shape[0], shape[1] * shape[2], shape[3]])
+    weights = tf.reshape(mask, [tf.shape(mask)[0], shape[1] * shape[2], 1])
+    moments = tf.matmul(flat * weights, flat, transpose_a=True)  # one batched product, as in _gram
     area = tf.reduce_sum(mask, axis=[1, 2])
     return tf.math.divide_no_nan(moments, area[:, None, None])
 
