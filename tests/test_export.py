@@ -147,6 +147,31 @@ def test_saved_model_cli_shows_the_three_signatures(exported):
     })
 
 
+def test_signature_names_are_read_from_saved_model_pb_as_the_protobuf_library_reads_them(exported, tmp_path):
+    """files.exported_signatures walks the wire format by hand (no TensorFlow before the flags are checked)."""
+    from tf_nst import files  # pylint: disable=import-outside-toplevel
+
+    message = saved_model_pb2.SavedModel()
+    with open(os.path.join(exported, "saved_model.pb"), "rb") as pb:
+        message.ParseFromString(pb.read())
+    expected = {name for graph in message.meta_graphs for name in graph.signature_def}
+    assert set(files.exported_signatures(exported)) == expected
+    assert "serving_default" in expected and not files.is_arbitrary_export(exported)
+    # A second meta graph with another signature: every graph's names are read.
+    extra = message.meta_graphs.add()
+    extra.signature_def["style_embedding"].method_name = "tensorflow/serving/predict"
+    (tmp_path / "two").mkdir()
+    (tmp_path / "two" / "saved_model.pb").write_bytes(message.SerializeToString())
+    assert set(files.exported_signatures(tmp_path / "two")) == expected | {"style_embedding"}
+    assert files.is_arbitrary_export(tmp_path / "two")
+    # Not a protobuf, cut short, or missing: no names (loading it later says why).
+    (tmp_path / "bad").mkdir()
+    for data in (b"\x12\xff\xff\xff\xff\x0f", message.SerializeToString()[:-7]):
+        (tmp_path / "bad" / "saved_model.pb").write_bytes(data)
+        assert files.exported_signatures(tmp_path / "bad") == ()
+    assert files.exported_signatures(tmp_path / "missing") == ()
+
+
 def assert_signatures_shown(exported, expected):
     """Asserts that `saved_model_cli show` lists each signature of `expected` {name: (inputs, outputs)}, each
     {tensor name: (dtype, shape)}, as a Predict method."""
