@@ -439,3 +439,19 @@ def test_help_piped_into_a_reader_that_stops_early_is_quiet():
     result = subprocess.run(f"{sys.executable} {os.path.join(ROOT, 'main.py')} --helpfull | head -1", shell=True,
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.stdout.startswith("usage:") and "Traceback" not in result.stderr, result.stderr
+
+
+def test_the_time_left_weighs_the_steps_still_planned_by_their_pixels(monkeypatch, capsys):
+    """Ten cheap coarse steps (cost 1) then ten at 4x the pixels: after 5 coarse steps of 1 s each, 45 s are
+    left (5 x 1 + 10 x 4), not the 15 s that counting steps alike would say."""
+    from tf_nst.cli import transfer  # pylint: disable=import-outside-toplevel
+
+    now = [0.0]
+    monkeypatch.setattr(transfer.time, "perf_counter", lambda: now[0])
+    reporter = transfer._ProgressReporter([1.0] * 10 + [4.0] * 10, 5, {})  # pylint: disable=protected-access
+    reporter.start()
+    for step in range(1, 6):
+        now[0] = float(step)  # each step takes 1 s
+        reporter(step, {"total": 1.0}, None)
+    first, fifth = capsys.readouterr().out.splitlines()
+    assert first.endswith("1000 ms/step  eta 49s") and fifth.endswith("1000 ms/step  eta 45s"), (first, fifth)

@@ -200,9 +200,21 @@ def scale_tiles(size, config):
 
 def count_steps(height, width, config):
     """How many steps `transfer` takes (and reports to its callback) for a height x width content image."""
+    return len(step_costs(height, width, config))
+
+
+def step_costs(height, width, config):
+    """The relative cost of each step `transfer` plans for a height x width image, in order: the pixels it
+    optimises (its scale's, or its tile's at a tiled scale). A step's time grows about with them, so a
+    coarse scale's steps are cheap, and a time-left estimate weighs the steps still to come by them."""
     sizes = scale_sizes(height, width, config.num_scales, config.scale_factor)
-    return sum(max(1, len(scale_tiles(size, config))) * _num_steps(config, final=index == len(sizes) - 1)
-               for index, size in enumerate(sizes))
+    costs = []
+    for index, size in enumerate(sizes):
+        num_steps = _num_steps(config, final=index == len(sizes) - 1)
+        pieces = [tile.height * tile.width for tile in scale_tiles(size, config)] or [size[0] * size[1]]
+        for pixels in pieces:
+            costs.extend([float(pixels)] * num_steps)
+    return costs
 
 
 def transfer(extractor, content, style, config, style_layers, content_layers, callback=None, tile_callback=None,

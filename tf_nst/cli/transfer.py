@@ -188,10 +188,17 @@ def _snapshot_paths(inputs, num_tiles, total_steps):
 
 class _ProgressReporter:
     """Prints the loss terms (and the tile, when tiled) after the first step and every `print_every` steps, with
-    the time per step and the time left, and writes the snapshots."""
+    the time per step and the time left, and writes the snapshots.
 
-    def __init__(self, num_steps, print_every, snapshots):
-        self._num_steps = num_steps
+    The time left weighs each step still planned by its cost (optimize.step_costs: the pixels it optimises), at
+    the time per unit of cost of the steps run so far, so that cheap coarse-scale steps do not make the
+    finest scale's look near."""
+
+    def __init__(self, costs, print_every, snapshots):
+        self._costs = costs
+        self._num_steps = len(costs)
+        self._done_cost = 0.0  # the cost of the steps run after the first (which includes tracing)
+        self._steps_run = 0  # steps run: fewer than the step number once --tolerance ends a scale early
         self._print_every = print_every
         self._snapshots = snapshots
         self._first_step_done = None
@@ -205,8 +212,11 @@ class _ProgressReporter:
     def __call__(self, step, terms, image):
         from tf_nst import image_io  # pylint: disable=import-outside-toplevel
 
+        self._steps_run += 1
         if step == 1:
             self._first_step_done = time.perf_counter()  # the first step includes graph tracing
+        else:
+            self._done_cost += self._costs[step - 1]
         if step in self._snapshots:
             image_io.write_image(self._snapshots[step], image[0])
         note, self._converged_note = self._converged_note, ""
@@ -225,9 +235,11 @@ class _ProgressReporter:
     def _print(self, step, terms, note=""):
         if step == 1:  # only the first step's time is known; it includes tracing, so the ETA errs long
             per_step = self._first_step_done - self._started
+            per_cost = per_step / self._costs[0]
         else:
-            per_step = (time.perf_counter() - self._first_step_done) / (step - 1)
-        eta = per_step * (self._num_steps - step)
+            elapsed = time.perf_counter() - self._first_step_done
+            per_step, per_cost = elapsed / (self._steps_run - 1), elapsed / self._done_cost
+        eta = per_cost * sum(self._costs[step:])
         values = "  ".join(f"{name} {float(value):.4g}" for name, value in terms.items())
         print(f"step {step:>{len(str(self._num_steps))}}/{self._num_steps}{self._tile}  {values}  "
               f"{1000 * per_step:.0f} ms/step  eta {_duration(eta)}{note}", flush=True)
@@ -277,8 +289,9 @@ def _run():
                                        extractor_config, config, names=[_CONTENT.value, *inputs.style_paths])
     height, width = content.shape[:2]
     num_tiles = len(optimize.scale_tiles((height, width), config))
-    total_steps = optimize.count_steps(height, width, config)
-    reporter = _ProgressReporter(total_steps, _PRINT_EVERY.value, _snapshot_paths(inputs, num_tiles, total_steps))
+    costs = optimize.step_costs(height, width, config)
+    total_steps = len(costs)
+    reporter = _ProgressReporter(costs, _PRINT_EVERY.value, _snapshot_paths(inputs, num_tiles, total_steps))
     common.warn_slow_settings(extractor_config.precision, config.jit_compile)
     extractor = vgg.build_extractor(extractor_config)
     tiles = f" in {num_tiles} tiles of {config.tile_size} px" if num_tiles else ""
