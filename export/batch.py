@@ -149,18 +149,10 @@ class StyleHandler(SavedModelHandler):
 
     def load_model(self):
         loaded = super().load_model()
-        if self._style.preserve_color != "none":
-            return StyledModel(loaded, None)
-        statistics = signatures.style_statistics(loaded, self._style.images)
-        return StyledModel(loaded, signatures.blend(statistics, self._style.blend_weights))
+        return StyledModel(loaded, signatures.shared_statistics(loaded, self._style))
 
     def run_inference(self, batch, model, inference_args=None):
-        if model.statistics is None:
-            results = signatures.stylize_with_style(model.loaded, list(batch), self._style.images[0],
-                                                    self._style.alpha, preserve_color=True)
-        else:
-            results = signatures.stylize_with_statistics(model.loaded, list(batch), model.statistics,
-                                                         self._style.alpha)
+        results = signatures.stylize(model.loaded, list(batch), self._style, model.statistics)
         return [base.PredictionResult(example, error or image) for example, (image, error) in zip(batch, results)]
 
 
@@ -339,10 +331,7 @@ def _check_style(model_dir, config):
                              "are its style's alpha and preserve_color (--alpha, --preserve_color)")
     if style.content_masks is not None:
         raise UserInputError("batch takes no content masks; stylize takes them (--content_mask)")
-    if style.preserve_color == "histogram" or (style.preserve_color == "luminance" and len(style.images) > 1):
-        raise UserInputError(f"an arbitrary-style export takes preserve_color 'none' (with any blend of styles) "
-                             f"or 'luminance' with one style; received {style.preserve_color!r} with "
-                             f"{len(style.images)} style(s)")
+    signatures.check_options(style, "an arbitrary-style export")
 
 
 def run(model_dir, input_path, output_dir, config=BatchConfig(), pipeline_args=()):

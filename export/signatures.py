@@ -56,6 +56,40 @@ def blend(statistics, blend_weights=None):
     return (weights / weights.sum()) @ np.asarray(statistics, np.float64)
 
 
+def check_options(style, model, hint=""):
+    """Raises UserInputError for style options an arbitrary-style export cannot apply: it has no histogram
+    colour mode, and its luminance mode (stylize_with_options) takes one style image per row.
+
+    Args:
+      style: a stylize.Style.
+      model: how the message names the model, e.g. "an arbitrary-style export".
+      hint: appended to the message (what to do instead).
+    """
+    color = style.preserve_color
+    if color == "histogram" or (color == "luminance" and len(style.images) > 1):
+        raise UserInputError(f"{model} takes preserve_color 'none' (with any blend of styles) or 'luminance' with "
+                             f"one style; received {color!r} with {len(style.images)} style(s){hint}")
+
+
+def shared_statistics(loaded, style):
+    """The blended statistics that every image of a job shares (computed once), or None with preserve_color
+    "luminance", where the style image goes with each image (its luminance is matched to each content)."""
+    if style.preserve_color == "luminance":
+        return None
+    return blend(style_statistics(loaded, style.images), style.blend_weights)
+
+
+def stylize(loaded, images, style, statistics):
+    """Stylises images with a stylize.Style (checked by check_options) and its shared_statistics.
+
+    Returns:
+      As stylize_with_statistics.
+    """
+    if statistics is None:
+        return stylize_with_style(loaded, images, style.images[0], style.alpha, preserve_color=True)
+    return stylize_with_statistics(loaded, images, statistics, style.alpha)
+
+
 def stylize_with_statistics(loaded, images, statistics, alpha=1.0):
     """Stylises images with one style's statistics vector through `stylize_with_embedding`.
 

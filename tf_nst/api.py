@@ -214,18 +214,10 @@ class Stylizer:
             raise UserInputError(f"{self.path!r} is an exported arbitrary-style model: it resizes each style by "
                                  f"the --style_size it was exported with; leave style_size unset (received "
                                  f"{style_size})")
-        color = style.preserve_color
-        if color == "histogram" or (color == "luminance" and len(style.images) > 1):
-            raise UserInputError(f"{self.path!r} is an exported arbitrary-style model, which takes preserve_color "
-                                 f"'none' (with any blend of styles) or 'luminance' with one style; received "
-                                 f"{color!r} with {len(style.images)} style(s): load its .keras file for that")
-        if color == "luminance":
-            results = signatures.stylize_with_style(self._exported, list(batch), style.images[0], style.alpha,
-                                                    preserve_color=True)
-        else:
-            statistics = signatures.blend(signatures.style_statistics(self._exported, style.images),
-                                          style.blend_weights)
-            results = signatures.stylize_with_statistics(self._exported, list(batch), statistics, style.alpha)
+        signatures.check_options(style, f"{self.path!r} is an exported arbitrary-style model, which",
+                                 hint=": load its .keras file for that")
+        statistics = signatures.shared_statistics(self._exported, style)
+        results = signatures.stylize(self._exported, list(batch), style, statistics)
         for index, (_, error) in enumerate(results):
             if error:
                 raise UserInputError(f"the exported model {self.path!r} refuses image {index + 1} of "
