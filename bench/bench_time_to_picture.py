@@ -9,7 +9,9 @@ reference's time (goal: at most 0.2). Judging happens after each run, outside th
 run after another, so the ratios compare like with like.
 
 Candidates: 'lbfgs' or 'adam', then ':' options: 'sN' (num_steps, default 300), 'cN' (num_scales, with
-coarse_steps from 'kN'), 'init=noise', 'hN' (L-BFGS history), 'cw=X' (content weight). Tolerance is 0 in every run (the whole curve).
+coarse_steps from 'kN'), 'init=noise', 'hN' (L-BFGS history), 'cw=X', 'sw=X', 'tv=X' (the content, style and
+total-variation weights; the others stay at their defaults), 'lr=X' (Adam's learning rate). Tolerance is 0 in every
+run (the whole curve).
 
   python bench/bench_time_to_picture.py --size=256 --candidates=lbfgs:s300,lbfgs:s300:c2:k100
   python bench/bench_time_to_picture.py --size=256 --ref_quality=0.222,1.111 --candidates=lbfgs:s300:init=noise
@@ -45,14 +47,19 @@ def _config(spec):
 
     optimizer, *options = spec.split(":")
     fields = {"optimizer": optimizer, "num_steps": 300, "tolerance": 0.0}
+    weights = {}
     for option in options:
         if option.startswith("init="):
             fields["init"] = option[5:]
-        elif option.startswith("cw="):  # the content weight, the other weights at their defaults
-            fields["loss_weights"] = losses.LossWeights(content=float(option[3:]))
+        elif option.startswith("lr="):
+            fields["learning_rate"] = float(option[3:])
+        elif option[:3] in ("cw=", "sw=", "tv="):
+            weights[{"cw=": "content", "sw=": "style", "tv=": "tv"}[option[:3]]] = float(option[3:])
         else:
             key = {"s": "num_steps", "c": "num_scales", "k": "coarse_steps", "h": "lbfgs_history"}[option[0]]
             fields[key] = int(option[1:])
+    if weights:
+        fields["loss_weights"] = losses.LossWeights(**weights)
     return optimize.TransferConfig(**fields)
 
 
@@ -98,10 +105,12 @@ def main(argv):
 
     timed = _REF_TIMING_STEPS.value if _REF_QUALITY.value else _REF_STEPS.value
     reference = optimize.TransferConfig(optimizer="adam", num_steps=timed, tolerance=0.0)
-    ref_seconds, ref_kept = _run(extractor, layers, content, style, reference, timed)
+    ref_seconds, ref_kept = _run(extractor, layers, content, style, reference, 1 if _REF_QUALITY.value else timed)
     if _REF_QUALITY.value:
         ref_style, ref_content = (float(value) for value in _REF_QUALITY.value)
-        ref_seconds *= _REF_STEPS.value / timed
+        # The first step carries the tracing, once per run: the other steps are scaled, it is not.
+        first = ref_kept[1][0]
+        ref_seconds = first + (ref_kept[timed][0] - first) * (_REF_STEPS.value - 1) / (timed - 1)
         label = f"reference: adam {_REF_STEPS.value} steps (quality recorded; time from {timed} steps here)"
         sheet = [content]
     else:
