@@ -555,3 +555,39 @@ def test_step_costs_are_each_steps_pixels_in_the_order_transfer_runs_them():
     assert optimize.step_costs(300, 600, tiled) == [float(t.height * t.width) for t in tiles for _ in range(2)]
     for config in (one, scales, tiled):
         assert optimize.count_steps(300, 600, config) == len(optimize.step_costs(300, 600, config))
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_the_warm_up_step_leaves_the_run_as_it_would_have_been(random_case, optimizer):
+    """transfer runs each scale's step once before its first counted step (so that step's time is a step's) and
+    undoes it: every step's loss equals that of a step built fresh and run without a warm-up."""
+    extractor, config, (content, style, _) = random_case
+    run_config = optimize.TransferConfig(num_steps=4, optimizer=optimizer)
+    totals = []
+    optimize.transfer(extractor, content, style, run_config, config.style_layers, config.content_layers,
+                      callback=lambda step, terms, image: totals.append(float(terms["total"])))
+    grams, features = style_targets.compute_targets(extractor, tf.constant(content), [tf.constant(style)],
+                                                    config.style_layers, config.content_layers)
+    image = tf.Variable(tf.constant(content)[None])
+    step = optimize.make_step(image, optimize.make_loss_fn(extractor, grams, features, run_config.loss_weights),
+                              run_config)
+    fresh = [float(step()[0]) for _ in range(4)]
+    np.testing.assert_allclose(totals, fresh, rtol=1e-5)
+    assert fresh[-1] < fresh[0]  # the steps do move: a warm-up left in place would show
+
+
+def test_the_begin_callback_sees_each_scale_and_tile_when_it_is_ready(random_case):
+    extractor, config, (content, style, _) = random_case
+    seen = []
+    scales = optimize.TransferConfig(num_steps=3, num_scales=2, coarse_steps=2)
+    optimize.transfer(extractor, content, style, scales, config.style_layers, config.content_layers,
+                      begin_callback=lambda step, num_steps: seen.append((step, num_steps)),
+                      callback=lambda step, terms, image: seen.append(step))
+    assert seen == [(0, 2), 1, 2, (2, 3), 3, 4, 5]
+    seen.clear()
+    tiled = optimize.TransferConfig(num_steps=2, tile_size=96, tile_overlap=16)
+    big = np.resize(content, (120, 130, 3))
+    num_tiles = len(optimize.scale_tiles(big.shape[:2], tiled))
+    optimize.transfer(extractor, big, style, tiled, config.style_layers, config.content_layers,
+                      begin_callback=lambda step, num_steps: seen.append((step, num_steps)))
+    assert num_tiles > 1 and seen == [(2 * index, 2) for index in range(num_tiles)]

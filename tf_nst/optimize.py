@@ -218,7 +218,7 @@ def step_costs(height, width, config):
 
 
 def transfer(extractor, content, style, config, style_layers, content_layers, callback=None, tile_callback=None,
-             should_stop=None, converged_callback=None):
+             should_stop=None, converged_callback=None, begin_callback=None):
     """Stylises `content` with one or more style images by optimising the pixels.
 
     With config.num_scales > 1 the optimisation runs coarse-to-fine: each scale starts from the previous
@@ -244,6 +244,10 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
       converged_callback: optional converged_callback(step, convergence) called when config.tolerance ends a
         scale or tile early, just before the step's callback; convergence is the progress.Convergence that stopped it
         (its improvement, tolerance and window).
+      begin_callback: optional begin_callback(step, num_steps) called when a scale or tile is ready, just
+        before its first step: its targets computed and its step traced and warmed up (_warm_up), so the time
+        from here to the step's callback is one step's. step is the count of steps before it, num_steps the
+        steps planned for it.
 
     Returns:
       The stylised image, [H, W, 3] uint8.
@@ -261,7 +265,8 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
     convergence = None
     if config.tolerance > 0:
         convergence = lambda: progress_lib.Convergence(config.tolerance, config.tolerance_window)  # noqa: E731
-    progress = progress_lib.Progress(callback, tile_callback, should_stop, convergence, converged_callback)
+    progress = progress_lib.Progress(callback, tile_callback, should_stop, convergence, converged_callback,
+                                     begin_callback)
     try:
         image = _run_scales(extractor, content, styles, config, (style_layers, content_layers), progress)
     except TransferStopped as e:
@@ -328,7 +333,9 @@ def _optimize_whole(extractor, start, scale, config, layers, progress):
         extractor, scale.content, scale.styles, style_layers, content_layers, config.style_blend_weights,
         scale.content_masks, scale.style_masks, piece_size=config.tile_size or None)
     image = tf.Variable(start, name="image")
-    step = make_step(image, make_loss_fn(extractor, style_grams, content_features, config.loss_weights), config)
+    step, reset = _step_and_reset(
+        image, make_loss_fn(extractor, style_grams, content_features, config.loss_weights), config)
+    _warm_up(step, reset, image)
     progress.begin(start, scale.num_steps)
     for _ in range(scale.num_steps):
         if progress.step(*step(), image):
@@ -357,6 +364,8 @@ def _optimize_tiles(extractor, start, scale, tiles, config, layers, progress):
         progress.tile(index, len(tiles))
         optimizer.start(image[tile.window], content[tile.window],
                         None if masks is None else [mask[tile.window] for mask in masks])
+        if index == 1:  # one traced step serves every tile
+            _warm_up(optimizer.step, optimizer.reset, optimizer.image)
         progress.begin(optimizer.image, scale.num_steps)
         try:
             for _ in range(scale.num_steps):
@@ -390,7 +399,7 @@ class _TileOptimizer:
             self._masks = {name: [zeros(shapes[name][1:3]) for _ in per_style] for name in style_layers}
         targets = style_targets.combine_targets(per_style, blend_weights, style_layers, self._masks)
         loss_fn = make_loss_fn(extractor, targets, self._content, config.loss_weights)
-        self.step, self._reset = _step_and_reset(self.image, loss_fn, config)
+        self.step, self.reset = _step_and_reset(self.image, loss_fn, config)
 
     def start(self, pixels, content, content_masks=None):
         """Makes [h, w, 3] `pixels` the tile to optimise, against `content` and `content_masks` crops."""
@@ -402,7 +411,20 @@ class _TileOptimizer:
             for layer_masks in self._masks.values():
                 for variable, mask in zip(layer_masks, content_masks):
                     variable.assign(image_io.pool_mask(mask, variable.shape))
-        self._reset()
+        self.reset()
+
+
+def _warm_up(step, reset, image):
+    """Runs `step` once and undoes it: the image back where it was, the optimiser's state forgotten.
+
+    A step's first call traces it and lets TensorFlow optimise the graph, which costs several steps' time (3x
+    a step at 256 px on a 2-core CPU); paid here, it is not in the first step's time, from which the progress
+    line's time left is first estimated. The run is then what it would have been without it.
+    """
+    start = tf.identity(image)
+    step()
+    image.assign(start)
+    reset()
 
 
 def _check_tolerance(config):

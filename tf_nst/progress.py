@@ -49,9 +49,14 @@ class Progress:
     """Counts the steps across scales and tiles and passes them, and the tiles, to the caller's callbacks."""
 
     def __init__(self, callback=None, tile_callback=None, should_stop=None, convergence=None,
-                 converged_callback=None):
-        """convergence: a () -> Convergence factory (one per scale or tile), or None never to stop early."""
+                 converged_callback=None, begin_callback=None):
+        """convergence: a () -> Convergence factory (one per scale or tile), or None never to stop early.
+
+        begin_callback: optional begin_callback(step, num_steps), called by begin: the steps counted before the
+        scale or tile and the steps planned for it.
+        """
         self._callback = callback
+        self._begin_callback = begin_callback
         self._tile_callback = tile_callback
         self._should_stop = should_stop
         self._new_convergence = convergence
@@ -72,6 +77,8 @@ class Progress:
         self._planned_end = self._steps + num_steps
         self.last_good = np.array(image, np.float32)
         self._convergence = self._new_convergence() if self._new_convergence else None
+        if self._begin_callback is not None:
+            self._begin_callback(self._steps, num_steps)
 
     def step(self, total, terms, image):
         """After each step: `total` and `terms` were evaluated in it, `image` is the variable it updated.

@@ -190,21 +190,27 @@ class _ProgressReporter:
     """Prints the loss terms (and the tile, when tiled) after the first step and every `print_every` steps, with
     the time per step and the time left, and writes the snapshots.
 
-    The time left weighs each step still planned by its cost (optimize.step_costs: the pixels it optimises), at
-    the time per unit of cost of the steps run so far, so that cheap coarse-scale steps do not make the
-    finest scale's look near."""
+    The clock runs only while steps run: from each scale's or tile's begin (optimize.transfer's begin_callback,
+    once its targets are computed and its step traced and warmed up) to its steps' ends. So the first step's time
+    is one step's, and the time left is right from the first line. It weighs each step still planned by its cost
+    (optimize.step_costs: the pixels it optimises), at the time per unit of cost of the steps run so far, so
+    that cheap coarse-scale steps do not make the finest scale's look near."""
 
     def __init__(self, costs, print_every, snapshots):
         self._costs = costs
         self._num_steps = len(costs)
-        self._done_cost = 0.0  # the cost of the steps run after the first (which includes tracing)
-        self._steps_run = 0  # steps run: fewer than the step number once --tolerance ends a scale early
         self._print_every = print_every
         self._snapshots = snapshots
-        self._first_step_done = None
         self._converged_note = ""  # set by on_converged just before the step's __call__
-        self._started = None
         self._tile = ""
+        self._clock = None  # when the current step started: a begin, or the end of the step before
+        self._seconds = 0.0  # time spent in steps
+        self._cost_run = 0.0  # the cost of the steps run: less than planned once --tolerance ends a scale early
+        self._steps_run = 0
+
+    def on_begin(self, step, num_steps):  # pylint: disable=unused-argument
+        """A scale or tile is ready: its first step's time counts from here, not its set-up's."""
+        self._clock = time.perf_counter()
 
     def on_tile(self, index, num_tiles):
         self._tile = f"  tile {index}/{num_tiles}"
@@ -212,33 +218,25 @@ class _ProgressReporter:
     def __call__(self, step, terms, image):
         from tf_nst import image_io  # pylint: disable=import-outside-toplevel
 
+        now = time.perf_counter()
+        self._seconds += now - self._clock
+        self._clock = now
+        self._cost_run += self._costs[step - 1]
         self._steps_run += 1
-        if step == 1:
-            self._first_step_done = time.perf_counter()  # the first step includes graph tracing
-        else:
-            self._done_cost += self._costs[step - 1]
         if step in self._snapshots:
             image_io.write_image(self._snapshots[step], image[0])
         note, self._converged_note = self._converged_note, ""
         if note or step == self._num_steps or (self._print_every and (step == 1 or step % self._print_every == 0)):
             self._print(step, terms, note)
+        self._clock = time.perf_counter()  # the snapshot and the report are not the next step's time
 
     def on_converged(self, step, convergence):  # pylint: disable=unused-argument
         """--tolerance ends a scale (or tile) at this step: its progress line, printed next, says so."""
         self._converged_note = (f"  converged: loss improved {100 * convergence.improvement:.2g}% over "
                                 f"{convergence.window} steps (< --tolerance={convergence.tolerance:g})")
 
-    def start(self):
-        """Called just before the run: the first step's time counts from here."""
-        self._started = time.perf_counter()
-
     def _print(self, step, terms, note=""):
-        if step == 1:  # only the first step's time is known; it includes tracing, so the ETA errs long
-            per_step = self._first_step_done - self._started
-            per_cost = per_step / self._costs[0]
-        else:
-            elapsed = time.perf_counter() - self._first_step_done
-            per_step, per_cost = elapsed / (self._steps_run - 1), elapsed / self._done_cost
+        per_step, per_cost = self._seconds / self._steps_run, self._seconds / self._cost_run
         eta = per_cost * sum(self._costs[step:])
         values = "  ".join(f"{name} {float(value):.4g}" for name, value in terms.items())
         print(f"step {step:>{len(str(self._num_steps))}}/{self._num_steps}{self._tile}  {values}  "
@@ -301,12 +299,11 @@ def _run():
           f"{' with XLA' if config.jit_compile else ''}, {extractor_config.backbone} ({extractor_config.weights}) "
           f"on {common.device_name()}", flush=True)
     with signals.StopSignals() as stop:  # Ctrl-C: finish the step, keep the image
-        reporter.start()
         try:
             result = optimize.transfer(extractor, content, styles, config, extractor_config.style_layers,
                                        extractor_config.content_layers, callback=reporter,
                                        tile_callback=reporter.on_tile, should_stop=stop.requested,
-                                       converged_callback=reporter.on_converged)
+                                       converged_callback=reporter.on_converged, begin_callback=reporter.on_begin)
         except optimize.TransferStopped as e:
             return _write_stopped(e, total_steps, stop.signum)
     image_io.write_image(_OUTPUT.value, result)
