@@ -218,9 +218,7 @@ class _ProgressReporter:
     def __call__(self, step, terms, image):
         from tf_nst import image_io  # pylint: disable=import-outside-toplevel
 
-        now = time.perf_counter()
-        self._seconds += now - self._clock
-        self._clock = now
+        self._seconds += time.perf_counter() - self._clock
         self._cost_run += self._costs[step - 1]
         self._steps_run += 1
         if step in self._snapshots:
