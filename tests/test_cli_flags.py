@@ -79,13 +79,16 @@ def test_init_style_file_and_noise_with_seed(paths):
 
 
 def test_learning_rate_and_lbfgs_history_change_the_run(paths):
-    small, _, _ = _transfer(paths, "small_lr", "--num_steps=3", "--optimizer=adam", "--learning_rate=0.01")
-    large, _, _ = _transfer(paths, "large_lr", "--num_steps=3", "--optimizer=adam", "--learning_rate=20")
+    one_from_content = ["--init=content", "--num_scales=1"]
+    small, _, _ = _transfer(paths, "small_lr", "--num_steps=3", "--optimizer=adam", "--learning_rate=0.01",
+                            *one_from_content)
+    large, _, _ = _transfer(paths, "large_lr", "--num_steps=3", "--optimizer=adam", "--learning_rate=20",
+                            *one_from_content)
     content = np.asarray(Image.open(paths["content"]).convert("RGB").resize(small.shape[1::-1], Image.BILINEAR),
                          np.int32)
     assert np.abs(small - content).mean() < 2 < 10 < np.abs(large - content).mean()
-    _, short, _ = _transfer(paths, "history1", "--num_steps=6", "--lbfgs_history=1")
-    _, long, _ = _transfer(paths, "history50", "--num_steps=6", "--lbfgs_history=50")
+    _, short, _ = _transfer(paths, "history1", "--num_steps=6", "--lbfgs_history=1", *one_from_content)
+    _, long, _ = _transfer(paths, "history50", "--num_steps=6", "--lbfgs_history=50", *one_from_content)
     assert short[1] == long[1]  # the same first step (no curvature pairs yet) ...
     assert short[6]["total"] != long[6]["total"]  # ... then the history matters
 
@@ -149,11 +152,11 @@ def test_tolerance_stops_a_converged_run_and_says_so(paths):
 
 
 def test_num_scales_auto_follows_the_image_size(paths):
-    """--num_scales=auto: one scale at 48 px; two at 400 px, the first at half the size."""
+    """--num_scales=auto (the default): one scale at 48 px; three at 200 px, the first at a quarter of the size."""
     cheap = ["--num_steps=1", "--coarse_steps=1", "--optimizer=adam", "--style_layers=block1_conv1",
              "--content_layers=block1_conv1"]
     _, _, stdout = _transfer(paths, "small", "--image_size=48", "--num_scales=auto", *cheap)
     assert "1 scale(s)" in stdout
-    _, _, stdout = _transfer(paths, "large", "--image_size=400", "--num_scales=auto", "--save_every=1", *cheap)
-    assert "2 scale(s)" in stdout
-    assert Image.open(paths["dir"] / "large_step00001.png").size[0] == 200
+    _, _, stdout = _transfer(paths, "large", "--image_size=200", "--save_every=1", *cheap)
+    assert "3 scale(s)" in stdout
+    assert Image.open(paths["dir"] / "large_step00001.png").size[0] == 50

@@ -74,8 +74,8 @@ def test_content_mask_confines_the_style_to_its_region_on_real_features(real_cas
     height, width = content.shape[:2]
     mask = np.zeros((height, width), np.float32)
     mask[:, : width // 2] = 1
-    transfer_config = optimize.TransferConfig(
-        num_steps=40, content_masks=(mask,), loss_weights=losses.LossWeights(content=1.0, style=3.0, tv=0.0))
+    transfer_config = optimize.TransferConfig(  # the right half starts as the content and stays it
+        num_steps=40, init="content", num_scales=1, content_masks=(mask,), loss_weights=losses.LossWeights(content=1.0, style=3.0, tv=0.0))
     result = optimize.transfer(extractor, content, style, transfer_config, config.style_layers,
                                config.content_layers).astype(np.float32)
     band = 16  # deep layers' receptive fields and the pooled mask blur the border
@@ -189,7 +189,7 @@ def random_case():
 def test_blend_with_weights_one_and_zero_equals_the_single_style_run(random_case):
     extractor, config, (content, style_a, style_b) = random_case
     run = lambda styles, blend: optimize.transfer(
-        extractor, content, styles, optimize.TransferConfig(num_steps=5, style_blend_weights=blend),
+        extractor, content, styles, optimize.TransferConfig(num_steps=5, style_blend_weights=blend, init="content", num_scales=1),
         config.style_layers, config.content_layers)
     single = run(style_a, None)
     np.testing.assert_allclose(run([style_a, style_b], (1.0, 0.0)), single, atol=1)
@@ -277,14 +277,16 @@ def test_bad_tolerances_are_user_errors(random_case, tolerance):
                           config.style_layers, config.content_layers)
 
 
-def test_auto_scales_bring_the_coarsest_scale_near_256_px():
+def test_auto_scales_bring_the_coarsest_scale_near_64_px_and_keep_its_shorter_side():
     assert [optimize.auto_num_scales(h, w, 2.0) for h, w in
-            ((256, 256), (170, 256), (64, 48), (341, 512), (683, 1024), (2048, 1365))] == [1, 1, 1, 2, 3, 4]
+            ((256, 256), (170, 256), (64, 48), (341, 512), (683, 1024), (2048, 1365))] == [3, 3, 1, 4, 5, 6]
     for side in range(256, 6000, 37):
         for factor in (2.0, 1.5):
-            coarsest = max(optimize.scale_sizes(side, side // 2, "auto", factor)[0])
-            assert 256 / factor ** 0.5 - 1 <= coarsest <= 256 * factor ** 0.5 + 1, (side, factor, coarsest)
-    assert optimize.scale_sizes(100, 80, "auto", 2.0) == [(100, 80)]
+            coarsest = max(optimize.scale_sizes(side, side * 3 // 4, "auto", factor)[0])
+            assert 64 / factor ** 0.5 - 1 <= coarsest <= 64 * factor ** 0.5 + 1, (side, factor, coarsest)
+    # A long, thin image stops halving before its shorter side drops below 32 px.
+    assert optimize.scale_sizes(100, 1000, "auto", 2.0) == [(50, 500), (100, 1000)]
+    assert optimize.scale_sizes(60, 80, "auto", 2.0) == [(60, 80)]
     with pytest.raises(optimize.UserInputError, match="num_scales='two'"):
         optimize.scale_sizes(100, 80, "two", 2.0)
 
@@ -383,7 +385,8 @@ def test_where_every_content_mask_is_black_the_content_is_kept(random_case):
     black = np.zeros(content.shape[:2], np.float32)
     result = optimize.transfer(
         extractor, content, [style_a, style_b],
-        optimize.TransferConfig(num_steps=5, content_masks=(black, black), loss_weights=losses.LossWeights(tv=0.0)),
+        optimize.TransferConfig(num_steps=5, init="content", num_scales=1, content_masks=(black, black),
+                                loss_weights=losses.LossWeights(tv=0.0)),
         config.style_layers, config.content_layers)
     np.testing.assert_array_equal(result, np.round(content).astype(np.uint8))  # only the content term is left
 
@@ -543,13 +546,13 @@ def test_an_early_coarse_scale_numbers_the_fine_scale_from_its_planned_start(ran
 
 
 def test_step_costs_are_each_steps_pixels_in_the_order_transfer_runs_them():
-    one = optimize.TransferConfig(num_steps=4)
+    one = optimize.TransferConfig(num_steps=4, num_scales=1)
     assert optimize.step_costs(30, 40, one) == [1200.0] * 4
     scales = optimize.TransferConfig(num_steps=3, num_scales=2, coarse_steps=5)
     (coarse_h, coarse_w), (fine_h, fine_w) = optimize.scale_sizes(30, 40, 2, scales.scale_factor)
     assert (fine_h, fine_w) == (30, 40) and coarse_h * coarse_w < 1200
     assert optimize.step_costs(30, 40, scales) == [float(coarse_h * coarse_w)] * 5 + [1200.0] * 3
-    tiled = optimize.TransferConfig(num_steps=2, tile_size=256, tile_overlap=32)
+    tiled = optimize.TransferConfig(num_steps=2, tile_size=256, tile_overlap=32, num_scales=1)
     tiles = optimize.scale_tiles((300, 600), tiled)
     assert len(tiles) > 1
     assert optimize.step_costs(300, 600, tiled) == [float(t.height * t.width) for t in tiles for _ in range(2)]
@@ -562,7 +565,7 @@ def test_the_warm_up_step_leaves_the_run_as_it_would_have_been(random_case, opti
     """transfer runs each scale's step once before its first counted step (so that step's time is a step's) and
     undoes it: every step's loss equals that of a step built fresh and run without a warm-up."""
     extractor, config, (content, style, _) = random_case
-    run_config = optimize.TransferConfig(num_steps=4, optimizer=optimizer)
+    run_config = optimize.TransferConfig(num_steps=4, optimizer=optimizer, init="content", num_scales=1)
     totals = []
     optimize.transfer(extractor, content, style, run_config, config.style_layers, config.content_layers,
                       callback=lambda step, terms, image: totals.append(float(terms["total"])))
@@ -585,7 +588,7 @@ def test_the_begin_callback_sees_each_scale_and_tile_when_it_is_ready(random_cas
                       callback=lambda step, terms, image: seen.append(step))
     assert seen == [(0, 2), 1, 2, (2, 3), 3, 4, 5]
     seen.clear()
-    tiled = optimize.TransferConfig(num_steps=2, tile_size=96, tile_overlap=16)
+    tiled = optimize.TransferConfig(num_steps=2, tile_size=96, tile_overlap=16, num_scales=1)
     big = np.resize(content, (120, 130, 3))
     num_tiles = len(optimize.scale_tiles(big.shape[:2], tiled))
     optimize.transfer(extractor, big, style, tiled, config.style_layers, config.content_layers,

@@ -163,7 +163,7 @@ def test_tiled_transfer_traces_once_and_reports_steps_across_tiles(random_case, 
     traced, tiles, steps = [], [], []
     combined_loss = losses.combined_loss
     monkeypatch.setattr(losses, "combined_loss", lambda *args: traced.append(1) or combined_loss(*args))
-    transfer_config = optimize.TransferConfig(num_steps=2, tile_size=64, tile_overlap=16)
+    transfer_config = optimize.TransferConfig(num_steps=2, tile_size=64, tile_overlap=16, num_scales=1)
     result = optimize.transfer(
         extractor, content, style, transfer_config, config.style_layers, config.content_layers,
         callback=lambda step, terms, image: steps.append((step, tuple(image.shape), sorted(terms))),
@@ -181,9 +181,9 @@ def test_tiles_with_content_masks_and_colour_control(random_case):
     left = np.zeros(content.shape[:2], np.float32)
     left[:, :40] = 1
     run = lambda masks, **options: optimize.transfer(
-        extractor, content, style, optimize.TransferConfig(num_steps=3, tile_size=64, tile_overlap=16,
-                                                           content_masks=masks, loss_weights=losses.LossWeights(tv=0.0),
-                                                           **options),
+        extractor, content, style, optimize.TransferConfig(**{
+            "num_steps": 3, "tile_size": 64, "tile_overlap": 16, "init": "content", "num_scales": 1,
+            "content_masks": masks, "loss_weights": losses.LossWeights(tv=0.0), **options}),
         config.style_layers, config.content_layers).astype(np.float32)
     np.testing.assert_array_equal(run((np.zeros_like(left),)), np.round(content))  # no style anywhere
     change = np.abs(run((left,)) - content).mean(axis=(0, 2))
@@ -236,7 +236,7 @@ def test_four_tiles_on_real_features_leave_no_seam(vgg19_q8_weights):
     optimised, current = {}, []
     result = optimize.transfer(
         extractor, content, style,
-        optimize.TransferConfig(num_steps=30, tile_size=112, tile_overlap=32,
+        optimize.TransferConfig(num_steps=30, tile_size=112, tile_overlap=32, init="content", num_scales=1,
                                 loss_weights=losses.LossWeights(content=1.0, style=3.0, tv=0.0)),
         config.style_layers, config.content_layers,
         callback=lambda step, terms, image: optimised.__setitem__(current[-1], image[0].numpy()),
@@ -314,7 +314,7 @@ def test_cli_tiled_run_writes_the_whole_image_with_tile_progress(image_files, tm
     out = str(tmp_path / "out.png")
     result = run_cli(f"--content={image_files['content']}", f"--style={image_files['style']}", f"--output={out}",
                      "--weights=none", "--image_size=96", "--num_steps=2", "--tile_size=64", "--tile_overlap=16",
-                     "--print_every=1")
+                     "--print_every=1", "--num_scales=1")
     assert result.returncode == 0, result.stderr
     assert Image.open(out).size == (96, 64)  # the 160x106 test image at 96 px: 2 tiles of 64 x 64
     assert "4 lbfgs steps over 1 scale(s) in 2 tiles of 64 px" in result.stdout

@@ -21,6 +21,15 @@ IMAGE_SIZE = 512
 MAX_IMAGE_SIZE = 10_000
 NUM_STEPS = 300
 OPTIMIZER = "lbfgs"
+# Start from noise and optimise coarse to fine, halving down to about AUTO_SCALE_SIZE px with COARSE_STEPS steps
+# at each coarser scale: this reaches the TF tutorial's picture (Adam, 1000 steps, judged on HED VGG16) in 0.12
+# of its time at 256 px and 0.09 at 512 px, where starting from the content at one scale never reaches it
+# (BENCHMARKS.md, "Time to a good picture: coarse to fine from noise").
+INIT = "noise"
+NUM_SCALES = "auto"
+COARSE_STEPS = 100
+AUTO_SCALE_SIZE = 64  # the coarsest scale's longer side that NUM_SCALES="auto" aims at
+AUTO_MIN_SIDE = 32  # ... and the shorter side it keeps at least
 LEARNING_RATE = 5.0
 LBFGS_HISTORY = 100
 # Stop a scale (or tile) once its best total loss improved by less than TOLERANCE (a fraction) over the last

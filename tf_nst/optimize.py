@@ -35,16 +35,16 @@ class TransferConfig:
       optimizer: "lbfgs" or "adam".
       learning_rate: Adam's step size, in pixel units (the image lives in [0, 255]).
       lbfgs_history: how many curvature pairs L-BFGS keeps.
-      init: "content", "noise", "style", or a path to an image.
+      init: "noise" (the default), "content", "style", or a path to an image.
       seed: seeds the noise initialisation.
       loss_weights: a losses.LossWeights.
       style_blend_weights: one weight per style image (default: equal); the style target is the weighted
         mean of the styles' Gram matrices.
       num_scales: coarse-to-fine: optimise first at 1 / scale_factor^(num_scales - 1) of the size, then
-        upsample the result and continue at each larger scale, ending at the full size. "auto": from the size
-        (auto_num_scales: 1 up to about 256 px, 2 at 512 px, one more per doubling).
+        upsample the result and continue at each larger scale, ending at the full size. "auto" (the default):
+        from the size (auto_num_scales: down to about 64 px, so 3 scales at 256 px, 4 at 512 px).
       scale_factor: the size ratio between neighbouring scales.
-      coarse_steps: iterations at each scale but the finest (default: num_steps).
+      coarse_steps: iterations at each scale but the finest (default 100); None: num_steps.
       jit_compile: compile the step with XLA.
       preserve_color: "none"; "luminance" to transfer on luminance only and keep the content's colours
         (Gatys et al. 2017, §5.1); or "histogram" to give the style images the content's colour mean and
@@ -71,13 +71,13 @@ class TransferConfig:
     optimizer: str = defaults.OPTIMIZER
     learning_rate: float = defaults.LEARNING_RATE
     lbfgs_history: int = defaults.LBFGS_HISTORY
-    init: str = "content"
+    init: str = defaults.INIT
     seed: int = 0
     loss_weights: losses.LossWeights = losses.LossWeights()
     style_blend_weights: tuple = None
-    num_scales: int = 1
+    num_scales: object = defaults.NUM_SCALES
     scale_factor: float = 2.0
-    coarse_steps: int = None
+    coarse_steps: int = defaults.COARSE_STEPS
     jit_compile: bool = False
     preserve_color: str = "none"
     color_transform: str = "chol"
@@ -168,14 +168,13 @@ def _step_and_reset(image, loss_fn, config):
     raise UserInputError(f"unknown optimizer {config.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
 
 
-AUTO_SCALE_SIZE = 256  # the coarsest scale's longer side that num_scales="auto" aims at
-
-
 def auto_num_scales(height, width, scale_factor):
-    """num_scales="auto": scales of `scale_factor` from the full size down to about AUTO_SCALE_SIZE px (longer
-    side): 1 up to 362 px with factor 2, 2 at 512 px, 3 at 1024 px."""
-    levels = np.log(max(height, width) / AUTO_SCALE_SIZE) / np.log(scale_factor)
-    return 1 + max(0, int(np.floor(levels + 0.5)))
+    """num_scales="auto": scales of `scale_factor` from the full size down to about defaults.AUTO_SCALE_SIZE px
+    (longer side), as long as the shorter side stays at least defaults.AUTO_MIN_SIDE px: with factor 2, 1 scale
+    up to 90 px, 3 at 256 px, 4 at 512 px, 5 at 1024 px."""
+    levels = np.log(max(height, width) / defaults.AUTO_SCALE_SIZE) / np.log(scale_factor)
+    fitting = np.log(min(height, width) / defaults.AUTO_MIN_SIDE) / np.log(scale_factor)
+    return 1 + max(0, min(int(np.floor(levels + 0.5)), int(np.floor(fitting))))
 
 
 def scale_sizes(height, width, num_scales, scale_factor):

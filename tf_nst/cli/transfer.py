@@ -46,16 +46,17 @@ _TOLERANCE = flags.DEFINE_float(
 _LBFGS_HISTORY = flags.DEFINE_integer(
     "lbfgs_history", defaults.LBFGS_HISTORY, "How many curvature pairs L-BFGS keeps.", lower_bound=1)
 _INIT = flags.DEFINE_string(
-    "init", "content", "Starting image: 'content', 'noise', 'style', or a path to an image file.")
+    "init", defaults.INIT, "Starting image: 'noise' (Gaussian, seeded by --seed), 'content', 'style', or a path "
+    "to an image file.")
 _STYLE_BLEND_WEIGHTS = flag_groups.define_style_blend_weights()
 _STYLE_SCALE = flags.DEFINE_float(
     "style_scale", 1.0, "Style images are resized to style_scale * --image_size (longer side).", lower_bound=0.01)
 _NUM_SCALES = flags.DEFINE_string(
-    "num_scales", "1", "Coarse-to-fine: optimise at this many sizes, each --scale_factor times the last; 'auto': "
-    "from --image_size (1 up to about 256 px, 2 at 512 px, one more per doubling).")
+    "num_scales", defaults.NUM_SCALES, "Coarse-to-fine: optimise at this many sizes, each --scale_factor times the "
+    f"last; 'auto': down to about {defaults.AUTO_SCALE_SIZE} px (3 scales at 256 px, 4 at 512 px).")
 _SCALE_FACTOR = flags.DEFINE_float("scale_factor", 2.0, "Size ratio between scales.", lower_bound=1.01)
 _COARSE_STEPS = flags.DEFINE_integer(
-    "coarse_steps", None, "Iterations at each coarser scale (default: --num_steps).", lower_bound=1)
+    "coarse_steps", defaults.COARSE_STEPS, "Iterations at each coarser scale.", lower_bound=1)
 _PRESERVE_COLOR = flag_groups.define_preserve_color()
 _CONTENT_MASK = flag_groups.define_content_mask()
 _STYLE_MASKS = flags.DEFINE_list(
