@@ -160,3 +160,17 @@ def test_keras_losses_are_zero_on_identical_images_and_per_image():
         assert float(loss(images, images)) == pytest.approx(0.0, abs=1e-6)
         per_image = loss.call(images, tf.reverse(images, axis=[0]))
         assert per_image.shape == (3,) and float(per_image[1]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_auto_scales_stop_before_a_small_style_gets_too_small_for_the_layers():
+    from tf_nst import api, optimize, vgg  # pylint: disable=import-outside-toplevel
+    content, style = np.zeros((341, 512, 3), np.float32), np.zeros((400, 600, 3), np.float32)
+    extractor_config = vgg.ExtractorConfig(weights="none")  # block5_conv1: 16 px at least
+    sizes = lambda images: optimize.scale_sizes(*images[0].shape[:2], images[2].num_scales, 2.0)
+    default = api.sized_images(content, [style], 512, 1.0, extractor_config, optimize.TransferConfig())
+    assert len(sizes(default)) == 4  # the style is 341 px at full size, 43 px at the coarsest scale
+    # A style of 0.25 x 512 px is 85 px on its shorter side: 21 px at 1/4 of the size, 11 px at 1/8.
+    small = api.sized_images(content, [style], 512, 0.25, extractor_config, optimize.TransferConfig())
+    assert min(small[1][0].shape[:2]) == 85 and len(sizes(small)) == 3
+    with pytest.raises(UserInputError, match="style image becomes 16x11 px"):  # asked for: still refused
+        api.sized_images(content, [style], 512, 0.25, extractor_config, optimize.TransferConfig(num_scales=4))

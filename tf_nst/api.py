@@ -69,10 +69,11 @@ def _split_options(options):
 
 
 def sized_images(content, styles, image_size, style_scale, extractor_config, config, names=None):
-    """(content, styles) resized for optimize.transfer, checked against the chosen layers' smallest input.
+    """(content, styles, config) resized for optimize.transfer, checked against the chosen layers' smallest input.
 
     The content's longer side becomes image_size and each style's style_scale * image_size, as the command
-    line does.
+    line does. The config comes back with num_scales="auto" resolved to a number, one that leaves out any
+    coarse scale at which an image (the styles shrink with the content) would be too small for the layers.
 
     Args:
       content, styles: an [H, W, 3] image and a list of them, in [0, 255].
@@ -86,6 +87,10 @@ def sized_images(content, styles, image_size, style_scale, extractor_config, con
     content = image_io.resize_max_side(content, image_size)
     styles = [image_io.resize_max_side(style, max(1, round(style_scale * image_size))) for style in styles]
     min_side = vgg.min_input_size(extractor_config.style_layers + extractor_config.content_layers)
+    if config.num_scales == "auto":
+        smallest = min(min(image.shape[:2]) for image in [content, *styles])
+        config = dataclasses.replace(config, num_scales=optimize.auto_num_scales(
+            *content.shape[:2], config.scale_factor, smallest_side=smallest, min_side=min_side))
     coarsest = optimize.scale_sizes(*content.shape[:2], config.num_scales, config.scale_factor)[0]
     ratio = coarsest[0] / content.shape[0]  # styles shrink with the content at coarse scales
     names = names or [""] * (1 + len(styles))
@@ -97,7 +102,7 @@ def sized_images(content, styles, image_size, style_scale, extractor_config, con
             raise UserInputError(
                 f"{label} becomes {width:.0f}x{height:.0f} px at image_size={image_size} (coarsest "
                 f"scale, style_scale applied); the chosen layers need at least {min_side} px on each side")
-    return content, styles
+    return content, styles, config
 
 
 class _Reporter:
@@ -152,8 +157,8 @@ def transfer(content, style, *, image_size=defaults.IMAGE_SIZE, style_scale=1.0,
     extractor_config, transfer_options, loss_weights = _split_options(options)
     config = optimize.TransferConfig(loss_weights=loss_weights, **transfer_options)
     styles = [as_image(s, "style") for s in (style if isinstance(style, (list, tuple)) else [style])]
-    content, styles = sized_images(as_image(content, "content"), styles, image_size, style_scale,
-                                   extractor_config, config)
+    content, styles, config = sized_images(as_image(content, "content"), styles, image_size, style_scale,
+                                           extractor_config, config)
     reporter = _Reporter(optimize.count_steps(*content.shape[:2], config), verbose, callbacks)
     extractor = vgg.build_extractor(extractor_config)
     image = optimize.transfer(extractor, content, styles, config, extractor_config.style_layers,

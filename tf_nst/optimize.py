@@ -168,13 +168,23 @@ def _step_and_reset(image, loss_fn, config):
     raise UserInputError(f"unknown optimizer {config.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
 
 
-def auto_num_scales(height, width, scale_factor):
+def auto_num_scales(height, width, scale_factor, smallest_side=None, min_side=1):
     """num_scales="auto": scales of `scale_factor` from the full size down to about defaults.AUTO_SCALE_SIZE px
     (longer side), as long as the shorter side stays at least defaults.AUTO_MIN_SIDE px: with factor 2, 1 scale
-    up to 90 px, 3 at 256 px, 4 at 512 px, 5 at 1024 px."""
+    up to 90 px, 3 at 256 px, 4 at 512 px, 5 at 1024 px.
+
+    smallest_side, min_side: the smallest side of any image that shrinks with the content (the styles), which
+    must stay at least min_side px (the layers' smallest input) at the coarsest scale.
+    """
     levels = np.log(max(height, width) / defaults.AUTO_SCALE_SIZE) / np.log(scale_factor)
     fitting = np.log(min(height, width) / defaults.AUTO_MIN_SIDE) / np.log(scale_factor)
-    return 1 + max(0, min(int(np.floor(levels + 0.5)), int(np.floor(fitting))))
+    number = 1 + max(0, min(int(np.floor(levels + 0.5)), int(np.floor(fitting))))
+    while number > 1 and smallest_side is not None:
+        ratio = scale_sizes(height, width, number, scale_factor)[0][0] / height  # as the scales resize
+        if smallest_side * ratio >= min_side:
+            break
+        number -= 1
+    return number
 
 
 def scale_sizes(height, width, num_scales, scale_factor):

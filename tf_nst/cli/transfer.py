@@ -282,8 +282,9 @@ def _run():
     extractor_config = _NETWORK.extractor_config(_SEED.value)
     vgg.validate_config(extractor_config)
     config = _transfer_config(inputs)
-    content, styles = api.sized_images(inputs.content, inputs.styles, _IMAGE_SIZE.value, _STYLE_SCALE.value,
-                                       extractor_config, config, names=[_CONTENT.value, *inputs.style_paths])
+    content, styles, config = api.sized_images(
+        inputs.content, inputs.styles, _IMAGE_SIZE.value, _STYLE_SCALE.value, extractor_config, config,
+        names=[_CONTENT.value, *inputs.style_paths])
     height, width = content.shape[:2]
     num_tiles = len(optimize.scale_tiles((height, width), config))
     costs = optimize.step_costs(height, width, config)
