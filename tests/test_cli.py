@@ -457,10 +457,11 @@ def test_the_time_left_weighs_the_steps_still_planned_by_their_pixels(monkeypatc
     assert first.endswith("1000 ms/step  eta 49s") and fifth.endswith("1000 ms/step  eta 45s"), (first, fifth)
 
 
-def test_the_time_per_step_leaves_out_each_scales_set_up(monkeypatch, capsys):
-    """The clock runs from a scale's begin (its targets and traced step ready) to its steps' ends: 10 steps of 1 s,
-    30 s setting up the next scale, then one step of 4 s at 4x the cost: 1 s per unit of cost, so 9 x 4 = 36 s
-    are left and a step took 14/11 s, where counting the set-up would say 44 s of steps and 113 s left."""
+def test_the_time_left_is_at_the_current_scales_rate_without_its_set_up(monkeypatch, capsys):
+    """The clock runs from a scale's begin (its targets and traced step ready) to its steps' ends: 10 coarse steps
+    of 2 s (cost 1: a coarse step costs more per pixel), 30 s setting up the next scale, then one step of 4 s at
+    4x the cost: at the fine scale's 1 s per unit of cost, 9 x 4 = 36 s are left and a step takes 4 s, where the
+    whole run's rate would say 62 s left and counting the set-up too 139 s."""
     from tf_nst.cli import transfer  # pylint: disable=import-outside-toplevel
 
     now = [100.0]  # the set-up before the first begin does not count either
@@ -468,12 +469,12 @@ def test_the_time_per_step_leaves_out_each_scales_set_up(monkeypatch, capsys):
     reporter = transfer._ProgressReporter([1.0] * 10 + [4.0] * 10, 11, {})  # pylint: disable=protected-access
     reporter.on_begin(0, 10)
     for step in range(1, 11):
-        now[0] += 1.0
+        now[0] += 2.0
         reporter(step, {"total": 1.0}, None)
     now[0] += 30.0
     reporter.on_begin(10, 10)
     now[0] += 4.0
     reporter(11, {"total": 1.0}, None)
     first, eleventh = capsys.readouterr().out.splitlines()
-    assert first.endswith("1000 ms/step  eta 49s"), first
-    assert eleventh.endswith("1273 ms/step  eta 36s"), eleventh
+    assert first.endswith("2000 ms/step  eta 1m38s"), first
+    assert eleventh.endswith("4000 ms/step  eta 36s"), eleventh

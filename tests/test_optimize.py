@@ -546,16 +546,18 @@ def test_an_early_coarse_scale_numbers_the_fine_scale_from_its_planned_start(ran
 
 
 def test_step_costs_are_each_steps_pixels_in_the_order_transfer_runs_them():
+    fixed = optimize.STEP_OVERHEAD_PIXELS
     one = optimize.TransferConfig(num_steps=4, num_scales=1)
-    assert optimize.step_costs(30, 40, one) == [1200.0] * 4
+    assert optimize.step_costs(30, 40, one) == [1200.0 + fixed] * 4
     scales = optimize.TransferConfig(num_steps=3, num_scales=2, coarse_steps=5)
     (coarse_h, coarse_w), (fine_h, fine_w) = optimize.scale_sizes(30, 40, 2, scales.scale_factor)
     assert (fine_h, fine_w) == (30, 40) and coarse_h * coarse_w < 1200
-    assert optimize.step_costs(30, 40, scales) == [float(coarse_h * coarse_w)] * 5 + [1200.0] * 3
+    assert optimize.step_costs(30, 40, scales) == [float(coarse_h * coarse_w + fixed)] * 5 + [1200.0 + fixed] * 3
     tiled = optimize.TransferConfig(num_steps=2, tile_size=256, tile_overlap=32, num_scales=1)
     tiles = optimize.scale_tiles((300, 600), tiled)
     assert len(tiles) > 1
-    assert optimize.step_costs(300, 600, tiled) == [float(t.height * t.width) for t in tiles for _ in range(2)]
+    assert optimize.step_costs(300, 600, tiled) == [
+        float(t.height * t.width + fixed) for t in tiles for _ in range(2)]
     for config in (one, scales, tiled):
         assert optimize.count_steps(300, 600, config) == len(optimize.step_costs(300, 600, config))
 

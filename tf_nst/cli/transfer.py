@@ -194,8 +194,9 @@ class _ProgressReporter:
     The clock runs only while steps run: from each scale's or tile's begin (optimize.transfer's begin_callback,
     once its targets are computed and its step traced and warmed up) to its steps' ends. So the first step's time
     is one step's, and the time left is right from the first line. It weighs each step still planned by its cost
-    (optimize.step_costs: the pixels it optimises), at the time per unit of cost of the steps run so far, so
-    that cheap coarse-scale steps do not make the finest scale's look near."""
+    (optimize.step_costs: about the pixels it optimises), at the time per unit of cost of the current scale's (or
+    tile's) steps, so that cheap coarse-scale steps do not make the finest scale's look near, and a coarse scale's
+    higher cost per pixel is forgotten once a finer one runs. The time per step shown is the current scale's."""
 
     def __init__(self, costs, print_every, snapshots):
         self._costs = costs
@@ -205,13 +206,14 @@ class _ProgressReporter:
         self._converged_note = ""  # set by on_converged just before the step's __call__
         self._tile = ""
         self._clock = None  # when the current step started: a begin, or the end of the step before
-        self._seconds = 0.0  # time spent in steps
-        self._cost_run = 0.0  # the cost of the steps run: less than planned once --tolerance ends a scale early
-        self._steps_run = 0
+        self._seconds = 0.0  # time spent in the current scale's (or tile's) steps
+        self._cost_run = 0.0  # their cost
+        self._steps_run = 0  # and their number
 
     def on_begin(self, step, num_steps):  # pylint: disable=unused-argument
         """A scale or tile is ready: its first step's time counts from here, not its set-up's."""
         self._clock = time.perf_counter()
+        self._seconds, self._cost_run, self._steps_run = 0.0, 0.0, 0
 
     def on_tile(self, index, num_tiles):
         self._tile = f"  tile {index}/{num_tiles}"
