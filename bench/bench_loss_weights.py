@@ -77,8 +77,9 @@ class _Judge:
 def _run(extractor, config, content, style, style_weight, tv_weight):
     from tf_nst import losses, optimize  # pylint: disable=import-outside-toplevel
 
-    transfer_config = optimize.TransferConfig(
-        num_steps=_NUM_STEPS.value, loss_weights=losses.LossWeights(content=1.0, style=style_weight, tv=tv_weight))
+    transfer_config = optimize.TransferConfig(  # one scale from the content: the setting the weights were tuned in
+        num_steps=_NUM_STEPS.value, init="content", num_scales=1,
+        loss_weights=losses.LossWeights(content=1.0, style=style_weight, tv=tv_weight))
     return np.asarray(optimize.transfer(extractor, content, style, transfer_config, config.style_layers,
                                         config.content_layers))
 

@@ -66,7 +66,8 @@ def main(argv):
     content, style = (image_io.resize_max_side(image_io.read_image(os.path.join(SAMPLES_DIR, name)), _SIZE.value)
                       for name in ("chelsea.jpg", "hubble_deep_field.jpg"))
     transfer_config = optimize.TransferConfig(
-        num_steps=_STEPS_PER_TILE.value, optimizer=_OPTIMIZER.value, tile_size=_TILE_SIZE.value or None,
+        num_steps=_STEPS_PER_TILE.value, optimizer=_OPTIMIZER.value, init="content", num_scales=1,
+        tile_size=_TILE_SIZE.value or None,
         tile_overlap=_TILE_OVERLAP.value)
     height, width = content.shape[:2]
     num_tiles = len(optimize.scale_tiles((height, width), transfer_config))

@@ -46,7 +46,9 @@ def _config(spec):
     from tf_nst import losses, optimize  # pylint: disable=import-outside-toplevel
 
     optimizer, *options = spec.split(":")
-    fields = {"optimizer": optimizer, "num_steps": 300, "tolerance": 0.0}
+    # The options change the TF tutorial's setting (one scale from the content), as the recorded runs did.
+    fields = {"optimizer": optimizer, "num_steps": 300, "tolerance": 0.0, "init": "content", "num_scales": 1,
+              "coarse_steps": None}
     weights = {}
     for option in options:
         if option.startswith("init="):
@@ -86,7 +88,7 @@ def main(argv):
     del argv
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    from tf_nst import optimize, vgg  # pylint: disable=import-outside-toplevel
+    from tf_nst import vgg  # pylint: disable=import-outside-toplevel
 
     size = bench_loss_weights._SIZE.value  # pylint: disable=protected-access
     content_name, style_name = bench_loss_weights._PAIRS.value[0].split(":")  # pylint: disable=protected-access
@@ -104,7 +106,7 @@ def main(argv):
     grade = lambda picture: (judge.style(picture, style) / untouched, judge.content(picture, content))  # noqa: E731
 
     timed = _REF_TIMING_STEPS.value if _REF_QUALITY.value else _REF_STEPS.value
-    reference = optimize.TransferConfig(optimizer="adam", num_steps=timed, tolerance=0.0)
+    reference = _config(f"adam:s{timed}")
     ref_seconds, ref_kept = _run(extractor, layers, content, style, reference, 1 if _REF_QUALITY.value else timed)
     if _REF_QUALITY.value:
         ref_style, ref_content = (float(value) for value in _REF_QUALITY.value)

@@ -68,7 +68,7 @@ def main(argv):
                 images[step] = np.clip(image[0].numpy(), 0, 255)
 
         transfer_config = optimize.TransferConfig(num_steps=_NUM_STEPS.value, optimizer=_OPTIMIZER.value,
-                                                  tolerance=0.0)
+                                                  init="content", num_scales=1, tolerance=0.0)
         optimize.transfer(extractor, content, style, transfer_config, config.style_layers, config.content_layers,
                           callback=callback)
         print(f"<!-- {pair} totals every 10 steps: "
