@@ -75,7 +75,8 @@ def test_content_mask_confines_the_style_to_its_region_on_real_features(real_cas
     mask = np.zeros((height, width), np.float32)
     mask[:, : width // 2] = 1
     transfer_config = optimize.TransferConfig(  # the right half starts as the content and stays it
-        num_steps=40, init="content", num_scales=1, content_masks=(mask,), loss_weights=losses.LossWeights(content=1.0, style=3.0, tv=0.0))
+        num_steps=40, init="content", num_scales=1, content_masks=(mask,),
+        loss_weights=losses.LossWeights(content=1.0, style=3.0, tv=0.0))
     result = optimize.transfer(extractor, content, style, transfer_config, config.style_layers,
                                config.content_layers).astype(np.float32)
     band = 16  # deep layers' receptive fields and the pooled mask blur the border
@@ -189,7 +190,8 @@ def random_case():
 def test_blend_with_weights_one_and_zero_equals_the_single_style_run(random_case):
     extractor, config, (content, style_a, style_b) = random_case
     run = lambda styles, blend: optimize.transfer(
-        extractor, content, styles, optimize.TransferConfig(num_steps=5, style_blend_weights=blend, init="content", num_scales=1),
+        extractor, content, styles,
+        optimize.TransferConfig(num_steps=5, style_blend_weights=blend, init="content", num_scales=1),
         config.style_layers, config.content_layers)
     single = run(style_a, None)
     np.testing.assert_allclose(run([style_a, style_b], (1.0, 0.0)), single, atol=1)
