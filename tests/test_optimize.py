@@ -293,6 +293,22 @@ def test_auto_scales_bring_the_coarsest_scale_near_64_px_and_keep_its_shorter_si
         optimize.scale_sizes(100, 80, "two", 2.0)
 
 
+def test_auto_scales_in_transfer_leave_out_a_scale_at_which_a_style_would_be_too_small(random_case):
+    extractor, config, _ = random_case  # block2_conv1: 2 px at least
+    layers = [*config.style_layers, *config.content_layers]
+    content, style = np.full((256, 256, 3), 128.0, np.float32), np.full((5, 5, 3), 128.0, np.float32)
+    run_config = optimize.TransferConfig(num_steps=1, coarse_steps=1, tolerance=0.0)
+    # 256 px alone gives 3 scales; the 5 px style would be 1 px at the coarsest (1/4), 2 px at 1/2.
+    assert optimize.auto_num_scales(256, 256, 2.0) == 3
+    resolved = optimize.resolve_num_scales(run_config, content.shape, [style.shape], layers)
+    assert resolved.num_scales == 2 and optimize.resolve_num_scales(resolved, content.shape, [], layers) == resolved
+    sizes = []
+    optimize.transfer(extractor, content, style, run_config, config.style_layers, config.content_layers,
+                      callback=lambda step, terms, image: sizes.append((step, tuple(image.shape[1:3]))))
+    assert sizes == [(1, (128, 128)), (2, (256, 256))]
+    assert len(sizes) == optimize.count_steps(256, 256, resolved)
+
+
 def test_xla_and_bfloat16_steps_run_and_stay_finite(random_case):
     _, config, (content, style, _) = random_case
     extractor = vgg.build_extractor(dataclasses.replace(config, precision="mixed_bfloat16"))

@@ -87,10 +87,8 @@ def sized_images(content, styles, image_size, style_scale, extractor_config, con
     content = image_io.resize_max_side(content, image_size)
     styles = [image_io.resize_max_side(style, max(1, round(style_scale * image_size))) for style in styles]
     min_side = vgg.min_input_size(extractor_config.style_layers + extractor_config.content_layers)
-    if config.num_scales == "auto":
-        smallest = min(min(image.shape[:2]) for image in [content, *styles])
-        config = dataclasses.replace(config, num_scales=optimize.auto_num_scales(
-            *content.shape[:2], config.scale_factor, smallest_side=smallest, min_side=min_side))
+    config = optimize.resolve_num_scales(config, content.shape, [style.shape for style in styles],
+                                         extractor_config.style_layers + extractor_config.content_layers)
     coarsest = optimize.scale_sizes(*content.shape[:2], config.num_scales, config.scale_factor)[0]
     ratio = coarsest[0] / content.shape[0]  # styles shrink with the content at coarse scales
     names = names or [""] * (1 + len(styles))

@@ -16,6 +16,7 @@ from tf_nst import losses
 from tf_nst import progress as progress_lib
 from tf_nst import style_targets
 from tf_nst import tiling
+from tf_nst import vgg
 from tf_nst.errors import UserInputError
 from tf_nst.lbfgs import LBFGS
 from tf_nst.progress import TransferStopped
@@ -42,7 +43,8 @@ class TransferConfig:
         mean of the styles' Gram matrices.
       num_scales: coarse-to-fine: optimise first at 1 / scale_factor^(num_scales - 1) of the size, then
         upsample the result and continue at each larger scale, ending at the full size. "auto" (the default):
-        from the size (auto_num_scales: down to about 64 px, so 3 scales at 256 px, 4 at 512 px).
+        from the size (auto_num_scales: down to about 64 px, so 3 scales at 256 px, 4 at 512 px), fewer where a
+        style would get too small for the layers (resolve_num_scales).
       scale_factor: the size ratio between neighbouring scales.
       coarse_steps: iterations at each scale but the finest (default 100); None: num_steps.
       jit_compile: compile the step with XLA.
@@ -187,6 +189,24 @@ def auto_num_scales(height, width, scale_factor, smallest_side=None, min_side=1)
     return number
 
 
+def resolve_num_scales(config, content_shape, style_shapes, layers):
+    """The config with num_scales="auto" resolved to the number of scales `transfer` runs: auto_num_scales, less
+    any coarse scale at which the content or a style (the styles shrink with the content) would be smaller than
+    the layers' smallest input (vgg.min_input_size). count_steps and step_costs given the result plan what
+    `transfer` does; a config with a number comes back unchanged.
+
+    Args:
+      config: a TransferConfig.
+      content_shape, style_shapes: the content's [H, W, ...] shape and a list of the styles'.
+      layers: every style and content layer the loss uses.
+    """
+    if config.num_scales != "auto":
+        return config
+    smallest = min(min(shape[:2]) for shape in [content_shape, *style_shapes])
+    return dataclasses.replace(config, num_scales=auto_num_scales(
+        *content_shape[:2], config.scale_factor, smallest_side=smallest, min_side=vgg.min_input_size(layers)))
+
+
 def scale_sizes(height, width, num_scales, scale_factor):
     """[(height, width)] from the coarsest scale to the full size (the last entry); num_scales may be "auto"."""
     if num_scales == "auto":
@@ -208,7 +228,8 @@ def scale_tiles(size, config):
 
 
 def count_steps(height, width, config):
-    """How many steps `transfer` takes (and reports to its callback) for a height x width content image."""
+    """How many steps `transfer` takes (and reports to its callback) for a height x width content image; with
+    num_scales="auto", give it resolve_num_scales's config, as `transfer` runs that."""
     return len(step_costs(height, width, config))
 
 
@@ -274,6 +295,8 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
     """
     original = tf.convert_to_tensor(content, tf.float32)
     content, styles = _prepare_colors(original, style_targets.as_image_list(style), config)
+    config = resolve_num_scales(config, content.shape, [image.shape for image in styles],
+                                [*style_layers, *content_layers])
     _check_masks(config, len(styles))
     if config.tile_size:
         tiling.check_tiling(config.tile_size, config.tile_overlap)
