@@ -86,9 +86,9 @@ def sized_images(content, styles, image_size, style_scale, extractor_config, con
     """
     content = image_io.resize_max_side(content, image_size)
     styles = [image_io.resize_max_side(style, max(1, round(style_scale * image_size))) for style in styles]
-    min_side = vgg.min_input_size(extractor_config.style_layers + extractor_config.content_layers)
-    config = optimize.resolve_num_scales(config, content.shape, [style.shape for style in styles],
-                                         extractor_config.style_layers + extractor_config.content_layers)
+    layers = extractor_config.style_layers + extractor_config.content_layers
+    min_side = vgg.min_input_size(layers)
+    config = optimize.resolve_num_scales(config, content.shape, [style.shape for style in styles], layers)
     coarsest = optimize.scale_sizes(*content.shape[:2], config.num_scales, config.scale_factor)[0]
     ratio = coarsest[0] / content.shape[0]  # styles shrink with the content at coarse scales
     names = names or [""] * (1 + len(styles))
