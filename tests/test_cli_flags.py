@@ -103,6 +103,20 @@ def test_scale_factor_sets_the_coarse_size(paths):
     assert Image.open(paths["dir"] / "scaled.png").size == (48, 32)
 
 
+def test_content_detail_sets_the_finer_scales_start(paths):
+    """With a vanishing Adam step the output is the finest scale's start: from the content over 2 scales, the
+    content again with --content_detail (the default), its coarse copy upsampled (blurred) without."""
+    still = ["--image_size=48", "--num_steps=1", "--coarse_steps=1", "--optimizer=adam", "--learning_rate=1e-6",
+             "--init=content", "--num_scales=2", "--scale_factor=4", "--style_layers=block1_conv1",
+             "--content_layers=block1_conv1"]
+    detail, _, _ = _transfer(paths, "detail", *still)
+    blurred, _, _ = _transfer(paths, "blurred", *still, "--nocontent_detail")
+    content = np.asarray(Image.open(paths["content"]).convert("RGB").resize(detail.shape[1::-1], Image.BILINEAR),
+                         np.int32)
+    from_detail, from_blurred = np.abs(detail - content).mean(), np.abs(blurred - content).mean()
+    assert from_detail < 0.3 * from_blurred, (from_detail, from_blurred)
+
+
 def test_pooling_and_colour_transform_change_the_result(paths):
     base = ["--num_steps=2", "--style_layers=block3_conv1", "--content_layers=block3_conv1"]
     max_pool, max_terms, _ = _transfer(paths, "max", *base)

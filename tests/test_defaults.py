@@ -18,6 +18,8 @@ def test_the_tuned_loss_weights_are_pinned():
     # Chosen by the time to reach the TF recipe's picture on HED VGG16 (BENCHMARKS.md, "Time to a good picture:
     # coarse to fine from noise").
     assert (defaults.INIT, defaults.NUM_SCALES, defaults.COARSE_STEPS) == ("noise", "auto", 100)
+    # Chosen by the same measure on three pairs (BENCHMARKS.md, "Time to a good picture: the content's detail").
+    assert defaults.CONTENT_DETAIL is True
     assert (defaults.AUTO_SCALE_SIZE, defaults.AUTO_MIN_SIDE) == (64, 32)
 
 
@@ -29,8 +31,8 @@ def test_configs_default_to_the_shared_values():
         defaults.NUM_STEPS, defaults.OPTIMIZER, defaults.LEARNING_RATE, defaults.LBFGS_HISTORY)
     assert transfer.loss_weights == losses.LossWeights()
     assert (transfer.tolerance, transfer.tolerance_window) == (defaults.TOLERANCE, defaults.TOLERANCE_WINDOW)
-    assert (transfer.init, transfer.num_scales, transfer.coarse_steps) == (
-        defaults.INIT, defaults.NUM_SCALES, defaults.COARSE_STEPS)
+    assert (transfer.init, transfer.num_scales, transfer.coarse_steps, transfer.content_detail) == (
+        defaults.INIT, defaults.NUM_SCALES, defaults.COARSE_STEPS, defaults.CONTENT_DETAIL)
     extractor = vgg.ExtractorConfig()
     assert (extractor.backbone, extractor.weights, extractor.style_layers, extractor.content_layers) == (
         defaults.BACKBONE, defaults.WEIGHTS, defaults.STYLE_LAYERS, defaults.CONTENT_LAYERS)
@@ -51,8 +53,8 @@ def test_the_command_line_flags_default_to_the_shared_values():
             default("lbfgs_history")) == (defaults.IMAGE_SIZE, defaults.NUM_STEPS, defaults.OPTIMIZER,
                                           defaults.LEARNING_RATE, defaults.LBFGS_HISTORY)
     assert default("tolerance") == defaults.TOLERANCE
-    assert (default("init"), default("num_scales"), default("coarse_steps")) == (
-        defaults.INIT, defaults.NUM_SCALES, defaults.COARSE_STEPS)
+    assert (default("init"), default("num_scales"), default("coarse_steps"), default("content_detail")) == (
+        defaults.INIT, defaults.NUM_SCALES, defaults.COARSE_STEPS, defaults.CONTENT_DETAIL)
 
 
 def test_the_python_api_uses_the_shared_values():

@@ -157,7 +157,8 @@ def test_adam_clips_the_variable_itself_to_the_pixel_range():
 
 def test_each_finer_scale_starts_from_the_upsampled_coarser_result():
     """Guards the coarse-to-fine hand-off: from noise, the finest scale's first step is one small Adam step
-    away from the coarse result upsampled, not a fresh start."""
+    away from the coarse result upsampled, not a fresh start (the content's detail is left out here; the next
+    test adds it)."""
     config = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block1_conv1",),
                                  content_layers=("block2_conv1",))
     extractor = vgg.build_extractor(config)
@@ -167,7 +168,7 @@ def test_each_finer_scale_starts_from_the_upsampled_coarser_result():
     optimize.transfer(
         extractor, content, style,
         optimize.TransferConfig(num_steps=1, num_scales=2, coarse_steps=4, init="noise", optimizer="adam",
-                                learning_rate=1.0),
+                                learning_rate=1.0, content_detail=False),
         config.style_layers, config.content_layers,
         callback=lambda step, terms, image: seen.__setitem__(step, image[0].numpy().copy()))
     coarse, fine = seen[4], seen[5]
@@ -176,6 +177,29 @@ def test_each_finer_scale_starts_from_the_upsampled_coarser_result():
     fresh = optimize.initial_image("noise", content, style, seed=0)[0].numpy()
     from_coarse, from_fresh = np.abs(fine - upsampled).mean(), np.abs(fine - fresh).mean()
     assert from_coarse < 1.5 and from_fresh > 20, (from_coarse, from_fresh)  # Adam moves a pixel <= ~1 level
+
+
+@pytest.mark.parametrize("content_detail", [True, False])
+def test_content_detail_puts_back_what_the_coarser_scale_could_not_hold(content_detail):
+    """With every loss weight 0 Adam never moves a pixel, so the result is the finest scale's start. From the
+    content over 2 scales that start is the content again with content_detail (the coarse copy upsampled plus
+    the content minus its own down-and-upsampled copy), and a blurred content without it."""
+    config = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block1_conv1",),
+                                 content_layers=("block1_conv1",))
+    extractor = vgg.build_extractor(config)
+    rng = np.random.default_rng(3)
+    content, style = rng.uniform(0, 255, (48, 40, 3)), rng.uniform(0, 255, (24, 24, 3))
+    result = optimize.transfer(
+        extractor, content, style,
+        optimize.TransferConfig(num_steps=2, num_scales=2, coarse_steps=2, init="content", optimizer="adam",
+                                loss_weights=losses.LossWeights(content=0.0, style=0.0, tv=0.0),
+                                content_detail=content_detail),
+        config.style_layers, config.content_layers)
+    error = np.abs(result.astype(np.float64) - content)
+    if content_detail:
+        assert error.max() <= 0.5 + 1e-3, error.max()  # uint8 rounding only
+    else:
+        assert error.mean() > 20, error.mean()  # the random content's detail is gone
 
 
 @pytest.fixture(scope="module")

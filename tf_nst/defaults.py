@@ -30,6 +30,11 @@ NUM_SCALES = "auto"
 COARSE_STEPS = 100
 AUTO_SCALE_SIZE = 64  # the coarsest scale's longer side that NUM_SCALES="auto" aims at
 AUTO_MIN_SIDE = 32  # ... and the shorter side it keeps at least
+# Start each finer scale from the coarser result upsampled plus the content's detail that the coarser scale could
+# not hold: on three pairs at 256 px it keeps more content at the same style or a little less, and on Chelsea with
+# the Hubble field it arrives where the plain upsampled start fell short (BENCHMARKS.md, "Time to a good picture:
+# the content's detail").
+CONTENT_DETAIL = True
 LEARNING_RATE = 5.0
 LBFGS_HISTORY = 100
 # Stop a scale (or tile) once its best total loss improved by less than TOLERANCE (a fraction) over the last

@@ -47,6 +47,9 @@ class TransferConfig:
         style would get too small for the layers (resolve_num_scales).
       scale_factor: the size ratio between neighbouring scales.
       coarse_steps: iterations at each scale but the finest (default 100); None: num_steps.
+      content_detail: coarse-to-fine: start each finer scale from the coarser result upsampled plus the
+        content's detail that the coarser scale could not hold (the content at this scale minus its copy down-
+        and upsampled through the coarser size), clipped to [0, 255]; False: the coarser result upsampled.
       jit_compile: compile the step with XLA.
       preserve_color: "none"; "luminance" to transfer on luminance only and keep the content's colours
         (Gatys et al. 2017, §5.1); or "histogram" to give the style images the content's colour mean and
@@ -80,6 +83,7 @@ class TransferConfig:
     num_scales: object = defaults.NUM_SCALES
     scale_factor: float = 2.0
     coarse_steps: int = defaults.COARSE_STEPS
+    content_detail: bool = defaults.CONTENT_DETAIL
     jit_compile: bool = False
     preserve_color: str = "none"
     color_transform: str = "chol"
@@ -325,11 +329,21 @@ def _run_scales(extractor, content, styles, config, layers, progress):
         final = index == len(sizes) - 1
         scale = _scale(content, styles, config, size, final)
         start = (initial_image(config.init, scale.content, scale.styles, config.seed) if image is None
-                 else image_io.resize(image, size))
+                 else _upsampled(image, scale.content, config))
         tiles = scale_tiles(size, config)
         image = (_optimize_tiles(extractor, start, scale, tiles, config, layers, progress) if tiles
                  else _optimize_whole(extractor, start, scale, config, layers, progress))
     return image
+
+
+def _upsampled(image, content, config):
+    """The coarser result `image` ([1, h, w, 3]) resized to `content`'s size, with its detail if asked."""
+    size = content.shape[:2]
+    start = image_io.resize(image, size)
+    if not config.content_detail:
+        return start
+    detail = content - image_io.resize(image_io.resize(content, image.shape[1:3]), size)
+    return tf.clip_by_value(start + detail[None], 0.0, 255.0)
 
 
 def _finish(image, original, config):

@@ -57,6 +57,10 @@ _NUM_SCALES = flags.DEFINE_string(
 _SCALE_FACTOR = flags.DEFINE_float("scale_factor", 2.0, "Size ratio between scales.", lower_bound=1.01)
 _COARSE_STEPS = flags.DEFINE_integer(
     "coarse_steps", defaults.COARSE_STEPS, "Iterations at each coarser scale.", lower_bound=1)
+_CONTENT_DETAIL = flags.DEFINE_bool(
+    "content_detail", defaults.CONTENT_DETAIL, "Coarse-to-fine: start each finer scale from the coarser result "
+    "upsampled plus the content's detail that the coarser scale could not hold (keeps faces and small subjects "
+    "legible); --nocontent_detail: the coarser result upsampled only.")
 _PRESERVE_COLOR = flag_groups.define_preserve_color()
 _CONTENT_MASK = flag_groups.define_content_mask()
 _STYLE_MASKS = flags.DEFINE_list(
@@ -156,7 +160,8 @@ def _transfer_config(inputs):
         num_steps=_NUM_STEPS.value, optimizer=_OPTIMIZER.value, learning_rate=_LEARNING_RATE.value,
         lbfgs_history=_LBFGS_HISTORY.value, tolerance=_TOLERANCE.value, init=_INIT.value, seed=_SEED.value,
         style_blend_weights=_float_tuple(_STYLE_BLEND_WEIGHTS.value), num_scales=_num_scales(),
-        scale_factor=_SCALE_FACTOR.value, coarse_steps=_COARSE_STEPS.value, jit_compile=_JIT_COMPILE.value,
+        scale_factor=_SCALE_FACTOR.value, coarse_steps=_COARSE_STEPS.value,
+        content_detail=_CONTENT_DETAIL.value, jit_compile=_JIT_COMPILE.value,
         preserve_color=_PRESERVE_COLOR.value, color_transform=_COLOR_TRANSFORM.value,
         content_masks=inputs.content_masks, style_masks=inputs.style_masks,
         loss_weights=_WEIGHTS.loss_weights(_NETWORK), tile_size=_TILE_SIZE.value or None,
