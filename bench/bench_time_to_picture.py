@@ -9,9 +9,9 @@ reference's time (goal: at most 0.2). Judging happens after each run, outside th
 run after another, so the ratios compare like with like.
 
 Candidates: 'lbfgs' or 'adam', then ':' options: 'sN' (num_steps, default 300), 'cN' (num_scales, with
-coarse_steps from 'kN'), 'init=noise', 'hN' (L-BFGS history), 'cw=X', 'sw=X', 'tv=X' (the content, style and
-total-variation weights; the others stay at their defaults), 'lr=X' (Adam's learning rate). Tolerance is 0 in every
-run (the whole curve).
+coarse_steps from 'kN'), 'detail' (content_detail=True), 'init=noise', 'hN' (L-BFGS history), 'cw=X', 'sw=X', 'tv=X'
+(the content, style and total-variation weights; the others stay at their defaults), 'lr=X' (Adam's learning
+rate). Tolerance is 0 in every run (the whole curve).
 
   python bench/bench_time_to_picture.py --size=256 --candidates=lbfgs:s300,lbfgs:s300:c2:k100
   python bench/bench_time_to_picture.py --size=256 --ref_quality=0.222,1.111 --candidates=lbfgs:s300:init=noise
@@ -46,13 +46,16 @@ def _config(spec):
     from tf_nst import losses, optimize  # pylint: disable=import-outside-toplevel
 
     optimizer, *options = spec.split(":")
-    # The options change the TF tutorial's setting (one scale from the content), as the recorded runs did.
+    # The options change the TF tutorial's setting (one scale from the content), as the recorded runs did; the
+    # finer scales start from the coarser result upsampled alone unless 'detail' is given, as before it existed.
     fields = {"optimizer": optimizer, "num_steps": 300, "tolerance": 0.0, "init": "content", "num_scales": 1,
-              "coarse_steps": None}
+              "coarse_steps": None, "content_detail": False}
     weights = {}
     for option in options:
         if option.startswith("init="):
             fields["init"] = option[5:]
+        elif option == "detail":
+            fields["content_detail"] = True
         elif option.startswith("lr="):
             fields["learning_rate"] = float(option[3:])
         elif option[:3] in ("cw=", "sw=", "tv="):
