@@ -28,6 +28,7 @@ from absl import flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's tf_nst
 
 import bench_loss_weights  # beside this script: _image and the HED judge
+import machine  # beside this script
 
 _REF_STEPS = flags.DEFINE_integer("ref_steps", 1000, "Adam steps of the reference.")
 _EVERY = flags.DEFINE_integer("every", 10, "Keep the picture every this many steps.")
@@ -87,27 +88,28 @@ def _run(extractor, layers, content, style, config, every):
     return time.perf_counter() - start, kept
 
 
-def main(argv):
-    del argv
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
+def setup():
+    """Prints the machine line; returns (content, style, extractor, layers, grade) for the first of --pairs at
+    --size on the 8-bit ImageNet VGG19, where grade(picture) is (HED style ratio, HED content distance)."""
     from tf_nst import vgg  # pylint: disable=import-outside-toplevel
 
     size = bench_loss_weights._SIZE.value  # pylint: disable=protected-access
     content_name, style_name = bench_loss_weights._PAIRS.value[0].split(":")  # pylint: disable=protected-access
     content = bench_loss_weights._image(content_name, size)  # pylint: disable=protected-access
     style = bench_loss_weights._image(style_name, size)  # pylint: disable=protected-access
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo", encoding="utf-8")
-                if line.startswith("model name")), "?")
-    print(f"machine: {cpu}, {os.cpu_count()} cores, TF {tf.__version__}; VGG19 imagenet_q8, judge HED VGG16; "
-          f"{content_name}:{style_name} at {size} px", flush=True)
+    print(f"machine: {machine.describe()}; VGG19 imagenet_q8, judge HED VGG16; {content_name}:{style_name} at "
+          f"{size} px", flush=True)
     config = vgg.ExtractorConfig(weights="imagenet_q8")
     extractor = vgg.build_extractor(config)
-    layers = (config.style_layers, config.content_layers)
     judge = bench_loss_weights._Judge()  # pylint: disable=protected-access
     untouched = judge.style(content, style)
     grade = lambda picture: (judge.style(picture, style) / untouched, judge.content(picture, content))  # noqa: E731
+    return content, style, extractor, (config.style_layers, config.content_layers), grade
 
+
+def main(argv):
+    del argv
+    content, style, extractor, layers, grade = setup()
     timed = _REF_TIMING_STEPS.value if _REF_QUALITY.value else _REF_STEPS.value
     reference = _config(f"adam:s{timed}")
     ref_seconds, ref_kept = _run(extractor, layers, content, style, reference, 1 if _REF_QUALITY.value else timed)

@@ -15,13 +15,11 @@ import time
 
 import numpy as np
 from absl import app
-from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's tf_nst
 
-import bench_loss_weights  # beside this script: _image, the HED judge, the sheet writer
-import bench_time_to_picture  # beside this script: the --candidates syntax
-import machine  # beside this script
+import bench_loss_weights  # beside this script: the sheet writer
+import bench_time_to_picture  # beside this script: the --candidates syntax and the setup
 
 # --size, --pairs and --sheet are bench_loss_weights' flags, --candidates bench_time_to_picture's.
 _CANDIDATES = bench_time_to_picture._CANDIDATES  # pylint: disable=protected-access
@@ -42,19 +40,7 @@ def main(argv):
     del argv
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    from tf_nst import vgg  # pylint: disable=import-outside-toplevel
-
-    size = bench_loss_weights._SIZE.value  # pylint: disable=protected-access
-    content_name, style_name = bench_loss_weights._PAIRS.value[0].split(":")  # pylint: disable=protected-access
-    content = bench_loss_weights._image(content_name, size)  # pylint: disable=protected-access
-    style = bench_loss_weights._image(style_name, size)  # pylint: disable=protected-access
-    print(f"machine: {machine.describe()}; VGG19 imagenet_q8, judge HED VGG16; {content_name}:{style_name} at "
-          f"{size} px", flush=True)
-    config = vgg.ExtractorConfig(weights="imagenet_q8")
-    extractor = vgg.build_extractor(config)
-    layers = (config.style_layers, config.content_layers)
-    judge = bench_loss_weights._Judge()  # pylint: disable=protected-access
-    untouched = judge.style(content, style)
+    content, style, extractor, layers, grade = bench_time_to_picture.setup()
     print("| run | seconds | scale sizes | HED style ratio | HED content distance |")
     print("| --- | --- | --- | --- | --- |")
     to_config = bench_time_to_picture._config  # pylint: disable=protected-access
@@ -63,8 +49,8 @@ def main(argv):
         seconds, pictures = _by_scale(extractor, layers, content, style, to_config(spec))
         final = pictures[-1]
         sizes = ", ".join(f"{p.shape[1]}x{p.shape[0]}" for p in pictures)
-        print(f"| {spec} | {seconds:.0f} | {sizes} | {judge.style(final, style) / untouched:.3f} | "
-              f"{judge.content(final, content):.3f} |", flush=True)
+        style_ratio, content_distance = grade(final)
+        print(f"| {spec} | {seconds:.0f} | {sizes} | {style_ratio:.3f} | {content_distance:.3f} |", flush=True)
         # Nearest neighbour, so that a coarse scale's pixels stay visible.
         rows.append([content, *(tf.image.resize(p, final.shape[:2], method="nearest").numpy() for p in pictures)])
     sheet = bench_loss_weights._SHEET.value  # pylint: disable=protected-access
