@@ -78,7 +78,8 @@ def main(argv):
     extractor_config = vgg.ExtractorConfig(backbone=_BACKBONE.value, weights=real_features.weights_path(_WEIGHTS.value))
     layers = (extractor_config.style_layers, extractor_config.content_layers)
     float32 = vgg.build_extractor(extractor_config)
-    base = optimize.TransferConfig(init="content", num_scales=1,
+    # '+c2f' upsamples alone (content_detail=False), as in the runs recorded before the content's detail existed.
+    base = optimize.TransferConfig(init="content", num_scales=1, content_detail=False,
                                    loss_weights=losses.LossWeights(content=1.0, style=5.0, tv=10.0))
 
     adam = dataclasses.replace(base, optimizer="adam", num_steps=_ADAM_STEPS.value)

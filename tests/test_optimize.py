@@ -179,10 +179,40 @@ def test_each_finer_scale_starts_from_the_upsampled_coarser_result():
     assert from_coarse < 1.5 and from_fresh > 20, (from_coarse, from_fresh)  # Adam moves a pixel <= ~1 level
 
 
+def test_content_detail_adds_the_contents_lost_detail_to_the_upsampled_coarser_result():
+    """Guards the default hand-off: from noise, with every loss weight 0 (Adam never moves a pixel), the finest
+    scale starts from the coarse result upsampled plus the content minus its down-and-upsampled copy, clipped to
+    [0, 255]: neither a restart from the content nor the coarse result alone."""
+    config = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block1_conv1",),
+                                 content_layers=("block1_conv1",))
+    extractor = vgg.build_extractor(config)
+    rng = np.random.default_rng(4)
+    content, style = rng.uniform(0, 255, (32, 40, 3)), rng.uniform(0, 255, (24, 24, 3))
+    seen = {}
+    optimize.transfer(
+        extractor, content, style,
+        optimize.TransferConfig(num_steps=1, num_scales=2, coarse_steps=2, init="noise", optimizer="adam",
+                                loss_weights=losses.LossWeights(content=0.0, style=0.0, tv=0.0),
+                                content_detail=True),
+        config.style_layers, config.content_layers,
+        callback=lambda step, terms, image: seen.__setitem__(step, image[0].numpy().copy()))
+    coarse, fine = seen[2], seen[3]
+    assert coarse.shape == (16, 20, 3) and fine.shape == (32, 40, 3)
+    resize = lambda image, size: tf.image.resize(image, size, antialias=True).numpy()  # noqa: E731
+    unclipped = resize(coarse, (32, 40)) + content - resize(resize(content, (16, 20)), (32, 40))
+    assert (unclipped < 0).any() and (unclipped > 255).any()  # the clip has work to do
+    np.testing.assert_allclose(fine, np.clip(unclipped, 0, 255), atol=1e-2)
+    assert np.abs(fine - content).mean() > 20  # not a restart from the content
+    # Adam's step clips too, so the start's own clip shows only in the start, which L-BFGS evaluates as it is.
+    start = optimize._upsampled(coarse[None], tf.constant(content, tf.float32),  # pylint: disable=protected-access
+                                optimize.TransferConfig(content_detail=True))
+    np.testing.assert_allclose(start[0], np.clip(unclipped, 0, 255), atol=1e-2)
+
+
 @pytest.mark.parametrize("content_detail", [True, False])
 def test_content_detail_puts_back_what_the_coarser_scale_could_not_hold(content_detail):
-    """With every loss weight 0 Adam never moves a pixel, so the result is the finest scale's start. From the
-    content over 2 scales that start is the content again with content_detail (the coarse copy upsampled plus
+    """Guards the content_detail switch. With every loss weight 0 Adam never moves a pixel, so the result is the
+    finest scale's start. From the content over 2 scales that start is the content again with content_detail (the coarse copy upsampled plus
     the content minus its own down-and-upsampled copy), and a blurred content without it."""
     config = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block1_conv1",),
                                  content_layers=("block1_conv1",))

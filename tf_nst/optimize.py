@@ -49,7 +49,9 @@ class TransferConfig:
       coarse_steps: iterations at each scale but the finest (default 100); None: num_steps.
       content_detail: coarse-to-fine: start each finer scale from the coarser result upsampled plus the
         content's detail that the coarser scale could not hold (the content at this scale minus its copy down-
-        and upsampled through the coarser size), clipped to [0, 255]; False: the coarser result upsampled.
+        and upsampled through the coarser size), clipped to [0, 255]; False: the coarser result upsampled. The
+        detail is the content's whatever the init and the content weight, so for a texture-only run (content
+        weight 0) or a chosen start image, set it False.
       jit_compile: compile the step with XLA.
       preserve_color: "none"; "luminance" to transfer on luminance only and keep the content's colours
         (Gatys et al. 2017, §5.1); or "histogram" to give the style images the content's colour mean and
@@ -263,7 +265,7 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
     """Stylises `content` with one or more style images by optimising the pixels.
 
     With config.num_scales > 1 the optimisation runs coarse-to-fine: each scale starts from the previous
-    scale's result, upsampled, and style images are scaled by the same ratio as the content. Masks
+    scale's result, upsampled (plus the content's lost detail with config.content_detail), and style images are scaled by the same ratio as the content. Masks
     (config.content_masks, config.style_masks) are resized to the content's and each style's size at every
     scale. With config.tile_size, scales larger than a tile are optimised tile by tile (see TransferConfig).
 
@@ -337,7 +339,8 @@ def _run_scales(extractor, content, styles, config, layers, progress):
 
 
 def _upsampled(image, content, config):
-    """The coarser result `image` ([1, h, w, 3]) resized to `content`'s size, with its detail if asked."""
+    """The coarser result `image` ([1, h, w, 3]) resized to `content`'s size, plus the content's detail that the
+    coarser size lost when config.content_detail is set."""
     size = content.shape[:2]
     start = image_io.resize(image, size)
     if not config.content_detail:

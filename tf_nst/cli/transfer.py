@@ -59,8 +59,9 @@ _COARSE_STEPS = flags.DEFINE_integer(
     "coarse_steps", defaults.COARSE_STEPS, "Iterations at each coarser scale.", lower_bound=1)
 _CONTENT_DETAIL = flags.DEFINE_bool(
     "content_detail", defaults.CONTENT_DETAIL, "Coarse-to-fine: start each finer scale from the coarser result "
-    "upsampled plus the content's detail that the coarser scale could not hold (keeps faces and small subjects "
-    "legible); --nocontent_detail: the coarser result upsampled only.")
+    "upsampled plus the content's detail that the coarser scale could not hold (more of the content's fine detail "
+    "at about the same style); --nocontent_detail: the coarser result upsampled only (also for a texture-only "
+    "run, --content_weight=0).")
 _PRESERVE_COLOR = flag_groups.define_preserve_color()
 _CONTENT_MASK = flag_groups.define_content_mask()
 _STYLE_MASKS = flags.DEFINE_list(
