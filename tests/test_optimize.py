@@ -155,22 +155,29 @@ def test_adam_clips_the_variable_itself_to_the_pixel_range():
     assert ranges[0] == (0.0, 255.0), ranges  # the first step pushed pixels past both ends; the clip held them
 
 
+def _random_run(seed, content_shape, content_layer, **config):
+    """One transfer of random images through a random-weight VGG16 (style layer block1_conv1); returns (content,
+    style, result, {step: the image after that step})."""
+    layers = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block1_conv1",),
+                                 content_layers=(content_layer,))
+    rng = np.random.default_rng(seed)
+    content, style = rng.uniform(0, 255, content_shape), rng.uniform(0, 255, (24, 24, 3))
+    seen = {}
+    result = optimize.transfer(
+        vgg.build_extractor(layers), content, style, optimize.TransferConfig(**config), layers.style_layers,
+        layers.content_layers, callback=lambda step, terms, image: seen.__setitem__(step, image[0].numpy().copy()))
+    return content, style, result, seen
+
+
+_STILL = losses.LossWeights(content=0.0, style=0.0, tv=0.0)  # no gradient: Adam never moves a pixel
+
+
 def test_each_finer_scale_starts_from_the_upsampled_coarser_result():
     """Guards the coarse-to-fine hand-off: from noise, the finest scale's first step is one small Adam step
     away from the coarse result upsampled, not a fresh start (the content's detail is left out here; the next
     test adds it)."""
-    config = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block1_conv1",),
-                                 content_layers=("block2_conv1",))
-    extractor = vgg.build_extractor(config)
-    rng = np.random.default_rng(2)
-    content, style = rng.uniform(0, 255, (32, 40, 3)), rng.uniform(0, 255, (24, 24, 3))
-    seen = {}
-    optimize.transfer(
-        extractor, content, style,
-        optimize.TransferConfig(num_steps=1, num_scales=2, coarse_steps=4, init="noise", optimizer="adam",
-                                learning_rate=1.0, content_detail=False),
-        config.style_layers, config.content_layers,
-        callback=lambda step, terms, image: seen.__setitem__(step, image[0].numpy().copy()))
+    content, style, _, seen = _random_run(2, (32, 40, 3), "block2_conv1", num_steps=1, num_scales=2, coarse_steps=4,
+                                          init="noise", optimizer="adam", learning_rate=1.0, content_detail=False)
     coarse, fine = seen[4], seen[5]
     assert coarse.shape == (16, 20, 3) and fine.shape == (32, 40, 3)
     upsampled = image_io.resize(coarse, (32, 40)).numpy()
@@ -183,22 +190,11 @@ def test_content_detail_adds_the_contents_lost_detail_to_the_upsampled_coarser_r
     """Guards the default hand-off: from noise, with every loss weight 0 (Adam never moves a pixel), the finest
     scale starts from the coarse result upsampled plus the content minus its down-and-upsampled copy, clipped to
     [0, 255]: neither a restart from the content nor the coarse result alone."""
-    config = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block1_conv1",),
-                                 content_layers=("block1_conv1",))
-    extractor = vgg.build_extractor(config)
-    rng = np.random.default_rng(4)
-    content, style = rng.uniform(0, 255, (32, 40, 3)), rng.uniform(0, 255, (24, 24, 3))
-    seen = {}
-    optimize.transfer(
-        extractor, content, style,
-        optimize.TransferConfig(num_steps=1, num_scales=2, coarse_steps=2, init="noise", optimizer="adam",
-                                loss_weights=losses.LossWeights(content=0.0, style=0.0, tv=0.0),
-                                content_detail=True),
-        config.style_layers, config.content_layers,
-        callback=lambda step, terms, image: seen.__setitem__(step, image[0].numpy().copy()))
+    content, _, _, seen = _random_run(4, (32, 40, 3), "block1_conv1", num_steps=1, num_scales=2, coarse_steps=2,
+                                      init="noise", optimizer="adam", loss_weights=_STILL, content_detail=True)
     coarse, fine = seen[2], seen[3]
     assert coarse.shape == (16, 20, 3) and fine.shape == (32, 40, 3)
-    resize = lambda image, size: tf.image.resize(image, size, antialias=True).numpy()  # noqa: E731
+    resize = lambda image, size: image_io.resize(image, size).numpy()  # noqa: E731
     unclipped = resize(coarse, (32, 40)) + content - resize(resize(content, (16, 20)), (32, 40))
     assert (unclipped < 0).any() and (unclipped > 255).any()  # the clip has work to do
     np.testing.assert_allclose(fine, np.clip(unclipped, 0, 255), atol=1e-2)
@@ -212,19 +208,12 @@ def test_content_detail_adds_the_contents_lost_detail_to_the_upsampled_coarser_r
 @pytest.mark.parametrize("content_detail", [True, False])
 def test_content_detail_puts_back_what_the_coarser_scale_could_not_hold(content_detail):
     """Guards the content_detail switch. With every loss weight 0 Adam never moves a pixel, so the result is the
-    finest scale's start. From the content over 2 scales that start is the content again with content_detail (the coarse copy upsampled plus
-    the content minus its own down-and-upsampled copy), and a blurred content without it."""
-    config = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block1_conv1",),
-                                 content_layers=("block1_conv1",))
-    extractor = vgg.build_extractor(config)
-    rng = np.random.default_rng(3)
-    content, style = rng.uniform(0, 255, (48, 40, 3)), rng.uniform(0, 255, (24, 24, 3))
-    result = optimize.transfer(
-        extractor, content, style,
-        optimize.TransferConfig(num_steps=2, num_scales=2, coarse_steps=2, init="content", optimizer="adam",
-                                loss_weights=losses.LossWeights(content=0.0, style=0.0, tv=0.0),
-                                content_detail=content_detail),
-        config.style_layers, config.content_layers)
+    finest scale's start. From the content over 2 scales that start is the content again with content_detail
+    (the coarse copy upsampled plus the content minus its own down-and-upsampled copy), and a blurred content
+    without it."""
+    content, _, result, _ = _random_run(3, (48, 40, 3), "block1_conv1", num_steps=2, num_scales=2, coarse_steps=2,
+                                        init="content", optimizer="adam", loss_weights=_STILL,
+                                        content_detail=content_detail)
     error = np.abs(result.astype(np.float64) - content)
     if content_detail:
         assert error.max() <= 0.5 + 1e-3, error.max()  # uint8 rounding only

@@ -265,9 +265,10 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
     """Stylises `content` with one or more style images by optimising the pixels.
 
     With config.num_scales > 1 the optimisation runs coarse-to-fine: each scale starts from the previous
-    scale's result, upsampled (plus the content's lost detail with config.content_detail), and style images are scaled by the same ratio as the content. Masks
-    (config.content_masks, config.style_masks) are resized to the content's and each style's size at every
-    scale. With config.tile_size, scales larger than a tile are optimised tile by tile (see TransferConfig).
+    scale's result, upsampled (plus the content's lost detail with config.content_detail), and style images are
+    scaled by the same ratio as the content. Masks (config.content_masks, config.style_masks) are resized to the
+    content's and each style's size at every scale. With config.tile_size, scales larger than a tile are
+    optimised tile by tile (see TransferConfig).
 
     Args:
       extractor: the model from vgg.build_extractor, exposing every style and content layer.
