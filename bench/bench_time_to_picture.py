@@ -11,7 +11,8 @@ run after another, so the ratios compare like with like.
 Candidates: 'lbfgs' or 'adam', then ':' options: 'sN' (num_steps, default 300), 'cN' (num_scales, with
 coarse_steps from 'kN'), 'detail' (content_detail=True), 'init=noise', 'hN' (L-BFGS history), 'cw=X', 'sw=X', 'tv=X'
 (the content, style and total-variation weights; the others stay at their defaults), 'lr=X' (Adam's learning
-rate). Tolerance is 0 in every run (the whole curve).
+rate), 'bf16' (the VGG19 in mixed_bfloat16; the reference is always float32). Tolerance is 0 in every run (the
+whole curve).
 
   python bench/bench_time_to_picture.py --size=256 --candidates=lbfgs:s300,lbfgs:s300:c2:k100
   python bench/bench_time_to_picture.py --size=256 --ref_quality=0.222,1.111 --candidates=lbfgs:s300:init=noise
@@ -57,6 +58,8 @@ def _config(spec):
             fields["init"] = option[5:]
         elif option == "detail":
             fields["content_detail"] = True
+        elif option == "bf16":
+            pass  # the extractor's precision: _extractor
         elif option.startswith("lr="):
             fields["learning_rate"] = float(option[3:])
         elif option[:3] in ("cw=", "sw=", "tv="):
@@ -67,6 +70,17 @@ def _config(spec):
     if weights:
         fields["loss_weights"] = losses.LossWeights(**weights)
     return optimize.TransferConfig(**fields)
+
+
+def _extractor(spec, float32_extractor, cache={}):  # pylint: disable=dangerous-default-value
+    """The extractor a candidate runs: `float32_extractor`, or a mixed_bfloat16 copy for a 'bf16' option."""
+    from tf_nst import vgg  # pylint: disable=import-outside-toplevel
+
+    if "bf16" not in spec.split(":")[1:]:
+        return float32_extractor
+    if "bf16" not in cache:
+        cache["bf16"] = vgg.build_extractor(vgg.ExtractorConfig(weights="imagenet_q8", precision="mixed_bfloat16"))
+    return cache["bf16"]
 
 
 def _run(extractor, layers, content, style, config, every):
@@ -129,7 +143,7 @@ def main(argv):
     print(f"| {label} | {_REF_STEPS.value} | {ref_seconds:.0f} | 1.00 | {ref_style:.3f} | {ref_content:.3f} |",
           flush=True)
     for spec in _CANDIDATES.value:
-        seconds, kept = _run(extractor, layers, content, style, _config(spec), _EVERY.value)
+        seconds, kept = _run(_extractor(spec, extractor), layers, content, style, _config(spec), _EVERY.value)
         arrival = None
         for step in sorted(kept):
             style_ratio, content_distance = grade(kept[step][1])

@@ -46,7 +46,8 @@ def main(argv):
     to_config = bench_time_to_picture._config  # pylint: disable=protected-access
     rows = []
     for spec in _CANDIDATES.value:
-        seconds, pictures = _by_scale(extractor, layers, content, style, to_config(spec))
+        candidate_extractor = bench_time_to_picture._extractor(spec, extractor)  # pylint: disable=protected-access
+        seconds, pictures = _by_scale(candidate_extractor, layers, content, style, to_config(spec))
         final = pictures[-1]
         sizes = ", ".join(f"{p.shape[1]}x{p.shape[0]}" for p in pictures)
         style_ratio, content_distance = grade(final)
