@@ -129,7 +129,7 @@ def test_pooling_and_colour_transform_change_the_result(paths):
 
 def test_precision_and_xla_agree_with_float32(paths):
     """mixed_bfloat16 and XLA compute the same transfer as plain float32, within their rounding."""
-    run = ["--num_steps=3", "--optimizer=adam", "--learning_rate=10"]
+    run = ["--num_steps=3", "--optimizer=adam", "--learning_rate=10", "--precision=float32"]
     plain, plain_terms, _ = _transfer(paths, "plain", *run)
     xla, xla_terms, xla_out = _transfer(paths, "xla", *run, "--jit_compile")
     bf16, bf16_terms, bf16_out = _transfer(paths, "bf16", *run, "--precision=mixed_bfloat16")
@@ -141,6 +141,23 @@ def test_precision_and_xla_agree_with_float32(paths):
                          np.int32)
     # Adam's first steps follow the gradients' signs, which 8-bit mantissas flip where gradients are tiny.
     assert np.abs(bf16 - plain).mean() < 0.3 * np.abs(plain - content).mean()
+
+
+def test_precision_auto_runs_what_it_stands_for_here_and_says_so(paths):
+    """The default, --precision=auto, is precision.resolve's choice for this machine (mixed_bfloat16 on a CPU-only
+    machine with native bfloat16, else float32), named in the first line; a named precision runs as given."""
+    from tf_nst import precision  # pylint: disable=import-outside-toplevel
+
+    chosen = precision.resolve("auto")
+    other = "float32" if chosen == "mixed_bfloat16" else "mixed_bfloat16"
+    run = ["--num_steps=2", "--optimizer=adam", "--learning_rate=10"]
+    auto, auto_terms, auto_out = _transfer(paths, "auto", *run)
+    named, named_terms, named_out = _transfer(paths, "named", *run, f"--precision={chosen}")
+    _, other_terms, other_out = _transfer(paths, "other", *run, f"--precision={other}")
+    assert f"style(s), {chosen} (--precision=auto), " in auto_out
+    assert f"style(s), {chosen}, " in named_out and f"style(s), {other}, " in other_out
+    assert auto_terms == named_terms and other_terms != named_terms
+    np.testing.assert_array_equal(auto, named)
 
 
 def test_flagfile_equals_the_flags_inline(paths):

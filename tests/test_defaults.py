@@ -21,6 +21,9 @@ def test_the_tuned_loss_weights_are_pinned():
     # Chosen by the same measure on three pairs (BENCHMARKS.md, "Time to a good picture: the content's detail").
     assert defaults.CONTENT_DETAIL is True
     assert (defaults.AUTO_SCALE_SIZE, defaults.AUTO_MIN_SIDE) == (64, 32)
+    # Half float32's step time for the same picture on a CPU with native bfloat16 (BENCHMARKS.md, "bfloat16 on a
+    # CPU that has it"); float32 elsewhere and for training.
+    assert defaults.PRECISION == "auto"
 
 
 def test_configs_default_to_the_shared_values():
@@ -55,10 +58,13 @@ def test_the_command_line_flags_default_to_the_shared_values():
     assert default("tolerance") == defaults.TOLERANCE
     assert (default("init"), default("num_scales"), default("coarse_steps"), default("content_detail")) == (
         defaults.INIT, defaults.NUM_SCALES, defaults.COARSE_STEPS, defaults.CONTENT_DETAIL)
+    assert default("precision") == defaults.PRECISION
 
 
 def test_the_python_api_uses_the_shared_values():
-    _, transfer_options, loss_weights = api._split_options({})  # pylint: disable=protected-access
+    extractor, transfer_options, loss_weights = api._split_options({})  # pylint: disable=protected-access
+    assert extractor.precision == defaults.PRECISION
+    assert vgg.ExtractorConfig().precision == "float32"  # what training and the exported networks build with
     assert loss_weights == losses.LossWeights(style_layers={name: 1.0 for name in defaults.STYLE_LAYERS})
     assert inspect.signature(api.transfer).parameters["image_size"].default == defaults.IMAGE_SIZE
     assert dataclasses.replace(optimize.TransferConfig(), **transfer_options) == optimize.TransferConfig()

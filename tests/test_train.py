@@ -4,6 +4,7 @@ empty folder in one line."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -150,6 +151,8 @@ def test_resumes_after_a_kill_and_saves_on_sigterm(tmp_path, dataset_dir, image_
     second.send_signal(signal.SIGTERM)
     output = "".join(lines) + second.communicate(timeout=120)[0]
     assert f"resuming at step {killed_at} of 1000" in output
+    # --precision=auto, the default, is float32 for training, even on a CPU with native bfloat16.
+    assert re.search(r"replica\(s\) on [^,]+, float32$", output, re.MULTILINE), output
     steps = [_printed_step(line) for line in output.splitlines() if _printed_step(line)]
     assert steps[0] == killed_at + 1 and steps == list(range(killed_at + 1, steps[-1] + 1))
     # SIGTERM: the step in progress finishes, is checkpointed, and the run exits cleanly.

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from tf_nst import vgg, weights_file
+from tf_nst import precision, vgg, weights_file
 from tf_nst.errors import UserInputError
 
 
@@ -107,3 +107,29 @@ def test_random_weights_follow_the_seed():
                for seed in (1, 1, 2)]
     np.testing.assert_array_equal(outputs[0], outputs[1])
     assert np.abs(np.asarray(outputs[0]) - np.asarray(outputs[2])).max() > 1e-3
+
+
+@pytest.mark.parametrize("cpu, gpu, expected", [
+    ({"avx2", "avx512f", "avx512_bf16"}, False, "mixed_bfloat16"),
+    ({"avx2", "amx_bf16", "amx_tile"}, False, "mixed_bfloat16"),
+    ({"avx2", "avx512f"}, False, "float32"),  # bf16 emulated: 9x slower (BENCHMARKS.md)
+    ({"avx2", "avx512_bf16"}, True, "float32"),  # GPUs: mixed precision there is unmeasured
+    (set(), False, "float32"),  # no /proc/cpuinfo (macOS, Windows)
+])
+def test_auto_precision_is_bfloat16_only_on_a_cpu_only_machine_with_native_bfloat16(cpu, gpu, expected):
+    assert precision.resolve("auto", has_gpu=gpu, flags_of_cpu=cpu) == expected
+    for name in precision.PRECISIONS:  # a named policy is taken as given, whatever the machine
+        assert precision.resolve(name, has_gpu=gpu, flags_of_cpu=cpu) == name
+
+
+def test_an_auto_extractor_computes_in_what_auto_stands_for_here():
+    config = vgg.ExtractorConfig(weights="none", style_layers=("block1_conv1",), content_layers=("block2_conv1",),
+                                 precision="auto")
+    model = vgg.build_extractor(config)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert {layer.compute_dtype for layer in convs} == {
+        {"mixed_bfloat16": "bfloat16", "float32": "float32"}[precision.resolve("auto")]}
+    features = model(np.zeros((1, 32, 32, 3), np.float32))
+    assert {value.dtype.name for value in features.values()} == {"float32"}  # the losses always see float32
+    with pytest.raises(UserInputError, match="unknown precision 'float8'; use one of auto, float32"):
+        vgg.validate_config(vgg.ExtractorConfig(precision="float8"))

@@ -55,8 +55,10 @@ def _split_options(options):
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise UserInputError(f"unknown option(s) {', '.join(unknown)}; valid options are {', '.join(known)}")
-    extractor = vgg.ExtractorConfig(**{k: tuple(v) if k.endswith("_layers") else v
-                                       for k, v in options.items() if k in _EXTRACTOR_OPTIONS})
+    # The command line's precision ("auto"), where ExtractorConfig's own default stays float32 for training.
+    extractor = vgg.ExtractorConfig(**{"precision": defaults.PRECISION,
+                                       **{k: tuple(v) if k.endswith("_layers") else v
+                                          for k, v in options.items() if k in _EXTRACTOR_OPTIONS}})
     layer_weights = options.get("style_layer_weights") or [1.0] * len(extractor.style_layers)
     if len(layer_weights) != len(extractor.style_layers):
         raise UserInputError(f"style_layer_weights has {len(layer_weights)} entries for "

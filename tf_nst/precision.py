@@ -4,6 +4,44 @@ import contextlib
 
 # Gram matrices and losses stay float32 under every policy (see losses.py).
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# "auto" (per-image transfer's default) stands for the fastest of them that gives the same picture here: see
+# resolve().
+AUTO = "auto"
+# CPU flags of native bfloat16 arithmetic. With them, oneDNN ran the VGG19 step in mixed_bfloat16 in 0.49x the
+# float32 time at 512 px (an AMD EPYC with avx512_bf16); without them, in 9x the time (BENCHMARKS.md, "Per-image
+# transfer" and "bfloat16 on a CPU that has it").
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(path="/proc/cpuinfo"):
+    """The CPU feature flags the kernel reports (empty where /proc/cpuinfo is missing)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def resolve(name, has_gpu=None, flags_of_cpu=None):
+    """The dtype policy `name` stands for: itself, or for "auto" mixed_bfloat16 on a machine without a GPU whose
+    CPU has native bfloat16 arithmetic, float32 elsewhere (GPUs included: mixed precision there is unmeasured).
+
+    Args:
+      name: "auto" or one of PRECISIONS.
+      has_gpu: whether TensorFlow sees a GPU (default: ask TensorFlow).
+      flags_of_cpu: the CPU's feature flags (default: cpu_flags()).
+    """
+    if name != AUTO:
+        return name
+    if has_gpu is None:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+        has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    flags_of_cpu = cpu_flags() if flags_of_cpu is None else flags_of_cpu
+    return "mixed_bfloat16" if not has_gpu and set(BF16_CPU_FLAGS) & flags_of_cpu else "float32"
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from tf_nst import image_io
 from tf_nst import weights as weights_source
 from tf_nst import weights_file
 from tf_nst.errors import UserInputError
-from tf_nst.precision import PRECISIONS
+from tf_nst import precision as precision_lib
 from tf_nst.precision import dtype_policy
 
 # Convolutions per block: Simonyan & Zisserman 2015, configurations D (VGG16) and E (VGG19).
@@ -45,7 +45,8 @@ class ExtractorConfig:
       style_layers: Keras layer names whose Gram matrices carry the style.
       content_layers: Keras layer names whose activations carry the content.
       pooling: "max", or "avg" to swap every MaxPooling2D for AveragePooling2D (Gatys et al. 2016, §2).
-      precision: a Keras dtype policy for the convolutions: "float32", "mixed_bfloat16" or "mixed_float16".
+      precision: a Keras dtype policy for the convolutions: "float32", "mixed_bfloat16" or "mixed_float16", or
+        "auto" (precision.resolve: mixed_bfloat16 on a CPU-only machine with native bfloat16, else float32).
         Inputs, preprocessing and every output stay float32 (the losses compute Grams in float32).
       seed: seeds the random weights of weights="none" (Glorot-uniform kernels, zero biases, as Keras
         initialises them), so that a run with random weights can be repeated.
@@ -94,8 +95,9 @@ def validate_config(config):
     """Checks everything about an ExtractorConfig that can be checked without building it."""
     if config.pooling not in ("max", "avg"):
         raise UserInputError(f"unknown pooling {config.pooling!r}; use 'max' or 'avg'")
-    if config.precision not in PRECISIONS:
-        raise UserInputError(f"unknown precision {config.precision!r}; use one of {', '.join(PRECISIONS)}")
+    choices = (precision_lib.AUTO, *precision_lib.PRECISIONS)
+    if config.precision not in choices:
+        raise UserInputError(f"unknown precision {config.precision!r}; use one of {', '.join(choices)}")
     validate_layers(config.backbone, config.style_layers, "style_layers")
     validate_layers(config.backbone, config.content_layers, "content_layers")
     if config.weights == "imagenet_q8" and config.backbone != "vgg19":
@@ -137,7 +139,8 @@ def build_extractor(config=ExtractorConfig(), name=None):
         failed (the message names --weights and the file to fetch).
     """
     validate_config(config)
-    base = _backbone(config.backbone, config.precision)
+    precision = precision_lib.resolve(config.precision)
+    base = _backbone(config.backbone, precision)
     _load_weights(base, config)
     wanted = set(config.style_layers) | set(config.content_layers)
     inputs = keras.Input(shape=(None, None, 3), name="rgb")
@@ -152,7 +155,7 @@ def build_extractor(config=ExtractorConfig(), name=None):
                 dtype=layer.dtype_policy)
         x = layer(x)
         if layer.name in wanted:
-            outputs[layer.name] = keras.ops.cast(x, "float32") if config.precision != "float32" else x
+            outputs[layer.name] = keras.ops.cast(x, "float32") if precision != "float32" else x
     model = keras.Model(inputs, outputs, name=name or f"{config.backbone}_features")
     model.trainable = False
     return model

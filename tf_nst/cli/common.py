@@ -12,13 +12,13 @@ import sys
 
 from absl import flags
 
+from tf_nst import precision as precision_lib
 from tf_nst import signals
 from tf_nst.errors import UserInputError
 from tf_nst.errors import WriteError
 
 # Slowdowns measured on the 2-core development CPU (issue 13): 40 steps at 256 px took 241 s in
 # mixed_bfloat16 against 26 s in float32 without native bf16 instructions; XLA ran the step 2-8x slower.
-_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def error(message):
@@ -156,22 +156,10 @@ def device_name():
     return f"{len(gpus)} GPU(s)" if gpus else "CPU"
 
 
-def cpu_flags(path="/proc/cpuinfo"):
-    """The CPU feature flags the kernel reports (empty where /proc/cpuinfo is missing)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def slow_settings_warnings(precision, jit_compile, has_gpu, flags_of_cpu):
     """One-line warnings for settings that run slower here than the defaults; a list of strings."""
     warnings = []
-    if not has_gpu and precision == "mixed_bfloat16" and not set(_BF16_CPU_FLAGS) & flags_of_cpu:
+    if not has_gpu and precision == "mixed_bfloat16" and not set(precision_lib.BF16_CPU_FLAGS) & flags_of_cpu:
         warnings.append("--precision=mixed_bfloat16 on a CPU without native bfloat16 (avx512_bf16 or amx_bf16) "
                         "ran about 9x slower than float32 (241 s against 26 s for 40 steps at 256 px); "
                         "use --precision=float32 here")
@@ -183,5 +171,5 @@ def slow_settings_warnings(precision, jit_compile, has_gpu, flags_of_cpu):
 
 def warn_slow_settings(precision, jit_compile=False):
     """Prints slow_settings_warnings for this machine (call after import_tensorflow)."""
-    for message in slow_settings_warnings(precision, jit_compile, device_name() != "CPU", cpu_flags()):
+    for message in slow_settings_warnings(precision, jit_compile, device_name() != "CPU", precision_lib.cpu_flags()):
         warn(message)

@@ -15,6 +15,7 @@ from absl import logging as absl_logging
 
 from tf_nst import files
 from tf_nst import outputs
+from tf_nst import precision as precision_lib
 from tf_nst.cli import common
 from tf_nst.cli import flag_groups
 from tf_nst.errors import UserInputError
@@ -122,9 +123,15 @@ def _train_config():
         image_size=_TRAIN_IMAGE_SIZE.value, style_size=_TRAIN_STYLE_SIZE.value, batch_size=_BATCH_SIZE.value,
         num_steps=_NUM_TRAIN_STEPS.value, learning_rate=_TRAIN_LEARNING_RATE.value,
         checkpoint_every=_CHECKPOINT_EVERY.value, summary_every=_SUMMARY_EVERY.value,
-        print_every=_PRINT_EVERY.value, strategy=_STRATEGY.value, precision=_NETWORK.precision.value,
+        print_every=_PRINT_EVERY.value, strategy=_STRATEGY.value, precision=_precision(),
         width_multiplier=_WIDTH_MULTIPLIER.value, seed=_SEED.value, extractor=_NETWORK.extractor_config(_SEED.value),
         loss_weights=_adain_loss_weights() if adain else _WEIGHTS.loss_weights(_NETWORK))
+
+
+def _precision():
+    """--precision, with "auto" read as float32: bfloat16 training has not been measured (defaults.PRECISION)."""
+    value = _NETWORK.precision.value
+    return "float32" if value == precision_lib.AUTO else value
 
 
 def _adain_loss_weights():
@@ -142,9 +149,10 @@ class _TrainReporter:
 
     max_listed = 10
 
-    def __init__(self, num_steps, architecture="johnson"):
+    def __init__(self, num_steps, architecture="johnson", precision="float32"):
         self._num_steps = num_steps
         self._architecture = architecture
+        self._precision = precision
         self._first_report = None  # (time, step): rates start there, after graph tracing
 
     def on_train_begin(self, info):
@@ -155,7 +163,8 @@ class _TrainReporter:
         start = f"resuming at step {info.start_step}" if info.start_step else "starting at step 0"
         styles = f" x {info.num_style_images} style images" if self._architecture == "adain" else ""
         print(f"tf-nst: training on {info.num_images} images{styles} ({len(info.skipped_files)} unreadable skipped), "
-              f"{start} of {info.num_steps}, {info.num_replicas} replica(s) on {common.device_name()}", flush=True)
+              f"{start} of {info.num_steps}, {info.num_replicas} replica(s) on {common.device_name()}, {self._precision}",
+              flush=True)
 
     def on_progress(self, step, terms):
         now = time.perf_counter()
@@ -177,7 +186,7 @@ def _run():
     config = _train_config()
     common.warn_slow_settings(config.precision)
     absl_logging.set_verbosity(absl_logging.WARNING)  # checkpoint saving logs at INFO every time
-    result = train.train(config, _TrainReporter(config.num_steps, config.architecture))
+    result = train.train(config, _TrainReporter(config.num_steps, config.architecture, config.precision))
     if result.interrupted_by is not None:
         print(f"tf-nst: stopped by signal {result.interrupted_by} at step {result.step}; checkpoint saved "
               f"in {config.train_dir}: rerun the same command to resume", flush=True)

@@ -4,6 +4,7 @@ Every input image, mask and output path is checked before TensorFlow loads; user
 stderr and exit status 2, and no file is written.
 """
 
+import dataclasses
 import math
 import os
 import time
@@ -15,6 +16,7 @@ from tf_nst import defaults
 from tf_nst import files
 from tf_nst import memory
 from tf_nst import outputs
+from tf_nst import precision as precision_lib
 from tf_nst import signals
 from tf_nst.cli import common
 from tf_nst.cli import flag_groups
@@ -289,6 +291,10 @@ def _run():
 
     extractor_config = _NETWORK.extractor_config(_SEED.value)
     vgg.validate_config(extractor_config)
+    precision = precision_lib.resolve(extractor_config.precision)
+    # The first line says what "auto" chose: a user who did not ask for mixed_bfloat16 sees why.
+    precision_text = f"{precision} (--precision=auto)" if precision != extractor_config.precision else precision
+    extractor_config = dataclasses.replace(extractor_config, precision=precision)
     config = _transfer_config(inputs)
     content, styles, config = api.sized_images(
         inputs.content, inputs.styles, _IMAGE_SIZE.value, _STYLE_SCALE.value, extractor_config, config,
@@ -303,7 +309,7 @@ def _run():
     tiles = f" in {num_tiles} tiles of {config.tile_size} px" if num_tiles else ""
     num_scales = len(optimize.scale_sizes(height, width, config.num_scales, config.scale_factor))
     print(f"tf-nst: {width}x{height} px, {total_steps} {config.optimizer} steps over {num_scales} "
-          f"scale(s){tiles}, {len(styles)} style(s), {extractor_config.precision}"
+          f"scale(s){tiles}, {len(styles)} style(s), {precision_text}"
           f"{' with XLA' if config.jit_compile else ''}, {extractor_config.backbone} ({extractor_config.weights}) "
           f"on {common.device_name()}", flush=True)
     with signals.StopSignals() as stop:  # Ctrl-C: finish the step, keep the image
