@@ -621,6 +621,10 @@ def test_step_costs_are_each_steps_pixels_in_the_order_transfer_runs_them():
         float(t.height * t.width + fixed) for t in tiles for _ in range(2)]
     for config in (one, scales, tiled):
         assert optimize.count_steps(300, 600, config) == len(optimize.step_costs(300, 600, config))
+    # The fixed part follows the precision: bf16 makes the pixels cheaper, not the fixed part (fitted separately).
+    assert optimize.step_costs(30, 40, one, overhead_pixels=7) == [1207.0] * 4
+    assert optimize.step_overhead_pixels("float32") == fixed
+    assert optimize.step_overhead_pixels("mixed_bfloat16") == optimize.BF16_STEP_OVERHEAD_PIXELS > fixed
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])

@@ -240,23 +240,32 @@ def count_steps(height, width, config):
 
 
 # A step's fixed cost, in pixels: what a step costs beyond the pixels it optimises (kernel launches, the L-BFGS
-# bookkeeping). Fitted on the 2-core CPU's default run (512 px, 4 scales): a step took 38 ms at 64x43 px, 121 ms
-# at 128x85, 401 ms at 256x171 and 1.47 s at 512x341, about 8.3 us per (pixel + 1800).
+# bookkeeping). Fitted on the 2-core CPU's default run (512 px, 4 scales): in float32 a step took 38 ms at 64x43
+# px, 121 ms at 128x85, 401 ms at 256x171 and 1.47 s at 512x341, about 8.3 us per (pixel + 1800); in
+# mixed_bfloat16 with native bf16 instructions (another day) 19, 46, 130 and 490 ms, about 2.7 us per
+# (pixel + 4200): the pixels got cheaper, the fixed part did not.
 STEP_OVERHEAD_PIXELS = 1800
+BF16_STEP_OVERHEAD_PIXELS = 4200
 
 
-def step_costs(height, width, config):
+def step_overhead_pixels(precision):
+    """A step's fixed cost in pixels for a resolved precision (precision.resolve): mixed_bfloat16's or float32's
+    (mixed_float16 runs on GPUs, where no fit was made)."""
+    return BF16_STEP_OVERHEAD_PIXELS if precision == "mixed_bfloat16" else STEP_OVERHEAD_PIXELS
+
+
+def step_costs(height, width, config, overhead_pixels=STEP_OVERHEAD_PIXELS):
     """The relative cost of each step `transfer` plans for a height x width image, in order: the pixels it
-    optimises (its scale's, or its tile's at a tiled scale) plus STEP_OVERHEAD_PIXELS. A step's time grows about
-    with them, so a coarse scale's steps are cheap, and a time-left estimate weighs the steps still to come by
-    them."""
+    optimises (its scale's, or its tile's at a tiled scale) plus `overhead_pixels` (step_overhead_pixels of the
+    precision). A step's time grows about with them, so a coarse scale's steps are cheap, and a time-left
+    estimate weighs the steps still to come by them."""
     sizes = scale_sizes(height, width, config.num_scales, config.scale_factor)
     costs = []
     for index, size in enumerate(sizes):
         num_steps = _num_steps(config, final=index == len(sizes) - 1)
         pieces = [tile.height * tile.width for tile in scale_tiles(size, config)] or [size[0] * size[1]]
         for pixels in pieces:
-            costs.extend([float(pixels + STEP_OVERHEAD_PIXELS)] * num_steps)
+            costs.extend([float(pixels + overhead_pixels)] * num_steps)
     return costs
 
 

@@ -301,7 +301,7 @@ def _run():
         names=[_CONTENT.value, *inputs.style_paths])
     height, width = content.shape[:2]
     num_tiles = len(optimize.scale_tiles((height, width), config))
-    costs = optimize.step_costs(height, width, config)
+    costs = optimize.step_costs(height, width, config, optimize.step_overhead_pixels(precision))
     total_steps = len(costs)
     reporter = _ProgressReporter(costs, _PRINT_EVERY.value, _snapshot_paths(inputs, num_tiles, total_steps))
     common.warn_slow_settings(extractor_config.precision, config.jit_compile)
