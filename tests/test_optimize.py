@@ -221,6 +221,28 @@ def test_content_detail_puts_back_what_the_coarser_scale_could_not_hold(content_
         assert error.mean() > 20, error.mean()  # the random content's detail is gone
 
 
+@pytest.mark.parametrize("content_detail", [True, False])
+def test_a_run_stopped_at_a_coarser_scale_is_upsampled_as_the_next_scale_would_start(content_detail):
+    """Ctrl-C at a coarse scale: the image handed back is the full-size start the next scale would have had, the
+    content's detail included with content_detail. With every loss weight 0 from the content, that is the
+    content again (detail) or a blurred content (without)."""
+    layers = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block1_conv1",),
+                                 content_layers=("block1_conv1",))
+    rng = np.random.default_rng(5)
+    content, style = rng.uniform(0, 255, (48, 40, 3)), rng.uniform(0, 255, (24, 24, 3))
+    config = optimize.TransferConfig(num_steps=2, num_scales=2, coarse_steps=3, init="content", optimizer="adam",
+                                     loss_weights=_STILL, content_detail=content_detail)
+    with pytest.raises(optimize.TransferStopped) as stopped:
+        optimize.transfer(vgg.build_extractor(layers), content, style, config, layers.style_layers,
+                          layers.content_layers, should_stop=lambda: True)
+    assert stopped.value.step == 1 and stopped.value.image.shape == content.shape  # stopped at the 24x20 scale
+    error = np.abs(stopped.value.image.astype(np.float64) - content)
+    if content_detail:
+        assert error.max() <= 0.5 + 1e-3, error.max()  # uint8 rounding only
+    else:
+        assert error.mean() > 20, error.mean()  # the random content's detail is gone
+
+
 @pytest.fixture(scope="module")
 def random_case():
     config = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block1_conv1", "block2_conv1"),

@@ -327,7 +327,7 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
     except TransferStopped as e:
         partial = e.partial if e.partial is not None else progress.last_good
         if tuple(partial.shape[1:3]) != tuple(content.shape[:2]):  # stopped at a coarser scale
-            partial = image_io.resize(partial, content.shape[:2])
+            partial = _upsampled(partial, content, config)  # as the next scale would have started
         e.image = _finish(partial, original, config)
         raise
     return _finish(image, original, config)
