@@ -38,6 +38,8 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _REPO)  # this checkout's tf_nst
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import machine  # beside this script
+
 _RUN_DIR = flags.DEFINE_string("run_dir", "/work/adain_run", "Data in run_dir/data, the training run in run_dir/run.")
 _NUM_STEPS = flags.DEFINE_integer("num_steps", 2000, "Train (or resume) up to this many steps.")
 _EVAL_ONLY = flags.DEFINE_bool("eval_only", False, "Evaluate the latest checkpoint; train no step.")
@@ -335,13 +337,10 @@ def main(argv):
 
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as main.py does
     import keras  # pylint: disable=import-outside-toplevel
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     from tf_nst import adain, train, vgg  # pylint: disable=import-outside-toplevel
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo", encoding="utf-8")
-                if line.startswith("model name")), "?")
-    print(f"\nmachine: {cpu}, {os.cpu_count()} cores, TF {tf.__version__}; vgg19 ({_WEIGHTS.value}) encoder, decoder "
+    print(f"\nmachine: {machine.describe()}; vgg19 ({_WEIGHTS.value}) encoder, decoder "
           f"width {_WIDTH.value:g}; {num_steps} steps of batch {_BATCH_SIZE.value} at {_IMAGE_SIZE.value} px "
           f"(resized to {_RESIZE.value})"
           + (f", {trained_now} of them in this call: {seconds:.0f} s, {1000 * seconds / trained_now:.0f} ms/step "

@@ -24,6 +24,8 @@ from absl import logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's tf_nst
 
+import machine  # beside this script
+
 _STEPS = flags.DEFINE_integer("steps", 300, "Training steps.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Training crop side (pixels, a multiple of 8).")
 _RESIZE = flags.DEFINE_integer("resize", 96, "Shorter side of every training image before its crop.")
@@ -115,9 +117,7 @@ def main(argv):
     photos = [image_io.resize_max_side(tf.constant(_photo(name), tf.float32), _EVAL_SIZE.value)[None]
               for name in _HELD_OUT]
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo", encoding="utf-8")
-                if line.startswith("model name")), "?")
-    print(f"machine: {cpu}, {os.cpu_count()} cores, TF {tf.__version__}; vgg19 ({_WEIGHTS.value}) encoder, "
+    print(f"machine: {machine.describe()}; vgg19 ({_WEIGHTS.value}) encoder, "
           f"decoder width {_WIDTH.value:g}, style weight {config.loss_weights.style if config.loss_weights else 'default'}, "
           f"learning rate {_LEARNING_RATE.value:g}, {_STEPS.value} steps of batch {_BATCH_SIZE.value} at "
           f"{_IMAGE_SIZE.value} px (resized to {_RESIZE.value}); held out {', '.join(_HELD_OUT)} at "

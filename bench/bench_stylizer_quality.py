@@ -26,6 +26,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+import machine  # beside this script
 import real_features  # bench/real_features.py, beside this script
 
 _WIDTHS = flags.DEFINE_list("widths", ["1.0", "0.25"], "Width multipliers to train; the first is the reference.")
@@ -116,9 +117,7 @@ def main(argv):
     photos = [image_io.resize_max_side(tf.constant(_photo(name), tf.float32), _EVAL_SIZE.value)[None]
               for name in _HELD_OUT]
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo", encoding="utf-8")
-                if line.startswith("model name")), "?")
-    print(f"machine: {cpu}, {os.cpu_count()} cores, TF {tf.__version__}; {_BACKBONE.value} ({_WEIGHTS.value}), "
+    print(f"machine: {machine.describe()}; {_BACKBONE.value} ({_WEIGHTS.value}), "
           f"{_STEPS.value} steps of batch {_BATCH_SIZE.value} at {_IMAGE_SIZE.value} px; held out at "
           f"{_EVAL_SIZE.value} px")
     photo_style, _ = _distances(extractor, None, photos, style_grams, extractor_config.content_layers)

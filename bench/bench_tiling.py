@@ -11,13 +11,14 @@ memory and time do not depend on them.
 """
 
 import os
-import platform
 import resource
 import sys
 import time
 
 from absl import app
 from absl import flags
+
+import machine  # beside this script
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -32,17 +33,6 @@ _WEIGHTS = flags.DEFINE_string("weights", "none", "'none' (random), 'imagenet', 
 
 def _peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _machine():
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo", encoding="utf-8")
-                if line.startswith("model name")), platform.processor())
-    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    gpus = tf.config.list_physical_devices("GPU")
-    return (f"{cpu}, {os.cpu_count()} cores, {memory_gb:.0f} GB, TF {tf.__version__}, "
-            f"{'GPU' if gpus else 'CPU only'}")
 
 
 class _TileClock:
@@ -60,7 +50,8 @@ def main(argv):
     del argv
     from tf_nst import SAMPLES_DIR, image_io, optimize, vgg  # pylint: disable=import-outside-toplevel
 
-    machine = _machine()
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    machine_line = f"{machine.describe()}, {memory_gb:.0f} GB memory"
     config = vgg.ExtractorConfig(backbone=_BACKBONE.value, weights=_WEIGHTS.value)
     extractor = vgg.build_extractor(config)
     content, style = (image_io.resize_max_side(image_io.read_image(os.path.join(SAMPLES_DIR, name)), _SIZE.value)
@@ -78,7 +69,7 @@ def main(argv):
     seconds = time.perf_counter() - clock.start
     assert result.shape == (height, width, 3)
 
-    print(f"machine: {machine}")
+    print(f"machine: {machine_line}")
     print(f"{config.backbone} ({config.weights} weights), {transfer_config.optimizer}, style image "
           f"{style.shape[1]}x{style.shape[0]} px; peak RSS before the run (TensorFlow, model, images): "
           f"{before_mb:.0f} MB")

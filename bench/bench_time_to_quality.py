@@ -20,6 +20,7 @@ import time
 from absl import app
 from absl import flags
 
+import machine  # beside this script
 import real_features  # bench/real_features.py, beside this script
 
 _SIZE = flags.DEFINE_integer("size", 512, "Longer side of content and style (pixels).")
@@ -64,15 +65,9 @@ def main(argv):
     del argv
     import dataclasses  # pylint: disable=import-outside-toplevel
 
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
     from tf_nst import SAMPLES_DIR, image_io, losses, optimize, vgg  # pylint: disable=import-outside-toplevel
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo", encoding="utf-8")
-                if line.startswith("model name")), "?")
-    gpus = tf.config.list_physical_devices("GPU")
-    print(f"machine: {cpu}, {os.cpu_count()} cores, TF {tf.__version__}, {'GPU' if gpus else 'CPU only'}; "
-          f"{_BACKBONE.value} weights {_WEIGHTS.value}, {_SIZE.value} px")
+    print(f"machine: {machine.describe()}; {_BACKBONE.value} weights {_WEIGHTS.value}, {_SIZE.value} px")
     content = image_io.resize_max_side(image_io.read_image(os.path.join(SAMPLES_DIR, "chelsea.jpg")), _SIZE.value)
     style = image_io.resize_max_side(image_io.read_image(os.path.join(SAMPLES_DIR, "coffee.jpg")), _SIZE.value)
     extractor_config = vgg.ExtractorConfig(backbone=_BACKBONE.value, weights=real_features.weights_path(_WEIGHTS.value))

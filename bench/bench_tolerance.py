@@ -10,7 +10,6 @@ full run's. Everything runs in this one process.
   python bench/bench_tolerance.py --num_steps=300 --pairs=chelsea:hubble_deep_field,rocket:coffee  # ~10 min
 """
 
-import os
 import time
 
 import numpy as np
@@ -18,6 +17,7 @@ from absl import app
 from absl import flags
 
 import bench_loss_weights  # beside this script: _image and the HED judge
+import machine  # beside this script
 
 # --size, --num_steps and --pairs are bench_loss_weights' flags.
 _SIZE, _NUM_STEPS, _PAIRS = bench_loss_weights._SIZE, bench_loss_weights._NUM_STEPS, bench_loss_weights._PAIRS
@@ -40,13 +40,9 @@ def _stop_step(totals, tolerance, window):
 
 def main(argv):
     del argv
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
     from tf_nst import optimize, vgg  # pylint: disable=import-outside-toplevel
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo", encoding="utf-8")
-                if line.startswith("model name")), "?")
-    print(f"machine: {cpu}, {os.cpu_count()} cores, TF {tf.__version__}; VGG19 imagenet_q8, judge HED VGG16; "
+    print(f"machine: {machine.describe()}; VGG19 imagenet_q8, judge HED VGG16; "
           f"{_SIZE.value} px, {_OPTIMIZER.value} {_NUM_STEPS.value} steps, window {_WINDOW.value}", flush=True)
     config = vgg.ExtractorConfig(weights="imagenet_q8")
     extractor = vgg.build_extractor(config)

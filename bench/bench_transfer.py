@@ -17,7 +17,6 @@ row says so.
 
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -27,6 +26,8 @@ from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's tf_nst
+
+import machine  # beside this script
 
 _SIZES = flags.DEFINE_list("sizes", ["256", "512"], "Square image sizes (pixels).")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per configuration (after 2 warm-up steps).")
@@ -124,22 +125,13 @@ def _run_one(spec, steps, weights):
                       "peak_rss_mb": peak_mb}))
 
 
-def _machine():
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo", encoding="utf-8")
-                if line.startswith("model name")), platform.processor())
-    gpus = tf.config.list_physical_devices("GPU")
-    return f"{cpu}, {os.cpu_count()} cores, TF {tf.__version__}, {'GPU' if gpus else 'CPU only'}"
-
-
 def main(argv):
     del argv
     if _ONE.value:
         _run_one(_ONE.value, _STEPS.value, _WEIGHTS.value)
         return
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    print(f"machine: {_machine()}; VGG19 weights {_WEIGHTS.value}")
+    print(f"machine: {machine.describe()}; VGG19 weights {_WEIGHTS.value}")
     print("| size | method | ms/step | vs tutorial | vs pytorch | CPU ms/step | CPU vs tutorial | CPU vs pytorch "
           "| peak RSS (MB) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)

@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(_BENCH))  # this checkout's tf_nst
 sys.path.insert(0, _BENCH)
 
 import bench_transfer  # noqa: E402  (its --sizes and --steps serve here too)
+import machine  # noqa: E402  beside this script
 
 _METHODS = flags.DEFINE_list("profile_methods", ["tutorial", "adam", "lbfgs"], "Steps to profile: 'tutorial' "
                              "(the TF recipe), 'adam', 'lbfgs' (bench_transfer's steps).")
@@ -84,7 +85,7 @@ def _profile(step, steps):
 def main(argv):
     del argv
     os.environ.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS="1")
-    print(f"machine: {bench_transfer._machine()}; one thread; {bench_transfer._STEPS.value} profiled steps each")  # pylint: disable=protected-access
+    print(f"machine: {machine.describe()}; one thread; {bench_transfer._STEPS.value} profiled steps each")  # pylint: disable=protected-access
     for size in (int(s) for s in bench_transfer._SIZES.value):
         results = {}
         for method in _METHODS.value:
