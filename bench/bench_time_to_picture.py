@@ -18,6 +18,7 @@ whole curve).
   python bench/bench_time_to_picture.py --size=256 --ref_quality=0.222,1.111 --candidates=lbfgs:s300:init=noise
 """
 
+import functools
 import os
 import sys
 import time
@@ -31,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import bench_loss_weights  # beside this script: _image and the HED judge
 import machine  # beside this script
 
+_WEIGHTS = "imagenet_q8"  # every run's VGG19, float32 or bf16
 _REF_STEPS = flags.DEFINE_integer("ref_steps", 1000, "Adam steps of the reference.")
 _EVERY = flags.DEFINE_integer("every", 10, "Keep the picture every this many steps.")
 _REF_QUALITY = flags.DEFINE_list(
@@ -72,15 +74,16 @@ def _config(spec):
     return optimize.TransferConfig(**fields)
 
 
-def _extractor(spec, float32_extractor, cache={}):  # pylint: disable=dangerous-default-value
-    """The extractor a candidate runs: `float32_extractor`, or a mixed_bfloat16 copy for a 'bf16' option."""
+def _extractor(spec, float32_extractor):
+    """The extractor a candidate runs: `float32_extractor`, or a mixed_bfloat16 one for a 'bf16' option."""
+    return _bf16_extractor() if "bf16" in spec.split(":")[1:] else float32_extractor
+
+
+@functools.cache
+def _bf16_extractor():
     from tf_nst import vgg  # pylint: disable=import-outside-toplevel
 
-    if "bf16" not in spec.split(":")[1:]:
-        return float32_extractor
-    if "bf16" not in cache:
-        cache["bf16"] = vgg.build_extractor(vgg.ExtractorConfig(weights="imagenet_q8", precision="mixed_bfloat16"))
-    return cache["bf16"]
+    return vgg.build_extractor(vgg.ExtractorConfig(weights=_WEIGHTS, precision="mixed_bfloat16"))
 
 
 def _run(extractor, layers, content, style, config, every):
@@ -113,7 +116,7 @@ def setup():
     style = bench_loss_weights._image(style_name, size)  # pylint: disable=protected-access
     print(f"machine: {machine.describe()}; VGG19 imagenet_q8, judge HED VGG16; {content_name}:{style_name} at "
           f"{size} px", flush=True)
-    config = vgg.ExtractorConfig(weights="imagenet_q8")
+    config = vgg.ExtractorConfig(weights=_WEIGHTS)
     extractor = vgg.build_extractor(config)
     judge = bench_loss_weights._Judge()  # pylint: disable=protected-access
     untouched = judge.style(content, style)

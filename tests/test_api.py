@@ -38,6 +38,24 @@ def test_transfer_takes_paths_arrays_and_pil_images(image_files):
     assert np.abs(from_paths.astype(np.float32) - resized).mean() > 1.0  # it changed the content
 
 
+@pytest.mark.parametrize("cpu_flags", [{"avx2", "avx512_bf16"}, {"avx2"}])
+def test_transfer_runs_in_what_precision_auto_stands_for(image_files, monkeypatch, cpu_flags):
+    """The default precision is the command line's "auto": the same result as naming its choice for the CPU
+    flags the machine is made to report (mixed_bfloat16 with native bf16 and no GPU), not the other one's."""
+    from tf_nst import precision  # pylint: disable=import-outside-toplevel
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: cpu_flags)
+    chosen = precision.resolve("auto")
+    other = "float32" if chosen == "mixed_bfloat16" else "mixed_bfloat16"
+    results = {}
+    for name, options in (("auto", {}), ("chosen", {"precision": chosen}), ("other", {"precision": other})):
+        keras.utils.set_random_seed(0)  # the same random VGG weights for every run
+        results[name] = tf_nst.transfer(image_files["content"], image_files["style"], optimizer="adam",
+                                        **options, **FAST)
+    np.testing.assert_array_equal(results["auto"], results["chosen"])
+    assert np.abs(results["auto"].astype(int) - results["other"]).max() > 0
+
+
 def test_transfer_callbacks_receive_every_step_and_its_terms(image_files):
     seen = []
     tf_nst.transfer(image_files["content"], [image_files["style"], image_files["coffee"]], optimizer="adam",

@@ -647,6 +647,8 @@ def test_step_costs_are_each_steps_pixels_in_the_order_transfer_runs_them():
     assert optimize.step_costs(30, 40, one, overhead_pixels=7) == [1207.0] * 4
     assert optimize.step_overhead_pixels("float32") == fixed
     assert optimize.step_overhead_pixels("mixed_bfloat16") == optimize.BF16_STEP_OVERHEAD_PIXELS > fixed
+    with pytest.raises(ValueError, match="resolved precision"):
+        optimize.step_overhead_pixels("auto")  # precision.resolve first: "auto" differs from machine to machine
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])

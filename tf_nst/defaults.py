@@ -36,7 +36,7 @@ AUTO_MIN_SIDE = 32  # ... and the shorter side it keeps at least
 # the content's detail").
 CONTENT_DETAIL = True
 # The VGG's compute precision, resolved by precision.resolve: mixed_bfloat16 on a CPU-only machine with native
-# bfloat16 (half float32's step time there, the same picture on HED VGG16), float32 elsewhere (BENCHMARKS.md,
+# bfloat16 (about 0.55x float32's step time there, the same picture on HED VGG16), float32 elsewhere (BENCHMARKS.md,
 # "bfloat16 on a CPU that has it"). Per-image transfer only: `train` reads "auto" as float32.
 PRECISION = "auto"
 LEARNING_RATE = 5.0

@@ -13,6 +13,7 @@ import tensorflow as tf
 from tf_nst import defaults
 from tf_nst import image_io
 from tf_nst import losses
+from tf_nst import precision as precision_lib
 from tf_nst import progress as progress_lib
 from tf_nst import style_targets
 from tf_nst import tiling
@@ -249,8 +250,11 @@ BF16_STEP_OVERHEAD_PIXELS = 4200
 
 
 def step_overhead_pixels(precision):
-    """A step's fixed cost in pixels for a resolved precision (precision.resolve): mixed_bfloat16's or float32's
-    (mixed_float16 runs on GPUs, where no fit was made)."""
+    """A step's fixed cost in pixels for a resolved precision (precision.resolve, not "auto"): mixed_bfloat16's,
+    fitted with native bf16 instructions, or float32's (also used for mixed_float16, where no fit was made)."""
+    if precision not in precision_lib.PRECISIONS:
+        raise ValueError(f"step_overhead_pixels needs a resolved precision, one of {precision_lib.PRECISIONS}; "
+                         f"received {precision!r}")
     return BF16_STEP_OVERHEAD_PIXELS if precision == "mixed_bfloat16" else STEP_OVERHEAD_PIXELS
 
 

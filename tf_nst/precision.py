@@ -1,4 +1,5 @@
-"""Compute precision of the networks: the Keras dtype policies tf_nst accepts, applied while building."""
+"""Compute precision of the networks: the Keras dtype policies tf_nst accepts, applied while building, and the
+policy "auto" stands for on this machine (whether its CPU has native bfloat16)."""
 
 import contextlib
 
@@ -7,9 +8,9 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 # "auto" (per-image transfer's default) stands for the fastest of them that gives the same picture here: see
 # resolve().
 AUTO = "auto"
-# CPU flags of native bfloat16 arithmetic. With them, oneDNN ran the VGG19 step in mixed_bfloat16 in 0.49x the
-# float32 time at 512 px (an AMD EPYC with avx512_bf16); without them, in 9x the time (BENCHMARKS.md, "Per-image
-# transfer" and "bfloat16 on a CPU that has it").
+# CPU flags of native bfloat16 arithmetic. With them, oneDNN ran the VGG19 step in mixed_bfloat16 in 0.52-0.60x
+# the float32 time at 256 and 512 px (an AMD EPYC with avx512_bf16); without them, in 9x the time (BENCHMARKS.md,
+# "Per-image transfer" and "bfloat16 on a CPU that has it").
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 

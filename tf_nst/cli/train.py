@@ -163,8 +163,8 @@ class _TrainReporter:
         start = f"resuming at step {info.start_step}" if info.start_step else "starting at step 0"
         styles = f" x {info.num_style_images} style images" if self._architecture == "adain" else ""
         print(f"tf-nst: training on {info.num_images} images{styles} ({len(info.skipped_files)} unreadable skipped), "
-              f"{start} of {info.num_steps}, {info.num_replicas} replica(s) on {common.device_name()}, {self._precision}",
-              flush=True)
+              f"{start} of {info.num_steps}, {info.num_replicas} replica(s) on {common.device_name()}, "
+              f"{self._precision}", flush=True)
 
     def on_progress(self, step, terms):
         now = time.perf_counter()
