@@ -402,7 +402,10 @@ def test_slow_settings_are_warned_about_on_a_cpu_only():
     plain_cpu = {"fpu", "sse2", "avx2", "avx512f"}
     (bf16,) = common.slow_settings_warnings("mixed_bfloat16", False, has_gpu=False, flags_of_cpu=plain_cpu)
     assert "9x slower" in bf16 and "--precision=float32" in bf16
-    assert not common.slow_settings_warnings("mixed_bfloat16", False, False, plain_cpu | {"avx512_bf16"})
+    assert not common.slow_settings_warnings("mixed_bfloat16", False, False, plain_cpu | {"avx512_bf16"}, {})
+    (onednn_off,) = common.slow_settings_warnings("mixed_bfloat16", False, False, plain_cpu | {"avx512_bf16"},
+                                                  {"TF_ENABLE_ONEDNN_OPTS": "0"})
+    assert "oneDNN" in onednn_off
     assert not common.slow_settings_warnings("mixed_bfloat16", True, has_gpu=True, flags_of_cpu=plain_cpu)
     assert not common.slow_settings_warnings("float32", False, has_gpu=False, flags_of_cpu=plain_cpu)
     (jit,) = common.slow_settings_warnings("float32", True, has_gpu=False, flags_of_cpu=plain_cpu)

@@ -35,9 +35,9 @@ AUTO_MIN_SIDE = 32  # ... and the shorter side it keeps at least
 # the Hubble field it arrives where the plain upsampled start fell short (BENCHMARKS.md, "Time to a good picture:
 # the content's detail").
 CONTENT_DETAIL = True
-# The VGG's compute precision, resolved by precision.resolve: mixed_bfloat16 on a CPU-only machine with native
-# bfloat16 (about 0.55x float32's step time there, the same picture on HED VGG16), float32 elsewhere (BENCHMARKS.md,
-# "bfloat16 on a CPU that has it"). Per-image transfer only: `train` reads "auto" as float32.
+# The VGG's compute precision, resolved by precision.resolve: mixed_bfloat16 on a CPU-only machine that runs
+# bfloat16 natively (about 0.55x float32's step time there, the same picture on HED VGG16), float32 elsewhere
+# (BENCHMARKS.md, "bfloat16 on a CPU that has it"). Per-image transfer only: `train` reads "auto" as float32.
 PRECISION = "auto"
 LEARNING_RATE = 5.0
 LBFGS_HISTORY = 100

@@ -153,16 +153,16 @@ def device_name():
     return f"{len(gpus)} GPU(s)" if gpus else "CPU"
 
 
-def slow_settings_warnings(precision, jit_compile, has_gpu, flags_of_cpu):
+def slow_settings_warnings(precision, jit_compile, has_gpu, flags_of_cpu, environ=os.environ):
     """One-line warnings for settings that run slower here than the defaults; a list of strings.
 
     Measured on the 2-core development CPU (issue 13): 40 steps at 256 px took 241 s in mixed_bfloat16 against
     26 s in float32 without native bf16 instructions; XLA ran the step 2-8x slower."""
     warnings = []
-    if not has_gpu and precision == "mixed_bfloat16" and not set(precision_lib.BF16_CPU_FLAGS) & flags_of_cpu:
-        warnings.append("--precision=mixed_bfloat16 on a CPU without native bfloat16 (avx512_bf16 or amx_bf16) "
-                        "ran about 9x slower than float32 (241 s against 26 s for 40 steps at 256 px); "
-                        "use --precision=float32 here")
+    if not has_gpu and precision == "mixed_bfloat16" and not precision_lib.native_bfloat16(flags_of_cpu, environ):
+        warnings.append("--precision=mixed_bfloat16 on a CPU without native bfloat16 (avx512_bf16 or amx_bf16, "
+                        "with TensorFlow's oneDNN on) ran about 9x slower than float32 (241 s against 26 s for 40 "
+                        "steps at 256 px); use --precision=float32 here")
     if not has_gpu and jit_compile:
         warnings.append("--jit_compile on a CPU: XLA made the step 2-8x slower than without it here; drop it "
                         "unless you have measured otherwise")
