@@ -98,8 +98,9 @@ def define_loss_network(commands=("transfer", "train")):
                         [precision_lib.AUTO, *precision_lib.PRECISIONS],
                         _read_by("Compute precision of the networks; Gram matrices and losses stay float32. "
                                  "'auto': for transfer, mixed_bfloat16 on a CPU with native bfloat16 "
-                                 "(avx512_bf16 or amx_bf16, TensorFlow's oneDNN on) and no GPU, where a step took about 0.55x float32's time for the "
-                                 "same picture, else float32; for train, float32.", commands)))
+                                 "(avx512_bf16 or amx_bf16, TensorFlow's oneDNN on) and no GPU, where a step took "
+                                 "about 0.55x float32's time for the same picture, else float32; for train, "
+                                 "float32.", commands)))
     if not existed:
         _register_loss_network_validators()
     return group
