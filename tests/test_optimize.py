@@ -374,6 +374,20 @@ def test_auto_scales_in_transfer_leave_out_a_scale_at_which_a_style_would_be_too
     assert len(sizes) == optimize.count_steps(256, 256, resolved)
 
 
+@pytest.mark.parametrize("num_scales, message", [
+    (1, r"^the style image becomes 1x1 px; the chosen layers need at least 2 px on each side$"),
+    (2, r"^the content image becomes 16x1 px at the coarsest of 2 scales; .* at least 2 px on each side$")])
+def test_transfer_refuses_an_image_too_small_for_the_layers_before_any_step(random_case, num_scales, message):
+    extractor, config, _ = random_case  # block2_conv1: 2 px at least
+    content = np.full((2 if num_scales == 2 else 32, 32, 3), 128.0, np.float32)  # 2 px: 1 px at half the size
+    style = np.full((1, 1, 3) if num_scales == 1 else (8, 8, 3), 128.0, np.float32)
+    steps = []
+    with pytest.raises(UserInputError, match=message):  # not a TensorFlow error from inside the step
+        optimize.transfer(extractor, content, style, optimize.TransferConfig(num_steps=1, num_scales=num_scales),
+                          config.style_layers, config.content_layers, callback=lambda *args: steps.append(args))
+    assert steps == []
+
+
 def test_xla_and_bfloat16_steps_run_and_stay_finite(random_case):
     _, config, (content, style, _) = random_case
     extractor = vgg.build_extractor(dataclasses.replace(config, precision="mixed_bfloat16"))

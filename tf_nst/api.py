@@ -89,19 +89,10 @@ def sized_images(content, styles, image_size, style_scale, extractor_config, con
     content = image_io.resize_max_side(content, image_size)
     styles = [image_io.resize_max_side(style, max(1, round(style_scale * image_size))) for style in styles]
     layers = extractor_config.style_layers + extractor_config.content_layers
-    min_side = vgg.min_input_size(layers)
-    config = optimize.resolve_num_scales(config, content.shape, [style.shape for style in styles], layers)
-    coarsest = optimize.scale_sizes(*content.shape[:2], config.num_scales, config.scale_factor)[0]
-    ratio = coarsest[0] / content.shape[0]  # styles shrink with the content at coarse scales
-    names = names or [""] * (1 + len(styles))
-    kinds = ["content"] + ["style"] * len(styles)
-    for kind, name, image in zip(kinds, names, [content, *styles]):
-        height, width = image.shape[0] * ratio, image.shape[1] * ratio
-        if min(height, width) < min_side:
-            label = f"{kind} image {name!r}" if name else f"the {kind} image"
-            raise UserInputError(
-                f"{label} becomes {width:.0f}x{height:.0f} px at image_size={image_size} (coarsest "
-                f"scale, style_scale applied); the chosen layers need at least {min_side} px on each side")
+    style_shapes = [style.shape for style in styles]
+    config = optimize.resolve_num_scales(config, content.shape, style_shapes, layers)
+    optimize.check_sizes(content.shape, style_shapes, config, layers, names,
+                         context=f" (image_size={image_size}, style_scale applied)")
     return content, styles, config
 
 

@@ -214,6 +214,36 @@ def resolve_num_scales(config, content_shape, style_shapes, layers):
         *content_shape[:2], config.scale_factor, smallest_side=smallest, min_side=vgg.min_input_size(layers)))
 
 
+def check_sizes(content_shape, style_shapes, config, layers, names=None, context=""):
+    """Refuses a content or style image that would be smaller than the layers' smallest input
+    (vgg.min_input_size) at the coarsest scale; styles shrink with the content there.
+
+    Args:
+      content_shape, style_shapes: the content's [H, W, ...] shape and a list of the styles', as `transfer` gets
+        them.
+      config: a TransferConfig whose num_scales is a number (resolve_num_scales).
+      layers: every style and content layer the loss uses.
+      names: optional, the content's and each style's file name, for the message.
+      context: optional words for the message after the size, e.g. " (image_size=512)".
+
+    Raises:
+      UserInputError: naming the image, its size at the coarsest scale and the size the layers need.
+    """
+    min_side = vgg.min_input_size(layers)
+    coarsest = scale_sizes(*content_shape[:2], config.num_scales, config.scale_factor)[0]
+    ratio = coarsest[0] / content_shape[0]
+    names = names or [""] * (1 + len(style_shapes))
+    kinds = ["content"] + ["style"] * len(style_shapes)
+    for kind, name, shape in zip(kinds, names, [content_shape, *style_shapes]):
+        height, width = shape[0] * ratio, shape[1] * ratio
+        if min(height, width) < min_side:
+            label = f"{kind} image {name!r}" if name else f"the {kind} image"
+            where = "" if config.num_scales == 1 else f" at the coarsest of {config.num_scales} scales"
+            raise UserInputError(
+                f"{label} becomes {width:.0f}x{height:.0f} px{where}{context}; the chosen layers need at least "
+                f"{min_side} px on each side")
+
+
 def scale_sizes(height, width, num_scales, scale_factor):
     """[(height, width)] from the coarsest scale to the full size (the last entry); num_scales may be "auto"."""
     if num_scales == "auto":
@@ -315,8 +345,9 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
     """
     original = tf.convert_to_tensor(content, tf.float32)
     content, styles = _prepare_colors(original, style_targets.as_image_list(style), config)
-    config = resolve_num_scales(config, content.shape, [image.shape for image in styles],
-                                [*style_layers, *content_layers])
+    style_shapes = [image.shape for image in styles]
+    config = resolve_num_scales(config, content.shape, style_shapes, [*style_layers, *content_layers])
+    check_sizes(content.shape, style_shapes, config, [*style_layers, *content_layers])
     _check_masks(config, len(styles))
     if config.tile_size:
         tiling.check_tiling(config.tile_size, config.tile_overlap)
