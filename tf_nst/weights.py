@@ -141,6 +141,13 @@ def resolve(backbone, weights):
     return q8_weights_path()
 
 
+def describe(weights, path):
+    """How a run names its weights: `weights` as given, unless `resolve` gave 'imagenet' the 8-bit copy (offline)."""
+    if weights == "imagenet" and path is not None and os.path.basename(path) == Q8_CACHE_FILE:
+        return "imagenet: the 8-bit offline copy"
+    return weights
+
+
 def _download_imagenet(backbone):
     """The cached path of the float ImageNet weights, downloaded through Keras on first use."""
     import keras  # pylint: disable=import-outside-toplevel

@@ -288,9 +288,14 @@ def _run():
     _check_memory(inputs.content)
     common.import_tensorflow()
     from tf_nst import api, image_io, optimize, vgg  # pylint: disable=import-outside-toplevel
+    from tf_nst import weights as weights_source  # pylint: disable=import-outside-toplevel
 
     extractor_config = _NETWORK.extractor_config(_SEED.value)
     vgg.validate_config(extractor_config)
+    # Resolved once, here, so that the first line names what an offline 'imagenet' fell back to.
+    weights_path = weights_source.resolve(extractor_config.backbone, extractor_config.weights)
+    weights_text = weights_source.describe(extractor_config.weights, weights_path)
+    extractor_config = dataclasses.replace(extractor_config, weights=weights_path or "none")
     precision = precision_lib.resolve(extractor_config.precision)
     # The first line says what "auto" chose: a user who did not ask for mixed_bfloat16 sees why.
     precision_text = f"{precision} (--precision=auto)" if precision != extractor_config.precision else precision
@@ -310,7 +315,7 @@ def _run():
     num_scales = len(optimize.scale_sizes(height, width, config.num_scales, config.scale_factor))
     print(f"tf-nst: {width}x{height} px, {total_steps} {config.optimizer} steps over {num_scales} "
           f"scale(s){tiles}, {len(styles)} style(s), {precision_text}"
-          f"{' with XLA' if config.jit_compile else ''}, {extractor_config.backbone} ({extractor_config.weights}) "
+          f"{' with XLA' if config.jit_compile else ''}, {extractor_config.backbone} ({weights_text}) "
           f"on {common.device_name()}", flush=True)
     with signals.StopSignals() as stop:  # Ctrl-C: finish the step, keep the image
         try:
