@@ -643,26 +643,52 @@ def test_an_early_coarse_scale_numbers_the_fine_scale_from_its_planned_start(ran
 
 
 def test_step_costs_are_each_steps_pixels_in_the_order_transfer_runs_them():
+    """Each step's pixels plus the fixed part, times its loss evaluations: two for L-BFGS's first step at a scale
+    or tile (the start's gradient, then the trial point), one for every other step and for Adam's."""
     fixed = optimize.STEP_OVERHEAD_PIXELS
+    first = lambda costs: [2 * costs[0], *costs[1:]]  # noqa: E731
     one = optimize.TransferConfig(num_steps=4, num_scales=1)
-    assert optimize.step_costs(30, 40, one) == [1200.0 + fixed] * 4
+    assert optimize.step_costs(30, 40, one) == first([1200.0 + fixed] * 4)
+    adam = dataclasses.replace(one, optimizer="adam")
+    assert optimize.step_costs(30, 40, adam) == [1200.0 + fixed] * 4
     scales = optimize.TransferConfig(num_steps=3, num_scales=2, coarse_steps=5)
     (coarse_h, coarse_w), (fine_h, fine_w) = optimize.scale_sizes(30, 40, 2, scales.scale_factor)
     assert (fine_h, fine_w) == (30, 40) and coarse_h * coarse_w < 1200
-    assert optimize.step_costs(30, 40, scales) == [float(coarse_h * coarse_w + fixed)] * 5 + [1200.0 + fixed] * 3
+    assert optimize.step_costs(30, 40, scales) == (first([float(coarse_h * coarse_w + fixed)] * 5)
+                                                   + first([1200.0 + fixed] * 3))
     tiled = optimize.TransferConfig(num_steps=2, tile_size=256, tile_overlap=32, num_scales=1)
     tiles = optimize.scale_tiles((300, 600), tiled)
     assert len(tiles) > 1
     assert optimize.step_costs(300, 600, tiled) == [
-        float(t.height * t.width + fixed) for t in tiles for _ in range(2)]
-    for config in (one, scales, tiled):
+        cost for t in tiles for cost in first([float(t.height * t.width + fixed)] * 2)]
+    for config in (one, adam, scales, tiled):
         assert optimize.count_steps(300, 600, config) == len(optimize.step_costs(300, 600, config))
     # The fixed part follows the precision: bf16 makes the pixels cheaper, not the fixed part (fitted separately).
-    assert optimize.step_costs(30, 40, one, overhead_pixels=7) == [1207.0] * 4
+    assert optimize.step_costs(30, 40, one, overhead_pixels=7) == first([1207.0] * 4)
     assert optimize.step_overhead_pixels("float32") == fixed
     assert optimize.step_overhead_pixels("mixed_bfloat16") == optimize.BF16_STEP_OVERHEAD_PIXELS > fixed
     with pytest.raises(ValueError, match="resolved precision"):
         optimize.step_overhead_pixels("auto")  # precision.resolve first: "auto" differs from machine to machine
+
+
+def test_lbfgs_evaluates_the_loss_twice_at_each_scales_first_step_and_once_after(random_case, monkeypatch):
+    """What step_costs assumes of L-BFGS, counted on a real two-scale run."""
+    extractor, config, (content, style, _) = random_case
+    optimizers, evaluations = [], []
+
+    class Counting(LBFGS):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            optimizers.append(self)
+
+    read = lambda: int(optimizers[-1].evaluations.numpy())  # noqa: E731
+    monkeypatch.setattr(optimize, "LBFGS", Counting)
+    run_config = optimize.TransferConfig(num_steps=6, coarse_steps=6, num_scales=2, tolerance=0.0)
+    begin = lambda step, num_steps: evaluations.append(read())  # after the warm-up  # noqa: E731
+    optimize.transfer(extractor, content, style, run_config, config.style_layers, config.content_layers,
+                      callback=lambda step, terms, image: evaluations.append(read()), begin_callback=begin)
+    per_step = [np.diff(evaluations[:7]).tolist(), np.diff(evaluations[7:]).tolist()]
+    assert [steps[0] for steps in per_step] == [2, 2] and np.mean(per_step[0][1:] + per_step[1][1:]) < 1.5, per_step
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])

@@ -291,15 +291,21 @@ def step_overhead_pixels(precision):
 def step_costs(height, width, config, overhead_pixels=STEP_OVERHEAD_PIXELS):
     """The relative cost of each step `transfer` plans for a height x width image, in order: the pixels it
     optimises (its scale's, or its tile's at a tiled scale) plus `overhead_pixels` (step_overhead_pixels of the
-    precision). A step's time grows about with them, so a coarse scale's steps are cheap, and a time-left
-    estimate weighs the steps still to come by them."""
+    precision), times the loss evaluations it makes. A step's time grows about with them, so a coarse scale's
+    steps are cheap, and a time-left estimate weighs the steps still to come by them.
+
+    An L-BFGS step evaluates the loss once, its trial point, which it nearly always accepts; the first step of
+    each scale or tile also evaluates the start's gradient, so it counts twice. Without that, the time left on the
+    first progress line, read from the first step alone, erred about 2x long."""
     sizes = scale_sizes(height, width, config.num_scales, config.scale_factor)
+    first = 2.0 if config.optimizer == "lbfgs" else 1.0
     costs = []
     for index, size in enumerate(sizes):
         num_steps = _num_steps(config, final=index == len(sizes) - 1)
         pieces = [tile.height * tile.width for tile in scale_tiles(size, config)] or [size[0] * size[1]]
         for pixels in pieces:
-            costs.extend([float(pixels + overhead_pixels)] * num_steps)
+            cost = float(pixels + overhead_pixels)
+            costs.extend(cost * (first if step == 0 else 1.0) for step in range(num_steps))
     return costs
 
 
