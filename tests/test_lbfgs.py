@@ -64,32 +64,42 @@ def test_state_is_not_trainable_and_the_default_history_is_the_configs():
     x = tf.Variable([1.0, 2.0])
     optimizer = LBFGS(x)
     state = [value for value in vars(optimizer).values() if isinstance(value, tf.Variable) and value is not x]
-    assert len(state) == 11 and not any(variable.trainable for variable in state)
+    assert len(state) == 13 and not any(variable.trainable for variable in state)
     assert optimizer.history == optimize.TransferConfig().lbfgs_history
 
 
-def test_direction_is_minus_the_bfgs_inverse_hessian_times_the_gradient():
-    """The two-loop recursion against the explicit BFGS inverse-Hessian update (Nocedal & Wright eq. 6.17)
-    from H0 = gamma I, with gamma from the newest pair (eq. 7.20). Five pairs into a history of three, so the
-    ring buffer wraps and only the newest three count. Guards the recursion's indices and order, which the
-    convergence tests above do not pin (mutation testing found them surviving)."""
+@pytest.mark.parametrize("stored, reset_after, jit_compile", [
+    (5, None, False),  # the ring wraps: only the newest three count
+    (4, None, True),  # the newest row is in the middle of the ring; compiled with XLA
+    (2, None, False),  # the history not yet full
+    (6, 4, False),  # two pairs after a reset: the four before it are still in the rows, and must not count
+])
+def test_direction_is_minus_the_bfgs_inverse_hessian_times_the_gradient(stored, reset_after, jit_compile):
+    """The L-BFGS direction against the explicit BFGS inverse-Hessian update (Nocedal & Wright eq. 6.17) from
+    H0 = gamma I, with gamma from the newest pair (eq. 7.20), over the pairs that count, in a history of three.
+    Guards the recursion's indices and order, which the convergence tests above do not pin (mutation testing
+    found them surviving), and which rows count."""
     rng = np.random.default_rng(0)
     size = 4
     basis = rng.normal(size=(size, size))
     hessian = basis @ basis.T + size * np.eye(size)
     optimizer = LBFGS(tf.Variable(np.zeros(size, np.float32)), history=3)
-    pairs = [(s, hessian @ s) for s in rng.normal(size=(5, size))]
-    for s, y in pairs:
+    pairs = [(s, hessian @ s) for s in rng.normal(size=(stored, size))]
+    for index, (s, y) in enumerate(pairs):
+        if index == reset_after:
+            optimizer.reset()
         optimizer._remember(tf.constant(s, tf.float32), tf.constant(y, tf.float32))  # pylint: disable=protected-access
-    s, y = pairs[-1]
+    counted = pairs[reset_after or 0:][-3:]
+    s, y = counted[-1]
     inverse = (s @ y) / (y @ y) * np.eye(size)
-    for s, y in pairs[-3:]:
+    for s, y in counted:
         rho = 1.0 / (y @ s)
         v = np.eye(size) - rho * np.outer(y, s)
         inverse = v.T @ inverse @ v + rho * np.outer(s, s)
     gradient = rng.normal(size=size)
-    direction = optimizer._direction(tf.constant(gradient, tf.float32))  # pylint: disable=protected-access
-    np.testing.assert_allclose(direction.numpy(), -inverse @ gradient, rtol=1e-4, atol=1e-6)
+    direction = tf.function(optimizer._direction, jit_compile=jit_compile)  # pylint: disable=protected-access
+    np.testing.assert_allclose(direction(tf.constant(gradient, tf.float32)).numpy(), -inverse @ gradient,
+                               rtol=1e-4, atol=1e-6)
 
 
 def test_first_step_moves_the_largest_coordinate_by_initial_step_and_the_search_gives_up_at_its_limit():

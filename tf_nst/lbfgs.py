@@ -2,6 +2,13 @@
 
 Nocedal & Wright, "Numerical Optimization" (2006): the two-loop recursion (Alg. 7.4) with the scaled
 initial Hessian of eq. 7.20, and a backtracking line search on the Armijo condition (Alg. 3.1).
+
+The two loops are run in the space of the stored pairs. Each loop's recursion only needs the dot products of
+the pairs with each other (kept up to date as pairs are stored) and with the gradient, so the loops become two
+triangular solves of history x history, and the image-sized work is four matrix-vector products over the
+history, plus two when a pair is stored. Run literally, pair by pair, the loops cost a small copy and a few
+single-threaded vector ops per pair: on the 2-core CPU, at a history of 100 pairs on a 512x341 image, 206 ms
+against 18 ms this way for the direction alone.
 """
 
 import tensorflow as tf
@@ -18,11 +25,13 @@ class LBFGS:
     `value_and_grad()` reads the variable and returns (loss, aux, gradient), where aux is any nest of
     tensors with a fixed structure (for example the named loss terms); it is returned for the accepted point.
 
+    jit_compile: whether `step` is compiled with XLA (tf.function(jit_compile=True)).
+
     Attributes:
       evaluations: how many times `value_and_grad` has been called (line-search trials included).
     """
 
-    def __init__(self, variable, history=100, max_line_search=20, armijo=1e-4, initial_step=1.0):
+    def __init__(self, variable, history=100, max_line_search=20, armijo=1e-4, initial_step=1.0, jit_compile=False):
         if history < 1:
             raise ValueError(f"L-BFGS history must be at least 1, got {history}")
         self.variable = variable
@@ -30,14 +39,17 @@ class LBFGS:
         self.max_line_search = int(max_line_search)
         self.armijo = float(armijo)
         self.initial_step = float(initial_step)
+        self._jit_compile = jit_compile
         size = int(tf.size(variable))
         zeros = lambda *shape: tf.Variable(tf.zeros(shape, tf.float32), trainable=False)
         self._s = zeros(self.history, size)  # position differences x_{k+1} - x_k
         self._y = zeros(self.history, size)  # gradient differences g_{k+1} - g_k
+        self._sy = zeros(self.history, self.history)  # s_i . y_j
+        self._yy = zeros(self.history, self.history)  # y_i . y_j
         self._rho = zeros(self.history)  # 1 / (y^T s)
         self._gamma = tf.Variable(1.0, trainable=False)  # initial Hessian scale, s^T y / y^T y (eq. 7.20)
         self._count = tf.Variable(0, trainable=False)  # stored pairs, at most `history`
-        self._head = tf.Variable(0, trainable=False)  # the slot the next pair is written to
+        self._head = tf.Variable(0, trainable=False)  # the row the next pair is written to (a ring)
         self._loss = tf.Variable(0.0, trainable=False)
         self._grad = zeros(size)
         self._has_grad = tf.Variable(False, trainable=False)
@@ -50,22 +62,42 @@ class LBFGS:
         return tf.cast(loss, tf.float32), aux, tf.reshape(tf.cast(grad, tf.float32), [-1])
 
     def _direction(self, grad):
-        """-H grad by the two-loop recursion over the stored pairs (Alg. 7.4)."""
-        # Rows are read with sparse_read (a resource gather): indexing the variable would read, and in a
-        # loop copy, the whole [history, size] buffer at every iteration.
+        """-H grad, H the L-BFGS inverse Hessian: Alg. 7.4's two loops, in the pairs' space.
+
+        Newest to oldest, the first loop sets alpha_i = rho_i s_i.q_i, where q_i is -grad less alpha_j y_j for
+        each newer j: rho_i (s_i.q - sum_j alpha_j s_i.y_j), a lower-triangular system in newest-first order.
+        Oldest to newest, the second sets beta_i = rho_i y_i.r_i, where r_i is gamma q_m (q_m = -grad - sum_j
+        alpha_j y_j) plus (alpha_j - beta_j) s_j for each older j: an upper-triangular one. The result is
+        gamma q_m + sum_j (alpha_j - beta_j) s_j.
+
+        Every shape is the history's, whatever the count, as XLA needs: rows not yet stored (or left from before
+        a reset) get no weight.
+        """
         q = -grad
-        alphas = tf.zeros([self.history])
-        for i in tf.range(self._count):  # newest to oldest
-            index = tf.math.floormod(self._head - 1 - i, self.history)
-            alpha = self._rho[index] * tf.tensordot(self._s.sparse_read(index), q, 1)
-            alphas = tf.tensor_scatter_nd_update(alphas, [[index]], [alpha])
-            q -= alpha * self._y.sparse_read(index)
-        r = self._gamma * q
-        for i in tf.range(self._count):  # oldest to newest
-            index = tf.math.floormod(self._head - self._count + i, self.history)
-            beta = self._rho[index] * tf.tensordot(self._y.sparse_read(index), r, 1)
-            r += self._s.sparse_read(index) * (alphas[index] - beta)
-        return r
+        if self._count == 0:
+            return self._gamma * q
+        # The pairs stay in their rows; pair-space values are put in newest-first order, and the coefficients put
+        # back. The first `count` in that order are the stored pairs.
+        rows = tf.math.floormod(self._head - 1 - tf.range(self.history), self.history)
+        stored = tf.range(self.history) < self._count
+        keep = lambda values: tf.where(stored[:, None], values, 0.0)  # noqa: E731
+        newest_first = lambda values: keep(tf.gather(values, rows)[:, None])  # noqa: E731
+        pairs = lambda matrix: tf.transpose(keep(tf.transpose(keep(  # noqa: E731
+            tf.gather(tf.gather(matrix, rows), rows, axis=1)))))
+        sy, yy = pairs(self._sy), pairs(self._yy)  # sy[k, l] = s_k . y_l, newest first
+        rho = newest_first(self._rho)
+        s_q, y_q = newest_first(tf.linalg.matvec(self._s, q)), newest_first(tf.linalg.matvec(self._y, q))
+        eye = tf.eye(self.history)
+        # alpha_k = rho_k (s_k.q - sum_{l newer, l < k} alpha_l s_k.y_l)
+        newer = tf.linalg.band_part(sy, -1, 0) * (1.0 - eye)
+        alpha = tf.linalg.triangular_solve(eye + rho * newer, rho * s_q, lower=True)
+        # beta_k = rho_k (gamma (y_k.q - sum_l alpha_l y_k.y_l) + sum_{l older, l > k} (alpha_l - beta_l) y_k.s_l)
+        older = tf.linalg.band_part(tf.transpose(sy), 0, -1) * (1.0 - eye)  # [k, l] = s_l . y_k for l > k
+        right = rho * (self._gamma * (y_q - tf.matmul(yy, alpha)) + tf.matmul(older, alpha))
+        beta = tf.linalg.triangular_solve(eye + rho * older, right, lower=False)
+        in_rows = lambda values: tf.scatter_nd(rows[:, None], values[:, 0], [self.history])  # noqa: E731
+        return (self._gamma * (q - tf.linalg.matvec(self._y, in_rows(alpha), transpose_a=True))
+                + tf.linalg.matvec(self._s, in_rows(alpha - beta), transpose_a=True))
 
     def _remember(self, s, y):
         ys = tf.tensordot(y, s, 1)
@@ -73,11 +105,22 @@ class LBFGS:
         # Keep H positive definite: skip pairs that violate the curvature condition. The threshold is
         # relative, so that the optimiser behaves the same for any scale of the loss.
         if ys > 1e-10 * yy:
-            self._s.scatter_update(tf.IndexedSlices(s[None], self._head[None]))
-            self._y.scatter_update(tf.IndexedSlices(y[None], self._head[None]))
-            self._rho.scatter_update(tf.IndexedSlices((1.0 / ys)[None], self._head[None]))
+            head = self._head.read_value()
+            for history, row in ((self._s, s), (self._y, y)):
+                history.scatter_update(tf.IndexedSlices(row[None], head[None]))
+                if not self._jit_compile:  # (XLA has no such op, and keeps variables its own way)
+                    # A scatter switches the variable to copy-on-read: every later read would copy the whole
+                    # history, four copies a step, which took 0.1 s and 1 GB at 512x512 px. Switched back,
+                    # reads share the buffer, and a later scatter copies it only while a read is still held.
+                    tf.raw_ops.DisableCopyOnRead(resource=history.handle)
+            # The new pair's dot products with every row (the rows not stored are never read).
+            y_dots = tf.matmul(self._y, tf.stack([s, y], axis=1))  # [history, 2]: y_j . s and y_j . y
+            s_dots = tf.linalg.matvec(self._s, y)  # s_i . y
+            self._sy.assign(_with_row_and_column(self._sy, head, y_dots[:, 0], s_dots))
+            self._yy.assign(_with_row_and_column(self._yy, head, y_dots[:, 1], y_dots[:, 1]))
+            self._rho.scatter_update(tf.IndexedSlices((1.0 / ys)[None], head[None]))
             self._gamma.assign(ys / yy)
-            self._head.assign(tf.math.floormod(self._head + 1, self.history))
+            self._head.assign(tf.math.floormod(head + 1, self.history))
             self._count.assign(tf.minimum(self._count + 1, self.history))
 
     def reset(self):
@@ -124,3 +167,9 @@ class LBFGS:
         self._grad.assign(grad)
         self.iterations.assign_add(1)
         return loss, aux
+
+
+def _with_row_and_column(matrix, index, row, column):
+    """`matrix` with row `index` set to `row`, then column `index` to `column`."""
+    matrix = tf.tensor_scatter_nd_update(matrix, index[None, None], row[None])
+    return tf.transpose(tf.tensor_scatter_nd_update(tf.transpose(matrix), index[None, None], column[None]))

@@ -148,7 +148,7 @@ def _step_and_reset(image, loss_fn, config):
         return total, terms, tape.gradient(total, image)
 
     if config.optimizer == "lbfgs":
-        lbfgs = LBFGS(image, history=config.lbfgs_history)
+        lbfgs = LBFGS(image, history=config.lbfgs_history, jit_compile=config.jit_compile)
 
         @tf.function(jit_compile=config.jit_compile)
         def step():
