@@ -271,12 +271,12 @@ def count_steps(height, width, config):
 
 
 # A step's fixed cost, in pixels: what a step costs beyond the pixels it optimises (kernel launches, the L-BFGS
-# bookkeeping). Fitted on the 2-core CPU's default run (512 px, 4 scales): in float32 a step took 38 ms at 64x43
-# px, 121 ms at 128x85, 401 ms at 256x171 and 1.47 s at 512x341, about 8.3 us per (pixel + 1800); in
-# mixed_bfloat16 with native bf16 instructions (another day) 19, 46, 130 and 490 ms, about 2.7 us per
-# (pixel + 4200): the pixels got cheaper, the fixed part did not.
-STEP_OVERHEAD_PIXELS = 1800
-BF16_STEP_OVERHEAD_PIXELS = 4200
+# bookkeeping). Fitted on the 2-core CPU's default run (512 px, 4 scales, 2026-12-01): in float32 a step took 23,
+# 52, 168 and 613 ms at 64x43, 128x85, 256x171 and 512x341 px, within 2% of 3.5 us per (pixel + 4000); in
+# mixed_bfloat16 with native bf16 instructions 18, 35, 103 and 358 ms, within 3% of 2.0 us per (pixel + 6000):
+# the pixels got cheaper, the fixed part did not.
+STEP_OVERHEAD_PIXELS = 4000
+BF16_STEP_OVERHEAD_PIXELS = 6000
 
 
 def step_overhead_pixels(precision):
