@@ -11,6 +11,7 @@ the pooled one. 'pytorch' runs with --torch_python (torch is a bench-only depend
 row says so.
 
   python bench/bench_transfer.py                  # 256 and 512 px, 10 timed steps each
+  python bench/bench_transfer.py --methods=tutorial,lbfgs,lbfgs+bf16 --history_steps=100  # L-BFGS's full history
   python bench/bench_transfer.py --sizes=256 --steps=5 --methods=tutorial,adam,lbfgs,pytorch \
       --torch_python=/path/to/venv-with-torch/bin/python
 """
@@ -31,6 +32,9 @@ import machine  # beside this script
 
 _SIZES = flags.DEFINE_list("sizes", ["256", "512"], "Square image sizes (pixels).")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per configuration (after 2 warm-up steps).")
+_HISTORY_STEPS = flags.DEFINE_integer(
+    "history_steps", 0, "L-BFGS configurations first run this many more untimed steps, so that the timed ones use a "
+    "fuller history (--history_steps=100: the default history of 100 pairs, as in most steps of a long run).")
 _METHODS = flags.DEFINE_list(
     "methods", ["tutorial", "pytorch", "adam", "lbfgs", "adam+pooled", "lbfgs+pooled", "lbfgs+bf16", "lbfgs+xla"],
     "Configurations: 'tutorial', 'pytorch', or 'adam'/'lbfgs' with optional '+bf16' and '+xla'; any of them with "
@@ -112,7 +116,8 @@ def _run_one(spec, steps, weights):
     size = int(size)
     step = (_tutorial_step(size, weights) if method.split("+")[0] == "tutorial"
             else _tf_nst_step(method, size, weights))
-    for _ in range(2):
+    untimed = 2 + (_HISTORY_STEPS.value if method.split("+")[0] == "lbfgs" else 0)
+    for _ in range(untimed):
         float(step())
     start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(steps):
@@ -131,7 +136,8 @@ def main(argv):
         _run_one(_ONE.value, _STEPS.value, _WEIGHTS.value)
         return
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    print(f"machine: {machine.describe()}; VGG19 weights {_WEIGHTS.value}")
+    print(f"machine: {machine.describe()}; VGG19 weights {_WEIGHTS.value}; L-BFGS timed after "
+          f"{2 + _HISTORY_STEPS.value} steps")
     print("| size | method | ms/step | vs tutorial | vs pytorch | CPU ms/step | CPU vs tutorial | CPU vs pytorch "
           "| peak RSS (MB) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
@@ -171,7 +177,7 @@ def _measure(method, size, env):
     else:
         pooled = "true" if "pooled" in method.split("+") else "false"
         command = [sys.executable, __file__, f"--one={method}:{size}", f"--steps={_STEPS.value}",
-                   f"--weights={_WEIGHTS.value}"]
+                   f"--weights={_WEIGHTS.value}", f"--history_steps={_HISTORY_STEPS.value}"]
         env = {**env, "TF_CPU_ALLOCATOR_USE_BFC": pooled}
     out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
