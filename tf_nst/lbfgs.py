@@ -106,13 +106,13 @@ class LBFGS:
         # relative, so that the optimiser behaves the same for any scale of the loss.
         if ys > 1e-10 * yy:
             head = self._head.read_value()
-            for history, row in ((self._s, s), (self._y, y)):
-                history.scatter_update(tf.IndexedSlices(row[None], head[None]))
+            for pairs, row in ((self._s, s), (self._y, y)):
+                pairs.scatter_update(tf.IndexedSlices(row[None], head[None]))
                 if not self._jit_compile:  # (XLA has no such op, and keeps variables its own way)
                     # A scatter switches the variable to copy-on-read: every later read would copy the whole
                     # history, four copies a step, which took 0.1 s and 1 GB at 512x512 px. Switched back,
                     # reads share the buffer, and a later scatter copies it only while a read is still held.
-                    tf.raw_ops.DisableCopyOnRead(resource=history.handle)
+                    tf.raw_ops.DisableCopyOnRead(resource=pairs.handle)
             # The new pair's dot products with every row (the rows not stored are never read).
             y_dots = tf.matmul(self._y, tf.stack([s, y], axis=1))  # [history, 2]: y_j . s and y_j . y
             s_dots = tf.linalg.matvec(self._s, y)  # s_i . y
