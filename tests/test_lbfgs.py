@@ -77,6 +77,7 @@ def test_state_is_not_trainable_and_the_default_history_is_the_configs():
 def test_direction_is_minus_the_bfgs_inverse_hessian_times_the_gradient(stored, reset_after, jit_compile):
     """The L-BFGS direction against the explicit BFGS inverse-Hessian update (Nocedal & Wright eq. 6.17) from
     H0 = gamma I, with gamma from the newest pair (eq. 7.20), over the pairs that count, in a history of three.
+    (The update needs only s.y > 0 of each pair, not one Hessian behind them all.)
     Guards the recursion's indices and order, which the convergence tests above do not pin (mutation testing
     found them surviving), and which rows count."""
     rng = np.random.default_rng(0)
@@ -84,7 +85,10 @@ def test_direction_is_minus_the_bfgs_inverse_hessian_times_the_gradient(stored, 
     basis = rng.normal(size=(size, size))
     hessian = basis @ basis.T + size * np.eye(size)
     optimizer = LBFGS(tf.Variable(np.zeros(size, np.float32)), history=3)
-    pairs = [(s, hessian @ s) for s in rng.normal(size=(stored, size))]
+    # Each pair with its own curvature, so that s_i.y_j != s_j.y_i: a pair-product matrix used the wrong way round
+    # shows.
+    pairs = [(s, hessian @ s + 0.5 * rng.normal(size=size)) for s in rng.normal(size=(stored, size))]
+    assert all(s @ y > 0 for s, y in pairs)  # all of them stored
     for index, (s, y) in enumerate(pairs):
         if index == reset_after:
             optimizer.reset()
@@ -100,6 +104,19 @@ def test_direction_is_minus_the_bfgs_inverse_hessian_times_the_gradient(stored, 
     direction = tf.function(optimizer._direction, jit_compile=jit_compile)  # pylint: disable=protected-access
     np.testing.assert_allclose(direction(tf.constant(gradient, tf.float32)).numpy(), -inverse @ gradient,
                                rtol=1e-4, atol=1e-6)
+
+
+def test_a_pair_that_is_not_finite_is_not_stored():
+    """Rows not stored are weighted by zero, and 0 * inf is NaN: a stored inf would poison every later direction,
+    even after reset()."""
+    optimizer = LBFGS(tf.Variable(np.zeros(3, np.float32)), history=2)
+    optimizer._remember(tf.constant([1.0, 0.0, 0.0]), tf.constant([2.0, 0.0, 0.0]))  # pylint: disable=protected-access
+    optimizer._remember(tf.constant([np.inf, 1.0, 0.0]), tf.constant([1.0, 1.0, 0.0]))  # pylint: disable=protected-access
+    assert int(optimizer._count) == 1  # pylint: disable=protected-access
+    optimizer.reset()
+    optimizer._remember(tf.constant([0.0, 1.0, 0.0]), tf.constant([0.0, 4.0, 0.0]))  # pylint: disable=protected-access
+    direction = optimizer._direction(tf.constant([1.0, 1.0, 1.0]))  # pylint: disable=protected-access
+    np.testing.assert_allclose(direction.numpy(), [-0.25, -0.25, -0.25], rtol=1e-6)  # gamma = s.y / y.y = 1/4
 
 
 def test_first_step_moves_the_largest_coordinate_by_initial_step_and_the_search_gives_up_at_its_limit():

@@ -7,8 +7,8 @@ The two loops are run in the space of the stored pairs. Each loop's recursion on
 the pairs with each other (kept up to date as pairs are stored) and with the gradient, so the loops become two
 triangular solves of history x history, and the image-sized work is four matrix-vector products over the
 history, plus two when a pair is stored. Run literally, pair by pair, the loops cost a small copy and a few
-single-threaded vector ops per pair: on the 2-core CPU, at a history of 100 pairs on a 512x341 image, 206 ms
-against 18 ms this way for the direction alone.
+single-threaded vector ops per pair: on the 2-core CPU, at a history of 100 pairs on a 512x341 image, 204 ms
+against 18 ms this way for the direction alone (bench/bench_lbfgs.py).
 """
 
 import tensorflow as tf
@@ -19,13 +19,20 @@ class LBFGS:
 
     Usage:
       optimizer = LBFGS(variable, history=100)
-      step = tf.function(lambda: optimizer.step(value_and_grad))
-      for _ in range(num_steps): loss, aux = step()
+      step = tf.function(lambda: optimizer.step(value_and_grad))  # with XLA: LBFGS(..., jit_compile=True) and
+      for _ in range(num_steps): loss, aux = step()               # tf.function(..., jit_compile=True)
 
     `value_and_grad()` reads the variable and returns (loss, aux, gradient), where aux is any nest of
     tensors with a fixed structure (for example the named loss terms); it is returned for the accepted point.
 
-    jit_compile: whether `step` is compiled with XLA (tf.function(jit_compile=True)).
+    Args:
+      variable: the tf.Variable to optimise.
+      history: the curvature pairs kept.
+      max_line_search: the most loss evaluations a line search makes.
+      armijo: the line search's sufficient-decrease constant.
+      initial_step: with no pair stored, the first trial moves the largest coordinate by this much.
+      jit_compile: whether `step` will be compiled with XLA (tf.function(jit_compile=True)); it must match, as
+        XLA has no op for what `step` otherwise does to read the history without copies.
 
     Attributes:
       evaluations: how many times `value_and_grad` has been called (line-search trials included).
@@ -76,15 +83,28 @@ class LBFGS:
         q = -grad
         if self._count == 0:
             return self._gamma * q
+        return self._direction_from_pairs(q)
+
+    def _direction_from_pairs(self, q):
+        """_direction with one or more pairs stored; q = -grad."""
         # The pairs stay in their rows; pair-space values are put in newest-first order, and the coefficients put
         # back. The first `count` in that order are the stored pairs.
         rows = tf.math.floormod(self._head - 1 - tf.range(self.history), self.history)
         stored = tf.range(self.history) < self._count
-        keep = lambda values: tf.where(stored[:, None], values, 0.0)  # noqa: E731
-        newest_first = lambda values: keep(tf.gather(values, rows)[:, None])  # noqa: E731
-        pairs = lambda matrix: tf.transpose(keep(tf.transpose(keep(  # noqa: E731
-            tf.gather(tf.gather(matrix, rows), rows, axis=1)))))
-        sy, yy = pairs(self._sy), pairs(self._yy)  # sy[k, l] = s_k . y_l, newest first
+
+        def keep(values):  # [history, n] in newest-first order: zero where no pair is stored
+            return tf.where(stored[:, None], values, 0.0)
+
+        def newest_first(values):  # [history] by row -> [history, 1] newest first
+            return keep(tf.gather(values, rows)[:, None])
+
+        def in_pairs(matrix):  # [history, history] by row -> newest first on both axes
+            return tf.transpose(keep(tf.transpose(keep(tf.gather(tf.gather(matrix, rows), rows, axis=1)))))
+
+        def in_rows(values):  # [history, 1] newest first -> [history] by row
+            return tf.scatter_nd(rows[:, None], values[:, 0], [self.history])
+
+        sy, yy = in_pairs(self._sy), in_pairs(self._yy)  # sy[k, l] = s_k . y_l
         rho = newest_first(self._rho)
         s_q, y_q = newest_first(tf.linalg.matvec(self._s, q)), newest_first(tf.linalg.matvec(self._y, q))
         eye = tf.eye(self.history)
@@ -95,7 +115,6 @@ class LBFGS:
         older = tf.linalg.band_part(tf.transpose(sy), 0, -1) * (1.0 - eye)  # [k, l] = s_l . y_k for l > k
         right = rho * (self._gamma * (y_q - tf.matmul(yy, alpha)) + tf.matmul(older, alpha))
         beta = tf.linalg.triangular_solve(eye + rho * older, right, lower=False)
-        in_rows = lambda values: tf.scatter_nd(rows[:, None], values[:, 0], [self.history])  # noqa: E731
         return (self._gamma * (q - tf.linalg.matvec(self._y, in_rows(alpha), transpose_a=True))
                 + tf.linalg.matvec(self._s, in_rows(alpha - beta), transpose_a=True))
 
@@ -103,17 +122,19 @@ class LBFGS:
         ys = tf.tensordot(y, s, 1)
         yy = tf.tensordot(y, y, 1)
         # Keep H positive definite: skip pairs that violate the curvature condition. The threshold is
-        # relative, so that the optimiser behaves the same for any scale of the loss.
-        if ys > 1e-10 * yy:
+        # relative, so that the optimiser behaves the same for any scale of the loss. A non-finite pair is
+        # skipped too: the rows not stored are weighted by zero, and 0 * inf would poison every later direction.
+        if tf.math.is_finite(ys) & tf.math.is_finite(yy) & (ys > 1e-10 * yy):
             head = self._head.read_value()
             for pairs, row in ((self._s, s), (self._y, y)):
                 pairs.scatter_update(tf.IndexedSlices(row[None], head[None]))
                 if not self._jit_compile:  # (XLA has no such op, and keeps variables its own way)
                     # A scatter switches the variable to copy-on-read: every later read would copy the whole
-                    # history, four copies a step, which took 0.1 s and 1 GB at 512x512 px. Switched back,
-                    # reads share the buffer, and a later scatter copies it only while a read is still held.
+                    # history, four copies a step (at 512x341 px with 100 pairs, 57 against 37 ms a step on a
+                    # cheap function, and a peak of 1.7 against 1.1 GB). Switched back, reads share the buffer, and a
+                    # later scatter copies it only while a read is still held.
                     tf.raw_ops.DisableCopyOnRead(resource=pairs.handle)
-            # The new pair's dot products with every row (the rows not stored are never read).
+            # The new pair's dot products with every row (those with rows not stored get no weight).
             y_dots = tf.matmul(self._y, tf.stack([s, y], axis=1))  # [history, 2]: y_j . s and y_j . y
             s_dots = tf.linalg.matvec(self._s, y)  # s_i . y
             self._sy.assign(_with_row_and_column(self._sy, head, y_dots[:, 0], s_dots))

@@ -272,8 +272,8 @@ def count_steps(height, width, config):
 
 # A step's fixed cost, in pixels: what a step costs beyond the pixels it optimises (kernel launches, the L-BFGS
 # bookkeeping). Fitted on the 2-core CPU's default run (512 px, 4 scales, 2026-12-01): in float32 a step took 23,
-# 52, 168 and 613 ms at 64x43, 128x85, 256x171 and 512x341 px, within 2% of 3.5 us per (pixel + 4000); in
-# mixed_bfloat16 with native bf16 instructions 18, 35, 103 and 358 ms, within 3% of 2.0 us per (pixel + 6000):
+# 52, 168 and 613 ms at 64x43, 128x85, 256x171 and 512x341 px, within 2% of 3.47 us per (pixel + 4000); in
+# mixed_bfloat16 with native bf16 instructions 18, 35, 103 and 358 ms, within 3% of 2.04 us per (pixel + 6000):
 # the pixels got cheaper, the fixed part did not.
 STEP_OVERHEAD_PIXELS = 4000
 BF16_STEP_OVERHEAD_PIXELS = 6000

@@ -292,10 +292,6 @@ def _run():
 
     extractor_config = _NETWORK.extractor_config(_SEED.value)
     vgg.validate_config(extractor_config)
-    # Resolved once, here, so that the first line names what an offline 'imagenet' fell back to.
-    weights_path = weights_source.resolve(extractor_config.backbone, extractor_config.weights)
-    weights_text = weights_source.describe(extractor_config.weights, weights_path)
-    extractor_config = dataclasses.replace(extractor_config, weights=weights_path or "none")
     precision = precision_lib.resolve(extractor_config.precision)
     # The first line says what "auto" chose: a user who did not ask for mixed_bfloat16 sees why.
     precision_text = f"{precision} (--precision=auto)" if precision != extractor_config.precision else precision
@@ -304,6 +300,11 @@ def _run():
     content, styles, config = api.sized_images(
         inputs.content, inputs.styles, _IMAGE_SIZE.value, _STYLE_SCALE.value, extractor_config, config,
         names=[_CONTENT.value, *inputs.style_paths])
+    # Resolved once, after the size checks (it may download), so that the first line names what an offline
+    # 'imagenet' fell back to.
+    weights_path = weights_source.resolve(extractor_config.backbone, extractor_config.weights)
+    weights_text = weights_source.describe(extractor_config.weights, weights_path)
+    extractor_config = dataclasses.replace(extractor_config, weights=weights_path or "none")
     height, width = content.shape[:2]
     num_tiles = len(optimize.scale_tiles((height, width), config))
     costs = optimize.step_costs(height, width, config, optimize.step_overhead_pixels(precision))
