@@ -1,7 +1,7 @@
 """Time to a good picture, judged on a network the optimiser does not use.
 
-The reference is the TF tutorial's recipe as tf_nst runs it: Adam for --ref_steps at the default loss weights on
-the 8-bit ImageNet VGG19. Its final picture is judged on HED VGG16 (bench_loss_weights._Judge): a style ratio
+The reference is the TF tutorial's recipe as tf_nst runs it: Adam for --ref_steps at the loss weights re-tuned for
+it (content 1, style 5, TV 10: losses.LossWeights()'s; --ref_options changes them) on the 8-bit ImageNet VGG19. Its final picture is judged on HED VGG16 (bench_loss_weights._Judge): a style ratio
 (lower: more style) and a content distance (lower: more content kept). Each candidate then runs, keeping its
 picture every --every steps with the wall time since its start; the table gives the first kept picture whose
 style ratio is at most the reference's and whose content distance is no worse, its time, and the ratio to the
@@ -10,9 +10,11 @@ run after another, so the ratios compare like with like.
 
 Candidates: 'lbfgs' or 'adam', then ':' options: 'sN' (num_steps, default 300), 'cN' (num_scales, with
 coarse_steps from 'kN'), 'detail' (content_detail=True), 'init=noise', 'hN' (L-BFGS history), 'cw=X', 'sw=X', 'tv=X'
-(the content, style and total-variation weights; the others stay at their defaults), 'lr=X' (Adam's learning
-rate), 'bf16' (the VGG19 in mixed_bfloat16; the reference is always float32). Tolerance is 0 in every run (the
-whole curve).
+(the content, style and total-variation weights; the others stay at losses.LossWeights()'s 1, 5 and 10, the
+reference's, so per-image transfer's defaults are 'sw=4:tv=2.4'), 'sl=A/B/C/D/E' (the style layers' relative
+weights, shallowest first), 'lr=X' (Adam's learning rate), 'bf16' (the VGG19 in mixed_bfloat16; the reference is
+always float32), 'pool=avg' (the VGG19's max pooling swapped for average pooling). Tolerance is 0 in every run
+(the whole curve).
 
   python bench/bench_time_to_picture.py --size=256 --candidates=lbfgs:s300,lbfgs:s300:c2:k100
   python bench/bench_time_to_picture.py --size=256 --ref_quality=0.222,1.111 --candidates=lbfgs:s300:init=noise
@@ -40,6 +42,8 @@ _REF_QUALITY = flags.DEFINE_list(
     "not change): skips the reference's 1000 steps, and times only --ref_timing_steps of them in this process, "
     "scaling that to --ref_steps for the time ratio.")
 _REF_TIMING_STEPS = flags.DEFINE_integer("ref_timing_steps", 30, "Reference steps timed with --ref_quality.")
+_REF_OPTIONS = flags.DEFINE_string("ref_options", "", "Options of the reference's run, in the candidates' form "
+                                   "(e.g. 'cw=1.25:tv=3' for other loss weights); none: the default weights.")
 _CANDIDATES = flags.DEFINE_list("candidates", ["lbfgs:s300"], "Configurations (see the module docstring).")
 # --size, --pairs (the first pair is used) and --sheet (content, reference, each candidate's arrival picture) are
 # bench_loss_weights' flags.
@@ -47,21 +51,23 @@ _SHEET = bench_loss_weights._SHEET  # pylint: disable=protected-access
 
 
 def _config(spec):
-    from tf_nst import losses, optimize  # pylint: disable=import-outside-toplevel
+    from tf_nst import defaults, losses, optimize  # pylint: disable=import-outside-toplevel
 
     optimizer, *options = spec.split(":")
     # The options change the TF tutorial's setting (one scale from the content), as the recorded runs did; the
     # finer scales start from the coarser result upsampled alone unless 'detail' is given, as before it existed.
     fields = {"optimizer": optimizer, "num_steps": 300, "tolerance": 0.0, "init": "content", "num_scales": 1,
               "coarse_steps": None, "content_detail": False}
-    weights = {}
+    weights, layer_weights = {}, {}
     for option in options:
         if option.startswith("init="):
             fields["init"] = option[5:]
         elif option == "detail":
             fields["content_detail"] = True
-        elif option == "bf16":
-            pass  # the extractor's precision: _extractor
+        elif option == "bf16" or option.startswith("pool="):
+            pass  # the extractor's: _extractor
+        elif option.startswith("sl="):
+            layer_weights = dict(zip(defaults.STYLE_LAYERS, (float(w) for w in option[3:].split("/")), strict=True))
         elif option.startswith("lr="):
             fields["learning_rate"] = float(option[3:])
         elif option[:3] in ("cw=", "sw=", "tv="):
@@ -69,21 +75,23 @@ def _config(spec):
         else:
             key = {"s": "num_steps", "c": "num_scales", "k": "coarse_steps", "h": "lbfgs_history"}[option[0]]
             fields[key] = int(option[1:])
-    if weights:
-        fields["loss_weights"] = losses.LossWeights(**weights)
-    return optimize.TransferConfig(**fields)
+    # losses.LossWeights()'s (1, 5, 10), the weights the reference was recorded with, not TransferConfig's.
+    return optimize.TransferConfig(**fields, loss_weights=losses.LossWeights(**weights, style_layers=layer_weights))
 
 
 def _extractor(spec, float32_extractor):
-    """The extractor a candidate runs: `float32_extractor`, or a mixed_bfloat16 one for a 'bf16' option."""
-    return _bf16_extractor() if "bf16" in spec.split(":")[1:] else float32_extractor
+    """The extractor a candidate runs: `float32_extractor`, or another for a 'bf16' or 'pool=' option."""
+    options = spec.split(":")[1:]
+    precision = "mixed_bfloat16" if "bf16" in options else "float32"
+    pooling = next((option[5:] for option in options if option.startswith("pool=")), "max")
+    return float32_extractor if (precision, pooling) == ("float32", "max") else _other_extractor(precision, pooling)
 
 
 @functools.cache
-def _bf16_extractor():
+def _other_extractor(precision, pooling):
     from tf_nst import vgg  # pylint: disable=import-outside-toplevel
 
-    return vgg.build_extractor(vgg.ExtractorConfig(weights=_WEIGHTS, precision="mixed_bfloat16"))
+    return vgg.build_extractor(vgg.ExtractorConfig(weights=_WEIGHTS, precision=precision, pooling=pooling))
 
 
 def _run(extractor, layers, content, style, config, every):
@@ -128,7 +136,7 @@ def main(argv):
     del argv
     content, style, extractor, layers, grade = setup()
     timed = _REF_TIMING_STEPS.value if _REF_QUALITY.value else _REF_STEPS.value
-    reference = _config(f"adam:s{timed}")
+    reference = _config(":".join(filter(None, [f"adam:s{timed}", _REF_OPTIONS.value])))
     ref_seconds, ref_kept = _run(extractor, layers, content, style, reference, 1 if _REF_QUALITY.value else timed)
     if _REF_QUALITY.value:
         ref_style, ref_content = (float(value) for value in _REF_QUALITY.value)
@@ -139,7 +147,7 @@ def main(argv):
         sheet = [content]
     else:
         ref_style, ref_content = grade(ref_kept[_REF_STEPS.value][1])
-        label = f"reference: adam {_REF_STEPS.value} steps"
+        label = " ".join(filter(None, [f"reference: adam {_REF_STEPS.value} steps", _REF_OPTIONS.value]))
         sheet = [content, ref_kept[_REF_STEPS.value][1]]
     print("| run | arrives at step | seconds | vs reference | HED style ratio | HED content distance |")
     print("| --- | --- | --- | --- | --- | --- |")

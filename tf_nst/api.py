@@ -65,7 +65,8 @@ def _split_options(options):
                              f"{len(extractor.style_layers)} style layers; give one per layer")
     loss_weights = losses.LossWeights(
         content=options.get("content_weight", defaults.CONTENT_WEIGHT),
-        style=options.get("style_weight", defaults.STYLE_WEIGHT), tv=options.get("tv_weight", defaults.TV_WEIGHT),
+        style=options.get("style_weight", defaults.TRANSFER_STYLE_WEIGHT),
+        tv=options.get("tv_weight", defaults.TRANSFER_TV_WEIGHT),
         style_layers=dict(zip(extractor.style_layers, map(float, layer_weights))))
     return extractor, {k: v for k, v in options.items() if k in _TRANSFER_OPTIONS}, loss_weights
 

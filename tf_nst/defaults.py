@@ -10,10 +10,17 @@ STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", 
 CONTENT_LAYERS = ("block4_conv2",)
 
 # Loss weights. Every term is relative to its target's magnitude (losses.py), so they hold across image sizes
-# and backbones; tuned on the ImageNet VGG19 (BENCHMARKS.md, "Loss weights").
+# and backbones; tuned on the ImageNet VGG19 (BENCHMARKS.md, "Loss weights"). These are losses.LossWeights()'s,
+# which the feed-forward network's training reads.
 CONTENT_WEIGHT = 1.0
 STYLE_WEIGHT = 5.0
 TV_WEIGHT = 10.0
+# Per-image transfer's (TransferConfig, the `transfer` command, api.transfer): re-tuned for its coarse-to-fine
+# L-BFGS from noise. A lighter TV term kept more content at more style on three pairs at 256 px, and 4 rather
+# than 5 (relative to content 1) moves the result towards the content (BENCHMARKS.md, "Time to a good picture:
+# lighter smoothing").
+TRANSFER_STYLE_WEIGHT = 4.0
+TRANSFER_TV_WEIGHT = 2.4
 
 # Per-image optimisation.
 IMAGE_SIZE = 512

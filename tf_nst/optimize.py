@@ -39,7 +39,8 @@ class TransferConfig:
       lbfgs_history: how many curvature pairs L-BFGS keeps.
       init: "noise" (the default), "content", "style", or a path to an image.
       seed: seeds the noise initialisation.
-      loss_weights: a losses.LossWeights.
+      loss_weights: a losses.LossWeights; default: content 1, style defaults.TRANSFER_STYLE_WEIGHT, TV
+        defaults.TRANSFER_TV_WEIGHT (per-image transfer's, not losses.LossWeights()'s).
       style_blend_weights: one weight per style image (default: equal); the style target is the weighted
         mean of the styles' Gram matrices.
       num_scales: coarse-to-fine: optimise first at 1 / scale_factor^(num_scales - 1) of the size, then
@@ -81,7 +82,8 @@ class TransferConfig:
     lbfgs_history: int = defaults.LBFGS_HISTORY
     init: str = defaults.INIT
     seed: int = 0
-    loss_weights: losses.LossWeights = losses.LossWeights()
+    loss_weights: losses.LossWeights = losses.LossWeights(style=defaults.TRANSFER_STYLE_WEIGHT,
+                                                          tv=defaults.TRANSFER_TV_WEIGHT)
     style_blend_weights: tuple = None
     num_scales: object = defaults.NUM_SCALES
     scale_factor: float = 2.0

@@ -124,25 +124,39 @@ class LossWeightFlags:
     style: flags.FlagHolder
     tv: flags.FlagHolder
 
-    def loss_weights(self, network):
-        """The losses.LossWeights of these flags and a LossNetworkFlags' --style_layer_weights (imports TF)."""
+    def given(self):
+        """{"content", "style", "tv": value} of the flags given on the command line."""
+        holders = {"content": self.content, "style": self.style, "tv": self.tv}
+        return {name: holder.value for name, holder in holders.items() if holder.value is not None}
+
+    def loss_weights(self, network, content, style, tv):
+        """The losses.LossWeights of these flags, the command's defaults (content, style, tv) where a flag is not
+        given, and a LossNetworkFlags' --style_layer_weights (imports TF)."""
         from tf_nst import losses  # pylint: disable=import-outside-toplevel
 
         layers = network.style_layers.value
         layer_weights = network.style_layer_weights.value or [1.0] * len(layers)
-        return losses.LossWeights(content=self.content.value, style=self.style.value, tv=self.tv.value,
+        return losses.LossWeights(**{"content": content, "style": style, "tv": tv, **self.given()},
                                   style_layers=dict(zip(layers, (float(w) for w in layer_weights))))
 
 
 def define_loss_weights(commands=("transfer", "train")):
-    """The loss weights' flags. Every term is relative to its target's magnitude, so they hold across sizes."""
+    """The loss weights' flags. Every term is relative to its target's magnitude, so they hold across sizes.
+
+    Their defaults are the command's (None here): per-image transfer and each trained network have their own.
+    """
+    def weight(name, what, transfer, train, adain):
+        return _once(flags.DEFINE_float, f"{name}_weight", None, _read_by(
+            f"Weight of the {what} loss (default {transfer:g} for transfer, {train:g} for train, {adain:g} for "
+            "train --architecture=adain).", commands), lower_bound=0.0)
+
     return LossWeightFlags(
-        content=_once(flags.DEFINE_float, "content_weight", defaults.CONTENT_WEIGHT,
-                      _read_by("Weight of the content loss.", commands), lower_bound=0.0),
-        style=_once(flags.DEFINE_float, "style_weight", defaults.STYLE_WEIGHT,
-                    _read_by("Weight of the style loss.", commands), lower_bound=0.0),
-        tv=_once(flags.DEFINE_float, "tv_weight", defaults.TV_WEIGHT,
-                 _read_by("Weight of the total-variation (smoothness) loss.", commands), lower_bound=0.0))
+        content=weight("content", "content", defaults.CONTENT_WEIGHT, defaults.CONTENT_WEIGHT,
+                       defaults.ADAIN_CONTENT_WEIGHT),
+        style=weight("style", "style", defaults.TRANSFER_STYLE_WEIGHT, defaults.STYLE_WEIGHT,
+                     defaults.ADAIN_STYLE_WEIGHT),
+        tv=weight("tv", "total-variation (smoothness)", defaults.TRANSFER_TV_WEIGHT, defaults.TV_WEIGHT,
+                  defaults.ADAIN_TV_WEIGHT))
 
 
 def define_style(commands=("transfer", "train", "stylize", "serve-request", "batch")):

@@ -13,6 +13,7 @@ import time
 from absl import flags
 from absl import logging as absl_logging
 
+from tf_nst import defaults
 from tf_nst import files
 from tf_nst import outputs
 from tf_nst import precision as precision_lib
@@ -125,7 +126,8 @@ def _train_config():
         checkpoint_every=_CHECKPOINT_EVERY.value, summary_every=_SUMMARY_EVERY.value,
         print_every=_PRINT_EVERY.value, strategy=_STRATEGY.value, precision=_precision(),
         width_multiplier=_WIDTH_MULTIPLIER.value, seed=_SEED.value, extractor=_NETWORK.extractor_config(_SEED.value),
-        loss_weights=_adain_loss_weights() if adain else _WEIGHTS.loss_weights(_NETWORK))
+        loss_weights=_adain_loss_weights() if adain else _WEIGHTS.loss_weights(
+            _NETWORK, defaults.CONTENT_WEIGHT, defaults.STYLE_WEIGHT, defaults.TV_WEIGHT))
 
 
 def _precision():
@@ -139,9 +141,7 @@ def _adain_loss_weights():
     --tv_weight given."""
     from tf_nst import adain  # pylint: disable=import-outside-toplevel
 
-    given = {name: holder.value for name, holder in (("content", _WEIGHTS.content), ("style", _WEIGHTS.style),
-                                                      ("tv", _WEIGHTS.tv)) if holder.present}
-    return adain.loss_weights(**given)
+    return adain.loss_weights(**_WEIGHTS.given())
 
 
 class _TrainReporter:
