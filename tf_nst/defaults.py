@@ -16,9 +16,9 @@ CONTENT_WEIGHT = 1.0
 STYLE_WEIGHT = 5.0
 TV_WEIGHT = 10.0
 # Per-image transfer's (TransferConfig, the `transfer` command, api.transfer): re-tuned for its coarse-to-fine
-# L-BFGS from noise. A lighter TV term kept more content at more style on three pairs at 256 px, and 4 rather
-# than 5 (relative to content 1) moves the result towards the content (BENCHMARKS.md, "Time to a good picture:
-# lighter smoothing").
+# L-BFGS from noise. A lighter TV term kept more content at more style on both astronaut pairs at 256 px, and 4
+# rather than 5 (relative to content 1) moves the result towards the content; together they reach the TF
+# tutorial's picture on two pairs of three (BENCHMARKS.md, "Time to a good picture: lighter smoothing").
 TRANSFER_STYLE_WEIGHT = 4.0
 TRANSFER_TV_WEIGHT = 2.4
 
