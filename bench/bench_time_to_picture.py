@@ -1,12 +1,12 @@
 """Time to a good picture, judged on a network the optimiser does not use.
 
 The reference is the TF tutorial's recipe as tf_nst runs it: Adam for --ref_steps at the loss weights re-tuned for
-it (content 1, style 5, TV 10: losses.LossWeights()'s; --ref_options changes them) on the 8-bit ImageNet VGG19. Its final picture is judged on HED VGG16 (bench_loss_weights._Judge): a style ratio
-(lower: more style) and a content distance (lower: more content kept). Each candidate then runs, keeping its
-picture every --every steps with the wall time since its start; the table gives the first kept picture whose
-style ratio is at most the reference's and whose content distance is no worse, its time, and the ratio to the
-reference's time (goal: at most 0.2). Judging happens after each run, outside the timed part. One process, one
-run after another, so the ratios compare like with like.
+it (content 1, style 5, TV 10: losses.LossWeights()'s; --ref_options changes them) on the 8-bit ImageNet VGG19. Its
+final picture is judged on HED VGG16 (bench_loss_weights._Judge): a style ratio (lower: more style) and a content
+distance (lower: more content kept). Each candidate then runs, keeping its picture every --every steps with the wall
+time since its start; the table gives the first kept picture whose style ratio is at most the reference's and whose
+content distance is no worse, its time, and the ratio to the reference's time (goal: at most 0.2). Judging happens
+after each run, outside the timed part. One process, one run after another, so the ratios compare like with like.
 
 Candidates: 'lbfgs' or 'adam', then ':' options: 'sN' (num_steps, default 300), 'cN' (num_scales, with
 coarse_steps from 'kN'), 'detail' (content_detail=True), 'init=noise', 'hN' (L-BFGS history), 'cw=X', 'sw=X', 'tv=X'
