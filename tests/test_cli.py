@@ -486,3 +486,37 @@ def test_the_time_left_is_at_the_current_scales_rate_without_its_set_up(monkeypa
     first, eleventh = capsys.readouterr().out.splitlines()
     assert first.endswith("2000 ms/step  eta 1m38s"), first
     assert eleventh.endswith("4000 ms/step  eta 36s"), eleventh
+
+
+def test_the_time_left_adds_the_set_up_of_the_scales_still_to_begin(monkeypatch, capsys):
+    """Two scales (costs 1 and 4, starting at steps 0 and 10): the first one's set-up takes 5 s and its steps 2 s,
+    i.e. a fixed 3 s plus its first step's cost at the current rate. The fine scale's set-up is then estimated at
+    3 + 2 x 4 = 11 s on top of the steps' 2 x (9 + 40) = 98 s. A tile's begin (the coarse scale's second tile, 50 s
+    after its first) is not a scale's set-up. Once the fine scale has begun, nothing is added."""
+    from tf_nst.cli import transfer  # pylint: disable=import-outside-toplevel
+
+    now = [100.0]
+    monkeypatch.setattr(transfer.time, "perf_counter", lambda: now[0])
+    reporter = transfer._ProgressReporter([1.0] * 10 + [4.0] * 10, 5, {},  # pylint: disable=protected-access
+                                          scale_starts=[0, 10])
+    reporter.start()
+    now[0] += 5.0
+    reporter.on_begin(0, 5)
+    for step in range(1, 6):
+        now[0] += 2.0
+        reporter(step, {"total": 1.0}, None)
+    now[0] += 50.0  # the coarse scale's second tile: its set-up is not a scale's
+    reporter.on_begin(5, 5)
+    for step in range(6, 11):
+        now[0] += 2.0
+        reporter(step, {"total": 1.0}, None)
+    now[0] += 30.0
+    reporter.on_begin(10, 10)
+    for step in range(11, 16):
+        now[0] += 4.0
+        reporter(step, {"total": 1.0}, None)
+    first, fifth, tenth, fifteenth = capsys.readouterr().out.splitlines()
+    assert first.endswith("2000 ms/step  eta 1m49s"), first
+    assert fifth.endswith("2000 ms/step  eta 1m41s"), fifth
+    assert tenth.endswith("2000 ms/step  eta 1m31s"), tenth
+    assert fifteenth.endswith("4000 ms/step  eta 20s"), fifteenth

@@ -666,6 +666,13 @@ def test_step_costs_are_each_steps_pixels_in_the_order_transfer_runs_them():
         cost for t in tiles for cost in first([float(t.height * t.width + fixed)] * 2)]
     for config in (one, adam, scales, tiled):
         assert optimize.count_steps(300, 600, config) == len(optimize.step_costs(300, 600, config))
+    # Where each scale begins, in the same count: after every step (and every tile's) of the scales before it.
+    assert optimize.scale_starts(30, 40, one) == optimize.scale_starts(300, 600, tiled) == [0]
+    assert optimize.scale_starts(30, 40, scales) == [0, 5]
+    tiled_scales = dataclasses.replace(tiled, num_scales=2, coarse_steps=3)
+    coarse = optimize.scale_sizes(300, 600, 2, tiled.scale_factor)[0]
+    assert len(optimize.scale_tiles(coarse, tiled_scales)) > 1
+    assert optimize.scale_starts(300, 600, tiled_scales) == [0, 3 * len(optimize.scale_tiles(coarse, tiled_scales))]
     # The fixed part follows the precision: bf16 makes the pixels cheaper, not the fixed part (fitted separately).
     assert optimize.step_costs(30, 40, one, overhead_pixels=7) == first([1207.0] * 4)
     assert optimize.step_overhead_pixels("float32") == fixed

@@ -299,16 +299,33 @@ def step_costs(height, width, config, overhead_pixels=STEP_OVERHEAD_PIXELS):
     An L-BFGS step evaluates the loss once, its trial point, which it nearly always accepts; the first step of
     each scale or tile also evaluates the start's gradient, so it counts twice. Without that, the time left on the
     first progress line, read from the first step alone, erred about 2x long."""
-    sizes = scale_sizes(height, width, config.num_scales, config.scale_factor)
     first = 2.0 if config.optimizer == "lbfgs" else 1.0
     costs = []
-    for index, size in enumerate(sizes):
-        num_steps = _num_steps(config, final=index == len(sizes) - 1)
-        pieces = [tile.height * tile.width for tile in scale_tiles(size, config)] or [size[0] * size[1]]
+    for num_steps, pieces in _planned_scales(height, width, config):
         for pixels in pieces:
             cost = float(pixels + overhead_pixels)
             costs.extend(cost * (first if step == 0 else 1.0) for step in range(num_steps))
     return costs
+
+
+def scale_starts(height, width, config):
+    """The number of steps `transfer` counts before each scale begins (0 for the first), coarse to fine: where
+    a time-left estimate adds the scale's set-up (its targets computed, its step traced and warmed up). A scale
+    that --tolerance ends early still hands on at its planned start (the count skips its remaining steps)."""
+    starts, count = [], 0
+    for num_steps, pieces in _planned_scales(height, width, config):
+        starts.append(count)
+        count += num_steps * len(pieces)
+    return starts
+
+
+def _planned_scales(height, width, config):
+    """[(steps per piece, [pixels of each piece])] for each scale, coarse to fine: the pieces are its tiles, or
+    the whole scale."""
+    sizes = scale_sizes(height, width, config.num_scales, config.scale_factor)
+    return [(_num_steps(config, final=index == len(sizes) - 1),
+             [tile.height * tile.width for tile in scale_tiles(size, config)] or [size[0] * size[1]])
+            for index, size in enumerate(sizes)]
 
 
 def transfer(extractor, content, style, config, style_layers, content_layers, callback=None, tile_callback=None,

@@ -205,10 +205,16 @@ class _ProgressReporter:
     is one step's, and the time left is right from the first line. It weighs each step still planned by its cost
     (optimize.step_costs: about the pixels it optimises), at the time per unit of cost of the current scale's (or
     tile's) steps, so that cheap coarse-scale steps do not make the finest scale's look near, and a coarse scale's
-    higher cost per pixel is forgotten once a finer one runs. The time per step shown is the current scale's."""
+    higher cost per pixel is forgotten once a finer one runs. The time per step shown is the current scale's.
 
-    def __init__(self, costs, print_every, snapshots):
+    The scales still to begin add their set-up to the time left (about 2 s a scale on the 2-core CPU, where a
+    256 px run's first line said 20 s left without it and 26 s remained). Each is estimated from the latest
+    scale's, measured from its start (start(), or the last step before it) to its begin: a fixed part (tracing)
+    plus its first step's cost at the current rate (its targets and its warm-up step grow with its pixels)."""
+
+    def __init__(self, costs, print_every, snapshots, scale_starts=(0,)):
         self._costs = costs
+        self._scale_starts = scale_starts  # optimize.scale_starts: the steps counted before each scale
         self._num_steps = len(costs)
         self._print_every = print_every
         self._snapshots = snapshots
@@ -218,10 +224,18 @@ class _ProgressReporter:
         self._seconds = 0.0  # time spent in the current scale's (or tile's) steps
         self._cost_run = 0.0  # their cost
         self._steps_run = 0  # and their number
+        self._set_up_from = None  # when the latest scale's set-up started: start(), or its last step's end
+        self._set_up = None  # (seconds, its first step's index) of the latest scale's set-up
+
+    def start(self):
+        """The run starts: the first scale's set-up counts from here."""
+        self._set_up_from = time.perf_counter()
 
     def on_begin(self, step, num_steps):  # pylint: disable=unused-argument
         """A scale or tile is ready: its first step's time counts from here, not its set-up's."""
         self._clock = time.perf_counter()
+        if step in self._scale_starts and self._set_up_from is not None:  # not a tile after a scale's first
+            self._set_up = (self._clock - self._set_up_from, step)
         self._seconds, self._cost_run, self._steps_run = 0.0, 0.0, 0
 
     def on_tile(self, index, num_tiles):
@@ -238,7 +252,7 @@ class _ProgressReporter:
         note, self._converged_note = self._converged_note, ""
         if note or step == self._num_steps or (self._print_every and (step == 1 or step % self._print_every == 0)):
             self._print(step, terms, note)
-        self._clock = time.perf_counter()  # the snapshot and the report are not the next step's time
+        self._clock = self._set_up_from = time.perf_counter()  # the snapshot and report are not the next step's
 
     def on_converged(self, step, convergence):  # pylint: disable=unused-argument
         """--tolerance ends a scale (or tile) at this step: its progress line, printed next, says so."""
@@ -247,10 +261,18 @@ class _ProgressReporter:
 
     def _print(self, step, terms, note=""):
         per_step, per_cost = self._seconds / self._steps_run, self._seconds / self._cost_run
-        eta = per_cost * sum(self._costs[step:])
+        eta = per_cost * sum(self._costs[step:]) + self._set_up_left(step, per_cost)
         values = "  ".join(f"{name} {float(value):.4g}" for name, value in terms.items())
         print(f"step {step:>{len(str(self._num_steps))}}/{self._num_steps}{self._tile}  {values}  "
               f"{1000 * per_step:.0f} ms/step  eta {_duration(eta)}{note}", flush=True)
+
+    def _set_up_left(self, step, per_cost):
+        """The set-up time of the scales that begin after `step` steps or later, at `per_cost` s per unit cost."""
+        if self._set_up is None:
+            return 0.0
+        seconds, first = self._set_up
+        fixed = max(0.0, seconds - per_cost * self._costs[first])
+        return sum(fixed + per_cost * self._costs[start] for start in self._scale_starts if start >= step)
 
 
 def _duration(seconds):
@@ -310,7 +332,8 @@ def _run():
     num_tiles = len(optimize.scale_tiles((height, width), config))
     costs = optimize.step_costs(height, width, config, optimize.step_overhead_pixels(precision))
     total_steps = len(costs)
-    reporter = _ProgressReporter(costs, _PRINT_EVERY.value, _snapshot_paths(inputs, num_tiles, total_steps))
+    reporter = _ProgressReporter(costs, _PRINT_EVERY.value, _snapshot_paths(inputs, num_tiles, total_steps),
+                                 optimize.scale_starts(height, width, config))
     common.warn_slow_settings(extractor_config.precision, config.jit_compile)
     extractor = vgg.build_extractor(extractor_config)
     tiles = f" in {num_tiles} tiles of {config.tile_size} px" if num_tiles else ""
@@ -320,6 +343,7 @@ def _run():
           f"{' with XLA' if config.jit_compile else ''}, {extractor_config.backbone} ({weights_text}) "
           f"on {common.device_name()}", flush=True)
     with signals.StopSignals() as stop:  # Ctrl-C: finish the step, keep the image
+        reporter.start()
         try:
             result = optimize.transfer(extractor, content, styles, config, extractor_config.style_layers,
                                        extractor_config.content_layers, callback=reporter,
