@@ -252,6 +252,29 @@ def random_case():
     return vgg.build_extractor(config), config, images
 
 
+def test_a_style_layer_of_weight_0_is_left_out_of_the_loss(random_case):
+    """Its features never reach the loss (here they are NaN: a weight of 0 times them would still be NaN), so the
+    run equals one without that layer; with every layer at 0 there is no style term, a one-line user error."""
+    extractor, config, (content, style, _) = random_case
+    first, second = config.style_layers
+
+    def poisoned(images):
+        features = dict(extractor(images))
+        features[first] = features[first] * float("nan")
+        return features
+
+    run = lambda extract, layers, layer_weights: optimize.transfer(  # noqa: E731
+        extract, content, style, optimize.TransferConfig(
+            num_steps=4, init="content", num_scales=1,
+            loss_weights=losses.LossWeights(style=50.0, style_layers=layer_weights)),
+        layers, config.content_layers)
+    without = run(extractor, (second,), {})
+    np.testing.assert_array_equal(run(poisoned, config.style_layers, {first: 0.0, second: 1.0}), without)
+    assert np.abs(without.astype(int) - run(extractor, config.style_layers, {}).astype(int)).max() > 1
+    with pytest.raises(UserInputError, match="every style layer has weight 0"):
+        run(extractor, config.style_layers, {first: 0.0, second: 0.0})
+
+
 def test_blend_with_weights_one_and_zero_equals_the_single_style_run(random_case):
     extractor, config, (content, style_a, style_b) = random_case
     run = lambda styles, blend: optimize.transfer(

@@ -368,6 +368,9 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
       TransferStopped: should_stop() said stop, or the loss or image became non-finite; its `image` is the
         best image so far (the last finite one), finished as a full run's result is.
     """
+    style_layers = losses.used_style_layers(style_layers, config.loss_weights)  # a layer of weight 0 never runs
+    if not style_layers:
+        raise UserInputError("every style layer has weight 0; give at least one a positive weight")
     original = tf.convert_to_tensor(content, tf.float32)
     content, styles = _prepare_colors(original, style_targets.as_image_list(style), config)
     style_shapes = [image.shape for image in styles]
