@@ -11,10 +11,10 @@ after each run, outside the timed part. One process, one run after another, so t
 Candidates: 'lbfgs' or 'adam', then ':' options: 'sN' (num_steps, default 300), 'cN' (num_scales, with
 coarse_steps from 'kN'), 'detail' (content_detail=True), 'init=noise', 'hN' (L-BFGS history), 'cw=X', 'sw=X', 'tv=X'
 (the content, style and total-variation weights; the others stay at losses.LossWeights()'s 1, 5 and 10, the
-reference's, so per-image transfer's defaults are 'sw=4:tv=2.4'), 'sl=A/B/C/D/E' (the style layers' relative
-weights, shallowest first), 'lr=X' (Adam's learning rate), 'bf16' (the VGG19 in mixed_bfloat16; the reference is
-always float32), 'pool=avg' (the VGG19's max pooling swapped for average pooling). Tolerance is 0 in every run
-(the whole curve).
+reference's), 'sl=A/B/C/D/E' (the style layers' relative weights, shallowest first; equal unless given, as the
+reference's; so per-image transfer's defaults are 'sw=8:tv=2.4:sl=1/1/1/0.5/0'), 'lr=X' (Adam's learning rate),
+'bf16' (the VGG19 in mixed_bfloat16; the reference is always float32), 'pool=avg' (the VGG19's max pooling swapped
+for average pooling). Tolerance is 0 in every run (the whole curve).
 
   python bench/bench_time_to_picture.py --size=256 --candidates=lbfgs:s300,lbfgs:s300:c2:k100
   python bench/bench_time_to_picture.py --size=256 --ref_quality=0.222,1.111 --candidates=lbfgs:s300:init=noise

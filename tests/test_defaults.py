@@ -15,8 +15,9 @@ def test_the_tuned_loss_weights_are_pinned():
     """Tuned on the ImageNet VGG19, judged on HED VGG16 (BENCHMARKS.md, "Loss weights"): change them there."""
     assert (defaults.CONTENT_WEIGHT, defaults.STYLE_WEIGHT, defaults.TV_WEIGHT) == (1.0, 5.0, 10.0)
     # Per-image transfer's, chosen by the time to reach the TF recipe's picture on HED VGG16 (BENCHMARKS.md, "Time
-    # to a good picture: lighter smoothing").
-    assert (defaults.TRANSFER_STYLE_WEIGHT, defaults.TRANSFER_TV_WEIGHT) == (4.0, 2.4)
+    # to a good picture: lighter smoothing" and "the deep style layers").
+    assert (defaults.TRANSFER_STYLE_WEIGHT, defaults.TRANSFER_TV_WEIGHT) == (8.0, 2.4)
+    assert defaults.TRANSFER_STYLE_LAYER_WEIGHTS == (1.0, 1.0, 1.0, 0.5, 0.0)
     assert (defaults.IMAGE_SIZE, defaults.NUM_STEPS, defaults.OPTIMIZER) == (512, 300, "lbfgs")
     # Chosen from loss curves judged on HED VGG16 (BENCHMARKS.md, "Stopping when the picture stops changing").
     assert (defaults.TOLERANCE, defaults.TOLERANCE_WINDOW) == (0.003, 20)
@@ -38,7 +39,8 @@ def test_configs_default_to_the_shared_values():
     assert (transfer.num_steps, transfer.optimizer, transfer.learning_rate, transfer.lbfgs_history) == (
         defaults.NUM_STEPS, defaults.OPTIMIZER, defaults.LEARNING_RATE, defaults.LBFGS_HISTORY)
     assert transfer.loss_weights == losses.LossWeights(
-        content=defaults.CONTENT_WEIGHT, style=defaults.TRANSFER_STYLE_WEIGHT, tv=defaults.TRANSFER_TV_WEIGHT)
+        content=defaults.CONTENT_WEIGHT, style=defaults.TRANSFER_STYLE_WEIGHT, tv=defaults.TRANSFER_TV_WEIGHT,
+        style_layers=dict(zip(defaults.STYLE_LAYERS, defaults.TRANSFER_STYLE_LAYER_WEIGHTS)))
     assert (transfer.tolerance, transfer.tolerance_window) == (defaults.TOLERANCE, defaults.TOLERANCE_WINDOW)
     assert (transfer.init, transfer.num_scales, transfer.coarse_steps, transfer.content_detail) == (
         defaults.INIT, defaults.NUM_SCALES, defaults.COARSE_STEPS, defaults.CONTENT_DETAIL)
@@ -59,8 +61,11 @@ def test_the_command_line_flags_default_to_the_shared_values():
     # Each command has its own loss weights (test_each_command_fills_in_its_own_loss_weights); the help says which.
     for name in ("content_weight", "style_weight", "tv_weight"):
         assert default(name) is None
-    assert "(default 4 for transfer, 5 for train, 40 for train --architecture=adain)" in flags.FLAGS[
+    assert "(default 8 for transfer, 5 for train, 40 for train --architecture=adain)" in flags.FLAGS[
         "style_weight"].help
+    assert default("style_layer_weights") is None
+    assert "default: for transfer on the default --style_layers 1,1,1,0.5,0, else equal" in " ".join(
+        flags.FLAGS["style_layer_weights"].help.split())
     assert (default("image_size"), default("num_steps"), default("optimizer"), default("learning_rate"),
             default("lbfgs_history")) == (defaults.IMAGE_SIZE, defaults.NUM_STEPS, defaults.OPTIMIZER,
                                           defaults.LEARNING_RATE, defaults.LBFGS_HISTORY)
@@ -74,8 +79,12 @@ def test_the_python_api_uses_the_shared_values():
     extractor, transfer_options, loss_weights = api._split_options({})  # pylint: disable=protected-access
     assert extractor.precision == defaults.PRECISION
     assert vgg.ExtractorConfig().precision == "float32"  # what training and the exported networks build with
-    assert loss_weights == dataclasses.replace(optimize.TransferConfig().loss_weights,
-                                               style_layers={name: 1.0 for name in defaults.STYLE_LAYERS})
+    assert loss_weights == optimize.TransferConfig().loss_weights
+    # Other style layers weigh 1 each; given weights win.
+    _, _, other = api._split_options({"style_layers": ["block1_conv1", "block2_conv1"]})  # pylint: disable=protected-access
+    assert other.style_layers == {"block1_conv1": 1.0, "block2_conv1": 1.0}
+    _, _, given = api._split_options({"style_layer_weights": [1, 2, 3, 4, 5]})  # pylint: disable=protected-access
+    assert given.style_layers == dict(zip(defaults.STYLE_LAYERS, (1.0, 2.0, 3.0, 4.0, 5.0)))
     assert inspect.signature(api.transfer).parameters["image_size"].default == defaults.IMAGE_SIZE
     assert dataclasses.replace(optimize.TransferConfig(), **transfer_options) == optimize.TransferConfig()
 
@@ -105,10 +114,19 @@ def test_each_command_fills_in_its_own_loss_weights():
     with _parsed(*folders, "--architecture=adain"):
         trained_adain = train_cli._train_config().loss_weights  # pylint: disable=protected-access
     assert terms(transfer) == (defaults.CONTENT_WEIGHT, defaults.TRANSFER_STYLE_WEIGHT, defaults.TRANSFER_TV_WEIGHT)
+    assert transfer.style_layers == dict(zip(defaults.STYLE_LAYERS, defaults.TRANSFER_STYLE_LAYER_WEIGHTS))
     assert terms(train) == (defaults.CONTENT_WEIGHT, defaults.STYLE_WEIGHT, defaults.TV_WEIGHT)
+    assert train.style_layers == {name: 1.0 for name in defaults.STYLE_LAYERS}
     assert trained_adain == adain.loss_weights()
     with _parsed(*folders, "--style_weight=7", "--tv_weight=0"):
         transfer = transfer_cli._transfer_config(no_masks).loss_weights  # pylint: disable=protected-access
         train = train_cli._train_config().loss_weights  # pylint: disable=protected-access
     assert terms(transfer) == (defaults.CONTENT_WEIGHT, 7.0, 0.0)
     assert terms(train) == (defaults.CONTENT_WEIGHT, 7.0, 0.0)
+    # Transfer's layer weights are for the default style layers: other layers weigh 1 each, and given weights win.
+    with _parsed(*folders, "--style_layers=block1_conv1,block5_conv1"):
+        transfer = transfer_cli._transfer_config(no_masks).loss_weights  # pylint: disable=protected-access
+    assert transfer.style_layers == {"block1_conv1": 1.0, "block5_conv1": 1.0}
+    with _parsed(*folders, "--style_layer_weights=1,1,1,1,1"):
+        transfer = transfer_cli._transfer_config(no_masks).loss_weights  # pylint: disable=protected-access
+    assert transfer.style_layers == {name: 1.0 for name in defaults.STYLE_LAYERS}

@@ -59,15 +59,15 @@ def _split_options(options):
     extractor = vgg.ExtractorConfig(**{"precision": defaults.PRECISION,
                                        **{k: tuple(v) if k.endswith("_layers") else v
                                           for k, v in options.items() if k in _EXTRACTOR_OPTIONS}})
-    layer_weights = options.get("style_layer_weights") or [1.0] * len(extractor.style_layers)
-    if len(layer_weights) != len(extractor.style_layers):
-        raise UserInputError(f"style_layer_weights has {len(layer_weights)} entries for "
+    given = options.get("style_layer_weights")
+    if given and len(given) != len(extractor.style_layers):
+        raise UserInputError(f"style_layer_weights has {len(given)} entries for "
                              f"{len(extractor.style_layers)} style layers; give one per layer")
     loss_weights = losses.LossWeights(
         content=options.get("content_weight", defaults.CONTENT_WEIGHT),
         style=options.get("style_weight", defaults.TRANSFER_STYLE_WEIGHT),
         tv=options.get("tv_weight", defaults.TRANSFER_TV_WEIGHT),
-        style_layers=dict(zip(extractor.style_layers, map(float, layer_weights))))
+        style_layers=losses.style_layer_weights(extractor.style_layers, given, defaults.TRANSFER_STYLE_LAYER_WEIGHTS))
     return extractor, {k: v for k, v in options.items() if k in _TRANSFER_OPTIONS}, loss_weights
 
 

@@ -16,11 +16,16 @@ CONTENT_WEIGHT = 1.0
 STYLE_WEIGHT = 5.0
 TV_WEIGHT = 10.0
 # Per-image transfer's (TransferConfig, the `transfer` command, api.transfer): re-tuned for its coarse-to-fine
-# L-BFGS from noise. A lighter TV term kept more content at more style on both astronaut pairs at 256 px, and 4
-# rather than 5 (relative to content 1) moves the result towards the content; together they reach the TF
-# tutorial's picture on two pairs of three (BENCHMARKS.md, "Time to a good picture: lighter smoothing").
-TRANSFER_STYLE_WEIGHT = 4.0
+# L-BFGS from noise. A lighter TV term kept more content at more style on both astronaut pairs at 256 px
+# (BENCHMARKS.md, "Time to a good picture: lighter smoothing"); the style weight goes with the layer weights below.
+TRANSFER_STYLE_WEIGHT = 8.0
 TRANSFER_TV_WEIGHT = 2.4
+# And its style layers' relative weights, one per STYLE_LAYERS entry, for when the style layers are those: block5_conv1
+# out and block4_conv1 at half. The deep layers' Gram matrices carry a style picture's large objects (the coffee's
+# cup, painted over the astronaut's face from the coarsest scale on); without them the face stays, and with the
+# style weight doubled every pair reaches the tutorial's picture (BENCHMARKS.md, "Time to a good picture: the deep
+# style layers"). A layer of weight 0 is left out of the loss, and the VGG never runs past the layers used.
+TRANSFER_STYLE_LAYER_WEIGHTS = (1.0, 1.0, 1.0, 0.5, 0.0)
 
 # Per-image optimisation.
 IMAGE_SIZE = 512

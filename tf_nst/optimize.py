@@ -40,7 +40,8 @@ class TransferConfig:
       init: "noise" (the default), "content", "style", or a path to an image.
       seed: seeds the noise initialisation.
       loss_weights: a losses.LossWeights; default: content 1, style defaults.TRANSFER_STYLE_WEIGHT, TV
-        defaults.TRANSFER_TV_WEIGHT (per-image transfer's, not losses.LossWeights()'s).
+        defaults.TRANSFER_TV_WEIGHT and the style layers defaults.TRANSFER_STYLE_LAYER_WEIGHTS (per-image
+        transfer's, not losses.LossWeights()'s). Style layers of weight 0 are left out of the loss.
       style_blend_weights: one weight per style image (default: equal); the style target is the weighted
         mean of the styles' Gram matrices.
       num_scales: coarse-to-fine: optimise first at 1 / scale_factor^(num_scales - 1) of the size, then
@@ -82,8 +83,9 @@ class TransferConfig:
     lbfgs_history: int = defaults.LBFGS_HISTORY
     init: str = defaults.INIT
     seed: int = 0
-    loss_weights: losses.LossWeights = losses.LossWeights(style=defaults.TRANSFER_STYLE_WEIGHT,
-                                                          tv=defaults.TRANSFER_TV_WEIGHT)
+    loss_weights: losses.LossWeights = losses.LossWeights(
+        style=defaults.TRANSFER_STYLE_WEIGHT, tv=defaults.TRANSFER_TV_WEIGHT,
+        style_layers=dict(zip(defaults.STYLE_LAYERS, defaults.TRANSFER_STYLE_LAYER_WEIGHTS, strict=True)))
     style_blend_weights: tuple = None
     num_scales: object = defaults.NUM_SCALES
     scale_factor: float = 2.0

@@ -90,7 +90,9 @@ def define_loss_network(commands=("transfer", "train")):
                              _read_by("Keras layer names whose activations carry the content.", commands)),
         style_layer_weights=_once(
             flags.DEFINE_list, "style_layer_weights", None,
-            _read_by("Relative weight of each style layer, one per --style_layers entry (default: equal).",
+            _read_by("Relative weight of each style layer, one per --style_layers entry; 0 leaves a layer out "
+                     "(default: for transfer on the default --style_layers "
+                     f"{','.join(f'{w:g}' for w in defaults.TRANSFER_STYLE_LAYER_WEIGHTS)}, else equal).",
                      commands)),
         pooling=_once(flags.DEFINE_enum, "pooling", "max", ["max", "avg"],
                       _read_by("'avg' replaces VGG's max pooling with average pooling (Gatys 2016).", commands)),
@@ -129,15 +131,15 @@ class LossWeightFlags:
         holders = {"content": self.content, "style": self.style, "tv": self.tv}
         return {name: holder.value for name, holder in holders.items() if holder.value is not None}
 
-    def loss_weights(self, network, content, style, tv):
+    def loss_weights(self, network, content, style, tv, layer_weights=None):
         """The losses.LossWeights of these flags, the command's defaults (content, style, tv) where a flag is not
-        given, and a LossNetworkFlags' --style_layer_weights (imports TF)."""
+        given, and a LossNetworkFlags' --style_layer_weights, else the command's `layer_weights` for the default
+        --style_layers (losses.style_layer_weights; imports TF)."""
         from tf_nst import losses  # pylint: disable=import-outside-toplevel
 
-        layers = network.style_layers.value
-        layer_weights = network.style_layer_weights.value or [1.0] * len(layers)
         return losses.LossWeights(**{"content": content, "style": style, "tv": tv, **self.given()},
-                                  style_layers=dict(zip(layers, (float(w) for w in layer_weights))))
+                                  style_layers=losses.style_layer_weights(
+                                      network.style_layers.value, network.style_layer_weights.value, layer_weights))
 
 
 def define_loss_weights(commands=("transfer", "train")):

@@ -168,7 +168,8 @@ def _transfer_config(inputs):
         preserve_color=_PRESERVE_COLOR.value, color_transform=_COLOR_TRANSFORM.value,
         content_masks=inputs.content_masks, style_masks=inputs.style_masks,
         loss_weights=_WEIGHTS.loss_weights(_NETWORK, defaults.CONTENT_WEIGHT, defaults.TRANSFER_STYLE_WEIGHT,
-                                           defaults.TRANSFER_TV_WEIGHT), tile_size=_TILE_SIZE.value or None,
+                                           defaults.TRANSFER_TV_WEIGHT, defaults.TRANSFER_STYLE_LAYER_WEIGHTS),
+        tile_size=_TILE_SIZE.value or None,
         tile_overlap=_TILE_OVERLAP.value)
 
 
