@@ -37,7 +37,8 @@ _HISTORY_STEPS = flags.DEFINE_integer(
     "fuller history (--history_steps=100: the default history of 100 pairs, as in most steps of a long run).")
 _METHODS = flags.DEFINE_list(
     "methods", ["tutorial", "pytorch", "adam", "lbfgs", "adam+pooled", "lbfgs+pooled", "lbfgs+bf16", "lbfgs+xla"],
-    "Configurations: 'tutorial', 'pytorch', or 'adam'/'lbfgs' with optional '+bf16' and '+xla'; any of them with "
+    "Configurations: 'tutorial', 'pytorch', or 'adam'/'lbfgs' with optional '+bf16', '+xla' and '+every' (every "
+    "style layer at weight 1, as the recipe; the default leaves block5_conv1 out); any of them with "
     "'+1t' runs on one thread (OMP_NUM_THREADS, TF_NUM_INTRAOP_THREADS, TF_NUM_INTEROP_THREADS = 1); any TF one with "
     "'+pooled' runs with TensorFlow's pooled CPU allocator (TF_CPU_ALLOCATOR_USE_BFC, as main.py sets it), "
     "the others with its default allocator.")
@@ -90,10 +91,13 @@ def _tutorial_step(size, weights):
 
 def _tf_nst_step(method, size, weights):
     """method: "adam" or "lbfgs", optionally followed by "+bf16" (mixed_bfloat16) and/or "+xla" (and
-    "+pooled", which the parent process turns into the allocator setting)."""
+    "+pooled", which the parent process turns into the allocator setting), and "+every": every style layer at
+    weight 1, the recipe's and the PyTorch peer's work, where transfer's default leaves block5_conv1 out."""
+    import dataclasses  # pylint: disable=import-outside-toplevel
+
     import numpy as np  # pylint: disable=import-outside-toplevel
 
-    from tf_nst import optimize, style_targets, vgg  # pylint: disable=import-outside-toplevel
+    from tf_nst import losses, optimize, style_targets, vgg  # pylint: disable=import-outside-toplevel
 
     optimizer, *options = method.split("+")
     config = vgg.ExtractorConfig(weights=weights, precision="mixed_bfloat16" if "bf16" in options else "float32")
@@ -101,8 +105,12 @@ def _tf_nst_step(method, size, weights):
     rng = np.random.default_rng(0)
     content, style = rng.uniform(0, 255, (size, size, 3)), rng.uniform(0, 255, (size, size, 3))
     transfer_config = optimize.TransferConfig(optimizer=optimizer, jit_compile="xla" in options)
+    if "every" in options:
+        transfer_config = dataclasses.replace(
+            transfer_config, loss_weights=dataclasses.replace(transfer_config.loss_weights, style_layers={}))
+    style_layers = losses.used_style_layers(config.style_layers, transfer_config.loss_weights)  # as transfer does
     style_grams, content_features = style_targets.compute_targets(
-        extractor, content, style, config.style_layers, config.content_layers)
+        extractor, content, style, style_layers, config.content_layers)
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     image = tf.Variable(optimize.initial_image("content", content, style))
