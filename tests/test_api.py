@@ -1,5 +1,6 @@
 """The Keras-style Python API: tf_nst.transfer, tf_nst.load_stylizer, and the Keras losses."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -186,10 +187,16 @@ def test_auto_scales_stop_before_a_small_style_gets_too_small_for_the_layers():
     content, style = np.zeros((341, 512, 3), np.float32), np.zeros((400, 600, 3), np.float32)
     extractor_config = vgg.ExtractorConfig(weights="none")  # block5_conv1: 16 px at least
     sizes = lambda images: optimize.scale_sizes(*images[0].shape[:2], images[2].num_scales, 2.0)
-    default = api.sized_images(content, [style], 512, 1.0, extractor_config, optimize.TransferConfig())
+    # Every style layer in the loss, block5_conv1 too (transfer's default leaves it out: below).
+    every = optimize.TransferConfig(loss_weights=losses.LossWeights())
+    default = api.sized_images(content, [style], 512, 1.0, extractor_config, every)
     assert len(sizes(default)) == 4  # the style is 341 px at full size, 43 px at the coarsest scale
     # A style of 0.25 x 512 px is 85 px on its shorter side: 21 px at 1/4 of the size, 11 px at 1/8.
-    small = api.sized_images(content, [style], 512, 0.25, extractor_config, optimize.TransferConfig())
+    small = api.sized_images(content, [style], 512, 0.25, extractor_config, every)
     assert min(small[1][0].shape[:2]) == 85 and len(sizes(small)) == 3
     with pytest.raises(UserInputError, match="style image becomes 16x11 px"):  # asked for: still refused
-        api.sized_images(content, [style], 512, 0.25, extractor_config, optimize.TransferConfig(num_scales=4))
+        api.sized_images(content, [style], 512, 0.25, extractor_config, dataclasses.replace(every, num_scales=4))
+    # With block5_conv1 at weight 0 (transfer's default) the deepest layer used is block4_conv2, 8 px at least:
+    # the 11 px style fits at 1/8, so the fourth scale stays.
+    small = api.sized_images(content, [style], 512, 0.25, extractor_config, optimize.TransferConfig())
+    assert len(sizes(small)) == 4

@@ -76,7 +76,8 @@ def sized_images(content, styles, image_size, style_scale, extractor_config, con
 
     The content's longer side becomes image_size and each style's style_scale * image_size, as the command
     line does. The config comes back with num_scales="auto" resolved to a number, one that leaves out any
-    coarse scale at which an image (the styles shrink with the content) would be too small for the layers.
+    coarse scale at which an image (the styles shrink with the content) would be too small for the layers that
+    the loss uses (not those at weight 0).
 
     Args:
       content, styles: an [H, W, 3] image and a list of them, in [0, 255].
@@ -89,7 +90,9 @@ def sized_images(content, styles, image_size, style_scale, extractor_config, con
     """
     content = image_io.resize_max_side(content, image_size)
     styles = [image_io.resize_max_side(style, max(1, round(style_scale * image_size))) for style in styles]
-    layers = extractor_config.style_layers + extractor_config.content_layers
+    # The layers the loss uses, as optimize.transfer runs them: a style layer of weight 0 sets no smallest input.
+    layers = (*losses.used_style_layers(extractor_config.style_layers, config.loss_weights),
+              *extractor_config.content_layers)
     style_shapes = [style.shape for style in styles]
     config = optimize.resolve_num_scales(config, content.shape, style_shapes, layers)
     optimize.check_sizes(content.shape, style_shapes, config, layers, names,
