@@ -275,12 +275,14 @@ def count_steps(height, width, config):
 
 
 # A step's fixed cost, in pixels: what a step costs beyond the pixels it optimises (kernel launches, the L-BFGS
-# bookkeeping). Fitted on the 2-core CPU's default run (512 px, 4 scales, 2026-12-01): in float32 a step took 23,
-# 52, 168 and 613 ms at 64x43, 128x85, 256x171 and 512x341 px, within 2% of 3.47 us per (pixel + 4000); in
-# mixed_bfloat16 with native bf16 instructions 18, 35, 103 and 358 ms, within 3% of 2.04 us per (pixel + 6000):
-# the pixels got cheaper, the fixed part did not.
-STEP_OVERHEAD_PIXELS = 4000
-BF16_STEP_OVERHEAD_PIXELS = 6000
+# bookkeeping, the deep layers' small maps). Fitted on the 2-core CPU's default run (512 px, 4 scales, 2026-12-01,
+# with transfer's default style layers, block5_conv1 left out): in float32 a step took 16, 39, 133 and 513-525 ms
+# at 64x43, 128x85, 256x171 and 512x341 px, within 2% of 2.90 us per (pixel + 2750); in mixed_bfloat16 with
+# native bf16 instructions 12-13, 29, 85 and 302 ms, 1.69 us per (pixel + 4500): the coarsest and the full size
+# within 4%, 128 px 11% over it. The time left's first line, read at the coarsest scale, rests on this fit (with
+# every style layer in, it was 4000 and 6000).
+STEP_OVERHEAD_PIXELS = 2750
+BF16_STEP_OVERHEAD_PIXELS = 4500
 
 
 def step_overhead_pixels(precision):
