@@ -81,7 +81,8 @@ def test_the_python_api_uses_the_shared_values():
     assert vgg.ExtractorConfig().precision == "float32"  # what training and the exported networks build with
     assert loss_weights == optimize.TransferConfig().loss_weights
     # Other style layers weigh 1 each; given weights win.
-    _, _, other = api._split_options({"style_layers": ["block1_conv1", "block2_conv1"]})  # pylint: disable=protected-access
+    two_layers = {"style_layers": ["block1_conv1", "block2_conv1"]}
+    _, _, other = api._split_options(two_layers)  # pylint: disable=protected-access
     assert other.style_layers == {"block1_conv1": 1.0, "block2_conv1": 1.0}
     _, _, given = api._split_options({"style_layer_weights": [1, 2, 3, 4, 5]})  # pylint: disable=protected-access
     assert given.style_layers == dict(zip(defaults.STYLE_LAYERS, (1.0, 2.0, 3.0, 4.0, 5.0)))

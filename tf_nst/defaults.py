@@ -23,8 +23,9 @@ TRANSFER_TV_WEIGHT = 2.4
 # And its style layers' relative weights, one per STYLE_LAYERS entry, for when the style layers are those: block5_conv1
 # out and block4_conv1 at half. The deep layers' Gram matrices carry a style picture's large objects (the coffee's
 # cup, painted over the astronaut's face from the coarsest scale on); without them the face stays, and with the
-# style weight doubled every pair reaches the tutorial's picture (BENCHMARKS.md, "Time to a good picture: the deep
-# style layers"). A layer of weight 0 is left out of the loss, and the VGG never runs past the layers used.
+# style weight doubled all three pairs reach the tutorial's picture at 256 px, and the two Hubble pairs at 512 px
+# (BENCHMARKS.md, "Time to a good picture: the deep style layers"). A layer of weight 0 is left out of the loss,
+# and the VGG never runs past the layers used.
 TRANSFER_STYLE_LAYER_WEIGHTS = (1.0, 1.0, 1.0, 0.5, 0.0)
 
 # Per-image optimisation.

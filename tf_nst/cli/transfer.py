@@ -208,8 +208,8 @@ class _ProgressReporter:
     tile's) steps, so that cheap coarse-scale steps do not make the finest scale's look near, and a coarse scale's
     higher cost per pixel is forgotten once a finer one runs. The time per step shown is the current scale's.
 
-    The scales still to begin add their set-up to the time left (about 2 s a scale on the 2-core CPU, where a
-    256 px run's first line said 20 s left without it and 26 s remained). Each is estimated from the latest
+    The scales still to begin add their set-up to the time left (1 to 2 s a scale on the 2-core CPU, where a
+    256 px run's first line said 15 s left without it and 19.6 s remained). Each is estimated from the latest
     scale's, measured from its start (start(), or the last step before it) to its begin: a fixed part (tracing)
     plus its first step's cost at the current rate (its targets and its warm-up step grow with its pixels)."""
 
