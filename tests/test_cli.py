@@ -449,18 +449,31 @@ def test_help_piped_into_a_reader_that_stops_early_is_quiet():
     assert result.stdout.startswith("usage:") and "Traceback" not in result.stderr, result.stderr
 
 
+class _Clock:
+    """time.perf_counter for the progress reporter, moved by hand."""
+
+    def __init__(self, monkeypatch, now):
+        from tf_nst.cli import transfer  # pylint: disable=import-outside-toplevel
+
+        self.now = now
+        monkeypatch.setattr(transfer.time, "perf_counter", lambda: self.now)
+
+    def steps(self, reporter, steps, seconds):
+        """Reports each of `steps`, `seconds` after the one before."""
+        for step in steps:
+            self.now += seconds
+            reporter(step, {"total": 1.0}, None)
+
+
 def test_the_time_left_weighs_the_steps_still_planned_by_their_pixels(monkeypatch, capsys):
     """Ten cheap coarse steps (cost 1) then ten at 4x the pixels: after 5 coarse steps of 1 s each, 45 s are
     left (5 x 1 + 10 x 4), not the 15 s that counting steps alike would say."""
     from tf_nst.cli import transfer  # pylint: disable=import-outside-toplevel
 
-    now = [0.0]
-    monkeypatch.setattr(transfer.time, "perf_counter", lambda: now[0])
+    clock = _Clock(monkeypatch, 0.0)
     reporter = transfer._ProgressReporter([1.0] * 10 + [4.0] * 10, 5, {})  # pylint: disable=protected-access
     reporter.on_begin(0, 10)
-    for step in range(1, 6):
-        now[0] = float(step)  # each step takes 1 s
-        reporter(step, {"total": 1.0}, None)
+    clock.steps(reporter, range(1, 6), 1.0)
     first, fifth = capsys.readouterr().out.splitlines()
     assert first.endswith("1000 ms/step  eta 49s") and fifth.endswith("1000 ms/step  eta 45s"), (first, fifth)
 
@@ -472,17 +485,13 @@ def test_the_time_left_is_at_the_current_scales_rate_without_its_set_up(monkeypa
     whole run's rate would say 62 s left and counting the set-up too 139 s."""
     from tf_nst.cli import transfer  # pylint: disable=import-outside-toplevel
 
-    now = [100.0]  # the set-up before the first begin does not count either
-    monkeypatch.setattr(transfer.time, "perf_counter", lambda: now[0])
+    clock = _Clock(monkeypatch, 100.0)  # the set-up before the first begin does not count either
     reporter = transfer._ProgressReporter([1.0] * 10 + [4.0] * 10, 11, {})  # pylint: disable=protected-access
     reporter.on_begin(0, 10)
-    for step in range(1, 11):
-        now[0] += 2.0
-        reporter(step, {"total": 1.0}, None)
-    now[0] += 30.0
+    clock.steps(reporter, range(1, 11), 2.0)
+    clock.now += 30.0
     reporter.on_begin(10, 10)
-    now[0] += 4.0
-    reporter(11, {"total": 1.0}, None)
+    clock.steps(reporter, [11], 4.0)
     first, eleventh = capsys.readouterr().out.splitlines()
     assert first.endswith("2000 ms/step  eta 1m38s"), first
     assert eleventh.endswith("4000 ms/step  eta 36s"), eleventh
@@ -495,26 +504,19 @@ def test_the_time_left_adds_the_set_up_of_the_scales_still_to_begin(monkeypatch,
     after its first) is not a scale's set-up. Once the fine scale has begun, nothing is added."""
     from tf_nst.cli import transfer  # pylint: disable=import-outside-toplevel
 
-    now = [100.0]
-    monkeypatch.setattr(transfer.time, "perf_counter", lambda: now[0])
+    clock = _Clock(monkeypatch, 100.0)
     reporter = transfer._ProgressReporter([1.0] * 10 + [4.0] * 10, 5, {},  # pylint: disable=protected-access
                                           scale_starts=[0, 10])
     reporter.start()
-    now[0] += 5.0
+    clock.now += 5.0
     reporter.on_begin(0, 5)
-    for step in range(1, 6):
-        now[0] += 2.0
-        reporter(step, {"total": 1.0}, None)
-    now[0] += 50.0  # the coarse scale's second tile: its set-up is not a scale's
+    clock.steps(reporter, range(1, 6), 2.0)
+    clock.now += 50.0  # the coarse scale's second tile: its set-up is not a scale's
     reporter.on_begin(5, 5)
-    for step in range(6, 11):
-        now[0] += 2.0
-        reporter(step, {"total": 1.0}, None)
-    now[0] += 30.0
+    clock.steps(reporter, range(6, 11), 2.0)
+    clock.now += 30.0
     reporter.on_begin(10, 10)
-    for step in range(11, 16):
-        now[0] += 4.0
-        reporter(step, {"total": 1.0}, None)
+    clock.steps(reporter, range(11, 16), 4.0)
     first, fifth, tenth, fifteenth = capsys.readouterr().out.splitlines()
     assert first.endswith("2000 ms/step  eta 1m49s"), first
     assert fifth.endswith("2000 ms/step  eta 1m41s"), fifth
