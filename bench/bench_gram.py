@@ -51,7 +51,8 @@ def _steps(size):
     for name, gram in (("einsum", _einsum_gram), ("adam", gram_matrix)):
         losses.gram_matrix = gram  # read when the step is traced, on its first call below
         image = tf.Variable(optimize.initial_image("content", content, style))
-        loss_fn = optimize.make_loss_fn(extractor, grams, content_features, optimize.TransferConfig().loss_weights)
+        loss_fn = optimize.make_loss_fn(extractor, grams, content_features,
+                                        optimize.transfer_loss_weights(config.style_layers))
         step = optimize.make_step(image, loss_fn, optimize.TransferConfig(optimizer="adam"))
         steps[name] = lambda step=step: step()[0]
         float(steps[name]())

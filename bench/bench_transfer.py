@@ -93,8 +93,6 @@ def _tf_nst_step(method, size, weights):
     """method: "adam" or "lbfgs", optionally followed by "+bf16" (mixed_bfloat16) and/or "+xla" (and
     "+pooled", which the parent process turns into the allocator setting), and "+every": every style layer at
     weight 1, the recipe's and the PyTorch peer's work, where transfer's default leaves block5_conv1 out."""
-    import dataclasses  # pylint: disable=import-outside-toplevel
-
     import numpy as np  # pylint: disable=import-outside-toplevel
 
     from tf_nst import losses, optimize, style_targets, vgg  # pylint: disable=import-outside-toplevel
@@ -104,10 +102,10 @@ def _tf_nst_step(method, size, weights):
     extractor = vgg.build_extractor(config)
     rng = np.random.default_rng(0)
     content, style = rng.uniform(0, 255, (size, size, 3)), rng.uniform(0, 255, (size, size, 3))
-    transfer_config = optimize.TransferConfig(optimizer=optimizer, jit_compile="xla" in options)
-    if "every" in options:
-        transfer_config = dataclasses.replace(
-            transfer_config, loss_weights=dataclasses.replace(transfer_config.loss_weights, style_layers={}))
+    transfer_config = optimize.TransferConfig(
+        optimizer=optimizer, jit_compile="xla" in options,
+        loss_weights=optimize.transfer_loss_weights(config.style_layers, layer_weights=(
+            [1.0] * len(config.style_layers) if "every" in options else None)))
     style_layers = losses.used_style_layers(config.style_layers, transfer_config.loss_weights)  # as transfer does
     style_grams, content_features = style_targets.compute_targets(
         extractor, content, style, style_layers, config.content_layers)

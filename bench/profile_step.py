@@ -53,7 +53,8 @@ def main(argv):
     grams, content_features = style_targets.compute_targets(extractor, content, style, config.style_layers,
                                                             config.content_layers)
     image = tf.Variable(optimize.initial_image("content", content, style))
-    loss_fn = optimize.make_loss_fn(extractor, grams, content_features, optimize.TransferConfig().loss_weights)
+    loss_fn = optimize.make_loss_fn(extractor, grams, content_features,
+                                    optimize.transfer_loss_weights(config.style_layers))
 
     @tf.function
     def forward():

@@ -38,9 +38,18 @@ def test_configs_default_to_the_shared_values():
     transfer = optimize.TransferConfig()
     assert (transfer.num_steps, transfer.optimizer, transfer.learning_rate, transfer.lbfgs_history) == (
         defaults.NUM_STEPS, defaults.OPTIMIZER, defaults.LEARNING_RATE, defaults.LBFGS_HISTORY)
-    assert transfer.loss_weights == losses.LossWeights(
+    # Per-image transfer's own weights, filled in for the run's style layers: the tuned layer weights for the
+    # default layers, 1 each for any others (a Python caller's extractor with block5_conv1 gets it at 1).
+    assert transfer.loss_weights is None
+    tuned = optimize.resolve_loss_weights(transfer, defaults.STYLE_LAYERS).loss_weights
+    assert tuned == losses.LossWeights(
         content=defaults.CONTENT_WEIGHT, style=defaults.TRANSFER_STYLE_WEIGHT, tv=defaults.TRANSFER_TV_WEIGHT,
         style_layers=dict(zip(defaults.STYLE_LAYERS, defaults.TRANSFER_STYLE_LAYER_WEIGHTS)))
+    other = optimize.resolve_loss_weights(transfer, ("block1_conv1", "block5_conv1")).loss_weights
+    assert other == dataclasses.replace(tuned, style_layers={"block1_conv1": 1.0, "block5_conv1": 1.0})
+    given = losses.LossWeights(style_layers={"block5_conv1": 0.0})
+    assert optimize.resolve_loss_weights(dataclasses.replace(transfer, loss_weights=given),
+                                         defaults.STYLE_LAYERS).loss_weights is given
     assert (transfer.tolerance, transfer.tolerance_window) == (defaults.TOLERANCE, defaults.TOLERANCE_WINDOW)
     assert (transfer.init, transfer.num_scales, transfer.coarse_steps, transfer.content_detail) == (
         defaults.INIT, defaults.NUM_SCALES, defaults.COARSE_STEPS, defaults.CONTENT_DETAIL)
@@ -79,7 +88,7 @@ def test_the_python_api_uses_the_shared_values():
     extractor, transfer_options, loss_weights = api._split_options({})  # pylint: disable=protected-access
     assert extractor.precision == defaults.PRECISION
     assert vgg.ExtractorConfig().precision == "float32"  # what training and the exported networks build with
-    assert loss_weights == optimize.TransferConfig().loss_weights
+    assert loss_weights == optimize.resolve_loss_weights(optimize.TransferConfig(), defaults.STYLE_LAYERS).loss_weights
     # Other style layers weigh 1 each; given weights win.
     two_layers = {"style_layers": ["block1_conv1", "block2_conv1"]}
     _, _, other = api._split_options(two_layers)  # pylint: disable=protected-access

@@ -729,7 +729,8 @@ def test_the_warm_up_step_leaves_the_run_as_it_would_have_been(random_case, opti
     """transfer runs each scale's step once before its first counted step (so that step's time is a step's) and
     undoes it: every step's loss equals that of a step built fresh and run without a warm-up."""
     extractor, config, (content, style, _) = random_case
-    run_config = optimize.TransferConfig(num_steps=4, optimizer=optimizer, init="content", num_scales=1)
+    run_config = optimize.resolve_loss_weights(
+        optimize.TransferConfig(num_steps=4, optimizer=optimizer, init="content", num_scales=1), config.style_layers)
     totals = []
     optimize.transfer(extractor, content, style, run_config, config.style_layers, config.content_layers,
                       callback=lambda step, terms, image: totals.append(float(terms["total"])))

@@ -143,7 +143,8 @@ def test_style_grams_in_pieces_equal_the_whole_image_ones():
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_reset_makes_the_optimiser_start_afresh(random_case, optimizer):
     extractor, config, content, style = random_case
-    transfer_config = optimize.TransferConfig(optimizer=optimizer, learning_rate=20.0)
+    transfer_config = optimize.resolve_loss_weights(
+        optimize.TransferConfig(optimizer=optimizer, learning_rate=20.0), config.style_layers)
     grams, features = style_targets.compute_targets(extractor, content, style, config.style_layers, config.content_layers)
     start = optimize.initial_image("noise", content, style)
     image = tf.Variable(start)

@@ -63,11 +63,9 @@ def _split_options(options):
     if given and len(given) != len(extractor.style_layers):
         raise UserInputError(f"style_layer_weights has {len(given)} entries for "
                              f"{len(extractor.style_layers)} style layers; give one per layer")
-    loss_weights = losses.LossWeights(
-        content=options.get("content_weight", defaults.CONTENT_WEIGHT),
-        style=options.get("style_weight", defaults.TRANSFER_STYLE_WEIGHT),
-        tv=options.get("tv_weight", defaults.TRANSFER_TV_WEIGHT),
-        style_layers=losses.style_layer_weights(extractor.style_layers, given, defaults.TRANSFER_STYLE_LAYER_WEIGHTS))
+    loss_weights = optimize.transfer_loss_weights(
+        extractor.style_layers, options.get("content_weight"), options.get("style_weight"), options.get("tv_weight"),
+        given)
     return extractor, {k: v for k, v in options.items() if k in _TRANSFER_OPTIONS}, loss_weights
 
 
@@ -91,6 +89,7 @@ def sized_images(content, styles, image_size, style_scale, extractor_config, con
     content = image_io.resize_max_side(content, image_size)
     styles = [image_io.resize_max_side(style, max(1, round(style_scale * image_size))) for style in styles]
     # The layers the loss uses, as optimize.transfer runs them: a style layer of weight 0 sets no smallest input.
+    config = optimize.resolve_loss_weights(config, extractor_config.style_layers)
     layers = (*losses.used_style_layers(extractor_config.style_layers, config.loss_weights),
               *extractor_config.content_layers)
     style_shapes = [style.shape for style in styles]

@@ -39,9 +39,9 @@ class TransferConfig:
       lbfgs_history: how many curvature pairs L-BFGS keeps.
       init: "noise" (the default), "content", "style", or a path to an image.
       seed: seeds the noise initialisation.
-      loss_weights: a losses.LossWeights; default: content 1, style defaults.TRANSFER_STYLE_WEIGHT, TV
-        defaults.TRANSFER_TV_WEIGHT and the style layers defaults.TRANSFER_STYLE_LAYER_WEIGHTS (per-image
-        transfer's, not losses.LossWeights()'s). Style layers of weight 0 are left out of the loss.
+      loss_weights: a losses.LossWeights. None (the default): per-image transfer's, filled in for the style
+        layers of the run by resolve_loss_weights (see transfer_loss_weights; not losses.LossWeights()'s,
+        which are training's). Style layers of weight 0 are left out of the loss.
       style_blend_weights: one weight per style image (default: equal); the style target is the weighted
         mean of the styles' Gram matrices.
       num_scales: coarse-to-fine: optimise first at 1 / scale_factor^(num_scales - 1) of the size, then
@@ -83,9 +83,7 @@ class TransferConfig:
     lbfgs_history: int = defaults.LBFGS_HISTORY
     init: str = defaults.INIT
     seed: int = 0
-    loss_weights: losses.LossWeights = losses.LossWeights(
-        style=defaults.TRANSFER_STYLE_WEIGHT, tv=defaults.TRANSFER_TV_WEIGHT,
-        style_layers=dict(zip(defaults.STYLE_LAYERS, defaults.TRANSFER_STYLE_LAYER_WEIGHTS, strict=True)))
+    loss_weights: losses.LossWeights = None
     style_blend_weights: tuple = None
     num_scales: object = defaults.NUM_SCALES
     scale_factor: float = 2.0
@@ -100,6 +98,28 @@ class TransferConfig:
     tile_overlap: int = tiling.DEFAULT_OVERLAP
     tolerance: float = defaults.TOLERANCE
     tolerance_window: int = defaults.TOLERANCE_WINDOW
+
+
+def transfer_loss_weights(style_layers, content=None, style=None, tv=None, layer_weights=None):
+    """Per-image transfer's losses.LossWeights for a run on `style_layers`, the one place its defaults apply.
+
+    Each of content, style and tv is the given weight, else defaults.CONTENT_WEIGHT, TRANSFER_STYLE_WEIGHT and
+    TRANSFER_TV_WEIGHT. The style layers weigh `layer_weights` (one per layer) if given; else, when
+    `style_layers` are defaults.STYLE_LAYERS, the weights tuned on them (defaults.TRANSFER_STYLE_LAYER_WEIGHTS:
+    block5_conv1 at 0); else 1 each (losses.style_layer_weights).
+    """
+    return losses.LossWeights(
+        content=defaults.CONTENT_WEIGHT if content is None else content,
+        style=defaults.TRANSFER_STYLE_WEIGHT if style is None else style,
+        tv=defaults.TRANSFER_TV_WEIGHT if tv is None else tv,
+        style_layers=losses.style_layer_weights(style_layers, layer_weights, defaults.TRANSFER_STYLE_LAYER_WEIGHTS))
+
+
+def resolve_loss_weights(config, style_layers):
+    """`config` with its loss weights filled in for `style_layers` (transfer_loss_weights) where they are None."""
+    if config.loss_weights is not None:
+        return config
+    return dataclasses.replace(config, loss_weights=transfer_loss_weights(style_layers))
 
 
 def initial_image(init, content, style, seed=0):
@@ -372,6 +392,7 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
       TransferStopped: should_stop() said stop, or the loss or image became non-finite; its `image` is the
         best image so far (the last finite one), finished as a full run's result is.
     """
+    config = resolve_loss_weights(config, style_layers)
     style_layers = losses.used_style_layers(style_layers, config.loss_weights)  # a layer of weight 0 never runs
     if not style_layers:
         raise UserInputError("every style layer has weight 0; give at least one a positive weight")

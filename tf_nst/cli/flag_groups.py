@@ -131,15 +131,14 @@ class LossWeightFlags:
         holders = {"content": self.content, "style": self.style, "tv": self.tv}
         return {name: holder.value for name, holder in holders.items() if holder.value is not None}
 
-    def loss_weights(self, network, content, style, tv, layer_weights=None):
+    def loss_weights(self, network, content, style, tv):
         """The losses.LossWeights of these flags, the command's defaults (content, style, tv) where a flag is not
-        given, and a LossNetworkFlags' --style_layer_weights, else the command's `layer_weights` for the default
-        --style_layers (losses.style_layer_weights; imports TF)."""
+        given, and a LossNetworkFlags' --style_layer_weights, else 1 per --style_layers entry (imports TF)."""
         from tf_nst import losses  # pylint: disable=import-outside-toplevel
 
         return losses.LossWeights(**{"content": content, "style": style, "tv": tv, **self.given()},
                                   style_layers=losses.style_layer_weights(
-                                      network.style_layers.value, network.style_layer_weights.value, layer_weights))
+                                      network.style_layers.value, network.style_layer_weights.value))
 
 
 def define_loss_weights(commands=("transfer", "train")):

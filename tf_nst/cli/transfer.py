@@ -167,8 +167,8 @@ def _transfer_config(inputs):
         content_detail=_CONTENT_DETAIL.value, jit_compile=_JIT_COMPILE.value,
         preserve_color=_PRESERVE_COLOR.value, color_transform=_COLOR_TRANSFORM.value,
         content_masks=inputs.content_masks, style_masks=inputs.style_masks,
-        loss_weights=_WEIGHTS.loss_weights(_NETWORK, defaults.CONTENT_WEIGHT, defaults.TRANSFER_STYLE_WEIGHT,
-                                           defaults.TRANSFER_TV_WEIGHT, defaults.TRANSFER_STYLE_LAYER_WEIGHTS),
+        loss_weights=optimize.transfer_loss_weights(
+            _NETWORK.style_layers.value, layer_weights=_NETWORK.style_layer_weights.value, **_WEIGHTS.given()),
         tile_size=_TILE_SIZE.value or None,
         tile_overlap=_TILE_OVERLAP.value)
 
