@@ -83,7 +83,7 @@ class TransferConfig:
     lbfgs_history: int = defaults.LBFGS_HISTORY
     init: str = defaults.INIT
     seed: int = 0
-    loss_weights: losses.LossWeights = None
+    loss_weights: losses.LossWeights | None = None
     style_blend_weights: tuple = None
     num_scales: object = defaults.NUM_SCALES
     scale_factor: float = 2.0
