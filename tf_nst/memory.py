@@ -7,14 +7,16 @@ No TensorFlow here.
 import math
 import os
 
-# Peak RSS of the command line (pooled CPU allocator) fitted to BENCHMARKS.md's per-image runs at 256 and
-# 512 px: Adam 1053 and 2312 MB, L-BFGS (100 pairs) 1340 and 3472 MB, i.e. about 630 MB of TensorFlow, the
-# model and the images, plus 6.4 KB per output pixel (VGG activations and gradients) and, for L-BFGS, 44 B
-# per pixel per curvature pair. Against the measured 5809 MB of an untiled 1024x681 L-BFGS run (default
-# allocator) it says 8.2 GB: it errs on the safe side.
-BASE_BYTES = 630e6
-BYTES_PER_PIXEL = 6404.0
-LBFGS_BYTES_PER_PIXEL_PER_PAIR = 44.4
+# Peak RSS of the command line (pooled CPU allocator) in float32, which needs more than mixed_bfloat16, fitted
+# to bench/bench_memory.py's runs coarse to fine (--num_scales=auto: up to 17% above one scale's peak) at 256 to
+# 1024 px on 2026-12-01 (BENCHMARKS.md, "The memory check, refitted"): Adam 925 to 2551 MB and L-BFGS (100
+# pairs) 1149 to 5164 MB, about 830 MB of TensorFlow, the model and the images plus 2.5 KB per output pixel
+# (VGG activations and gradients up to the deepest layer used) and, for L-BFGS, 65 MB plus 37 B per pixel per
+# curvature pair. The constants are rounded up from that fit: the estimate is 6% or more above every run
+# measured, in either precision, at one scale or coarse to fine, whole or tiled.
+BASE_BYTES = 950e6
+BYTES_PER_PIXEL = 2700.0
+LBFGS_BYTES_PER_PIXEL_PER_PAIR = 39.0
 # A tiled run also keeps a few float copies of the whole image (result, start, content): 4 x 12 bytes.
 TILED_BYTES_PER_PIXEL = 48.0
 # Use at most this share of the available memory (other processes, fragmentation).
