@@ -8,7 +8,7 @@ import math
 import os
 
 # Peak RSS of the command line (pooled CPU allocator) in float32, which needs more than mixed_bfloat16, fitted
-# to bench/bench_memory.py's runs coarse to fine (--num_scales=auto: up to 17% above one scale's peak) at 256 to
+# to bench/bench_memory.py's runs coarse to fine (--num_scales=auto; in float32 up to 17% above one scale) at 256 to
 # 1024 px on 2026-12-01 (BENCHMARKS.md, "The memory check, refitted"): Adam 925 to 2551 MB and L-BFGS (100
 # pairs) 1149 to 5164 MB, about 830 MB of TensorFlow, the model and the images plus 2.5 KB per output pixel
 # (VGG activations and gradients up to the deepest layer used) and, for L-BFGS, 65 MB plus 37 B per pixel per
