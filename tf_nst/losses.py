@@ -210,16 +210,9 @@ class LossWeights:
     style_layers: dict = dataclasses.field(default_factory=dict)
 
 
-def style_layer_weights(style_layers, given=None, tuned=None):
-    """{layer: relative weight} for LossWeights.style_layers: `given` (one per layer) if any; else `tuned` (a
-    command's defaults, one per defaults.STYLE_LAYERS entry) when `style_layers` are defaults.STYLE_LAYERS, the
-    layers it was tuned on; else 1 each."""
-    if given:
-        weights = given
-    elif tuned is not None and tuple(style_layers) == defaults.STYLE_LAYERS:
-        weights = tuned
-    else:
-        weights = [1.0] * len(style_layers)
+def style_layer_weights(style_layers, given=None):
+    """{layer: relative weight} for LossWeights.style_layers: `given` (one per layer) if any, else 1 each."""
+    weights = given or [1.0] * len(style_layers)
     return dict(zip(style_layers, (float(weight) for weight in weights), strict=True))
 
 

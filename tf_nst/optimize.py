@@ -106,13 +106,15 @@ def transfer_loss_weights(style_layers, content=None, style=None, tv=None, layer
     Each of content, style and tv is the given weight, else defaults.CONTENT_WEIGHT, TRANSFER_STYLE_WEIGHT and
     TRANSFER_TV_WEIGHT. The style layers weigh `layer_weights` (one per layer) if given; else, when
     `style_layers` are defaults.STYLE_LAYERS, the weights tuned on them (defaults.TRANSFER_STYLE_LAYER_WEIGHTS:
-    block5_conv1 at 0); else 1 each (losses.style_layer_weights).
+    block5_conv1 at 0); else 1 each.
     """
+    if not layer_weights and tuple(style_layers) == defaults.STYLE_LAYERS:
+        layer_weights = defaults.TRANSFER_STYLE_LAYER_WEIGHTS
     return losses.LossWeights(
         content=defaults.CONTENT_WEIGHT if content is None else content,
         style=defaults.TRANSFER_STYLE_WEIGHT if style is None else style,
         tv=defaults.TRANSFER_TV_WEIGHT if tv is None else tv,
-        style_layers=losses.style_layer_weights(style_layers, layer_weights, defaults.TRANSFER_STYLE_LAYER_WEIGHTS))
+        style_layers=losses.style_layer_weights(style_layers, layer_weights))
 
 
 def resolve_loss_weights(config, style_layers):
