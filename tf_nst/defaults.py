@@ -74,3 +74,6 @@ ADAIN_TV_WEIGHT = 0.0
 # 2017 train and test at 512): `stylize --style_size`, `export --style_size` (the served model's rule),
 # load_stylizer's style_size= and RandomStyle's.
 STYLE_SIZE = 512
+# The pretrained arbitrary network's style predictor was trained on 256 x 256 styles (Ghiasi et al. 2017, §3);
+# `stylize --style_size` defaults to it for that network (measured: BENCHMARKS.md, "Pretrained networks").
+PRETRAINED_STYLE_SIZE = 256

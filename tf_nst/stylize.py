@@ -1,7 +1,8 @@
-"""Applying a trained stylizer: load it, then stylise an image file or a folder of them into a folder.
+"""Applying a stylizer: load it, then stylise an image file or a folder of them into a folder.
 
-Both model kinds: a one-style transformer takes the images alone; an arbitrary-style network (tf_nst.adain)
-also takes a Style (its images, blend weights, alpha and colour mode).
+Three model kinds: a one-style transformer takes the images alone; an arbitrary-style network (tf_nst.adain,
+or the pretrained tf_nst.magenta one) also takes a Style (its images, blend weights, alpha and colour mode);
+the pretrained 26-style network takes a BuiltinStyle (weights over its styles).
 """
 
 import dataclasses
@@ -10,10 +11,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_nst import adain  # registers the arbitrary network's layers for loading
+from tf_nst import adain  # registers the arbitrary network's layers for loading  # pylint: disable=unused-import
+from tf_nst import arbitrary
 from tf_nst import defaults
 from tf_nst import files
 from tf_nst import image_io
+from tf_nst import magenta  # registers the pretrained networks' layers for loading
+from tf_nst import pretrained
 from tf_nst import transformer  # registers the network's layers for loading
 from tf_nst.errors import UserInputError
 from tf_nst.files import plan_outputs  # pylint: disable=unused-import  # re-exported
@@ -72,15 +76,65 @@ def read_styles(paths, style_size=DEFAULT_STYLE_SIZE):
                  for path in paths)
 
 
+@dataclasses.dataclass(frozen=True)
+class BuiltinStyle:
+    """What the 26-style network stylises with.
+
+    Attributes:
+      weights: NUM_BUILTIN_STYLES non-negative weights (builtin_weights), normalised to sum to 1.
+      preserve_color: "none", or "luminance": keep the content's colours.
+    """
+
+    weights: tuple
+    preserve_color: str = "none"
+
+    def __post_init__(self):
+        if len(self.weights) != magenta.NUM_BUILTIN_STYLES or min(self.weights) < 0 or not sum(self.weights) > 0:
+            raise UserInputError(f"built-in style weights {list(self.weights)}: give {magenta.NUM_BUILTIN_STYLES} "
+                                 "non-negative weights, not all zero")
+        if self.preserve_color not in ("none", "luminance"):
+            raise UserInputError(f"preserve_color {self.preserve_color!r} for the built-in styles: use none or "
+                                 "luminance (histogram matching needs a style image)")
+
+
+def builtin_weights(spec):
+    """"7" or "3:0.5,12:0.5" (a style index, or index:weight pairs) -> a normalised tuple of 26 weights.
+
+    Raises:
+      UserInputError: a spec that is not of that form, an index outside [0, 25], or weights summing to 0.
+    """
+    weights = [0.0] * magenta.NUM_BUILTIN_STYLES
+    last = magenta.NUM_BUILTIN_STYLES - 1
+    for part in str(spec).split(","):
+        index, _, weight = part.strip().partition(":")
+        try:
+            index, weight = int(index), float(weight) if weight else 1.0
+        except ValueError:
+            raise UserInputError(f"built-in style {spec!r} is not an index (0-{last}) or index:weight pairs such "
+                                 "as 3:0.5,12:0.5") from None
+        if not 0 <= index <= last or not weight >= 0 or weight == float("inf"):
+            raise UserInputError(f"built-in style {spec!r}: each index must be 0 to {last} and each weight a "
+                                 "finite number >= 0")
+        weights[index] += weight
+    total = sum(weights)
+    if not total > 0:
+        raise UserInputError(f"built-in style {spec!r}: the weights sum to 0; give at least one positive weight")
+    return tuple(weight / total for weight in weights)
+
+
 def check_model_kind(model, style, path="the model"):
-    """Refuses a style for a one-style model, and no style for an arbitrary-style one.
+    """Refuses a style for a one-style model, no style for an arbitrary-style one, and a mismatched kind.
 
     Raises:
       UserInputError: the mismatch, in one line.
     """
-    if adain.is_arbitrary(model) and style is None:
+    if arbitrary.is_multistyle(model) != isinstance(style, BuiltinStyle):
+        if arbitrary.is_multistyle(model):
+            raise UserInputError(f"{path} is the 26-style network; pick its style by index (--builtin_style=7)")
+        raise UserInputError(f"{path} takes no built-in style index; --builtin_style is for {pretrained.MULTISTYLE}")
+    if arbitrary.is_arbitrary(model) and style is None:
         raise UserInputError(f"{path} is an arbitrary-style network; give it a style image (--style)")
-    if not adain.is_arbitrary(model) and style is not None:
+    if not arbitrary.is_arbitrary(model) and isinstance(style, Style):
         raise UserInputError(f"{path} learnt one style and takes no style image; --style is for "
                              "arbitrary-style models (train --architecture=adain)")
 
@@ -95,14 +149,14 @@ def style_statistics(model, images, preserve_color="none", content=None):
       content: float32 [H, W, 3]; needed only when preserve_color is not "none".
 
     Returns:
-      A list of float32 [1, adain.STATISTICS_SIZE], one per style image.
+      A list of float32 [1, arbitrary.embedding_size(model)], one per style image.
     """
     images = [tf.convert_to_tensor(image, tf.float32) for image in images]
     if preserve_color == "luminance":
         images = [image_io.match_luminance(image, content) for image in images]
     elif preserve_color == "histogram":
         images = [image_io.match_color(image, content) for image in images]
-    return [adain.style_statistics(model, image[tf.newaxis]) for image in images]
+    return [arbitrary.style_embedding(model, image[tf.newaxis]) for image in images]
 
 
 def stylize_arbitrary(model, image, statistics, blend_weights=None, alpha=1.0, preserve_color="none",
@@ -117,14 +171,14 @@ def stylize_arbitrary(model, image, statistics, blend_weights=None, alpha=1.0, p
         (the served style_embedding) when preserve_color is "none".
       blend_weights: one per style (None: equal). alpha: a float or a scalar tensor in [0, 1].
       preserve_color: a Style's colour mode.
-      masks: optional, one [H, W] mask per style at the image's size (adain.stylize_with_statistics).
+      masks: optional, one [H, W] mask per style at the image's size (arbitrary.stylize_with_embeddings).
 
     Returns:
       float32 [H, W, 3] in [0, 255] (a little outside with "luminance", where the colours are out of gamut).
     """
     content = tf.convert_to_tensor(image, tf.float32)
     seen = image_io.luminance_image(content) if preserve_color == "luminance" else content
-    output = adain.stylize_with_statistics(model, seen[tf.newaxis], statistics, blend_weights, alpha, masks)[0]
+    output = arbitrary.stylize_with_embeddings(model, seen[tf.newaxis], statistics, blend_weights, alpha, masks)[0]
     return image_io.keep_content_colors(output, content) if preserve_color == "luminance" else output
 
 
@@ -154,12 +208,54 @@ class StylizeResult:
     failed: tuple
 
 
+def stylize_builtin(model, image, style):
+    """One [H, W, 3] image through the 26-style network with a BuiltinStyle: float32 [H, W, 3] in [0, 255]."""
+    content = tf.convert_to_tensor(image, tf.float32)
+    seen = image_io.luminance_image(content) if style.preserve_color == "luminance" else content
+    output = magenta.stylize_builtin(model, seen[tf.newaxis], [style.weights])[0]
+    return image_io.keep_content_colors(output, content) if style.preserve_color == "luminance" else output
+
+
+CONTACT_SHEET_TILE = 256
+_SHEET_COLUMNS = 7
+_SHEET_PAD = 6
+_SHEET_LABEL = 16
+
+
+def contact_sheet(model, image, preserve_color="none"):
+    """The 26-style network's styles on one image: uint8 [H, W, 3], the original first, each tile labelled with
+    the index that --builtin_style takes."""
+    from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
+
+    image = np.asarray(image_io.to_uint8(image))
+    tiles = [("original", image)] + [
+        (str(index), np.asarray(image_io.to_uint8(stylize_builtin(
+            model, image, BuiltinStyle(tuple(float(i == index) for i in range(magenta.NUM_BUILTIN_STYLES)),
+                                       preserve_color)))))
+        for index in range(magenta.NUM_BUILTIN_STYLES)]
+    height, width = image.shape[:2]
+    rows = -(-len(tiles) // _SHEET_COLUMNS)
+    sheet = Image.new("RGB", (_SHEET_COLUMNS * (width + _SHEET_PAD) + _SHEET_PAD,
+                              rows * (height + _SHEET_LABEL + _SHEET_PAD) + _SHEET_PAD), "white")
+    draw = ImageDraw.Draw(sheet)
+    for number, (label, tile) in enumerate(tiles):
+        row, column = divmod(number, _SHEET_COLUMNS)
+        x = _SHEET_PAD + column * (width + _SHEET_PAD)
+        y = _SHEET_PAD + row * (height + _SHEET_LABEL + _SHEET_PAD)
+        sheet.paste(Image.fromarray(tile), (x, y + _SHEET_LABEL))
+        draw.text((x + 2, y + 2), label, fill="black")
+    return np.asarray(sheet)
+
+
 def load_stylizer(path):
-    """Loads a stylizer from a `.keras` file, or from a train_dir holding files.MODEL_FILE.
+    """Loads a stylizer: a built-in network by name (pretrained.NETWORKS), a `.keras` file, or a train_dir
+    holding files.MODEL_FILE.
 
     Raises:
       UserInputError: no such file, or a file that is not a saved stylizer.
     """
+    if pretrained.is_builtin(path):
+        return pretrained.load(path)
     path = files.find_model(path)
     try:
         return keras.models.load_model(path, compile=False)
@@ -199,7 +295,7 @@ def stylize_image(model, image, max_size=None, style=None, statistics=None):
       model: a stylizer (transformer.build_transformer, adain.build_model or load_stylizer).
       image: [H, W, 3] uint8 or float in [0, 255].
       max_size: if given, an image whose longer side exceeds it is first downscaled to it.
-      style: a Style, for an arbitrary-style network only.
+      style: a Style, for an arbitrary-style network only; a BuiltinStyle for the 26-style network.
       statistics: style_statistics(model, style), when the caller computed them once for many images.
 
     Returns:
@@ -209,6 +305,8 @@ def stylize_image(model, image, max_size=None, style=None, statistics=None):
       UserInputError: an image smaller than the network accepts.
     """
     image = prepare_image(image, max_size)
+    if isinstance(style, BuiltinStyle):
+        return np.asarray(image_io.to_uint8(stylize_builtin(model, image, style)))
     if style is not None:
         return np.asarray(image_io.to_uint8(_stylize_arbitrary(model, image, style, statistics)))
     output = model(tf.convert_to_tensor(image, tf.float32)[None], training=False)[0]
@@ -234,7 +332,7 @@ def stylize_files(model, pairs, max_size=None, callback=None, style=None):
     """
     check_model_kind(model, style)
     statistics = None
-    if style is not None and style.preserve_color == "none":  # the same for every image: computed once
+    if isinstance(style, Style) and style.preserve_color == "none":  # the same for every image: computed once
         statistics = style_statistics(model, style.images)
     written, failed = [], []
     for path, output in pairs:

@@ -14,6 +14,7 @@ import os
 from absl import flags
 from absl import logging
 
+from tf_nst import defaults
 from tf_nst import files
 from tf_nst import outputs
 from tf_nst.cli import common
@@ -73,8 +74,9 @@ def _run():
     if _STYLE_SIZE.present and not arbitrary:
         raise UserInputError(f"--model={_MODEL.value!r} takes no style image, so no --style_size; the flag is for "
                              "arbitrary-style models (train --architecture=adain)")
-    if arbitrary and _STYLE_SIZE.value > _EXPORT_MAX_SIZE.value:
-        raise UserInputError(f"--style_size={_STYLE_SIZE.value} is more than --export_max_size="
+    style_size = _STYLE_SIZE.value or defaults.STYLE_SIZE
+    if arbitrary and style_size > _EXPORT_MAX_SIZE.value:
+        raise UserInputError(f"--style_size={style_size} is more than --export_max_size="
                              f"{_EXPORT_MAX_SIZE.value}: the served model would refuse every style; give at most "
                              "--export_max_size")
     if not is_saved_model:
@@ -95,7 +97,7 @@ def _run():
     if not is_saved_model:
         version_dir = saved_model.export(model, _EXPORT_DIR.value, model_name=_MODEL_NAME.value,
                                          version=_VERSION.value or None, max_size=_EXPORT_MAX_SIZE.value,
-                                         style_size=_STYLE_SIZE.value)
+                                         style_size=style_size)
         signatures = saved_model.signature_names(arbitrary)
         print(f"tf-nst: wrote {version_dir} (signatures: {', '.join(signatures)})", flush=True)
     if _FORMAT.value == "litert":

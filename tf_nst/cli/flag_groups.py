@@ -183,10 +183,12 @@ def define_style_blend_weights(commands=("transfer", "stylize", "batch")):
 
 
 def define_style_size(commands=("stylize", "export")):
-    return _once(flags.DEFINE_integer, "style_size", defaults.STYLE_SIZE,
+    return _once(flags.DEFINE_integer, "style_size", None,
                  _read_by("Arbitrary-style models: each style image is resized so that its shorter side is this "
-                          "many pixels; `export` writes it into the served model (at most --export_max_size), so "
-                          "serving sizes styles as `stylize` does.", commands), lower_bound=16)
+                          f"many pixels (default {defaults.PRETRAINED_STYLE_SIZE} for the pretrained network, "
+                          f"{defaults.STYLE_SIZE} for an AdaIN network); `export` writes it into the served model "
+                          "(at most --export_max_size), so serving sizes styles as `stylize` does.", commands),
+                 lower_bound=16, upper_bound=defaults.MAX_IMAGE_SIZE)
 
 
 def define_alpha(commands=("stylize", "batch")):
@@ -216,16 +218,25 @@ def define_input(commands=("stylize", "serve-request", "batch")):
                           "(photos/*.jpg) and URLs of Beam filesystems (gs://bucket/photos/).", commands))
 
 
-def define_output_dir(commands=("stylize", "serve-request", "batch")):
-    return _once(flags.DEFINE_string, "output_dir", None,
+def define_output_dir(commands=("stylize", "serve-request", "batch"), default=None):
+    return _once(flags.DEFINE_string, "output_dir", default,
                  _read_by("Where the stylised images go, under their input names.", commands))
 
 
 def define_model(commands=("stylize", "export", "batch")):
     return _once(flags.DEFINE_string, "model", None,
-                 _read_by("A stylizer .keras file, or a --train_dir holding one; `batch` takes an exported "
+                 _read_by("A built-in pretrained network by name (`main.py models` lists them: magenta-arbitrary, "
+                          "any style; magenta-26, 26 built-in styles; `stylize` uses magenta-arbitrary when unset), "
+                          "a stylizer .keras file, or a --train_dir holding one; `batch` takes an exported "
                           "SavedModel version folder (exports/stylizer/1), which `export --format=litert` also "
                           "takes.", commands))
+
+
+def define_builtin_style(commands=("stylize", "batch")):
+    return _once(flags.DEFINE_string, "builtin_style", None,
+                 _read_by("For --model=magenta-26: a style index 0-25 (7), or a blend of index:weight pairs "
+                          "(3:0.5,12:0.5); `main.py stylize --model=magenta-26 --contact_sheet=sheet.png` shows "
+                          "them all.", commands))
 
 
 def define_max_size(commands=("stylize", "batch")):
