@@ -22,6 +22,11 @@ def float_graph(path):
             node.op_type = "Identity"
             del node.attribute[:]
     del graph.value_info[:]  # the int8 types of the removed activations
+    for tensor in list(graph.input) + list(graph.output):  # the graphs are fully convolutional: any H x W
+        dims = tensor.type.tensor_type.shape.dim
+        if len(dims) == 4:
+            for axis in (1, 2) if dims[3].dim_value == 3 or dims[3].dim_param else (2, 3):
+                dims[axis].dim_param = f"{tensor.name}_{axis}"
     return model.SerializeToString()
 
 
