@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_nst import adain
+from tf_nst import arbitrary as arbitrary_lib
 from tf_nst import defaults
 from tf_nst import files
 from tf_nst import image_io
@@ -179,7 +179,9 @@ class Stylizer:
 
     def __call__(self, images, style=None, *, alpha=1.0, style_blend_weights=None, preserve_color="none",
                  style_size=None):
-        arbitrary = self._exported is not None or (self._model is not None and adain.is_arbitrary(self._model))
+        if self._model is not None and arbitrary_lib.is_multistyle(self._model):
+            return self._call_builtin(images, style, preserve_color)
+        arbitrary = self._exported is not None or (self._model is not None and arbitrary_lib.is_arbitrary(self._model))
         if style is not None and not arbitrary:
             raise UserInputError(f"the stylizer {self.path!r} learnt one style and takes no style=; "
                                  "style= is for arbitrary-style models")
@@ -187,22 +189,35 @@ class Stylizer:
             raise UserInputError(f"the stylizer {self.path!r} is an arbitrary-style network; give it style=")
         images = np.asarray(images)
         single = images.ndim == 3
-        batch = images[None] if single else images
-        if batch.ndim != 4 or batch.shape[-1] != 3:
-            raise UserInputError(f"expected an [H, W, 3] image or an [N, H, W, 3] batch; received shape "
-                                 f"{images.shape}")
+        batch = _as_batch(images)
         weights = tuple(style_blend_weights) if style_blend_weights is not None else None
         if self._exported is not None:
             styles = style if isinstance(style, (list, tuple)) else [style]
             options = stylize.Style(tuple(as_image(s, "style") for s in styles), weights, alpha, preserve_color)
             output = np.stack(self._stylize_exported(batch, options, style_size))
         elif arbitrary:
-            options = stylize.Style(read_style_images(style, style_size or stylize.DEFAULT_STYLE_SIZE), weights,
-                                    alpha, preserve_color)
+            size = style_size or arbitrary_lib.default_style_size(self._model)
+            options = stylize.Style(read_style_images(style, size), weights, alpha, preserve_color)
             output = np.stack([stylize.stylize_image(self._model, image, style=options) for image in batch])
         else:
             output = np.asarray(image_io.to_uint8(self._forward(tf.convert_to_tensor(batch, tf.float32))))
         return output[0] if single else output
+
+    def _call_builtin(self, images, builtin_style, preserve_color):
+        """The 26-style network: `style=` is a built-in index, "3:0.5,12:0.5", or 26 weights."""
+        if builtin_style is None:
+            raise UserInputError(f"the stylizer {self.path!r} is the 26-style network; give it style=7 (an index "
+                                 "0-25), style='3:0.5,12:0.5' or 26 weights")
+        if isinstance(builtin_style, (int, str)):
+            weights = stylize.builtin_weights(builtin_style)
+        else:
+            weights = tuple(float(w) for w in builtin_style)
+            total = sum(weights)
+            weights = tuple(w / total for w in weights) if total > 0 else weights
+        options = stylize.BuiltinStyle(weights, preserve_color)
+        batch = _as_batch(images)
+        output = np.stack([stylize.stylize_image(self._model, image, style=options) for image in batch])
+        return output[0] if np.asarray(images).ndim == 3 else output
 
     def _stylize_exported(self, batch, style, style_size):
         """An exported arbitrary-style model's outputs, through its signatures (export/signatures.py): the
@@ -224,8 +239,18 @@ class Stylizer:
         return [image for image, _ in results]
 
 
+def _as_batch(images):
+    images = np.asarray(images)
+    batch = images[None] if images.ndim == 3 else images
+    if batch.ndim != 4 or batch.shape[-1] != 3:
+        raise UserInputError(f"expected an [H, W, 3] image or an [N, H, W, 3] batch; received shape "
+                             f"{images.shape}")
+    return batch
+
+
 def load_stylizer(path):
-    """Loads a trained stylizer as a Stylizer: a `.keras` file, a train_dir, or an exported SavedModel version
+    """Loads a stylizer as a Stylizer: a built-in pretrained network by name ("magenta-arbitrary": style= any
+    image; "magenta-26": style= a built-in index or blend), a `.keras` file, a train_dir, or an exported SavedModel version
     (one-style through its stylize_images signature; arbitrary-style through style_embedding and
     stylize_with_embedding, or stylize_with_options for preserve_color="luminance").
 

@@ -8,6 +8,7 @@ content is stylised from blends of such vectors. stylize, export, LiteRT and Ran
 import tensorflow as tf
 
 from tf_nst import adain
+from tf_nst import defaults
 from tf_nst import magenta
 
 
@@ -24,6 +25,11 @@ def is_multistyle(model):
 def embedding_size(model):
     """The length of one style's vector."""
     return magenta.EMBEDDING_SIZE if magenta.is_arbitrary(model) else adain.STATISTICS_SIZE
+
+
+def default_style_size(model):
+    """The shorter side styles are resized to when none is given: the size each network was trained on."""
+    return defaults.PRETRAINED_STYLE_SIZE if magenta.is_arbitrary(model) else defaults.STYLE_SIZE
 
 
 def min_style_side(model):

@@ -1,5 +1,6 @@
 """Style augmentation (Jackson et al. 2019): RandomStyle, a Keras layer that restyles each image of a batch with
-a random style from a bank, through an arbitrary-style network (tf_nst.adain)."""
+a random style from a bank, through an arbitrary-style network: the pretrained one (magenta-arbitrary, the
+network Jackson et al. 2019 used) or an AdaIN network trained here."""
 
 import functools
 import os
@@ -8,8 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_nst import adain
 from tf_nst import api
+from tf_nst import arbitrary
 from tf_nst import image_io
 from tf_nst import stylize
 
@@ -19,12 +20,13 @@ class RandomStyle(keras.layers.Layer):
     """Restyles each image with a style drawn from a bank, at an alpha drawn uniformly in `alpha_range`.
 
     Jackson et al. 2019 ("Style augmentation: data augmentation via style randomization") draw a style
-    embedding from a distribution fitted to paintings; here it is drawn uniformly from the style_statistics of
-    the given `styles`, computed once at construction. alpha is AdaIN's content-style trade-off in feature
-    space (Huang & Belongie 2017, §7.2): a small alpha gives the decoder's reconstruction of the image, close
-    to it but not equal; alpha_range=(0, 0) makes the layer the identity (the network does not run).
+    embedding of Ghiasi et al.'s network (magenta-arbitrary) from a distribution fitted to paintings; here it is
+    drawn uniformly from the embeddings of the given `styles`, computed once at construction. alpha is the
+    content-style trade-off: between the content's own embedding and the style's (magenta-arbitrary), or in
+    AdaIN's feature space (Huang & Belongie 2017, §7.2); a small alpha gives the network's reconstruction of the
+    image, close to it but not equal; alpha_range=(0, 0) makes the layer the identity (the network does not run).
 
-    Input: [N, H, W, 3] or [H, W, 3], uint8 or float RGB in [0, 255], H and W at least adain.MIN_INPUT_SIDE.
+    Input: [N, H, W, 3] or [H, W, 3], uint8 or float RGB in [0, 255], H and W at least 16.
     Output: the same shape and dtype, in [0, 255] (uint8 rounded); identity when `training=False` (as in
     `model.predict` or `evaluate`). Called without `training`, as in `dataset.map(layer)`, it restyles.
 
@@ -38,34 +40,38 @@ class RandomStyle(keras.layers.Layer):
     bank's). A loaded layer starts its seed's sequence afresh, as a new one would.
 
     Args:
-      model: an arbitrary-style network (adain.build_model), or the path of its `.keras` file or train_dir.
+      model: an arbitrary-style network: "magenta-arbitrary" (pretrained), or an adain.build_model network, or
+        the path of its `.keras` file or train_dir.
       styles: a style, or a list of them: file paths, PIL images or [H, W, 3] arrays in [0, 255].
       alpha_range: (low, high) with 0 <= low <= high <= 1.
       seed: an int, or None for a random sequence.
-      style_size: each style's shorter side before its statistics are taken (as `stylize --style_size`).
-      statistics: instead of `styles`, the bank itself: [num_styles, adain.STATISTICS_SIZE] style_statistics
-        (as adain.style_statistics, another layer's `bank`, or the exported model's style_embedding give them).
+      style_size: each style's shorter side before its embedding is taken (as `stylize --style_size`; default
+        256 for magenta-arbitrary, 512 for AdaIN).
+      statistics: instead of `styles`, the bank itself: [num_styles, arbitrary.embedding_size(model)] style
+        embeddings (as arbitrary.style_embedding, another layer's `bank`, or the exported model's
+        style_embedding give them).
     """
 
     def __init__(self, model, styles=None, alpha_range=(0.0, 1.0), seed=None,
-                 style_size=stylize.DEFAULT_STYLE_SIZE, statistics=None, **kwargs):
+                 style_size=None, statistics=None, **kwargs):
         super().__init__(autocast=False, **kwargs)
         if isinstance(model, (str, os.PathLike)):
             model = stylize.load_stylizer(os.fspath(model))
-        if not adain.is_arbitrary(model):
-            raise ValueError(f"RandomStyle needs an arbitrary-style network (adain.build_model); received "
+        if not arbitrary.is_arbitrary(model):
+            raise ValueError(f"RandomStyle needs an arbitrary-style network (magenta-arbitrary, or "
+                             f"adain.build_model); received "
                              f"{getattr(model, 'name', model)!r}, which learnt one style")
         low, high = (float(value) for value in alpha_range)
         if not 0.0 <= low <= high <= 1.0:
             raise ValueError(f"alpha_range must be (low, high) with 0 <= low <= high <= 1; received {alpha_range!r}")
         self.alpha_range = (low, high)
         self.seed = seed
-        self.style_size = style_size
+        self.style_size = style_size = style_size or arbitrary.default_style_size(model)
         self.seed_generator = keras.random.SeedGenerator(seed)
         # Not an attribute: Keras would track the network's weights as this layer's, and training a model that
         # contains the layer would train the decoder too; and Keras's saving, which walks a layer's attributes
         # (properties included), would save its weights a second time. save_own_variables saves them.
-        self._stylize = functools.partial(adain.stylize_with_statistics, model)
+        self._stylize = functools.partial(arbitrary.stylize_with_embeddings, model)
         bank = _bank(model, styles, style_size, statistics)
         self._bank = self.add_weight(name="bank", shape=bank.shape, dtype="float32", initializer="zeros",
                                      trainable=False)
@@ -77,7 +83,7 @@ class RandomStyle(keras.layers.Layer):
 
     @property
     def bank(self):
-        """The style bank: float32 [num_styles, adain.STATISTICS_SIZE] style_statistics, as a NumPy array."""
+        """The style bank: float32 [num_styles, embedding size] style embeddings, as a NumPy array."""
         return keras.ops.convert_to_numpy(self._bank)
 
     def sample(self, batch_size):
@@ -110,7 +116,7 @@ class RandomStyle(keras.layers.Layer):
         """The layer with its network's architecture and an empty bank: load_own_variables fills both."""
         config = dict(config)
         model = keras.saving.deserialize_keras_object(config.pop("model"))
-        statistics = np.zeros((config.pop("num_styles"), adain.STATISTICS_SIZE), np.float32)
+        statistics = np.zeros((config.pop("num_styles"), arbitrary.embedding_size(model)), np.float32)
         return cls(model, statistics=statistics, **config)
 
     def save_own_variables(self, store):
@@ -130,10 +136,11 @@ def _bank(model, styles, style_size, statistics):
     if (styles is None) == (statistics is None):
         raise ValueError("give RandomStyle either styles or statistics (the style bank), not both or neither")
     if statistics is None:
-        return np.concatenate([adain.style_statistics(model, image[np.newaxis]).numpy()
+        return np.concatenate([arbitrary.style_embedding(model, image[np.newaxis]).numpy()
                                for image in api.read_style_images(styles, style_size)])
     statistics = np.asarray(statistics, np.float32)
-    if statistics.ndim != 2 or statistics.shape[1] != adain.STATISTICS_SIZE or not len(statistics):
-        raise ValueError(f"statistics must be [num_styles, {adain.STATISTICS_SIZE}] style_statistics; received "
-                         f"shape {statistics.shape}")
+    size = arbitrary.embedding_size(model)
+    if statistics.ndim != 2 or statistics.shape[1] != size or not len(statistics):
+        raise ValueError(f"statistics must be [num_styles, {size}] style embeddings; received shape "
+                         f"{statistics.shape}")
     return statistics

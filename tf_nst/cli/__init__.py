@@ -17,14 +17,18 @@ COMMANDS = {
         "tf_nst.cli.train", "train a feed-forward stylizer for one style on a folder of photos",
         "main.py train --dataset_dir=photos/ --style=painting.jpg --train_dir=runs/painting"),
     "stylize": Command(
-        "tf_nst.cli.stylize", "apply a trained stylizer to an image file or a folder",
-        "main.py stylize --model=runs/painting --input=photos/ --output_dir=styled/"),
+        "tf_nst.cli.stylize", "stylise an image file or a folder in one pass: any style with the pretrained "
+        "network, 26 built-in styles, or a network you trained",
+        "main.py stylize --input=photo.jpg --style=painting.jpg"),
     "export": Command(
         "tf_nst.cli.export", "export a trained stylizer as a versioned SavedModel for TF Serving",
         "main.py export --model=runs/painting --export_dir=exports"),
     "serve-request": Command(
         "tf_nst.cli.serve_request", "stylise image files with a running TF Serving (REST or gRPC)",
         "main.py serve-request --input=photos/ --output_dir=styled/ --server=localhost:8501"),
+    "models": Command(
+        "tf_nst.cli.models", "list the built-in pretrained networks, their papers, sources and licences",
+        "main.py models"),
     "batch": Command(
         "tf_nst.cli.batch", "stylise a folder with an exported SavedModel as an Apache Beam job (any runner)",
         "main.py batch --model=exports/stylizer/1 --input=photos/ --output_dir=styled/"),
