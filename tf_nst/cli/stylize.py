@@ -49,6 +49,9 @@ def _model_kind(model):
     if pretrained.is_builtin(model):
         pretrained.check_available(model)
         return pretrained.NETWORKS[model].kind
+    if not os.path.exists(model) and os.sep not in model and not model.endswith(".keras"):
+        raise UserInputError(f"--model={model!r} is neither a file nor a built-in network; use one of "
+                             f"{', '.join(pretrained.NETWORKS)} (main.py models), a .keras file or a --train_dir")
     return "arbitrary" if files.is_arbitrary_model(files.find_model(model)) else "one-style"
 
 
@@ -57,7 +60,7 @@ def _check_flags(kind, model):
         return [f"--{holder.name}" for holder in holders if holder.present]
 
     if kind == "arbitrary" and not _STYLE.present:
-        raise UserInputError(f"--model={model!r} is an arbitrary-style network; give it --style=FILE "
+        raise UserInputError(f"--model={model!r} is an arbitrary-style model; give it --style=FILE "
                              "(comma-separated files to blend)")
     if kind == "multistyle" and not (_BUILTIN_STYLE.present or _CONTACT_SHEET.present):
         raise UserInputError(f"--model={model!r} has 26 built-in styles; pick one with --builtin_style=7 (or a blend: "
@@ -68,10 +71,13 @@ def _check_flags(kind, model):
         wrong.append("--preserve_color")
     if kind == "multistyle" and _PRESERVE_COLOR.value == "histogram":
         wrong.append("--preserve_color=histogram")
+    if wrong and kind == "one-style":
+        raise UserInputError(f"--model={model!r} learnt one style and takes no {', '.join(wrong)}; those flags are "
+                             f"for the pretrained networks (the default {pretrained.DEFAULT}, {pretrained.MULTISTYLE}) "
+                             "and arbitrary-style models (train --architecture=adain)")
     if wrong:
         takes = {"arbitrary": "a style image (--style and its flags)",
-                 "multistyle": "--builtin_style, --contact_sheet and --preserve_color=luminance",
-                 "one-style": "the images alone (it learnt one style)"}[kind]
+                 "multistyle": "--builtin_style, --contact_sheet and --preserve_color=luminance"}[kind]
         raise UserInputError(f"--model={model!r} takes {takes}, not {', '.join(wrong)}")
 
 
