@@ -33,12 +33,12 @@ print("tensorflow-loaded" if "tensorflow" in sys.modules else "tensorflow-not-lo
 sys.exit(status)
 """
 
-# Makes the writer `os.<name>` fail with `code` for destinations whose path contains `marker`.
+# Makes the writer `os.<name>` (replace, rename, link: the destination is the last argument) fail with `code` for destinations whose path contains `marker`.
 _FAIL_OS_CALL = """
 import errno, os
 _real = getattr(os, {name!r})
 def _failing(*args, **kwargs):
-    if {marker!r} in str(args[-1] if {name!r} in ("replace", "rename") else args[0]):
+    if {marker!r} in str(args[-1] if {name!r} in ("replace", "rename", "link") else args[0]):
         raise OSError(errno.{code}, os.strerror(errno.{code}), str(args[-1]))
     return _real(*args, **kwargs)
 setattr(os, {name!r}, _failing)
@@ -145,7 +145,7 @@ def test_a_denied_or_read_only_folder_fails_before_tensorflow_loads(code, cause,
 def test_a_fault_at_the_final_write_of_transfer(code, cause, tmp_path, image_files):
     out = tmp_path / "o.png"
     result = run_main("transfer", f"--content={image_files['content']}", f"--output={out}", *FAST,
-                      setup=_FAIL_OS_CALL.format(name="replace", marker="o.png", code=code))
+                      setup=_FAIL_OS_CALL.format(name="link", marker="o.png", code=code))  # no --overwrite
     error_line(result, 1, f"cannot write {str(out)!r}", cause)
     assert os.listdir(tmp_path) == []  # no output, no temporary
 
@@ -153,7 +153,7 @@ def test_a_fault_at_the_final_write_of_transfer(code, cause, tmp_path, image_fil
 def test_a_full_disk_during_stylize(tmp_path, image_files, stylizer):
     result = run_main("stylize", f"--model={stylizer}", f"--input={image_files['content']}",
                       f"--output_dir={tmp_path / 'out'}",
-                      setup=_FAIL_OS_CALL.format(name="replace", marker="out", code="ENOSPC"))
+                      setup=_FAIL_OS_CALL.format(name="link", marker="out", code="ENOSPC"))  # no --overwrite
     error_line(result, 1, "No space left on device", str(tmp_path / "out"))
     assert os.listdir(tmp_path / "out") == []
 
@@ -382,3 +382,101 @@ def test_a_write_fault_is_a_write_error_naming_the_path_and_cause(tmp_path, monk
     with pytest.raises(WriteError, match=r"cannot write '.*data\.bin': No space left on device"):
         outputs.write_file(str(tmp_path / "data.bin"), b"x" * 1000)
     assert os.listdir(tmp_path) == []
+
+
+# --- 8. Two runs with one output: the later never replaces the earlier's result without --overwrite ------------
+
+# Another run writes this run's outputs just after this run's start-up check passed (the check finds nothing).
+_ANOTHER_RUN_WRITES = """
+import os
+import tf_nst.outputs
+_check = tf_nst.outputs.check_writable_files
+def _then_another_run_writes(paths, what="outputs"):
+    _check(paths, what)
+    for path in paths:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(b"the other run's result")
+tf_nst.outputs.check_writable_files = _then_another_run_writes
+"""
+
+
+def _kept(line, folder):
+    """The path the one error line says the result is kept at, checked to be an image in `folder`."""
+    kept = line.rsplit("kept at ", 1)[1].strip("'")
+    assert os.path.dirname(kept) == str(folder)
+    Image.open(kept).verify()
+    return kept
+
+
+def test_an_output_that_appears_during_transfer_is_not_replaced(tmp_path, image_files):
+    out = tmp_path / "o.png"
+    result = run_main("transfer", f"--content={image_files['content']}", f"--output={out}", *FAST,
+                      setup=_ANOTHER_RUN_WRITES)
+    line = error_line(result, 1, f"{str(out)!r} appeared while this run was working", "left as it is")
+    assert out.read_bytes() == b"the other run's result"
+    kept = _kept(line, tmp_path)
+    assert sorted(os.listdir(tmp_path)) == sorted(["o.png", os.path.basename(kept)])
+    assert "o-kept-" in kept and kept.endswith(".png")
+
+
+def test_an_output_that_appears_during_stylize_is_not_replaced(tmp_path, image_files, stylizer):
+    out = tmp_path / "out"
+    result = run_main("stylize", f"--model={stylizer}", f"--input={image_files['content']}", f"--output_dir={out}",
+                      setup=_ANOTHER_RUN_WRITES)
+    assert result.returncode == 1, result.stderr
+    name = os.path.basename(image_files["content"])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"tf-nst: skipped {image_files['content']}: "), result.stderr
+    assert "appeared while this run was working" in lines[0] and "Traceback" not in result.stderr
+    assert (out / name).read_bytes() == b"the other run's result"
+    kept = _kept(lines[0], out)
+    assert sorted(os.listdir(out)) == sorted([name, os.path.basename(kept)])
+
+
+def test_overwrite_replaces_an_output_that_appears(tmp_path):
+    from tf_nst import outputs  # pylint: disable=import-outside-toplevel
+
+    path = tmp_path / "o.png"
+    with outputs.atomic_output(str(path), replace=True) as temp:
+        path.write_bytes(b"other")
+        open(temp, "wb").write(b"ours")
+    assert path.read_bytes() == b"ours" and os.listdir(tmp_path) == ["o.png"]
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_atomic_output_without_replace_keeps_both_files(hard_links, tmp_path, monkeypatch):
+    from tf_nst import outputs  # pylint: disable=import-outside-toplevel
+
+    if not hard_links:  # as on FAT or some network filesystems
+        def no_links(*args):
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM), args[0])
+        monkeypatch.setattr(os, "link", no_links)
+    path = tmp_path / "o.png"
+    with outputs.atomic_output(str(path), replace=False) as temp:  # a new path: moved there
+        open(temp, "wb").write(b"first")
+    assert path.read_bytes() == b"first" and os.listdir(tmp_path) == ["o.png"]
+    with pytest.raises(outputs.OutputAppearedError) as raised:
+        with outputs.atomic_output(str(path), replace=False) as temp:
+            open(temp, "wb").write(b"second")
+    assert path.read_bytes() == b"first"
+    assert open(raised.value.kept, "rb").read() == b"second" and raised.value.kept in str(raised.value)
+    assert sorted(os.listdir(tmp_path)) == sorted(["o.png", os.path.basename(raised.value.kept)])
+
+
+@pytest.mark.parametrize("existing", ["folder", "file"])
+def test_a_folder_is_never_moved_over_one_that_appeared(existing, tmp_path):
+    from tf_nst import outputs  # pylint: disable=import-outside-toplevel
+
+    path = tmp_path / "1"
+    with pytest.raises(outputs.OutputAppearedError) as raised:
+        with outputs.atomic_output(str(path), directory=True) as temp:
+            if existing == "folder":  # another export of the same version, finished first
+                path.mkdir()
+                (path / "saved_model.pb").write_bytes(b"theirs")
+            else:
+                path.write_bytes(b"theirs")
+            (tmp_path / temp / "saved_model.pb").write_bytes(b"ours")
+    assert (path / "saved_model.pb" if existing == "folder" else path).read_bytes() == b"theirs"
+    assert open(os.path.join(raised.value.kept, "saved_model.pb"), "rb").read() == b"ours"
+    assert sorted(os.listdir(tmp_path)) == sorted(["1", os.path.basename(raised.value.kept)])

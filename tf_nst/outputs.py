@@ -5,6 +5,7 @@ Nothing here imports TensorFlow, so the command line proves its outputs writable
 """
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -127,12 +128,18 @@ def umask():
 
 
 @contextlib.contextmanager
-def atomic_output(path, directory=False):
+def atomic_output(path, directory=False, replace=True):
     """Yields a temporary path beside `path` to write a file (or, with `directory`, a folder) into; on success
-    gives it the mode a plain open()/mkdir() would (0o666/0o777 less the umask), fsyncs it and renames it to
+    gives it the mode a plain open()/mkdir() would (0o666/0o777 less the umask), fsyncs it and moves it to
     `path`. On any failure or interruption the temporary is removed and the exception propagates.
 
-    A folder is never renamed over an existing one.
+    Without `replace`, a file that appeared at `path` while the work ran (another run given the same output)
+    is never replaced: the file is hard-linked into place, which fails if `path` exists (a plain rename only
+    where the filesystem has no hard links). A folder is never moved over an existing one either way.
+
+    Raises:
+      OutputAppearedError: `path` appeared meanwhile; the finished result is kept beside it (the error says
+        where), and what is at `path` is left as it was.
     """
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
@@ -145,9 +152,11 @@ def atomic_output(path, directory=False):
         for file_path in _files_in(temp) if directory else (temp,):
             _fsync(file_path)
         if directory:
-            os.rename(temp, path)
-        else:
+            _rename_folder(temp, path)
+        elif replace:
             os.replace(temp, path)
+        else:
+            _move_new(temp, path)
         _fsync(parent, os.O_RDONLY | os.O_DIRECTORY)
     except BaseException:
         if os.path.isdir(temp) and not os.path.islink(temp):
@@ -155,6 +164,55 @@ def atomic_output(path, directory=False):
         elif os.path.lexists(temp):
             os.remove(temp)
         raise
+
+
+# What os.link raises where a filesystem has no hard links (FAT, some network and FUSE filesystems).
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
+
+
+def _move_new(temp, path):
+    """Moves the file `temp` to `path` unless something is there; else OutputAppearedError, the result kept."""
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise OutputAppearedError(path, _keep(temp, path)) from None
+    except OSError as e:
+        if e.errno not in _NO_HARD_LINKS:
+            raise
+        if os.path.lexists(path):  # no hard links: only a check just before the rename is possible
+            raise OutputAppearedError(path, _keep(temp, path)) from None
+        os.rename(temp, path)
+        return
+    os.remove(temp)
+
+
+def _rename_folder(temp, path):
+    try:
+        os.rename(temp, path)  # fails onto a file or a non-empty folder (an empty one holds nothing to lose)
+    except OSError as e:
+        if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise
+        raise OutputAppearedError(path, _keep(temp, path)) from None
+
+
+def _keep(temp, path):
+    """Renames the finished temporary `temp` to a new name beside `path` that no cleanup removes; returns it."""
+    stem, extension = os.path.splitext(path) if os.path.isfile(temp) else (path, "")
+    while True:
+        kept = f"{stem}-kept-{secrets.token_hex(3)}{extension}"
+        if not os.path.lexists(kept):
+            os.rename(temp, kept)
+            return kept
+
+
+class OutputAppearedError(WriteError):
+    """An output that did not exist when the run started appeared before its result was moved there (another
+    run given the same output, without --overwrite): one line and exit status 1, the finished result kept."""
+
+    def __init__(self, path, kept):
+        super().__init__(f"{path!r} appeared while this run was working (another run with the same output?) and "
+                         f"was left as it is; this run's result is kept at {kept!r}")
+        self.path, self.kept = path, kept
 
 
 def _files_in(folder):
@@ -174,14 +232,21 @@ def write_error(path, error):
     return WriteError(f"cannot write {path!r}: {describe_os_error(error)}; nothing was written there")
 
 
-def write_file(path, data):
+def write_file(path, data, replace=True):
     """Writes bytes atomically (atomic_output): no reader ever sees half a file, and a failure leaves none.
+
+    Args:
+      path: the destination.
+      data: the bytes.
+      replace: whether a file at `path` may be replaced; without it, one that appeared since the run checked
+        the path is kept (atomic_output).
 
     Raises:
       WriteError: the file could not be written (disk full, read-only, no permission); nothing is left.
+      OutputAppearedError: `path` appeared meanwhile (without `replace`); the bytes are kept beside it.
     """
     try:
-        with atomic_output(path) as temp, open(temp, "wb") as f:
+        with atomic_output(path, replace=replace) as temp, open(temp, "wb") as f:
             f.write(data)
     except OSError as e:
         raise write_error(path, e) from None

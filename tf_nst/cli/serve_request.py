@@ -38,7 +38,7 @@ def _run():
     predictions = client.request_files(pairs, _SERVER.value, _MODEL_NAME.value, protocol=_PROTOCOL.value,
                                        style=style)
     common.import_tensorflow()
-    result = client.write_outputs(pairs, predictions, callback=common.report_file)
+    result = client.write_outputs(pairs, predictions, callback=common.report_file, replace=_OVERWRITE.value)
     if result.failed:
         print(f"tf-nst: wrote {len(result.written)} image(s) to {_OUTPUT_DIR.value}; {len(result.failed)} "
               "refused by the server", flush=True)

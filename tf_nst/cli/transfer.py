@@ -213,8 +213,9 @@ class _ProgressReporter:
     scale's, measured from its start (start(), or the last step before it) to its begin: a fixed part (tracing)
     plus its first step's cost at the current rate (its targets and its warm-up step grow with its pixels)."""
 
-    def __init__(self, costs, print_every, snapshots, scale_starts=(0,)):
+    def __init__(self, costs, print_every, snapshots, scale_starts=(0,), replace=True):
         self._costs = costs
+        self._replace = replace  # --overwrite: snapshots that appeared meanwhile may be replaced
         self._scale_starts = scale_starts  # optimize.scale_starts: the steps counted before each scale
         self._num_steps = len(costs)
         self._print_every = print_every
@@ -249,7 +250,7 @@ class _ProgressReporter:
         self._cost_run += self._costs[step - 1]
         self._steps_run += 1
         if step in self._snapshots:
-            image_io.write_image(self._snapshots[step], image[0])
+            image_io.write_image(self._snapshots[step], image[0], replace=self._replace)
         note, self._converged_note = self._converged_note, ""
         if note or step == self._num_steps or (self._print_every and (step == 1 or step % self._print_every == 0)):
             self._print(step, terms, note)
@@ -334,7 +335,7 @@ def _run():
     costs = optimize.step_costs(height, width, config, optimize.step_overhead_pixels(precision))
     total_steps = len(costs)
     reporter = _ProgressReporter(costs, _PRINT_EVERY.value, _snapshot_paths(inputs, num_tiles, total_steps),
-                                 optimize.scale_starts(height, width, config))
+                                 optimize.scale_starts(height, width, config), replace=_OVERWRITE.value)
     common.warn_slow_settings(extractor_config.precision, config.jit_compile)
     extractor = vgg.build_extractor(extractor_config)
     tiles = f" in {num_tiles} tiles of {config.tile_size} px" if num_tiles else ""
@@ -352,7 +353,7 @@ def _run():
                                        converged_callback=reporter.on_converged, begin_callback=reporter.on_begin)
         except optimize.TransferStopped as e:
             return _write_stopped(e, total_steps, stop.signum)
-    image_io.write_image(_OUTPUT.value, result)
+    image_io.write_image(_OUTPUT.value, result, replace=_OVERWRITE.value)
     print(f"tf-nst: wrote {_OUTPUT.value}", flush=True)
     return 0
 
@@ -361,7 +362,7 @@ def _write_stopped(stopped, total_steps, signum):
     """Writes the best image of a run that stopped early; returns the exit status (128 + signal, or 1)."""
     from tf_nst import image_io  # pylint: disable=import-outside-toplevel
 
-    image_io.write_image(_OUTPUT.value, stopped.image)
+    image_io.write_image(_OUTPUT.value, stopped.image, replace=_OVERWRITE.value)
     if stopped.reason == "requested":
         print(f"tf-nst: interrupted at step {stopped.step} of {total_steps}; wrote {_OUTPUT.value}", flush=True)
         return 128 + signum
