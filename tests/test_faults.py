@@ -480,3 +480,50 @@ def test_a_folder_is_never_moved_over_one_that_appeared(existing, tmp_path):
     assert (path / "saved_model.pb" if existing == "folder" else path).read_bytes() == b"theirs"
     assert open(os.path.join(raised.value.kept, "saved_model.pb"), "rb").read() == b"ours"
     assert sorted(os.listdir(tmp_path)) == sorted(["1", os.path.basename(raised.value.kept)])
+
+
+# --- 9. One train run per --train_dir --------------------------------------------------------------------
+
+_TINY_TRAIN = ["--weights=none", "--train_image_size=32", "--train_style_size=32", "--batch_size=1",
+               "--num_train_steps=1", "--width_multiplier=0.25", "--summary_every=0"]
+
+
+def test_a_second_train_run_on_one_train_dir_is_refused(tmp_path, image_files):
+    import fcntl  # pylint: disable=import-outside-toplevel
+
+    (tmp_path / "data").mkdir()
+    Image.open(image_files["content"]).save(tmp_path / "data" / "photo.png")
+    run = tmp_path / "run"
+    run.mkdir()
+    args = ["train", f"--dataset_dir={tmp_path / 'data'}", f"--style={image_files['style']}", f"--train_dir={run}",
+            *_TINY_TRAIN]
+    with open(run / ".lock", "w", encoding="ascii") as lock:  # as a first run holds it for its whole run
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        result = run_main(*args)
+    error_line(result, 2, f"--train_dir {str(run)!r} is in use by another run", f"process {os.getpid()}",
+               "give another --train_dir")
+    assert result.stdout.split() == ["tensorflow-not-loaded"]
+    assert os.listdir(run) == [".lock"]  # nothing of the refused run
+    os.remove(run / ".lock")
+    result = run_main(*args)  # once the first run is gone: trains, and leaves no lock file
+    assert result.returncode == 0, result.stderr
+    assert os.path.isfile(run / "stylizer.keras") and not os.path.exists(run / ".lock")
+
+
+def test_folder_lock_nests_in_one_process_and_is_removed(tmp_path):
+    from tf_nst import files, outputs  # pylint: disable=import-outside-toplevel
+
+    folder = tmp_path / "new" / "run"
+    with outputs.folder_lock(str(folder), what="--train_dir") as path:
+        with outputs.folder_lock(str(folder), what="train_dir"):  # the CLI's, then train.train's
+            assert open(path, encoding="ascii").read() == f"{os.getpid()}\n"
+        holder = subprocess.run(
+            [sys.executable, "-c", f"from tf_nst import outputs\nwith outputs.folder_lock({str(folder)!r}): pass"],
+            cwd=ROOT, capture_output=True, text=True, check=False)
+        assert "FolderInUseError" in holder.stderr and f"process {os.getpid()}" in holder.stderr
+    assert not os.path.exists(tmp_path / "new")  # the folders it made, left empty, are removed
+    assert files.train_lock_name("default") == ".lock"
+    assert files.train_lock_name("multi_worker", {"TF_CONFIG": '{"task": {"type": "worker", "index": 1}}'}) == (
+        ".lock-worker-1")

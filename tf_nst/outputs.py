@@ -250,3 +250,77 @@ def write_file(path, data, replace=True):
             f.write(data)
     except OSError as e:
         raise write_error(path, e) from None
+
+
+# Locks this process holds: {lock file path: [its descriptor, how many holders]}, so that the command line and
+# the library function it calls can both take the lock of one folder.
+_HELD_LOCKS = {}
+
+
+class FolderInUseError(UserInputError):
+    """Another process holds the folder's lock (folder_lock): one line and exit status 2."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder, name=".lock", what="folder"):
+    """Holds an exclusive lock (fcntl.flock) on the file `name` in `folder` for the block; creates the folder.
+
+    The lock file holds the holder's process id and is removed when the lock is released; a process that
+    opened it just before finds, once it holds its lock, that the name no longer leads to its file and tries
+    again. The lock dies with its process (kill -9 included). Taking it again in the same process nests.
+
+    Raises:
+      FolderInUseError: another process holds the lock; the message names it, and `what` the folder.
+    """
+    path = os.path.join(os.path.abspath(folder), name)
+    if path in _HELD_LOCKS:
+        _HELD_LOCKS[path][1] += 1
+        try:
+            yield path
+        finally:
+            _HELD_LOCKS[path][1] -= 1
+        return
+    created = _missing_folders(os.path.dirname(path))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    handle = _acquire(path, folder, what)
+    _HELD_LOCKS[path] = [handle, 1]
+    try:
+        yield path
+    finally:
+        del _HELD_LOCKS[path]
+        try:
+            os.remove(path)  # while still held: see the docstring
+        finally:
+            os.close(handle)
+        for created_folder in created:  # deepest first; only those the lock made and left empty
+            try:
+                os.rmdir(created_folder)
+            except OSError:
+                break
+
+
+def _acquire(path, folder, what):
+    import fcntl  # pylint: disable=import-outside-toplevel  # POSIX only: imported where it is used
+
+    while True:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(handle, 32, 0).decode("ascii", "replace").strip()
+            os.close(handle)
+            process = f"process {holder}" if holder.isdigit() else "another process"
+            raise FolderInUseError(f"{what} {folder!r} is in use by another run ({process} holds {path!r}); wait "
+                                   f"for it to finish, or give another {what}") from None
+        except BaseException:
+            os.close(handle)
+            raise
+        try:
+            same = os.path.samestat(os.fstat(handle), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(handle, 0)
+            os.pwrite(handle, f"{os.getpid()}\n".encode("ascii"), 0)
+            return handle
+        os.close(handle)  # the holder released and removed it between our open and our lock: again

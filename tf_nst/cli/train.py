@@ -180,6 +180,12 @@ class _TrainReporter:
 
 def _run():
     _check_paths()
+    # Held for the run (train.train takes it again, nested): a second run on this train_dir is refused at once.
+    with outputs.folder_lock(_TRAIN_DIR.value, files.train_lock_name(_STRATEGY.value), "--train_dir"):
+        return _train()
+
+
+def _train():
     common.import_tensorflow()
     from tf_nst import train  # pylint: disable=import-outside-toplevel
 
