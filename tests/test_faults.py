@@ -6,6 +6,7 @@ own process (FAULT_SETUP, run before main); a folder beneath a regular file (ENO
 """
 
 import errno
+import json
 import os
 import signal
 import socket
@@ -278,6 +279,57 @@ def test_non_finite_float_flags_are_one_line(args):
     name = args[-1].split("=")[0]
     error_line(result, 2, name)
     assert result.stdout.split() == ["tensorflow-not-loaded"]
+
+
+# For one command: parses each of its integer flags at a huge and at a negative value, in this one process, and
+# prints [flag, value, exit status, stderr] per parse as JSON lines; the command's body is never run.
+_PARSE_EVERY_INTEGER_FLAG = """
+import contextlib, importlib, io, json, sys
+from absl import flags
+from absl.testing import flagsaver
+import main
+from tf_nst import cli
+from tf_nst.cli import common
+command = sys.argv[1]
+module = importlib.import_module(cli.COMMANDS[command].module)
+common.run_command = lambda *args: 0  # a value that parses would run nothing
+names = sorted(flag.name for flag in flags.FLAGS.get_key_flags_for_module(module)
+               if isinstance(flag.parser, flags.IntegerParser))
+for name in names:
+    for value in (10**20, -1 - 10**20, -1):
+        stderr = io.StringIO()
+        with flagsaver.flagsaver(), contextlib.redirect_stderr(stderr):
+            try:
+                status = main.main(["main.py", command, f"--{name}={value}"])
+            except SystemExit as e:
+                status = e.code
+        print(json.dumps([name, value, status, stderr.getvalue()]))
+"""
+
+# What each command's integer flags must include: a test that found none would pass for nothing.
+_SOME_INTEGER_FLAGS = {
+    "transfer": {"seed", "image_size", "num_steps", "lbfgs_history", "coarse_steps", "save_every", "tile_size",
+                 "tile_overlap", "print_every"},
+    "train": {"seed", "train_resize", "train_image_size", "train_style_size", "batch_size", "num_train_steps",
+              "checkpoint_every", "summary_every", "print_every"},
+    "stylize": {"max_size", "style_size"}, "export": {"version", "export_max_size", "style_size"},
+    "serve-request": set(), "batch": {"max_size"},
+}
+
+
+@pytest.mark.parametrize("command", ["transfer", "train", "stylize", "export", "serve-request", "batch"])
+def test_every_integer_flag_refuses_huge_and_negative_values_in_one_line(command):
+    result = subprocess.run([sys.executable, "-c", _PARSE_EVERY_INTEGER_FLAG, command], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300, check=True)
+    parses = [json.loads(line) for line in result.stdout.splitlines()]
+    assert _SOME_INTEGER_FLAGS[command] <= {name for name, *_ in parses}, parses
+    wrong = []
+    for name, value, status, stderr in parses:
+        lines = stderr.strip().splitlines()
+        if not (status == 2 and len(lines) == 1 and lines[0].startswith(f"tf-nst: error: flag --{name}={value}: ")
+                and "Traceback" not in stderr):
+            wrong.append((name, value, status, stderr))
+    assert not wrong, wrong
 
 
 def test_a_run_too_large_for_memory_suggests_a_tile_size(tmp_path, image_files):

@@ -38,7 +38,8 @@ _SEED = flag_groups.define_seed()
 _PRINT_EVERY = flag_groups.define_print_every()
 
 _OPTIMIZER = flags.DEFINE_enum("optimizer", defaults.OPTIMIZER, ["lbfgs", "adam"], "Optimiser.")
-_NUM_STEPS = flags.DEFINE_integer("num_steps", defaults.NUM_STEPS, "Optimiser iterations.", lower_bound=1)
+_NUM_STEPS = flags.DEFINE_integer("num_steps", defaults.NUM_STEPS, "Optimiser iterations.", lower_bound=1,
+                                     upper_bound=defaults.MAX_STEPS)
 _LEARNING_RATE = flags.DEFINE_float(
     "learning_rate", defaults.LEARNING_RATE, "Adam step size in pixel units ([0, 255] images).", lower_bound=0.0)
 _TOLERANCE = flags.DEFINE_float(
@@ -46,7 +47,8 @@ _TOLERANCE = flags.DEFINE_float(
     f"over the last {defaults.TOLERANCE_WINDOW} steps (--num_steps stays the most steps); 0 runs every step.",
     lower_bound=0.0)
 _LBFGS_HISTORY = flags.DEFINE_integer(
-    "lbfgs_history", defaults.LBFGS_HISTORY, "How many curvature pairs L-BFGS keeps.", lower_bound=1)
+    "lbfgs_history", defaults.LBFGS_HISTORY, "How many curvature pairs L-BFGS keeps.", lower_bound=1,
+    upper_bound=defaults.MAX_LBFGS_HISTORY)
 _INIT = flags.DEFINE_string(
     "init", defaults.INIT, "Starting image: 'noise' (Gaussian, seeded by --seed), 'content', 'style', or a path "
     "to an image file.")
@@ -58,7 +60,8 @@ _NUM_SCALES = flags.DEFINE_string(
     f"last; 'auto': down to about {defaults.AUTO_SCALE_SIZE} px (3 scales at 256 px, 4 at 512 px).")
 _SCALE_FACTOR = flags.DEFINE_float("scale_factor", 2.0, "Size ratio between scales.", lower_bound=1.01)
 _COARSE_STEPS = flags.DEFINE_integer(
-    "coarse_steps", defaults.COARSE_STEPS, "Iterations at each coarser scale.", lower_bound=1)
+    "coarse_steps", defaults.COARSE_STEPS, "Iterations at each coarser scale.", lower_bound=1,
+    upper_bound=defaults.MAX_STEPS)
 _CONTENT_DETAIL = flags.DEFINE_bool(
     "content_detail", defaults.CONTENT_DETAIL, "Coarse-to-fine: start each finer scale from the coarser result "
     "upsampled plus the content's detail that the coarser scale could not hold (more of the content's fine detail "
@@ -74,14 +77,15 @@ _COLOR_TRANSFORM = flags.DEFINE_enum(
     "color_transform", "chol", ["chol", "sym"], "Linear map for --preserve_color=histogram.")
 _JIT_COMPILE = flags.DEFINE_bool("jit_compile", False, "Compile the optimisation step with XLA.")
 _SAVE_EVERY = flags.DEFINE_integer(
-    "save_every", 0, "Also write a snapshot <output>_stepN.<ext> every N steps (0: never).", lower_bound=0)
+    "save_every", 0, "Also write a snapshot <output>_stepN.<ext> every N steps (0: never).", lower_bound=0,
+    upper_bound=defaults.MAX_STEPS)
 _TILE_SIZE = flags.DEFINE_integer(
     "tile_size", 0, "High resolution in bounded memory: optimise scales larger than this many pixels in "
     "overlapping tiles of this size, one after another (0: whole images). At least 64 and more than twice "
-    "--tile_overlap.", lower_bound=0)
+    "--tile_overlap.", lower_bound=0, upper_bound=defaults.MAX_IMAGE_SIZE)
 _TILE_OVERLAP = flags.DEFINE_integer(
     "tile_overlap", 64, "Pixels that neighbouring tiles share at least; tiles are blended across them.",
-    lower_bound=0)
+    lower_bound=0, upper_bound=defaults.MAX_IMAGE_SIZE)
 
 flags.adopt_module_key_flags(flag_groups)
 flags.register_validator(
