@@ -579,3 +579,39 @@ def test_folder_lock_nests_in_one_process_and_is_removed(tmp_path):
     assert files.train_lock_name("default") == ".lock"
     assert files.train_lock_name("multi_worker", {"TF_CONFIG": '{"task": {"type": "worker", "index": 1}}'}) == (
         ".lock-worker-1")
+
+
+# --- 10. What the network sees after resizing: the one minimum-size rule ---------------------------------------
+
+@pytest.fixture
+def wide_photo(tmp_path, image_files):
+    """A valid 600x200 photo (3:1): at --image_size=32 it becomes 32x11 px."""
+    path = tmp_path / "wide.png"
+    Image.open(image_files["content"]).convert("RGB").resize((600, 200)).save(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("flag,size,expected", [
+    ("content", 32, (32, 11)),  # 11 px: block4 (the deepest layer of weight > 0) is 1x1; block5 is not built
+    ("style", 32, None),  # the style becomes 32x11 px
+    (None, 16, None),  # the bundled photos at 16 px: 16x11
+])
+def test_an_image_resized_small_for_the_weight_zero_layer_still_runs(flag, size, expected, tmp_path, wide_photo):
+    out = tmp_path / "o.png"
+    image = [f"--{flag}={wide_photo}"] if flag else []
+    result = run_main("transfer", *image, f"--output={out}", "--weights=none", f"--image_size={size}",
+                      "--num_steps=2")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert Image.open(out).size == (expected or (size, round(size * 300 / 451)))
+
+
+def test_an_image_too_small_after_resizing_names_the_smallest_image_size(tmp_path, wide_photo):
+    result = run_main("transfer", f"--content={wide_photo}", f"--output={tmp_path / 'o.png'}", "--weights=none",
+                      "--image_size=16", "--num_steps=2")
+    line = error_line(result, 2, f"content image {wide_photo!r} becomes 16x5 px", "at least 8 px on each side",
+                      "; --image_size=23 is the smallest that works")
+    assert line.endswith("works") and os.listdir(tmp_path) == ["wide.png"]
+    result = run_main("transfer", f"--content={wide_photo}", f"--output={tmp_path / 'o.png'}", "--weights=none",
+                      "--image_size=23", "--num_steps=2")
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "o.png").size == (23, 8)

@@ -341,7 +341,7 @@ def _run():
     reporter = _ProgressReporter(costs, _PRINT_EVERY.value, _snapshot_paths(inputs, num_tiles, total_steps),
                                  optimize.scale_starts(height, width, config), replace=_OVERWRITE.value)
     common.warn_slow_settings(extractor_config.precision, config.jit_compile)
-    extractor = vgg.build_extractor(extractor_config)
+    extractor = vgg.build_extractor(api.extractor_for_loss(extractor_config, config))
     tiles = f" in {num_tiles} tiles of {config.tile_size} px" if num_tiles else ""
     num_scales = len(optimize.scale_sizes(height, width, config.num_scales, config.scale_factor))
     print(f"tf-nst: {width}x{height} px, {total_steps} {config.optimizer} steps over {num_scales} "
