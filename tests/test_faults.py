@@ -615,3 +615,11 @@ def test_an_image_too_small_after_resizing_names_the_smallest_image_size(tmp_pat
                       "--image_size=23", "--num_steps=2")
     assert result.returncode == 0, result.stderr
     assert Image.open(tmp_path / "o.png").size == (23, 8)
+
+
+@pytest.mark.parametrize("server", ["host:abc", "host:0", "host:65536", "host", ":8501", "http://host:8501"])
+def test_a_bad_server_is_one_line_before_any_request(server, tmp_path, image_files):
+    result = run_main("serve-request", f"--input={image_files['content']}", f"--output_dir={tmp_path / 'out'}",
+                      f"--server={server}")
+    error_line(result, 2, f"--server={server}", "host:port with a port from 1 to 65535")
+    assert result.stdout.split() == ["tensorflow-not-loaded"] and not os.path.exists(tmp_path / "out")
