@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 
 from tf_nst import optional
+from tf_nst import outputs
 from tf_nst.errors import UserInputError
 
 SIGNATURE = "serving_default"
@@ -234,7 +235,7 @@ def request_files(pairs, server, model_name, protocol="rest", timeout=60.0, styl
     return predictions
 
 
-def write_outputs(pairs, predictions, callback=None):
+def write_outputs(pairs, predictions, callback=None, replace=True):
     """Writes each stylised image to its pair's output path, in the format the extension names.
 
     Args:
@@ -242,6 +243,8 @@ def write_outputs(pairs, predictions, callback=None):
       predictions: a Prediction per pair.
       callback: optional callback(input_path, output_path, error) after each pair, where error is None or
         the server's reason for refusing the image (as tf_nst.stylize.stylize_files calls it).
+      replace: whether an output file may be replaced; without it, one that appeared since the outputs were
+        checked (another run) is kept, and the image counts as failed, its result kept beside it.
 
     Returns:
       A tf_nst.stylize.StylizeResult: the outputs written, and (input, reason) for each refused image.
@@ -252,11 +255,15 @@ def write_outputs(pairs, predictions, callback=None):
 
     written, failed = [], []
     for (path, output), prediction in zip(pairs, predictions):
-        if prediction.error:
-            failed.append((path, prediction.error))
-        else:
-            image_io.write_image(output, image_io.decode(prediction.png).numpy())
-            written.append(output)
+        error = prediction.error or None
+        if not error:
+            try:
+                image_io.write_image(output, image_io.decode(prediction.png).numpy(), replace)
+                written.append(output)
+            except outputs.OutputAppearedError as e:
+                error = str(e)
+        if error:
+            failed.append((path, error))
         if callback is not None:
-            callback(path, output, prediction.error or None)
+            callback(path, output, error)
     return stylize.StylizeResult(tuple(written), tuple(failed))

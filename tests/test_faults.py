@@ -6,6 +6,7 @@ own process (FAULT_SETUP, run before main); a folder beneath a regular file (ENO
 """
 
 import errno
+import json
 import os
 import signal
 import socket
@@ -33,12 +34,12 @@ print("tensorflow-loaded" if "tensorflow" in sys.modules else "tensorflow-not-lo
 sys.exit(status)
 """
 
-# Makes the writer `os.<name>` fail with `code` for destinations whose path contains `marker`.
+# Makes the writer `os.<name>` (replace, rename, link: the destination is the last argument) fail with `code` for destinations whose path contains `marker`.
 _FAIL_OS_CALL = """
 import errno, os
 _real = getattr(os, {name!r})
 def _failing(*args, **kwargs):
-    if {marker!r} in str(args[-1] if {name!r} in ("replace", "rename") else args[0]):
+    if {marker!r} in str(args[-1] if {name!r} in ("replace", "rename", "link") else args[0]):
         raise OSError(errno.{code}, os.strerror(errno.{code}), str(args[-1]))
     return _real(*args, **kwargs)
 setattr(os, {name!r}, _failing)
@@ -145,7 +146,7 @@ def test_a_denied_or_read_only_folder_fails_before_tensorflow_loads(code, cause,
 def test_a_fault_at_the_final_write_of_transfer(code, cause, tmp_path, image_files):
     out = tmp_path / "o.png"
     result = run_main("transfer", f"--content={image_files['content']}", f"--output={out}", *FAST,
-                      setup=_FAIL_OS_CALL.format(name="replace", marker="o.png", code=code))
+                      setup=_FAIL_OS_CALL.format(name="link", marker="o.png", code=code))  # no --overwrite
     error_line(result, 1, f"cannot write {str(out)!r}", cause)
     assert os.listdir(tmp_path) == []  # no output, no temporary
 
@@ -153,7 +154,7 @@ def test_a_fault_at_the_final_write_of_transfer(code, cause, tmp_path, image_fil
 def test_a_full_disk_during_stylize(tmp_path, image_files, stylizer):
     result = run_main("stylize", f"--model={stylizer}", f"--input={image_files['content']}",
                       f"--output_dir={tmp_path / 'out'}",
-                      setup=_FAIL_OS_CALL.format(name="replace", marker="out", code="ENOSPC"))
+                      setup=_FAIL_OS_CALL.format(name="link", marker="out", code="ENOSPC"))  # no --overwrite
     error_line(result, 1, "No space left on device", str(tmp_path / "out"))
     assert os.listdir(tmp_path / "out") == []
 
@@ -280,6 +281,57 @@ def test_non_finite_float_flags_are_one_line(args):
     assert result.stdout.split() == ["tensorflow-not-loaded"]
 
 
+# For one command: parses each of its integer flags at a huge and at a negative value, in this one process, and
+# prints [flag, value, exit status, stderr] per parse as JSON lines; the command's body is never run.
+_PARSE_EVERY_INTEGER_FLAG = """
+import contextlib, importlib, io, json, sys
+from absl import flags
+from absl.testing import flagsaver
+import main
+from tf_nst import cli
+from tf_nst.cli import common
+command = sys.argv[1]
+module = importlib.import_module(cli.COMMANDS[command].module)
+common.run_command = lambda *args: 0  # a value that parses would run nothing
+names = sorted(flag.name for flag in flags.FLAGS.get_key_flags_for_module(module)
+               if isinstance(flag.parser, flags.IntegerParser))
+for name in names:
+    for value in (10**20, -1 - 10**20, -1):
+        stderr = io.StringIO()
+        with flagsaver.flagsaver(), contextlib.redirect_stderr(stderr):
+            try:
+                status = main.main(["main.py", command, f"--{name}={value}"])
+            except SystemExit as e:
+                status = e.code
+        print(json.dumps([name, value, status, stderr.getvalue()]))
+"""
+
+# What each command's integer flags must include: a test that found none would pass for nothing.
+_SOME_INTEGER_FLAGS = {
+    "transfer": {"seed", "image_size", "num_steps", "lbfgs_history", "coarse_steps", "save_every", "tile_size",
+                 "tile_overlap", "print_every"},
+    "train": {"seed", "train_resize", "train_image_size", "train_style_size", "batch_size", "num_train_steps",
+              "checkpoint_every", "summary_every", "print_every"},
+    "stylize": {"max_size", "style_size"}, "export": {"version", "export_max_size", "style_size"},
+    "serve-request": set(), "batch": {"max_size"},
+}
+
+
+@pytest.mark.parametrize("command", ["transfer", "train", "stylize", "export", "serve-request", "batch"])
+def test_every_integer_flag_refuses_huge_and_negative_values_in_one_line(command):
+    result = subprocess.run([sys.executable, "-c", _PARSE_EVERY_INTEGER_FLAG, command], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300, check=True)
+    parses = [json.loads(line) for line in result.stdout.splitlines()]
+    assert _SOME_INTEGER_FLAGS[command] <= {name for name, *_ in parses}, parses
+    wrong = []
+    for name, value, status, stderr in parses:
+        lines = stderr.strip().splitlines()
+        if not (status == 2 and len(lines) == 1 and lines[0].startswith(f"tf-nst: error: flag --{name}={value}: ")
+                and "Traceback" not in stderr):
+            wrong.append((name, value, status, stderr))
+    assert not wrong, wrong
+
+
 def test_a_run_too_large_for_memory_suggests_a_tile_size(tmp_path, image_files):
     result = run_main(f"--content={image_files['content']}", f"--output={tmp_path / 'o.png'}", "--weights=none",
                       "--image_size=10000")
@@ -382,3 +434,192 @@ def test_a_write_fault_is_a_write_error_naming_the_path_and_cause(tmp_path, monk
     with pytest.raises(WriteError, match=r"cannot write '.*data\.bin': No space left on device"):
         outputs.write_file(str(tmp_path / "data.bin"), b"x" * 1000)
     assert os.listdir(tmp_path) == []
+
+
+# --- 8. Two runs with one output: the later never replaces the earlier's result without --overwrite ------------
+
+# Another run writes this run's outputs just after this run's start-up check passed (the check finds nothing).
+_ANOTHER_RUN_WRITES = """
+import os
+import tf_nst.outputs
+_check = tf_nst.outputs.check_writable_files
+def _then_another_run_writes(paths, what="outputs"):
+    _check(paths, what)
+    for path in paths:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(b"the other run's result")
+tf_nst.outputs.check_writable_files = _then_another_run_writes
+"""
+
+
+def _kept(line, folder):
+    """The path the one error line says the result is kept at, checked to be an image in `folder`."""
+    kept = line.rsplit("kept at ", 1)[1].strip("'")
+    assert os.path.dirname(kept) == str(folder)
+    Image.open(kept).verify()
+    return kept
+
+
+def test_an_output_that_appears_during_transfer_is_not_replaced(tmp_path, image_files):
+    out = tmp_path / "o.png"
+    result = run_main("transfer", f"--content={image_files['content']}", f"--output={out}", *FAST,
+                      setup=_ANOTHER_RUN_WRITES)
+    line = error_line(result, 1, f"{str(out)!r} appeared while this run was working", "left as it is")
+    assert out.read_bytes() == b"the other run's result"
+    kept = _kept(line, tmp_path)
+    assert sorted(os.listdir(tmp_path)) == sorted(["o.png", os.path.basename(kept)])
+    assert "o-kept-" in kept and kept.endswith(".png")
+
+
+def test_an_output_that_appears_during_stylize_is_not_replaced(tmp_path, image_files, stylizer):
+    out = tmp_path / "out"
+    result = run_main("stylize", f"--model={stylizer}", f"--input={image_files['content']}", f"--output_dir={out}",
+                      setup=_ANOTHER_RUN_WRITES)
+    assert result.returncode == 1, result.stderr
+    name = os.path.basename(image_files["content"])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"tf-nst: skipped {image_files['content']}: "), result.stderr
+    assert "appeared while this run was working" in lines[0] and "Traceback" not in result.stderr
+    assert (out / name).read_bytes() == b"the other run's result"
+    kept = _kept(lines[0], out)
+    assert sorted(os.listdir(out)) == sorted([name, os.path.basename(kept)])
+
+
+def test_overwrite_replaces_an_output_that_appears(tmp_path):
+    from tf_nst import outputs  # pylint: disable=import-outside-toplevel
+
+    path = tmp_path / "o.png"
+    with outputs.atomic_output(str(path), replace=True) as temp:
+        path.write_bytes(b"other")
+        open(temp, "wb").write(b"ours")
+    assert path.read_bytes() == b"ours" and os.listdir(tmp_path) == ["o.png"]
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_atomic_output_without_replace_keeps_both_files(hard_links, tmp_path, monkeypatch):
+    from tf_nst import outputs  # pylint: disable=import-outside-toplevel
+
+    if not hard_links:  # as on FAT or some network filesystems
+        def no_links(*args):
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM), args[0])
+        monkeypatch.setattr(os, "link", no_links)
+    path = tmp_path / "o.png"
+    with outputs.atomic_output(str(path), replace=False) as temp:  # a new path: moved there
+        open(temp, "wb").write(b"first")
+    assert path.read_bytes() == b"first" and os.listdir(tmp_path) == ["o.png"]
+    with pytest.raises(outputs.OutputAppearedError) as raised:
+        with outputs.atomic_output(str(path), replace=False) as temp:
+            open(temp, "wb").write(b"second")
+    assert path.read_bytes() == b"first"
+    assert open(raised.value.kept, "rb").read() == b"second" and raised.value.kept in str(raised.value)
+    assert sorted(os.listdir(tmp_path)) == sorted(["o.png", os.path.basename(raised.value.kept)])
+
+
+@pytest.mark.parametrize("existing", ["folder", "file"])
+def test_a_folder_is_never_moved_over_one_that_appeared(existing, tmp_path):
+    from tf_nst import outputs  # pylint: disable=import-outside-toplevel
+
+    path = tmp_path / "1"
+    with pytest.raises(outputs.OutputAppearedError) as raised:
+        with outputs.atomic_output(str(path), directory=True) as temp:
+            if existing == "folder":  # another export of the same version, finished first
+                path.mkdir()
+                (path / "saved_model.pb").write_bytes(b"theirs")
+            else:
+                path.write_bytes(b"theirs")
+            (tmp_path / temp / "saved_model.pb").write_bytes(b"ours")
+    assert (path / "saved_model.pb" if existing == "folder" else path).read_bytes() == b"theirs"
+    assert open(os.path.join(raised.value.kept, "saved_model.pb"), "rb").read() == b"ours"
+    assert sorted(os.listdir(tmp_path)) == sorted(["1", os.path.basename(raised.value.kept)])
+
+
+# --- 9. One train run per --train_dir --------------------------------------------------------------------
+
+_TINY_TRAIN = ["--weights=none", "--train_image_size=32", "--train_style_size=32", "--batch_size=1",
+               "--num_train_steps=1", "--width_multiplier=0.25", "--summary_every=0"]
+
+
+def test_a_second_train_run_on_one_train_dir_is_refused(tmp_path, image_files):
+    import fcntl  # pylint: disable=import-outside-toplevel
+
+    (tmp_path / "data").mkdir()
+    Image.open(image_files["content"]).save(tmp_path / "data" / "photo.png")
+    run = tmp_path / "run"
+    run.mkdir()
+    args = ["train", f"--dataset_dir={tmp_path / 'data'}", f"--style={image_files['style']}", f"--train_dir={run}",
+            *_TINY_TRAIN]
+    with open(run / ".lock", "w", encoding="ascii") as lock:  # as a first run holds it for its whole run
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        result = run_main(*args)
+    error_line(result, 2, f"--train_dir {str(run)!r} is in use by another run", f"process {os.getpid()}",
+               "give another --train_dir")
+    assert result.stdout.split() == ["tensorflow-not-loaded"]
+    assert os.listdir(run) == [".lock"]  # nothing of the refused run
+    os.remove(run / ".lock")
+    result = run_main(*args)  # once the first run is gone: trains, and leaves no lock file
+    assert result.returncode == 0, result.stderr
+    assert os.path.isfile(run / "stylizer.keras") and not os.path.exists(run / ".lock")
+
+
+def test_folder_lock_nests_in_one_process_and_is_removed(tmp_path):
+    from tf_nst import files, outputs  # pylint: disable=import-outside-toplevel
+
+    folder = tmp_path / "new" / "run"
+    with outputs.folder_lock(str(folder), what="--train_dir") as path:
+        with outputs.folder_lock(str(folder), what="train_dir"):  # the CLI's, then train.train's
+            assert open(path, encoding="ascii").read() == f"{os.getpid()}\n"
+        holder = subprocess.run(
+            [sys.executable, "-c", f"from tf_nst import outputs\nwith outputs.folder_lock({str(folder)!r}): pass"],
+            cwd=ROOT, capture_output=True, text=True, check=False)
+        assert "FolderInUseError" in holder.stderr and f"process {os.getpid()}" in holder.stderr
+    assert not os.path.exists(tmp_path / "new")  # the folders it made, left empty, are removed
+    assert files.train_lock_name("default") == ".lock"
+    assert files.train_lock_name("multi_worker", {"TF_CONFIG": '{"task": {"type": "worker", "index": 1}}'}) == (
+        ".lock-worker-1")
+
+
+# --- 10. What the network sees after resizing: the one minimum-size rule ---------------------------------------
+
+@pytest.fixture
+def wide_photo(tmp_path, image_files):
+    """A valid 600x200 photo (3:1): at --image_size=32 it becomes 32x11 px."""
+    path = tmp_path / "wide.png"
+    Image.open(image_files["content"]).convert("RGB").resize((600, 200)).save(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("flag,size,expected", [
+    ("content", 32, (32, 11)),  # 11 px: block4 (the deepest layer of weight > 0) is 1x1; block5 is not built
+    ("style", 32, None),  # the style becomes 32x11 px
+    (None, 16, None),  # the bundled photos at 16 px: 16x11
+])
+def test_an_image_resized_small_for_the_weight_zero_layer_still_runs(flag, size, expected, tmp_path, wide_photo):
+    out = tmp_path / "o.png"
+    image = [f"--{flag}={wide_photo}"] if flag else []
+    result = run_main("transfer", *image, f"--output={out}", "--weights=none", f"--image_size={size}",
+                      "--num_steps=2")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert Image.open(out).size == (expected or (size, round(size * 300 / 451)))
+
+
+def test_an_image_too_small_after_resizing_names_the_smallest_image_size(tmp_path, wide_photo):
+    result = run_main("transfer", f"--content={wide_photo}", f"--output={tmp_path / 'o.png'}", "--weights=none",
+                      "--image_size=16", "--num_steps=2")
+    line = error_line(result, 2, f"content image {wide_photo!r} becomes 16x5 px", "at least 8 px on each side",
+                      "; --image_size=23 is the smallest that works")
+    assert line.endswith("works") and os.listdir(tmp_path) == ["wide.png"]
+    result = run_main("transfer", f"--content={wide_photo}", f"--output={tmp_path / 'o.png'}", "--weights=none",
+                      "--image_size=23", "--num_steps=2")
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "o.png").size == (23, 8)
+
+
+@pytest.mark.parametrize("server", ["host:abc", "host:0", "host:65536", "host", ":8501", "http://host:8501"])
+def test_a_bad_server_is_one_line_before_any_request(server, tmp_path, image_files):
+    result = run_main("serve-request", f"--input={image_files['content']}", f"--output_dir={tmp_path / 'out'}",
+                      f"--server={server}")
+    error_line(result, 2, f"--server={server}", "host:port with a port from 1 to 65535")
+    assert result.stdout.split() == ["tensorflow-not-loaded"] and not os.path.exists(tmp_path / "out")

@@ -84,19 +84,55 @@ def sized_images(content, styles, image_size, style_scale, extractor_config, con
       names: optional, the content's and each style's file name, for the error message.
 
     Raises:
-      UserInputError: an image too small for the layers at the coarsest scale.
+      UserInputError: an image too small for the layers at the coarsest scale; the message names the smallest
+        image_size that works, where one does.
     """
-    content = image_io.resize_max_side(content, image_size)
-    styles = [image_io.resize_max_side(style, max(1, round(style_scale * image_size))) for style in styles]
-    # The layers the loss uses, as optimize.transfer runs them: a style layer of weight 0 sets no smallest input.
+    # The layers the loss uses, as optimize.transfer runs them: a style layer of weight 0 sets no smallest input
+    # (the extractor is built without it, extractor_for_loss).
     config = optimize.resolve_loss_weights(config, extractor_config.style_layers)
     layers = (*losses.used_style_layers(extractor_config.style_layers, config.loss_weights),
               *extractor_config.content_layers)
-    style_shapes = [style.shape for style in styles]
-    config = optimize.resolve_num_scales(config, content.shape, style_shapes, layers)
-    optimize.check_sizes(content.shape, style_shapes, config, layers, names,
+    shapes = [(*content.shape[:2],), *((*style.shape[:2],) for style in styles)]
+    try:
+        sized_config = _checked_sizes(shapes, image_size, style_scale, config, layers, names)
+    except UserInputError as e:
+        smallest = next((size for size in range(image_size + 1, defaults.MAX_IMAGE_SIZE + 1)
+                         if _fits(shapes, size, style_scale, config, layers)), None)
+        fewer = " (or fewer --num_scales)" if config.num_scales != "auto" and config.num_scales > 1 else ""
+        advice = (f"; --image_size={smallest} is the smallest that works{fewer}" if smallest
+                  else "; use fewer --num_scales or larger images")
+        raise UserInputError(f"{e}{advice}") from None
+    content = image_io.resize_max_side(content, image_size)
+    styles = [image_io.resize_max_side(style, max(1, round(style_scale * image_size))) for style in styles]
+    return content, styles, sized_config
+
+
+def _checked_sizes(shapes, image_size, style_scale, config, layers, names):
+    """The config of sized_images, with its scales resolved, for images of [(height, width)] `shapes` (the
+    content's, then the styles') at image_size; raises optimize.check_sizes's UserInputError."""
+    content = image_io.scaled_size(*shapes[0], image_size)
+    styles = [image_io.scaled_size(*shape, max(1, round(style_scale * image_size))) for shape in shapes[1:]]
+    config = optimize.resolve_num_scales(config, content, styles, layers)
+    optimize.check_sizes(content, styles, config, layers, names,
                          context=f" (image_size={image_size}, style_scale applied)")
-    return content, styles, config
+    return config
+
+
+def _fits(shapes, image_size, style_scale, config, layers):
+    try:
+        _checked_sizes(shapes, image_size, style_scale, config, layers, None)
+    except UserInputError:
+        return False
+    return True
+
+
+def extractor_for_loss(extractor_config, config):
+    """`extractor_config` with only the style layers whose weight in `config` (as sized_images returns it) is
+    not 0: such a layer is never computed, so it neither sets the smallest input (block5 would need 16 px on
+    each side where block4 needs 8) nor costs time."""
+    config = optimize.resolve_loss_weights(config, extractor_config.style_layers)
+    return dataclasses.replace(
+        extractor_config, style_layers=losses.used_style_layers(extractor_config.style_layers, config.loss_weights))
 
 
 class _Reporter:
@@ -154,7 +190,7 @@ def transfer(content, style, *, image_size=defaults.IMAGE_SIZE, style_scale=1.0,
     content, styles, config = sized_images(as_image(content, "content"), styles, image_size, style_scale,
                                            extractor_config, config)
     reporter = _Reporter(optimize.count_steps(*content.shape[:2], config), verbose, callbacks)
-    extractor = vgg.build_extractor(extractor_config)
+    extractor = vgg.build_extractor(extractor_for_loss(extractor_config, config))
     image = optimize.transfer(extractor, content, styles, config, extractor_config.style_layers,
                               extractor_config.content_layers, callback=reporter)
     reporter.finish()

@@ -32,6 +32,15 @@ TRANSFER_STYLE_LAYER_WEIGHTS = (1.0, 1.0, 1.0, 0.5, 0.0)
 IMAGE_SIZE = 512
 # The largest --image_size: the side of files.MAX_PIXELS, the most pixels an input may have.
 MAX_IMAGE_SIZE = 10_000
+# Upper bounds of the other integer flags, so that a typo is refused in one line rather than failing deep
+# inside TensorFlow or NumPy. numpy.random.seed (keras.utils.set_random_seed) takes at most 2**32 - 1 and some
+# TensorFlow seeds are int32, so seeds fit an int32.
+MAX_SEED = 2**31 - 1
+MAX_STEPS = 1_000_000  # transfer: --num_steps, --coarse_steps, --save_every, and --print_every
+MAX_TRAIN_STEPS = 100_000_000  # train: --num_train_steps, --checkpoint_every, --summary_every
+MAX_LBFGS_HISTORY = 1_000
+MAX_BATCH_SIZE = 4_096
+MAX_VERSION = 2**63 - 1  # TF Serving reads a version folder's name as an int64
 NUM_STEPS = 300
 OPTIMIZER = "lbfgs"
 # Start from noise and optimise coarse to fine, halving down to about AUTO_SCALE_SIZE px with COARSE_STEPS steps

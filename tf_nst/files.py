@@ -33,6 +33,20 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 # What `train` writes into its train_dir, and what a model path that is a folder stands for.
 MODEL_FILE = "stylizer.keras"
+# The lock file a `train` run holds in its train_dir (outputs.folder_lock), so that a second run there is refused.
+TRAIN_LOCK = ".lock"
+
+
+def train_lock_name(strategy, environ=os.environ):
+    """The lock file name of a `train` run in its train_dir: TRAIN_LOCK, or for --strategy=multi_worker one per
+    task of TF_CONFIG (.lock-worker-1), since the workers of one cluster may share a train_dir."""
+    if strategy != "multi_worker":
+        return TRAIN_LOCK
+    try:
+        task = json.loads(environ.get("TF_CONFIG") or "{}").get("task") or {}
+        return f"{TRAIN_LOCK}-{task['type']}-{int(task['index'])}"
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return TRAIN_LOCK
 
 _READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
 

@@ -295,14 +295,15 @@ def jpeg_frame_size(contents):
     return tf.where(state == found, size, 0)
 
 
-def write_image(path, image):
+def write_image(path, image, replace=True):
     """Writes an RGB image atomically (outputs.write_file); the format follows the extension.
 
     Args:
       path: the destination; its parent directory is created.
       image: [H, W, 3] uint8, or float in [0, 255] (rounded and clipped).
+      replace: whether a file at `path` may be replaced (see outputs.write_file).
     """
-    write_file(path, encode_image(path, image))
+    write_file(path, encode_image(path, image), replace)
 
 
 def encode_image(path, image):

@@ -5,6 +5,7 @@ Nothing here imports TensorFlow, so the command line proves its outputs writable
 """
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -127,12 +128,18 @@ def umask():
 
 
 @contextlib.contextmanager
-def atomic_output(path, directory=False):
+def atomic_output(path, directory=False, replace=True):
     """Yields a temporary path beside `path` to write a file (or, with `directory`, a folder) into; on success
-    gives it the mode a plain open()/mkdir() would (0o666/0o777 less the umask), fsyncs it and renames it to
+    gives it the mode a plain open()/mkdir() would (0o666/0o777 less the umask), fsyncs it and moves it to
     `path`. On any failure or interruption the temporary is removed and the exception propagates.
 
-    A folder is never renamed over an existing one.
+    Without `replace`, a file that appeared at `path` while the work ran (another run given the same output)
+    is never replaced: the file is hard-linked into place, which fails if `path` exists (a plain rename only
+    where the filesystem has no hard links). A folder is never moved over an existing one either way.
+
+    Raises:
+      OutputAppearedError: `path` appeared meanwhile; the finished result is kept beside it (the error says
+        where), and what is at `path` is left as it was.
     """
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
@@ -145,9 +152,11 @@ def atomic_output(path, directory=False):
         for file_path in _files_in(temp) if directory else (temp,):
             _fsync(file_path)
         if directory:
-            os.rename(temp, path)
-        else:
+            _rename_folder(temp, path)
+        elif replace:
             os.replace(temp, path)
+        else:
+            _move_new(temp, path)
         _fsync(parent, os.O_RDONLY | os.O_DIRECTORY)
     except BaseException:
         if os.path.isdir(temp) and not os.path.islink(temp):
@@ -155,6 +164,55 @@ def atomic_output(path, directory=False):
         elif os.path.lexists(temp):
             os.remove(temp)
         raise
+
+
+# What os.link raises where a filesystem has no hard links (FAT, some network and FUSE filesystems).
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
+
+
+def _move_new(temp, path):
+    """Moves the file `temp` to `path` unless something is there; else OutputAppearedError, the result kept."""
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise OutputAppearedError(path, _keep(temp, path)) from None
+    except OSError as e:
+        if e.errno not in _NO_HARD_LINKS:
+            raise
+        if os.path.lexists(path):  # no hard links: only a check just before the rename is possible
+            raise OutputAppearedError(path, _keep(temp, path)) from None
+        os.rename(temp, path)
+        return
+    os.remove(temp)
+
+
+def _rename_folder(temp, path):
+    try:
+        os.rename(temp, path)  # fails onto a file or a non-empty folder (an empty one holds nothing to lose)
+    except OSError as e:
+        if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise
+        raise OutputAppearedError(path, _keep(temp, path)) from None
+
+
+def _keep(temp, path):
+    """Renames the finished temporary `temp` to a new name beside `path` that no cleanup removes; returns it."""
+    stem, extension = os.path.splitext(path) if os.path.isfile(temp) else (path, "")
+    while True:
+        kept = f"{stem}-kept-{secrets.token_hex(3)}{extension}"
+        if not os.path.lexists(kept):
+            os.rename(temp, kept)
+            return kept
+
+
+class OutputAppearedError(WriteError):
+    """An output that did not exist when the run started appeared before its result was moved there (another
+    run given the same output, without --overwrite): one line and exit status 1, the finished result kept."""
+
+    def __init__(self, path, kept):
+        super().__init__(f"{path!r} appeared while this run was working (another run with the same output?) and "
+                         f"was left as it is; this run's result is kept at {kept!r}")
+        self.path, self.kept = path, kept
 
 
 def _files_in(folder):
@@ -174,14 +232,95 @@ def write_error(path, error):
     return WriteError(f"cannot write {path!r}: {describe_os_error(error)}; nothing was written there")
 
 
-def write_file(path, data):
+def write_file(path, data, replace=True):
     """Writes bytes atomically (atomic_output): no reader ever sees half a file, and a failure leaves none.
+
+    Args:
+      path: the destination.
+      data: the bytes.
+      replace: whether a file at `path` may be replaced; without it, one that appeared since the run checked
+        the path is kept (atomic_output).
 
     Raises:
       WriteError: the file could not be written (disk full, read-only, no permission); nothing is left.
+      OutputAppearedError: `path` appeared meanwhile (without `replace`); the bytes are kept beside it.
     """
     try:
-        with atomic_output(path) as temp, open(temp, "wb") as f:
+        with atomic_output(path, replace=replace) as temp, open(temp, "wb") as f:
             f.write(data)
     except OSError as e:
         raise write_error(path, e) from None
+
+
+# Locks this process holds: {lock file path: [its descriptor, how many holders]}, so that the command line and
+# the library function it calls can both take the lock of one folder.
+_HELD_LOCKS = {}
+
+
+class FolderInUseError(UserInputError):
+    """Another process holds the folder's lock (folder_lock): one line and exit status 2."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder, name=".lock", what="folder"):
+    """Holds an exclusive lock (fcntl.flock) on the file `name` in `folder` for the block; creates the folder.
+
+    The lock file holds the holder's process id and is removed when the lock is released; a process that
+    opened it just before finds, once it holds its lock, that the name no longer leads to its file and tries
+    again. The lock dies with its process (kill -9 included). Taking it again in the same process nests.
+
+    Raises:
+      FolderInUseError: another process holds the lock; the message names it, and `what` the folder.
+    """
+    path = os.path.join(os.path.abspath(folder), name)
+    if path in _HELD_LOCKS:
+        _HELD_LOCKS[path][1] += 1
+        try:
+            yield path
+        finally:
+            _HELD_LOCKS[path][1] -= 1
+        return
+    created = _missing_folders(os.path.dirname(path))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    handle = _acquire(path, folder, what)
+    _HELD_LOCKS[path] = [handle, 1]
+    try:
+        yield path
+    finally:
+        del _HELD_LOCKS[path]
+        try:
+            os.remove(path)  # while still held: see the docstring
+        finally:
+            os.close(handle)
+        for created_folder in created:  # deepest first; only those the lock made and left empty
+            try:
+                os.rmdir(created_folder)
+            except OSError:
+                break
+
+
+def _acquire(path, folder, what):
+    import fcntl  # pylint: disable=import-outside-toplevel  # POSIX only: imported where it is used
+
+    while True:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(handle, 32, 0).decode("ascii", "replace").strip()
+            os.close(handle)
+            process = f"process {holder}" if holder.isdigit() else "another process"
+            raise FolderInUseError(f"{what} {folder!r} is in use by another run ({process} holds {path!r}); wait "
+                                   f"for it to finish, or give another {what}") from None
+        except BaseException:
+            os.close(handle)
+            raise
+        try:
+            same = os.path.samestat(os.fstat(handle), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(handle, 0)
+            os.pwrite(handle, f"{os.getpid()}\n".encode("ascii"), 0)
+            return handle
+        os.close(handle)  # the holder released and removed it between our open and our lock: again

@@ -17,6 +17,7 @@ from tf_nst import defaults
 from tf_nst import files
 from tf_nst import image_io
 from tf_nst import magenta  # registers the pretrained networks' layers for loading
+from tf_nst import outputs
 from tf_nst import pretrained
 from tf_nst import transformer  # registers the network's layers for loading
 from tf_nst.errors import UserInputError
@@ -313,7 +314,7 @@ def stylize_image(model, image, max_size=None, style=None, statistics=None):
     return np.asarray(image_io.to_uint8(output))
 
 
-def stylize_files(model, pairs, max_size=None, callback=None, style=None):
+def stylize_files(model, pairs, max_size=None, callback=None, style=None, replace=True):
     """Stylises each (input, output) pair; an input that cannot be read is reported and skipped.
 
     Args:
@@ -323,6 +324,8 @@ def stylize_files(model, pairs, max_size=None, callback=None, style=None):
       callback: optional callback(input_path, output_path, error) after each file, where error is None or
         the reason the file was skipped.
       style: a Style, for an arbitrary-style network (required there, refused by a one-style network).
+      replace: whether an output file may be replaced; without it, an output that appeared since plan_outputs
+        checked it (another run) is kept, the input counted as failed and its result kept beside it.
 
     Returns:
       A StylizeResult. Outputs are written atomically, so a failure never leaves a partial file.
@@ -339,9 +342,9 @@ def stylize_files(model, pairs, max_size=None, callback=None, style=None):
         error = None
         try:
             image = image_io.read_image(path)
-            image_io.write_image(output, stylize_image(model, image, max_size, style, statistics))
+            image_io.write_image(output, stylize_image(model, image, max_size, style, statistics), replace)
             written.append(output)
-        except UserInputError as e:
+        except (UserInputError, outputs.OutputAppearedError) as e:
             error = str(e)
             failed.append((path, error))
         if callback is not None:
@@ -358,4 +361,4 @@ def stylize(model_path, input_path, output_dir, max_size=None, overwrite=False, 
     """
     pairs = plan_outputs(input_path, output_dir, overwrite)
     model = load_stylizer(model_path)
-    return stylize_files(model, pairs, max_size, callback, style)
+    return stylize_files(model, pairs, max_size, callback, style, replace=overwrite)

@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from tf_nst import adain
+from tf_nst import files
 from tf_nst import image_io
 from tf_nst import signals
 from tf_nst import losses
@@ -377,12 +378,19 @@ def train(config, callback=None):
 
     Raises:
       UserInputError: a bad config, dataset or style folder, style image or train_dir.
+      outputs.FolderInUseError: another run trains in train_dir (it holds its lock file, files.train_lock_name).
     """
     validate_config(config)
     strategy = make_strategy(config.strategy)  # first: multi-worker training needs it before other TF ops
     if config.batch_size < strategy.num_replicas_in_sync:
         raise UserInputError(f"batch size {config.batch_size} is smaller than the "
                              f"{strategy.num_replicas_in_sync} replicas; use a larger batch size")
+    with outputs.folder_lock(config.train_dir, files.train_lock_name(config.strategy), "train_dir"):
+        return _train(config, strategy, callback)
+
+
+def _train(config, strategy, callback):
+    """train() once it holds train_dir's lock: two runs never interleave their checkpoints there."""
     dataset_files, style = ARCHITECTURES[config.architecture].find_data(config)
     os.makedirs(config.train_dir, exist_ok=True)
     keras.utils.set_random_seed(config.seed)

@@ -32,10 +32,10 @@ _EXPORT_DIR = flags.DEFINE_string(
     "batching_parameters.txt beside it.")
 _VERSION = flags.DEFINE_integer(
     "version", 0, "The version number to write (0: the next free one); a version is never overwritten.",
-    lower_bound=0)
+    lower_bound=0, upper_bound=defaults.MAX_VERSION)
 _EXPORT_MAX_SIZE = flags.DEFINE_integer(
     "export_max_size", 1024, "The served model downscales encoded images whose longer side exceeds this many "
-    "pixels.", lower_bound=16)
+    "pixels.", lower_bound=16, upper_bound=defaults.MAX_IMAGE_SIZE)
 _FORMAT = flags.DEFINE_enum(
     "format", "saved_model", ["saved_model", "litert"],
     "saved_model: for TF Serving. litert: also model.tflite for LiteRT (phones, edge devices), converted from "

@@ -199,12 +199,14 @@ def define_alpha(commands=("stylize", "batch")):
 
 def define_seed(commands=("transfer", "train")):
     return _once(flags.DEFINE_integer, "seed", 0,
-                 _read_by("Random seed (noise initialisation, random weights, data order).", commands))
+                 _read_by("Random seed (noise initialisation, random weights, data order).", commands),
+                 lower_bound=0, upper_bound=defaults.MAX_SEED)
 
 
 def define_print_every(commands=("transfer", "train")):
     return _once(flags.DEFINE_integer, "print_every", 25,
-                 _read_by("Print the loss terms every N steps (0: only at the end).", commands), lower_bound=0)
+                 _read_by("Print the loss terms every N steps (0: only at the end).", commands), lower_bound=0,
+                 upper_bound=defaults.MAX_STEPS)
 
 
 def define_overwrite(commands=("transfer", "stylize", "serve-request")):
@@ -242,7 +244,7 @@ def define_builtin_style(commands=("stylize", "batch")):
 def define_max_size(commands=("stylize", "batch")):
     return _once(flags.DEFINE_integer, "max_size", 0,
                  _read_by("Downscale images whose longer side exceeds this many pixels (0: keep the size).",
-                          commands), lower_bound=0)
+                          commands), lower_bound=0, upper_bound=defaults.MAX_IMAGE_SIZE)
 
 
 def define_output(commands=("transfer", "export")):

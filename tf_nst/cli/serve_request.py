@@ -28,6 +28,15 @@ _PROTOCOL = flags.DEFINE_enum(
 flags.adopt_module_key_flags(flag_groups)
 
 
+@flags.validator("server", message="--server must be host:port with a port from 1 to 65535, e.g. localhost:8501")
+def _check_server(value):
+    """host:port, as urllib and gRPC read it (a bad port was an InvalidURL traceback)."""
+    if value is None:
+        return True
+    host, _, port = value.rpartition(":")
+    return bool(host) and "/" not in value and port.isdigit() and 1 <= int(port) <= 65535
+
+
 def _run():
     common.require_flags("serve-request", _INPUT, _OUTPUT_DIR)
     pairs = files.plan_outputs(_INPUT.value, _OUTPUT_DIR.value, _OVERWRITE.value)
@@ -38,7 +47,7 @@ def _run():
     predictions = client.request_files(pairs, _SERVER.value, _MODEL_NAME.value, protocol=_PROTOCOL.value,
                                        style=style)
     common.import_tensorflow()
-    result = client.write_outputs(pairs, predictions, callback=common.report_file)
+    result = client.write_outputs(pairs, predictions, callback=common.report_file, replace=_OVERWRITE.value)
     if result.failed:
         print(f"tf-nst: wrote {len(result.written)} image(s) to {_OUTPUT_DIR.value}; {len(result.failed)} "
               "refused by the server", flush=True)

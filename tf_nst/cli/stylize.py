@@ -121,7 +121,7 @@ def _run():
 
     style = _style(stylize, kind, model)
     result = stylize.stylize_files(stylize.load_stylizer(model), pairs, _MAX_SIZE.value or None,
-                                   callback=common.report_file, style=style)
+                                   callback=common.report_file, style=style, replace=_OVERWRITE.value)
     failed = f"; {len(result.failed)} failed" if result.failed else ""
     print(f"tf-nst: wrote {len(result.written)} image(s) to {_OUTPUT_DIR.value}{failed}", flush=True)
     return 1 if result.failed else 0
@@ -153,7 +153,8 @@ def _contact_sheet(model):
     from tf_nst import stylize  # pylint: disable=import-outside-toplevel
 
     image = stylize.prepare_image(image, _MAX_SIZE.value or stylize.CONTACT_SHEET_TILE)
-    image_io.write_image(sheet, stylize.contact_sheet(stylize.load_stylizer(model), image, _PRESERVE_COLOR.value))
+    image_io.write_image(sheet, stylize.contact_sheet(stylize.load_stylizer(model), image, _PRESERVE_COLOR.value),
+                         replace=_OVERWRITE.value)
     print(f"tf-nst: wrote {sheet} (the 26 built-in styles on {_INPUT.value})", flush=True)
     return 0
 

@@ -41,7 +41,7 @@ _STYLE_DIR = flags.DEFINE_string(
     "counted.")
 _TRAIN_RESIZE = flags.DEFINE_integer(
     "train_resize", 512, "adain: the shorter side of every image before its random --train_image_size crop.",
-    lower_bound=16)
+    lower_bound=16, upper_bound=defaults.MAX_IMAGE_SIZE)
 _STYLE = flag_groups.define_style()
 _NETWORK = flag_groups.define_loss_network()
 _WEIGHTS = flag_groups.define_loss_weights()
@@ -49,20 +49,23 @@ _SEED = flag_groups.define_seed()
 _PRINT_EVERY = flag_groups.define_print_every()
 _TRAIN_IMAGE_SIZE = flags.DEFINE_integer(
     "train_image_size", 256, "Side of the square training crops, in pixels (adain: a multiple of 8).",
-    lower_bound=16)
+    lower_bound=16, upper_bound=defaults.MAX_IMAGE_SIZE)
 _TRAIN_STYLE_SIZE = flags.DEFINE_integer(
-    "train_style_size", 512, "Longer side of the style image, in pixels.", lower_bound=16)
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 4, "Global batch size (split across replicas).", lower_bound=1)
+    "train_style_size", 512, "Longer side of the style image, in pixels.", lower_bound=16,
+    upper_bound=defaults.MAX_IMAGE_SIZE)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 4, "Global batch size (split across replicas).", lower_bound=1,
+                                   upper_bound=defaults.MAX_BATCH_SIZE)
 _NUM_TRAIN_STEPS = flags.DEFINE_integer(
-    "num_train_steps", 40_000, "Total training steps (a resumed run trains up to it).", lower_bound=1)
+    "num_train_steps", 40_000, "Total training steps (a resumed run trains up to it).", lower_bound=1,
+    upper_bound=defaults.MAX_TRAIN_STEPS)
 _TRAIN_LEARNING_RATE = flags.DEFINE_float(
     "train_learning_rate", 1e-3, "Adam learning rate of the network's weights.", lower_bound=0.0)
 _CHECKPOINT_EVERY = flags.DEFINE_integer(
     "checkpoint_every", 1000, "Save a checkpoint every N steps (also at the end, and on Ctrl-C or SIGTERM).",
-    lower_bound=1)
+    lower_bound=1, upper_bound=defaults.MAX_TRAIN_STEPS)
 _SUMMARY_EVERY = flags.DEFINE_integer(
     "summary_every", 100, "Write TensorBoard losses and a preview image every N steps (0: never).",
-    lower_bound=0)
+    lower_bound=0, upper_bound=defaults.MAX_TRAIN_STEPS)
 _STRATEGY = flags.DEFINE_enum(
     "strategy", "default", _STRATEGIES,
     "'default' (one device), 'mirrored' (all local GPUs), 'multi_worker' (cluster from TF_CONFIG).")
@@ -180,6 +183,12 @@ class _TrainReporter:
 
 def _run():
     _check_paths()
+    # Held for the run (train.train takes it again, nested): a second run on this train_dir is refused at once.
+    with outputs.folder_lock(_TRAIN_DIR.value, files.train_lock_name(_STRATEGY.value), "--train_dir"):
+        return _train()
+
+
+def _train():
     common.import_tensorflow()
     from tf_nst import train  # pylint: disable=import-outside-toplevel
 

@@ -38,7 +38,8 @@ _SEED = flag_groups.define_seed()
 _PRINT_EVERY = flag_groups.define_print_every()
 
 _OPTIMIZER = flags.DEFINE_enum("optimizer", defaults.OPTIMIZER, ["lbfgs", "adam"], "Optimiser.")
-_NUM_STEPS = flags.DEFINE_integer("num_steps", defaults.NUM_STEPS, "Optimiser iterations.", lower_bound=1)
+_NUM_STEPS = flags.DEFINE_integer("num_steps", defaults.NUM_STEPS, "Optimiser iterations.", lower_bound=1,
+                                     upper_bound=defaults.MAX_STEPS)
 _LEARNING_RATE = flags.DEFINE_float(
     "learning_rate", defaults.LEARNING_RATE, "Adam step size in pixel units ([0, 255] images).", lower_bound=0.0)
 _TOLERANCE = flags.DEFINE_float(
@@ -46,7 +47,8 @@ _TOLERANCE = flags.DEFINE_float(
     f"over the last {defaults.TOLERANCE_WINDOW} steps (--num_steps stays the most steps); 0 runs every step.",
     lower_bound=0.0)
 _LBFGS_HISTORY = flags.DEFINE_integer(
-    "lbfgs_history", defaults.LBFGS_HISTORY, "How many curvature pairs L-BFGS keeps.", lower_bound=1)
+    "lbfgs_history", defaults.LBFGS_HISTORY, "How many curvature pairs L-BFGS keeps.", lower_bound=1,
+    upper_bound=defaults.MAX_LBFGS_HISTORY)
 _INIT = flags.DEFINE_string(
     "init", defaults.INIT, "Starting image: 'noise' (Gaussian, seeded by --seed), 'content', 'style', or a path "
     "to an image file.")
@@ -58,7 +60,8 @@ _NUM_SCALES = flags.DEFINE_string(
     f"last; 'auto': down to about {defaults.AUTO_SCALE_SIZE} px (3 scales at 256 px, 4 at 512 px).")
 _SCALE_FACTOR = flags.DEFINE_float("scale_factor", 2.0, "Size ratio between scales.", lower_bound=1.01)
 _COARSE_STEPS = flags.DEFINE_integer(
-    "coarse_steps", defaults.COARSE_STEPS, "Iterations at each coarser scale.", lower_bound=1)
+    "coarse_steps", defaults.COARSE_STEPS, "Iterations at each coarser scale.", lower_bound=1,
+    upper_bound=defaults.MAX_STEPS)
 _CONTENT_DETAIL = flags.DEFINE_bool(
     "content_detail", defaults.CONTENT_DETAIL, "Coarse-to-fine: start each finer scale from the coarser result "
     "upsampled plus the content's detail that the coarser scale could not hold (more of the content's fine detail "
@@ -74,14 +77,15 @@ _COLOR_TRANSFORM = flags.DEFINE_enum(
     "color_transform", "chol", ["chol", "sym"], "Linear map for --preserve_color=histogram.")
 _JIT_COMPILE = flags.DEFINE_bool("jit_compile", False, "Compile the optimisation step with XLA.")
 _SAVE_EVERY = flags.DEFINE_integer(
-    "save_every", 0, "Also write a snapshot <output>_stepN.<ext> every N steps (0: never).", lower_bound=0)
+    "save_every", 0, "Also write a snapshot <output>_stepN.<ext> every N steps (0: never).", lower_bound=0,
+    upper_bound=defaults.MAX_STEPS)
 _TILE_SIZE = flags.DEFINE_integer(
     "tile_size", 0, "High resolution in bounded memory: optimise scales larger than this many pixels in "
     "overlapping tiles of this size, one after another (0: whole images). At least 64 and more than twice "
-    "--tile_overlap.", lower_bound=0)
+    "--tile_overlap.", lower_bound=0, upper_bound=defaults.MAX_IMAGE_SIZE)
 _TILE_OVERLAP = flags.DEFINE_integer(
     "tile_overlap", 64, "Pixels that neighbouring tiles share at least; tiles are blended across them.",
-    lower_bound=0)
+    lower_bound=0, upper_bound=defaults.MAX_IMAGE_SIZE)
 
 flags.adopt_module_key_flags(flag_groups)
 flags.register_validator(
@@ -213,8 +217,9 @@ class _ProgressReporter:
     scale's, measured from its start (start(), or the last step before it) to its begin: a fixed part (tracing)
     plus its first step's cost at the current rate (its targets and its warm-up step grow with its pixels)."""
 
-    def __init__(self, costs, print_every, snapshots, scale_starts=(0,)):
+    def __init__(self, costs, print_every, snapshots, scale_starts=(0,), replace=True):
         self._costs = costs
+        self._replace = replace  # --overwrite: snapshots that appeared meanwhile may be replaced
         self._scale_starts = scale_starts  # optimize.scale_starts: the steps counted before each scale
         self._num_steps = len(costs)
         self._print_every = print_every
@@ -249,7 +254,7 @@ class _ProgressReporter:
         self._cost_run += self._costs[step - 1]
         self._steps_run += 1
         if step in self._snapshots:
-            image_io.write_image(self._snapshots[step], image[0])
+            image_io.write_image(self._snapshots[step], image[0], replace=self._replace)
         note, self._converged_note = self._converged_note, ""
         if note or step == self._num_steps or (self._print_every and (step == 1 or step % self._print_every == 0)):
             self._print(step, terms, note)
@@ -334,9 +339,9 @@ def _run():
     costs = optimize.step_costs(height, width, config, optimize.step_overhead_pixels(precision))
     total_steps = len(costs)
     reporter = _ProgressReporter(costs, _PRINT_EVERY.value, _snapshot_paths(inputs, num_tiles, total_steps),
-                                 optimize.scale_starts(height, width, config))
+                                 optimize.scale_starts(height, width, config), replace=_OVERWRITE.value)
     common.warn_slow_settings(extractor_config.precision, config.jit_compile)
-    extractor = vgg.build_extractor(extractor_config)
+    extractor = vgg.build_extractor(api.extractor_for_loss(extractor_config, config))
     tiles = f" in {num_tiles} tiles of {config.tile_size} px" if num_tiles else ""
     num_scales = len(optimize.scale_sizes(height, width, config.num_scales, config.scale_factor))
     print(f"tf-nst: {width}x{height} px, {total_steps} {config.optimizer} steps over {num_scales} "
@@ -352,7 +357,7 @@ def _run():
                                        converged_callback=reporter.on_converged, begin_callback=reporter.on_begin)
         except optimize.TransferStopped as e:
             return _write_stopped(e, total_steps, stop.signum)
-    image_io.write_image(_OUTPUT.value, result)
+    image_io.write_image(_OUTPUT.value, result, replace=_OVERWRITE.value)
     print(f"tf-nst: wrote {_OUTPUT.value}", flush=True)
     return 0
 
@@ -361,7 +366,7 @@ def _write_stopped(stopped, total_steps, signum):
     """Writes the best image of a run that stopped early; returns the exit status (128 + signal, or 1)."""
     from tf_nst import image_io  # pylint: disable=import-outside-toplevel
 
-    image_io.write_image(_OUTPUT.value, stopped.image)
+    image_io.write_image(_OUTPUT.value, stopped.image, replace=_OVERWRITE.value)
     if stopped.reason == "requested":
         print(f"tf-nst: interrupted at step {stopped.step} of {total_steps}; wrote {_OUTPUT.value}", flush=True)
         return 128 + signum
