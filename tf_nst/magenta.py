@@ -183,7 +183,8 @@ def build_transformer(spec=ARBITRARY_SPEC, name="transformer"):
     x = UnitPixels(name="unit_pixels")(content)
     x = transformer.PadToMultiple(DOWNSAMPLING, name="pad_to_multiple")(x)
     for index, (filters, kernel_size, strides) in enumerate(spec.contract, start=1):
-        x = transformer.ReflectionConv2D(filters, kernel_size, strides, name=f"contract{index}_conv")(x)
+        x = transformer.ReflectionConv2D(filters, kernel_size, strides, blocked=False,  # faster plain (RGB in)
+                                         name=f"contract{index}_conv")(x)
         if spec.contract_norm:
             x = _conditioned_norm(x, condition, spec, f"contract{index}")
         x = keras.layers.ReLU(name=f"contract{index}_relu")(x)

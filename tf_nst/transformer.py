@@ -109,10 +109,13 @@ class ReflectionConv2D(keras.layers.Layer):
       form" of the output, [N, H, W, 4 * filters]; `phases_in` takes that form as input. A layer pair that
       passes the phase form between them (through InstanceNormalization(phases=4) and ReLU, which do not
       care) saves three full-resolution copies.
+    - `blocked=False` keeps a large stride-1 kernel a plain convolution: on the 2-core AVX-512 machine a 9x9
+      convolution of RGB (3 channels in) ran 1.4-2x faster plain than blocked (BENCHMARKS.md, "Pretrained
+      networks"); the Johnson network keeps the blocked form it was measured with.
     """
 
     def __init__(self, filters, kernel_size, strides=1, upsample=False, phases_in=False, phases_out=False,
-                 **kwargs):
+                 blocked=True, **kwargs):
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
@@ -120,6 +123,7 @@ class ReflectionConv2D(keras.layers.Layer):
         self.upsample = bool(upsample)
         self.phases_in = bool(phases_in)
         self.phases_out = bool(phases_out)
+        self.blocked = bool(blocked)
         if self.upsample and (self.kernel_size != 3 or self.strides != 1 or self.phases_in):
             raise ValueError("upsampling is implemented for 3x3 stride-1 convolutions of plain images only")
         if self.phases_out and not self.upsample:
@@ -144,7 +148,7 @@ class ReflectionConv2D(keras.layers.Layer):
             return tf.nn.depth_to_space(phases, 2) + bias
         if self.phases_in:
             return self._conv_from_phases(inputs, kernel) + bias
-        if self.strides == 1 and self.kernel_size >= _BLOCK_MIN_KERNEL:
+        if self.blocked and self.strides == 1 and self.kernel_size >= _BLOCK_MIN_KERNEL:
             return self._blocked_conv(inputs, kernel) + bias
         return tf.nn.conv2d(_reflect(inputs, self.kernel_size // 2), kernel, self.strides, "VALID") + bias
 
@@ -191,7 +195,7 @@ class ReflectionConv2D(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "strides": self.strides, "upsample": self.upsample, "phases_in": self.phases_in,
-                "phases_out": self.phases_out}
+                "phases_out": self.phases_out, "blocked": self.blocked}
 
 
 @keras.saving.register_keras_serializable(package="tf_nst")
