@@ -313,3 +313,40 @@ def _as_style(style):
 
     resized = image_io.to_uint8(image_io.resize_shorter_side(style, 256))
     return np.asarray(resized, np.float32)[None]
+
+
+# --- transfer --init=pretrained ---------------------------------------------------------------------------
+
+
+def test_the_pretrained_init_is_the_networks_picture_with_its_blend_and_masks(arbitrary_model, style):
+    from tf_nst import optimize  # pylint: disable=import-outside-toplevel
+
+    content = _photo(48, 64)
+    other = data.hubble_deep_field()[:300, :300].astype(np.float32)
+    left = np.zeros((48, 64), np.float32)
+    left[:, :32] = 1.0
+    start = optimize.initial_image("pretrained", content, [style, other], blend_weights=(1, 3),
+                                   content_masks=[left, 1 - left])[0].numpy()
+    seen = [_as_style(image)[0] for image in (style, other)]
+    embeddings = [magenta.style_embedding(arbitrary_model, image[None]) for image in seen]
+    expected = magenta.stylize_with_embeddings(arbitrary_model, content[None], embeddings, (1, 3),
+                                               masks=[left, 1 - left]).numpy()[0]
+    np.testing.assert_allclose(start, expected, atol=1e-3)
+
+
+def test_transfer_from_the_pretrained_init_starts_at_its_picture_at_full_size(arbitrary_model, style):
+    """With every loss weight 0 the optimiser never moves a pixel: the first step's image is the start, at one
+    scale (num_scales "auto" resolves to 1 for this init), so the run begins from the network's picture."""
+    from tf_nst import losses, optimize, vgg  # pylint: disable=import-outside-toplevel
+
+    content = _photo(64, 96)
+    layers = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block1_conv1",),
+                                 content_layers=("block2_conv1",))
+    seen = {}
+    config = optimize.TransferConfig(num_steps=1, init="pretrained", optimizer="adam", tolerance=0.0,
+                                     loss_weights=losses.LossWeights(content=0.0, style=0.0, tv=0.0))
+    optimize.transfer(vgg.build_extractor(layers), content, style, config, layers.style_layers,
+                      layers.content_layers, callback=lambda step, terms, image: seen.__setitem__(step, image[0]))
+    assert list(seen) == [1] and tuple(seen[1].shape) == (64, 96, 3)
+    expected = magenta.stylize(arbitrary_model, content[None], [_as_style(style)]).numpy()[0]
+    assert np.abs(np.asarray(seen[1]) - expected).max() < 1.0
