@@ -5,6 +5,7 @@ Large scales can be optimised in overlapping tiles (tf_nst.tiling) so that memor
 """
 
 import dataclasses
+import functools
 
 import keras
 import numpy as np
@@ -37,7 +38,8 @@ class TransferConfig:
       optimizer: "lbfgs" or "adam".
       learning_rate: Adam's step size, in pixel units (the image lives in [0, 255]).
       lbfgs_history: how many curvature pairs L-BFGS keeps.
-      init: "noise" (the default), "content", "style", or a path to an image.
+      init: "noise" (the default), "content", "style", "pretrained" (the pretrained arbitrary network's one-pass
+        result; num_scales "auto" is then 1), or a path to an image.
       seed: seeds the noise initialisation.
       loss_weights: a losses.LossWeights. None (the default): per-image transfer's, filled in for the style
         layers of the run by resolve_loss_weights (see transfer_loss_weights; not losses.LossWeights()'s,
@@ -124,15 +126,17 @@ def resolve_loss_weights(config, style_layers):
     return dataclasses.replace(config, loss_weights=transfer_loss_weights(style_layers))
 
 
-def initial_image(init, content, style, seed=0):
+def initial_image(init, content, style, seed=0, blend_weights=None, content_masks=None):
     """The image the optimisation starts from, [1, H, W, 3] float32 in [0, 255], H x W as the content.
 
     Args:
       init: "content", "noise" (Gaussian noise around mid-grey), "style" (the first style image resized to
-        the content's size), or a path to an image file (resized likewise).
+        the content's size), "pretrained" (the pretrained arbitrary network's one-pass result for the same content,
+        styles, blend and masks: pretrained_start), or a path to an image file (resized likewise).
       content: [H, W, 3] image in [0, 255].
       style: one [H, W, 3] image in [0, 255] or a list of them.
       seed: seeds the noise.
+      blend_weights, content_masks: the run's style blend and masks (at the content's size), for "pretrained".
     """
     size = content.shape[:2]
     if init == "content":
@@ -142,9 +146,35 @@ def initial_image(init, content, style, seed=0):
         image = tf.clip_by_value(127.5 + noise, 0.0, 255.0)
     elif init == "style":
         image = image_io.resize(style_targets.as_image_list(style)[0], size)
+    elif init == PRETRAINED_INIT:
+        image = pretrained_start(content, style_targets.as_image_list(style), blend_weights, content_masks)
     else:
         image = image_io.resize(image_io.read_image(init), size)
     return tf.convert_to_tensor(image, tf.float32)[None]
+
+
+PRETRAINED_INIT = "pretrained"
+
+
+@functools.lru_cache(maxsize=1)
+def _pretrained_network():
+    from tf_nst import pretrained  # pylint: disable=import-outside-toplevel
+
+    return pretrained.load(pretrained.ARBITRARY)
+
+
+def pretrained_start(content, styles, blend_weights=None, content_masks=None):
+    """The pretrained arbitrary network's picture of `content` in `styles` (blended, masked), as --init=pretrained
+    starts from it: [H, W, 3] float32 in [0, 255]. Each style is seen at the network's style size."""
+    from tf_nst import arbitrary  # pylint: disable=import-outside-toplevel
+
+    model = _pretrained_network()
+    seen = [image_io.to_float(image_io.to_uint8(image_io.resize_shorter_side(style, defaults.PRETRAINED_STYLE_SIZE)))
+            for style in styles]
+    embeddings = [arbitrary.style_embedding(model, style[tf.newaxis]) for style in seen]
+    masks = None if content_masks is None else [tf.convert_to_tensor(mask, tf.float32) for mask in content_masks]
+    content = tf.convert_to_tensor(content, tf.float32)[tf.newaxis]
+    return arbitrary.stylize_with_embeddings(model, content, embeddings, blend_weights, masks=masks)[0]
 
 
 def make_loss_fn(extractor, style_grams, content_features, loss_weights):
@@ -235,6 +265,8 @@ def resolve_num_scales(config, content_shape, style_shapes, layers):
     """
     if config.num_scales != "auto":
         return config
+    if config.init == PRETRAINED_INIT:  # the one-pass picture is a full-size start: one scale arrived soonest
+        return dataclasses.replace(config, num_scales=1)  # (BENCHMARKS.md, "Starting from the pretrained network")
     smallest = min(min(shape[:2]) for shape in [content_shape, *style_shapes])
     return dataclasses.replace(config, num_scales=auto_num_scales(
         *content_shape[:2], config.scale_factor, smallest_side=smallest, min_side=vgg.min_input_size(layers)))
@@ -430,7 +462,8 @@ def _run_scales(extractor, content, styles, config, layers, progress):
     for index, size in enumerate(sizes):
         final = index == len(sizes) - 1
         scale = _scale(content, styles, config, size, final)
-        start = (initial_image(config.init, scale.content, scale.styles, config.seed) if image is None
+        start = (initial_image(config.init, scale.content, scale.styles, config.seed, config.style_blend_weights,
+                               scale.content_masks) if image is None
                  else _upsampled(image, scale.content, config))
         tiles = scale_tiles(size, config)
         image = (_optimize_tiles(extractor, start, scale, tiles, config, layers, progress) if tiles

@@ -16,13 +16,14 @@ from tf_nst import defaults
 from tf_nst import files
 from tf_nst import memory
 from tf_nst import outputs
+from tf_nst import pretrained
 from tf_nst import precision as precision_lib
 from tf_nst import signals
 from tf_nst.cli import common
 from tf_nst.cli import flag_groups
 from tf_nst.errors import UserInputError
 
-_INIT_MODES = ("content", "noise", "style")
+_INIT_MODES = ("content", "noise", "style", "pretrained")
 
 _CONTENT = flags.DEFINE_string("content", os.path.join(SAMPLES_DIR, "chelsea.jpg"), "Content image file.")
 _STYLE = flag_groups.define_style()
@@ -50,8 +51,9 @@ _LBFGS_HISTORY = flags.DEFINE_integer(
     "lbfgs_history", defaults.LBFGS_HISTORY, "How many curvature pairs L-BFGS keeps.", lower_bound=1,
     upper_bound=defaults.MAX_LBFGS_HISTORY)
 _INIT = flags.DEFINE_string(
-    "init", defaults.INIT, "Starting image: 'noise' (Gaussian, seeded by --seed), 'content', 'style', or a path "
-    "to an image file.")
+    "init", defaults.INIT, "Starting image: 'noise' (Gaussian, seeded by --seed), 'content', 'style', "
+    "'pretrained' (the pretrained magenta-arbitrary network's one-pass picture of the content in the style, blends "
+    "and masks included; --num_scales=auto is then 1), or a path to an image file.")
 _STYLE_BLEND_WEIGHTS = flag_groups.define_style_blend_weights()
 _STYLE_SCALE = flags.DEFINE_float(
     "style_scale", 1.0, "Style images are resized to style_scale * --image_size (longer side).", lower_bound=0.01)
@@ -97,7 +99,7 @@ flags.register_validator(
     "tolerance", math.isfinite, message="--tolerance must be a finite fraction >= 0 (0: run every step)")
 flags.register_validator(
     "init", lambda value: value in _INIT_MODES or os.path.isfile(value),
-    message="--init must be 'content', 'noise', 'style' or an existing image file")
+    message="--init must be 'content', 'noise', 'style', 'pretrained' or an existing image file")
 
 
 @flags.multi_flags_validator(["tile_size", "tile_overlap"])
@@ -123,6 +125,8 @@ class _Inputs:
         self.content_masks = _read_masks(_CONTENT_MASK, [(_CONTENT.value, self.content)] * len(self.styles),
                                          "content")
         self.style_masks = _read_masks(_STYLE_MASKS, list(zip(self.style_paths, self.styles)), "style")
+        if _INIT.value == "pretrained":
+            pretrained.check_available(pretrained.ARBITRARY)
         init_path = _INIT.value if _INIT.value not in _INIT_MODES else None
         if init_path:
             files.read_image(init_path)
@@ -130,6 +134,12 @@ class _Inputs:
                       *(_STYLE_MASKS.value or ()))
         files.check_output_path(_OUTPUT.value, self.paths, _OVERWRITE.value)
         outputs.check_writable_files([_OUTPUT.value], "--output")
+
+
+def _start_text(init):
+    """How the first progress line names the starting image."""
+    return {"noise": "noise", "content": "the content", "style": "the style",
+            "pretrained": f"the {pretrained.ARBITRARY} picture"}.get(init, repr(init))
 
 
 def _read_masks(holder, images, kind):
@@ -345,7 +355,7 @@ def _run():
     tiles = f" in {num_tiles} tiles of {config.tile_size} px" if num_tiles else ""
     num_scales = len(optimize.scale_sizes(height, width, config.num_scales, config.scale_factor))
     print(f"tf-nst: {width}x{height} px, {total_steps} {config.optimizer} steps over {num_scales} "
-          f"scale(s){tiles}, {len(styles)} style(s), {precision_text}"
+          f"scale(s){tiles} from {_start_text(config.init)}, {len(styles)} style(s), {precision_text}"
           f"{' with XLA' if config.jit_compile else ''}, {extractor_config.backbone} ({weights_text}) "
           f"on {common.device_name()}", flush=True)
     with signals.StopSignals() as stop:  # Ctrl-C: finish the step, keep the image
