@@ -332,6 +332,9 @@ def test_the_pretrained_init_is_the_networks_picture_with_its_blend_and_masks(ar
     expected = magenta.stylize_with_embeddings(arbitrary_model, content[None], embeddings, (1, 3),
                                                masks=[left, 1 - left]).numpy()[0]
     np.testing.assert_allclose(start, expected, atol=1e-3)
+    blended = optimize.initial_image("pretrained", content, [style, other], blend_weights=(1, 3))[0].numpy()
+    expected = magenta.stylize_with_embeddings(arbitrary_model, content[None], embeddings, (1, 3)).numpy()[0]
+    np.testing.assert_allclose(blended, expected, atol=1e-3)
 
 
 def test_transfer_from_the_pretrained_init_starts_at_its_picture_at_full_size(arbitrary_model, style):
