@@ -25,6 +25,34 @@ PICTURES = [  # (output name, content, style(s), extra flags)
 ]
 
 
+# One-pass pictures of the pretrained networks (`stylize`), each (output name, content, stylize flags).
+STYLIZE_PICTURES = [
+    ("stylize_pretrained.jpg", "chelsea.jpg", ["--style={samples}/hubble_deep_field.jpg"]),
+    ("stylize_pretrained_coffee.jpg", "astronaut.jpg", ["--style={samples}/coffee.jpg"]),
+    ("stylize_26_blend.jpg", "coffee.jpg", ["--model=magenta-26", "--builtin_style=3:0.5,12:0.5"]),
+]
+CONTACT_SHEET = "contact_sheet_26.jpg"
+
+
+def stylize_pictures(work):
+    """The pretrained networks' pictures: content | (style |) result, and the 26 styles' contact sheet."""
+    for name, content, extra in STYLIZE_PICTURES:
+        if len(sys.argv) > 1 and name not in sys.argv[1:]:
+            continue
+        out = os.path.join(work, name.rsplit(".", 1)[0])
+        flags = [flag.format(samples=SAMPLES) for flag in extra]
+        subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "stylize", f"--input={SAMPLES}/{content}",
+                        f"--output_dir={out}", "--overwrite", *flags], check=True)
+        styles = [flag.split("=", 1)[1] for flag in flags if flag.startswith("--style=")]
+        result = os.path.join(out, content)
+        side_by_side([f"{SAMPLES}/{content}", *styles, result], Image.open(result).height,
+                     os.path.join(ROOT, "docs", "images", name))
+    if len(sys.argv) == 1 or CONTACT_SHEET in sys.argv[1:]:
+        subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "stylize", "--model=magenta-26",
+                        f"--input={SAMPLES}/astronaut.jpg", "--max_size=160", "--overwrite",
+                        f"--contact_sheet={os.path.join(ROOT, 'docs', 'images', CONTACT_SHEET)}"], check=True)
+
+
 def side_by_side(paths, height, out_path):
     images = [Image.open(p).convert("RGB") for p in paths]
     images = [im.resize((round(im.width * height / im.height), height), Image.LANCZOS) for im in images]
@@ -38,6 +66,7 @@ def side_by_side(paths, height, out_path):
 
 def main():
     with tempfile.TemporaryDirectory() as work:
+        stylize_pictures(work)
         for name, content, style, extra in PICTURES:
             if len(sys.argv) > 1 and name not in sys.argv[1:]:
                 continue
