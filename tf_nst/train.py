@@ -19,12 +19,14 @@ import keras
 import tensorflow as tf
 
 from tf_nst import adain
+from tf_nst import defaults
 from tf_nst import files
 from tf_nst import image_io
 from tf_nst import signals
 from tf_nst import losses
 from tf_nst import outputs
 from tf_nst import train_adain
+from tf_nst import train_finetune
 from tf_nst import train_johnson
 from tf_nst import vgg
 from tf_nst.errors import UserInputError
@@ -35,7 +37,9 @@ from tf_nst.precision import PRECISIONS
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 # The network each architecture trains, and how (its recipe).
-ARCHITECTURES = {"johnson": train_johnson.JohnsonRecipe, "adain": train_adain.AdainRecipe}
+# "finetune": a one-style network started from the pretrained magenta-arbitrary (train --init_from).
+ARCHITECTURES = {"johnson": train_johnson.JohnsonRecipe, "adain": train_adain.AdainRecipe,
+                 "finetune": train_finetune.FinetuneRecipe}
 # Training images shown, stylised, in TensorBoard (the arbitrary network: with as many styles, in a grid).
 NUM_PREVIEW_IMAGES = 2
 
@@ -50,8 +54,9 @@ class TrainConfig:
       dataset_dir: folder searched recursively for training images (IMAGE_EXTENSIONS).
       train_dir: checkpoints, TensorBoard summaries and the final MODEL_FILE; a rerun resumes from it.
       style_image: the style image file ("johnson" only).
-      architecture: "johnson" (a network for one style image) or "adain" (one for any style: Huang & Belongie
-        2017, trained on random pairs from dataset_dir and style_dir).
+      architecture: "johnson" (a network for one style image), "adain" (one for any style: Huang & Belongie
+        2017, trained on random pairs from dataset_dir and style_dir), or "finetune" (one style, started from the
+        pretrained magenta-arbitrary network conditioned on the style's embedding: train_finetune).
       style_dir: folder searched recursively for style images ("adain" only).
       image_size: training crops are image_size x image_size ("adain": a multiple of adain.DOWNSAMPLING).
       resize: the shorter side of every image before its random crop (None: image_size, the Johnson recipe;
@@ -73,6 +78,8 @@ class TrainConfig:
       extractor: the loss network (vgg.ExtractorConfig); for "adain" also the encoder, whose layers are fixed.
       loss_weights: a losses.LossWeights (None: the architecture's defaults).
       seed: seeds the initial weights and the data order.
+      finetune: "finetune" only: what trains (train_finetune.FINETUNE_MODES): the style's "embedding", it and the
+        "norms"' gamma/beta projections, or "all" of the transformer.
     """
 
     dataset_dir: str
@@ -97,6 +104,7 @@ class TrainConfig:
     extractor: vgg.ExtractorConfig = vgg.ExtractorConfig()
     loss_weights: losses.LossWeights | None = None
     seed: int = 0
+    finetune: str = defaults.FINETUNE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +183,7 @@ def validate_config(config):
     if config.precision not in PRECISIONS:
         raise UserInputError(f"unknown precision {config.precision!r}; use one of {', '.join(PRECISIONS)}")
     vgg.validate_config(config.extractor)
-    if config.architecture == "johnson":
+    if config.architecture in ("johnson", "finetune"):
         min_size = train_johnson.min_image_size(config)
         if config.image_size < min_size or config.style_size < min_size:
             raise UserInputError(
@@ -194,9 +202,13 @@ def validate_config(config):
 def _validate_architecture(config):
     if config.architecture not in ARCHITECTURES:
         raise UserInputError(f"unknown architecture {config.architecture!r}; use one of {', '.join(ARCHITECTURES)}")
-    if config.architecture == "johnson":
+    if config.finetune not in train_finetune.FINETUNE_MODES:
+        raise UserInputError(f"unknown finetune {config.finetune!r}; use one of "
+                             f"{', '.join(train_finetune.FINETUNE_MODES)}")
+    if config.architecture in ("johnson", "finetune"):
         if config.style_image is None or config.style_dir is not None:
-            raise UserInputError("the johnson network learns one style image: give style_image, not style_dir")
+            raise UserInputError(f"the {config.architecture} network learns one style image: give style_image, "
+                                 "not style_dir")
         return
     if config.style_dir is None or config.style_image is not None:
         raise UserInputError("the adain network learns from a folder of styles: give style_dir, not style_image")
