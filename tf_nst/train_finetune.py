@@ -58,7 +58,7 @@ def set_trainable(model, finetune):
     network = model.get_layer("transformer")
     for layer in network.layers:
         norm_projection = isinstance(layer, keras.layers.Dense)
-        layer.trainable = True
+        layer.trainable = finetune == "all" or (finetune == "norms" and norm_projection)
     model.get_layer("style_condition").trainable = True
 
 
@@ -72,7 +72,7 @@ class FinetuneRecipe(train_johnson.JohnsonRecipe):
         embedding = magenta.style_embedding(source, seen[tf.newaxis])[0]
         with dtype_policy(precision):
             model = build_one_style()
-        pass
+        model.get_layer("transformer").set_weights(source.get_layer("transformer").get_weights())
         model.get_layer("style_condition").set_weights([np.asarray(embedding)])
         set_trainable(model, self.config.finetune)
         return model
