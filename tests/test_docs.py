@@ -1,6 +1,6 @@
 """The documentation against the code: docs/flags.md is what tools/flag_tables.py generates now, every
-`main.py` command in a ```bash block of README.md and docs/*.md parses (its command, flags and enum values
-exist), and the Python blocks marked runnable run.
+`main.py` command of README.md and docs/*.md parses (its command, flags and enum values exist), in ```bash
+blocks and in inline code, and the Python blocks marked runnable run.
 
 Commands are parsed, not run (most take minutes). A Python block is runnable when the line before its fence
 is `<!-- runnable -->` (TESTING.md); it runs in a fresh interpreter in an empty folder.
@@ -96,6 +96,24 @@ def documented_commands():
     return found
 
 
+_INLINE_COMMAND = re.compile(r"`((?:python )?main\.py(?: [^`]*)?|tf-nst [^`]*)`")
+
+
+def inline_commands():
+    """(where, arguments after main.py) of every command in an inline code span outside fenced blocks (the
+    command tables, the gallery's captions); `...` and the placeholder COMMAND are left out."""
+    found = []
+    for path in documentation_pages():
+        text = re.sub(r"^\s*```.*?^\s*```", "", open(path, encoding="utf-8").read(), flags=re.DOTALL | re.MULTILINE)
+        for match in _INLINE_COMMAND.finditer(text):
+            tokens = [token for token in match.group(1).split() if token != "..."]
+            arguments = main_arguments(tokens)
+            if arguments and arguments[0] == "COMMAND":
+                continue
+            found.append((f"{os.path.relpath(path, ROOT)}: `{match.group(1)}`", arguments))
+    return found
+
+
 @pytest.fixture(scope="module")
 def described():
     return flag_tables.describe_commands()
@@ -169,6 +187,14 @@ def test_the_flags_page_lists_what_help_lists(described):
 def test_every_documented_command_parses(described, beam_options):
     commands = documented_commands()
     assert len(commands) >= 30, f"found only {len(commands)} documented commands: is the block parser broken?"
+    problems = [f"{where}: {problem}" for where, arguments in commands
+                for problem in command_problems(arguments, described, beam_options)]
+    assert not problems, "\n".join(problems)
+
+
+def test_every_inline_command_parses(described, beam_options):
+    commands = inline_commands()
+    assert len(commands) >= 20, f"found only {len(commands)} inline commands"
     problems = [f"{where}: {problem}" for where, arguments in commands
                 for problem in command_problems(arguments, described, beam_options)]
     assert not problems, "\n".join(problems)
