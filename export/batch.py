@@ -13,6 +13,10 @@ StyleHandler computes the style's statistics once per worker, in load_model, thr
 (export/signatures.py); with preserve_color "luminance" the style goes with each image to
 `stylize_with_options`, as `stylize` then also computes the style per image.
 
+A 26-style export (magenta-26) stylises every image with the job's style weights (BatchConfig.builtin_weights,
+26 normalised floats): BuiltinHandler sends them with each image, and strength and preserve_color, to the
+export's `stylize_with_options`, which applies them as `stylize --builtin_style` does.
+
 Outputs are named as `stylize` names them (tf_nst.files.output_name), and images are decoded and prepared by
 the same functions (files.decode_image_bytes, stylize.prepare_image), so the job and `stylize` agree within
 one grey level. Paths and writes are in export/batch_paths.py; the launcher lists no files.
@@ -64,7 +68,9 @@ class BatchConfig:
       max_batch_size: images that RunInference hands the model at once (those of one size share a call).
       style: for an arbitrary-style export, and only there: a stylize.Style (its images as files.read_image
         reads them, blend weights, alpha, preserve_color "none" or "luminance"). strength and preserve_color
-        above are for one-style exports.
+        above are for one-style and 26-style exports.
+      builtin_weights: for a 26-style export, and only there: 26 non-negative weights, not all zero
+        (pretrained.builtin_weights).
     """
 
     strength: float = 1.0
@@ -73,6 +79,7 @@ class BatchConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_batch_size: int = 8
     style: stylize.Style | None = None
+    builtin_weights: tuple | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +161,30 @@ class StyleHandler(SavedModelHandler):
     def run_inference(self, batch, model, inference_args=None):
         results = signatures.stylize(model.loaded, list(batch), self._style, model.statistics)
         return [base.PredictionResult(example, error or image) for example, (image, error) in zip(batch, results)]
+
+
+class BuiltinHandler(SavedModelHandler):
+    """RunInference's model for a 26-style export: the job's style weights on every image, through
+    stylize_with_options (with the job's strength and preserve_color). Images of any sizes share a call (they
+    travel as PNG); an image the export refuses gets its one-line reason (a str) as its inference."""
+
+    def __init__(self, model_dir, config):
+        super().__init__(model_dir, config.max_batch_size)
+        self._config = config
+
+    def run_inference(self, batch, model, inference_args=None):
+        config = self._config
+        results = signatures.stylize_builtin(model, list(batch), config.builtin_weights, config.strength,
+                                             config.preserve_color)
+        return [base.PredictionResult(example, error or image) for example, (image, error) in zip(batch, results)]
+
+
+def _handler(model_dir, config):
+    if config.builtin_weights is not None:
+        return BuiltinHandler(model_dir, config)
+    if config.style is not None:
+        return StyleHandler(model_dir, config.style, config.max_batch_size)
+    return SavedModelHandler(model_dir, config.max_batch_size)
 
 
 class _KeyByOutput(beam.DoFn):
@@ -260,8 +291,9 @@ class _WriteImage(beam.DoFn):
 
 def finish(stylized, content, config):
     """Applies preserve_color, then strength, to a stylised image (as the stylize_with_options signature); an
-    arbitrary-style export's image as it is (its options are applied inside the export)."""
-    if config.style is not None or (config.strength == 1.0 and not config.preserve_color):
+    arbitrary-style or 26-style export's image as it is (its options are applied inside the export)."""
+    if (config.style is not None or config.builtin_weights is not None
+            or (config.strength == 1.0 and not config.preserve_color)):
         return stylized
     if config.preserve_color:
         stylized = image_io.keep_content_colors(stylized, content)
@@ -294,8 +326,7 @@ def build(pipeline, inputs, model_dir, output_dir, config):
               | "Read" >> fileio.ReadMatches()
               | "Decode" >> beam.ParDo(_DecodeImage(inputs, output_dir, config)).with_outputs(
                   _FAILED, main="images"))
-    handler = (SavedModelHandler(model_dir, config.max_batch_size) if config.style is None
-               else StyleHandler(model_dir, config.style, config.max_batch_size))
+    handler = _handler(model_dir, config)
     written = (images.images
                | "Stylize" >> base.RunInference(base.KeyedModelHandler(handler))
                | "Write" >> beam.ParDo(_WriteImage(config)).with_outputs(_FAILED, main="outputs"))
@@ -311,11 +342,23 @@ def check_arguments(model_dir, config):
     if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
         raise UserInputError(f"no SavedModel in {model_dir!r}; pass a version folder that `export` wrote, "
                              "such as exports/stylizer/1")
-    if files.is_arbitrary_export(model_dir):
+    kind = files.export_kind(model_dir)
+    if kind == files.ARBITRARY:
         _check_style(model_dir, config)
     elif config.style is not None:
-        raise UserInputError(f"{model_dir!r} is a one-style model and takes no style; a style is for "
-                             "arbitrary-style exports (train --architecture=adain)")
+        raise UserInputError(f"{model_dir!r} is a {'26-style' if kind == files.MULTISTYLE else 'one-style'} "
+                             "model and takes no style image; a style is for arbitrary-style exports "
+                             "(magenta-arbitrary, train --architecture=adain)")
+    if kind == files.MULTISTYLE and config.builtin_weights is None:
+        raise UserInputError(f"{model_dir!r} is a 26-style model; give the job its style weights "
+                             "(--builtin_style=7)")
+    if kind != files.MULTISTYLE and config.builtin_weights is not None:
+        raise UserInputError(f"{model_dir!r} takes no built-in style weights; they are for magenta-26 exports")
+    if config.builtin_weights is not None:
+        weights = config.builtin_weights
+        if len(weights) != 26 or not all(0 <= w < float("inf") for w in weights) or not sum(weights) > 0:
+            raise UserInputError(f"builtin_weights must be 26 finite, non-negative weights, not all zero; "
+                                 f"received {list(weights)}")
     if not 0.0 <= config.strength <= 1.0:
         raise UserInputError(f"strength must be in [0, 1]; received {config.strength}")
     if config.max_size is not None and config.max_size < 1:

@@ -4,7 +4,8 @@ Request building and response decoding are pure functions; only `rest_predict` a
 server. Images travel encoded (as read from disk) to the `serving_default` signature, which decodes them and
 returns a PNG per image, or, for an image it refuses, empty bytes and the reason (its `error` output). An
 arbitrary-style model's `serving_default` takes a style image per row: the client sends the one style with
-every image.
+every image. The 26-style network's (magenta-26) takes `style_weights` [N, 26] beside image_bytes: the client
+sends the one weights vector (pretrained.builtin_weights) with every image.
 """
 
 import base64
@@ -22,6 +23,8 @@ INPUT = "image_bytes"
 # An arbitrary-style model's serving_default inputs.
 CONTENT_INPUT = "content_bytes"
 STYLE_INPUT = "style_bytes"
+# The 26-style network's second serving_default input (export/saved_model.py STYLE_WEIGHTS).
+WEIGHTS_INPUT = "style_weights"
 OUTPUT = "output_bytes"
 ERROR = "error"
 PROTOCOLS = ("rest", "grpc")
@@ -34,22 +37,29 @@ _GRPC_USER_ERRORS = ("INVALID_ARGUMENT", "NOT_FOUND", "UNAVAILABLE", "FAILED_PRE
                      "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED")
 
 
-def request_inputs(images, style=None):
-    """{input name: [bytes per row]}: the images alone, or with `style` (encoded bytes) for an arbitrary-style
-    model, repeated on every row."""
+def request_inputs(images, style=None, style_weights=None):
+    """{input name: [value per row]}: the images alone, or with `style` (encoded bytes) for an arbitrary-style
+    model, or with `style_weights` (26 floats) for the 26-style network, repeated on every row."""
+    if style_weights is not None:
+        return {INPUT: list(images), WEIGHTS_INPUT: [[float(w) for w in style_weights]] * len(images)}
     if style is None:
         return {INPUT: list(images)}
     return {CONTENT_INPUT: list(images), STYLE_INPUT: [style] * len(images)}
 
 
-def build_rest_request(images, signature_name=SIGNATURE, style=None):
+def _json_value(name, value):
+    """A REST row's value: bytes as {"b64": ...}, numbers as they are."""
+    return {"b64": base64.b64encode(value).decode("ascii")} if name != WEIGHTS_INPUT else value
+
+
+def build_rest_request(images, signature_name=SIGNATURE, style=None, style_weights=None):
     """The JSON body (as a dict) of a REST predict request, in row format, for encoded images (bytes) and,
-    for an arbitrary-style model, the encoded style."""
-    inputs = request_inputs(images, style)
-    encoded = {name: [base64.b64encode(value).decode("ascii") for value in values] for name, values in inputs.items()}
+    for an arbitrary-style model, the encoded style, or for the 26-style network, the style weights."""
+    inputs = request_inputs(images, style, style_weights)
     return {
         "signature_name": signature_name,
-        "instances": [{name: {"b64": values[row]} for name, values in encoded.items()} for row in range(len(images))],
+        "instances": [{name: _json_value(name, values[row]) for name, values in inputs.items()}
+                      for row in range(len(images))],
     }
 
 
@@ -102,7 +112,7 @@ def _prediction(data, error):
     return Prediction(data)
 
 
-def rest_predict(server, model_name, images, timeout=60.0, style=None):
+def rest_predict(server, model_name, images, timeout=60.0, style=None, style_weights=None):
     """POSTs images (and the style, for an arbitrary-style model) to
     `http://<server>/v1/models/<model_name>:predict`; returns a Prediction per image.
 
@@ -110,7 +120,7 @@ def rest_predict(server, model_name, images, timeout=60.0, style=None):
       UserInputError: the server is unreachable, or it rejected the request (unknown model, bad image).
     """
     url = f"http://{server}/v1/models/{model_name}:predict"
-    body = json.dumps(build_rest_request(images, style=style)).encode("utf-8")
+    body = json.dumps(build_rest_request(images, style=style, style_weights=style_weights)).encode("utf-8")
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as reply:
@@ -138,17 +148,20 @@ def _first_line(message):
     return useful[0] if useful else message.strip()
 
 
-def build_grpc_request(images, model_name, signature_name=SIGNATURE, style=None):
+def build_grpc_request(images, model_name, signature_name=SIGNATURE, style=None, style_weights=None):
     """A PredictRequest carrying encoded images (bytes) as a string tensor [N], and the style as another, for
-    an arbitrary-style model."""
+    an arbitrary-style model, or the style weights as a float tensor [N, 26], for the 26-style network."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     predict_pb2 = optional.require("tensorflow_serving.apis.predict_pb2", "the gRPC client")
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature_name
-    for name, values in request_inputs(images, style).items():
-        request.inputs[name].CopyFrom(tf.make_tensor_proto(values, dtype=tf.string, shape=[len(values)]))
+    for name, values in request_inputs(images, style, style_weights).items():
+        if name == WEIGHTS_INPUT:
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(values, dtype=tf.float32))
+        else:
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(values, dtype=tf.string, shape=[len(values)]))
     return request
 
 
@@ -161,7 +174,7 @@ def decode_grpc_response(response):
     return [_prediction(value, error.decode("utf-8", "replace")) for value, error in zip(values, errors)]
 
 
-def grpc_predict(server, model_name, images, timeout=60.0, style=None):
+def grpc_predict(server, model_name, images, timeout=60.0, style=None, style_weights=None):
     """Calls PredictionService.Predict at `server` (host:port) with the images (and the style, for an
     arbitrary-style model); returns a Prediction per image.
 
@@ -174,7 +187,7 @@ def grpc_predict(server, model_name, images, timeout=60.0, style=None):
 
     options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
-    request = build_grpc_request(images, model_name, style=style)
+    request = build_grpc_request(images, model_name, style=style, style_weights=style_weights)
     with grpc.insecure_channel(server, options=options) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         try:
@@ -188,7 +201,8 @@ def grpc_predict(server, model_name, images, timeout=60.0, style=None):
     return decode_grpc_response(response)
 
 
-def stylize_files(pairs, server, model_name, protocol="rest", timeout=60.0, callback=None, style=None):
+def stylize_files(pairs, server, model_name, protocol="rest", timeout=60.0, callback=None, style=None,
+                  style_weights=None):
     """Sends the input images in one request and writes each stylised result to its output path.
 
     Args:
@@ -200,6 +214,7 @@ def stylize_files(pairs, server, model_name, protocol="rest", timeout=60.0, call
       timeout: seconds to wait for the server.
       callback: see write_outputs.
       style: the encoded style image, for an arbitrary-style model (sent with every image).
+      style_weights: 26 weights, for the 26-style network (sent with every image).
 
     Returns:
       A tf_nst.stylize.StylizeResult: the outputs written, and (input, the server's reason) for each image
@@ -208,10 +223,11 @@ def stylize_files(pairs, server, model_name, protocol="rest", timeout=60.0, call
     Raises:
       UserInputError: an unreadable input, an unreachable server, or a rejected request.
     """
-    return write_outputs(pairs, request_files(pairs, server, model_name, protocol, timeout, style), callback)
+    return write_outputs(pairs, request_files(pairs, server, model_name, protocol, timeout, style, style_weights),
+                         callback)
 
 
-def request_files(pairs, server, model_name, protocol="rest", timeout=60.0, style=None):
+def request_files(pairs, server, model_name, protocol="rest", timeout=60.0, style=None, style_weights=None):
     """Sends the inputs of `pairs` in one request (see stylize_files); returns one Prediction per pair.
 
     A REST request imports no TensorFlow, so an unreachable server is reported at once.
@@ -229,7 +245,7 @@ def request_files(pairs, server, model_name, protocol="rest", timeout=60.0, styl
             raise UserInputError(f"cannot read {path!r} ({e.strerror})") from None
     server = server or f"localhost:{DEFAULT_PORTS[protocol]}"
     predict = rest_predict if protocol == "rest" else grpc_predict
-    predictions = predict(server, model_name, images, timeout, style=style)
+    predictions = predict(server, model_name, images, timeout, style=style, style_weights=style_weights)
     if len(predictions) != len(images):
         raise UserInputError(f"sent {len(images)} images but the server returned {len(predictions)}")
     return predictions

@@ -5,13 +5,20 @@ an image, resize the input tensor to its size (Interpreter.resize_tensor_input, 
 Only LiteRT's built-in ops are allowed (no Flex delegate), so the file runs on the phone runtimes as they
 ship. The interpreter comes from the ai-edge-litert package; tf.lite.Interpreter is deprecated.
 
-An arbitrary-style network (tf_nst.adain) converts from its Keras model to one .tflite with two signatures
-that share the encoder's weights, the pair a phone app needs (as Magenta's style predict / style transform):
-  style_statistics  style_images: uint8 [1, H', W', 3] -> style_statistics: float32 [1, 1920]
-                    (adain.style_statistics; computed once per style, then kept)
-  stylize           images: uint8 [1, H, W, 3], style_statistics: float32 [1, 1920], alpha: float32 [1]
+An arbitrary-style network (tf_nst.adain, or Magenta's pretrained one) converts from its Keras model to one
+.tflite with two signatures that share the weights, the pair a phone app needs (as Magenta's style predict /
+style transform); E is arbitrary.embedding_size (1920 for AdaIN, 100 for magenta-arbitrary):
+  style_statistics  style_images: uint8 [1, H', W', 3] -> style_statistics: float32 [1, E]
+                    (arbitrary.style_embedding; computed once per style, then kept)
+  stylize           images: uint8 [1, H, W, 3], style_statistics: float32 [1, E], alpha: float32 [1]
                     -> stylized: uint8 [1, H, W, 3]
-Both images' sizes are free, as above (a signature runner resizes its inputs itself).
+                    (magenta-arbitrary: alpha < 1 mixes in the content's own embedding, from the content
+                    resized without antialiasing, which LiteRT lacks: as the Keras model below 256 px, a
+                    little apart above)
+The 26-style network (magenta-26) converts from its Keras model to one signature:
+  stylize           images: uint8 [1, H, W, 3], style_weights: float32 [1, 26] (non-negative, normalised to
+                    sum to 1 inside) -> stylized: uint8 [1, H, W, 3]
+Images' sizes are free, as above (a signature runner resizes its inputs itself).
 """
 
 import os
@@ -24,8 +31,9 @@ import numpy as np
 import tensorflow as tf
 
 from export import saved_model
-from tf_nst import adain
+from tf_nst import arbitrary
 from tf_nst import image_io
+from tf_nst import magenta
 from tf_nst.errors import UserInputError
 
 QUANTIZATIONS = ("none", "float16", "dynamic_int8")
@@ -38,6 +46,7 @@ STYLE_STATISTICS = "style_statistics"
 STYLIZE = "stylize"
 STYLE_INPUT = "style_images"
 ALPHA = "alpha"
+STYLE_WEIGHTS = "style_weights"
 
 # "... 'tf.Lgamma' op is neither a custom op nor a flex op" (one error per op).
 _MISSING_OP = re.compile(r"'tf\.(\w+)' op is neither a custom op nor a flex op")
@@ -61,7 +70,11 @@ def convert(model_dir, quantize=DEFAULT_QUANTIZATION):
     loaded = tf.saved_model.load(model_dir)
     if saved_model.STYLE_EMBEDDING in loaded.signatures:
         raise UserInputError(f"{model_dir!r} holds an arbitrary-style network, which converts to LiteRT from its "
-                             ".keras model: pass that file or its train_dir instead of the SavedModel")
+                             ".keras model: pass that file or its train_dir (or the built-in network's name, "
+                             "magenta-arbitrary) instead of the SavedModel")
+    if saved_model.STYLE_WEIGHTS in loaded.signatures[saved_model.IMAGES].structured_input_signature[1]:
+        raise UserInputError(f"{model_dir!r} holds the 26-style network, which converts to LiteRT from the network "
+                             "itself: pass --model=magenta-26 instead of the SavedModel")
     signature = loaded.signatures[saved_model.IMAGES]
 
     # One image per call: LiteRT's phone runtimes resize [1, H, W, 3] freely.
@@ -79,37 +92,76 @@ def convert_arbitrary(model, quantize=DEFAULT_QUANTIZATION):
     .tflite bytes.
 
     Args:
-      model: an adain.build_model network (as stylize.load_stylizer loads it).
+      model: an arbitrary-style network (adain.build_model's, or pretrained.load("magenta-arbitrary")).
       quantize: see convert.
 
     Raises:
       UserInputError: a one-style network, an unknown quantisation, or an op that LiteRT lacks (named).
     """
     _check_quantize(quantize)
-    if not adain.is_arbitrary(model):
-        raise UserInputError(f"model {model.name!r} learnt one style; convert its SavedModel with convert()")
+    if not arbitrary.is_arbitrary(model):
+        raise UserInputError(f"model {model.name!r} learnt one style (it takes no style image); convert its "
+                             "SavedModel with convert()")
+    size = arbitrary.embedding_size(model)
 
     def encode_style(style_images):
-        return {STYLE_STATISTICS: adain.style_statistics(model, image_io.to_float(style_images))}
+        return {STYLE_STATISTICS: arbitrary.style_embedding(model, image_io.to_float(style_images))}
 
     def stylize_images(images, style_statistics, alpha):  # pylint: disable=redefined-outer-name
-        stylized = adain.stylize_with_statistics(model, image_io.to_float(images), [style_statistics], alpha=alpha)
+        content = image_io.to_float(images)
+        if magenta.is_arbitrary(model):  # LiteRT lacks the antialiased resize of the content's own embedding
+            stylized = magenta.stylize_with_embeddings(model, content, [style_statistics], alpha=alpha,
+                                                       antialias=False)
+        else:
+            stylized = arbitrary.stylize_with_embeddings(model, content, [style_statistics], alpha=alpha)
         return {OUTPUT: image_io.to_uint8(stylized)}
 
-    # Through a SavedModel: the converter finds Keras 3 variables there (from a live model it would freeze
-    # none), and converts several signatures into one file whose weights they share.
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(STYLE_STATISTICS, encode_style,
                          [tf.TensorSpec([1, None, None, 3], tf.uint8, name=STYLE_INPUT)])
     archive.add_endpoint(STYLIZE, stylize_images, [
         tf.TensorSpec([1, None, None, 3], tf.uint8, name=INPUT),
-        tf.TensorSpec([1, adain.STATISTICS_SIZE], tf.float32, name=STYLE_STATISTICS),
+        tf.TensorSpec([1, size], tf.float32, name=STYLE_STATISTICS),
         tf.TensorSpec([1], tf.float32, name=ALPHA)])
+    return _convert_archive(archive, [STYLE_STATISTICS, STYLIZE], quantize, model.name)
+
+
+def convert_multistyle(model, quantize=DEFAULT_QUANTIZATION):
+    """Converts the 26-style network to LiteRT (its stylize signature of the module docstring); returns the
+    .tflite bytes.
+
+    Raises:
+      UserInputError: another kind of network, an unknown quantisation, or an op that LiteRT lacks (named).
+    """
+    _check_quantize(quantize)
+    if not arbitrary.is_multistyle(model):
+        raise UserInputError(f"model {model.name!r} takes no style weights; convert it with convert_network()")
+
+    def stylize_images(images, style_weights):
+        weights = style_weights / tf.reduce_sum(style_weights, axis=-1, keepdims=True)
+        return {OUTPUT: image_io.to_uint8(magenta.stylize_builtin(model, image_io.to_float(images), weights))}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(STYLIZE, stylize_images, [
+        tf.TensorSpec([1, None, None, 3], tf.uint8, name=INPUT),
+        tf.TensorSpec([1, magenta.NUM_BUILTIN_STYLES], tf.float32, name=STYLE_WEIGHTS)])
+    return _convert_archive(archive, [STYLIZE], quantize, model.name)
+
+
+def convert_network(model, quantize=DEFAULT_QUANTIZATION):
+    """convert_multistyle or convert_arbitrary, by the network's kind."""
+    return (convert_multistyle if arbitrary.is_multistyle(model) else convert_arbitrary)(model, quantize)
+
+
+def _convert_archive(archive, signature_keys, quantize, source):
+    """Converts an ExportArchive's endpoints through a SavedModel: the converter finds Keras 3 variables there
+    (from a live model it would freeze none), and signatures converted together share their weights."""
     with tempfile.TemporaryDirectory(prefix="tf_nst_litert_") as temp_dir:
         archive.write_out(temp_dir, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(temp_dir, signature_keys=[STYLE_STATISTICS, STYLIZE])
-        return _convert(converter, quantize, model.name)
+        converter = tf.lite.TFLiteConverter.from_saved_model(temp_dir, signature_keys=signature_keys)
+        return _convert(converter, quantize, source)
 
 
 def _check_quantize(quantize):
@@ -167,6 +219,14 @@ def export_arbitrary(model, output, quantize=DEFAULT_QUANTIZATION):
     return output
 
 
+def export_network(model, output, quantize=DEFAULT_QUANTIZATION):
+    """Converts an arbitrary-style or the 26-style network (convert_network) and writes it atomically to
+    `output`, a .tflite path that must not exist; returns it."""
+    output = _check_output(output)
+    image_io.write_file(output, convert_network(model, quantize))
+    return output
+
+
 def _check_output(output):
     if not output.endswith(".tflite"):
         raise UserInputError(f"output {output!r} must end in .tflite")
@@ -199,15 +259,24 @@ def stylize(interpreter, image):
 
 
 def style_statistics(interpreter, style_image):
-    """Runs an arbitrary-style model's style_statistics signature: uint8 [H, W, 3] -> float32 [1, 1920]."""
+    """Runs an arbitrary-style model's style_statistics signature: uint8 [H, W, 3] -> float32 [1, E]."""
     runner = interpreter.get_signature_runner(STYLE_STATISTICS)
     return runner(**{STYLE_INPUT: np.asarray(style_image, np.uint8)[None]})[STYLE_STATISTICS]
 
 
 def stylize_arbitrary(interpreter, image, statistics, alpha=1.0):
-    """Runs an arbitrary-style model's stylize signature: uint8 [H, W, 3], a [1, 1920] style_statistics
+    """Runs an arbitrary-style model's stylize signature: uint8 [H, W, 3], a [1, E] style_statistics
     vector and alpha in [0, 1] -> uint8 [H, W, 3]."""
     runner = interpreter.get_signature_runner(STYLIZE)
     return runner(**{INPUT: np.asarray(image, np.uint8)[None],
-                     STYLE_STATISTICS: np.asarray(statistics, np.float32).reshape(1, adain.STATISTICS_SIZE),
+                     STYLE_STATISTICS: np.asarray(statistics, np.float32).reshape(1, -1),
                      ALPHA: np.array([alpha], np.float32)})[OUTPUT][0]
+
+
+def stylize_builtin(interpreter, image, style_weights):
+    """Runs the 26-style model's stylize signature: uint8 [H, W, 3] and 26 non-negative weights, not all zero
+    -> uint8 [H, W, 3]."""
+    runner = interpreter.get_signature_runner(STYLIZE)
+    return runner(**{INPUT: np.asarray(image, np.uint8)[None],
+                     STYLE_WEIGHTS: np.asarray(style_weights, np.float32).reshape(1, magenta.NUM_BUILTIN_STYLES)
+                     })[OUTPUT][0]

@@ -44,9 +44,11 @@ import numpy as np
 import tensorflow as tf
 
 from tf_nst import adain
+from tf_nst import arbitrary
 from tf_nst import defaults
 from tf_nst import files
 from tf_nst import image_io
+from tf_nst import magenta
 from tf_nst import optional
 from tf_nst import outputs
 from tf_nst import stylize
@@ -61,6 +63,9 @@ SIGNATURES = (SERVING_DEFAULT, WITH_OPTIONS, IMAGES)
 STYLE_EMBEDDING = files.ARBITRARY_SIGNATURE
 WITH_EMBEDDING = "stylize_with_embedding"
 ARBITRARY_SIGNATURES = (SERVING_DEFAULT, WITH_OPTIONS, STYLE_EMBEDDING, WITH_EMBEDDING, IMAGES)
+# The 26-style network's signatures: the one-style names, each with a style_weights input.
+STYLE_WEIGHTS = files.MULTISTYLE_INPUT
+MULTISTYLE_SIGNATURES = SIGNATURES
 
 DEFAULT_MAX_SIZE = 1024
 # Header limit: a decoded RGB image of this many pixels takes 192 MiB as uint8 (plus 4x that as float32
@@ -113,7 +118,7 @@ class ServingConfig:
 
 
 def export(model_or_path, export_dir, model_name="stylizer", version=None, max_size=DEFAULT_MAX_SIZE,
-           max_pixels=DEFAULT_MAX_PIXELS, serving_root=DEFAULT_SERVING_ROOT, style_size=defaults.STYLE_SIZE):
+           max_pixels=DEFAULT_MAX_PIXELS, serving_root=DEFAULT_SERVING_ROOT, style_size=None):
     """Writes `<export_dir>/<model_name>/<version>/` for TF Serving, and models.config and batching beside it.
 
     The version folder is written to a temporary folder beside it and renamed into place, so a server that
@@ -129,7 +134,7 @@ def export(model_or_path, export_dir, model_name="stylizer", version=None, max_s
       max_pixels: encoded images whose header claims more pixels are refused before decoding.
       serving_root: where export_dir is mounted on the server, for models.config's base_path.
       style_size: an arbitrary-style network's style images are resized to this shorter side, in pixels, as
-        `stylize --style_size` resizes them; at most max_size.
+        `stylize --style_size` resizes them; at most max_size. None: default_style_size(model).
 
     Returns:
       The path of the version folder.
@@ -137,7 +142,7 @@ def export(model_or_path, export_dir, model_name="stylizer", version=None, max_s
     Raises:
       UserInputError: a missing or unreadable model, a bad name, version or size, or a version that exists.
     """
-    config = ServingConfig(max_size=max_size, max_pixels=max_pixels, style_size=style_size)
+    config = ServingConfig(max_size=max_size, max_pixels=max_pixels, style_size=style_size or defaults.STYLE_SIZE)
     _check_arguments(model_name, version, config)
     optional.require("tensorflow_serving.apis.prediction_log_pb2", _WARMUP_FEATURE)  # before any work
     model_dir = os.path.join(export_dir, model_name)
@@ -148,14 +153,15 @@ def export(model_or_path, export_dir, model_name="stylizer", version=None, max_s
                              "versions are never overwritten: choose another version or leave it unset")
     if not isinstance(model_or_path, keras.Model):
         model_or_path = stylize.load_stylizer(os.fspath(model_or_path))
-    if adain.is_arbitrary(model_or_path) and config.style_size > config.max_size:
-        raise UserInputError(f"style size {config.style_size} is more than max size {config.max_size}: every "
-                             "style would be refused; give a style size of at most the max size")
+    if style_size is None:
+        config = dataclasses.replace(config, style_size=default_style_size(model_or_path))
+    _check_style_size(model_or_path, config)
+    kind = model_kind(model_or_path)
     try:
         with outputs.atomic_output(version_dir, directory=True) as temp_dir:
             build_archive(model_or_path, config).write_out(temp_dir, verbose=False)
-            write_warmup_requests(os.path.join(temp_dir, WARMUP_FILE), model_name,
-                                  adain.is_arbitrary(model_or_path))
+            write_warmup_requests(os.path.join(temp_dir, WARMUP_FILE), model_name, kind,
+                                  _embedding_size(model_or_path))
     except (OSError, tf.errors.OpError) as e:
         cause = outputs.describe_os_error(e) if isinstance(e, OSError) else e.message.strip().splitlines()[0]
         raise WriteError(f"cannot write {version_dir!r}: {cause}; nothing was written there") from None
@@ -179,9 +185,45 @@ def _check_arguments(model_name, version, config):
             f"style size must be at least {config.min_side} pixels; received {config.style_size}")
 
 
-def signature_names(arbitrary):
-    """The signatures export() writes for a one-style (False) or an arbitrary-style (True) network."""
-    return ARBITRARY_SIGNATURES if arbitrary else SIGNATURES
+def _check_style_size(model, config):
+    if not arbitrary.is_arbitrary(model):
+        return
+    if config.style_size > config.max_size:
+        raise UserInputError(f"style size {config.style_size} is more than max size {config.max_size}: every "
+                             "style would be refused; give a style size of at most the max size")
+    if config.style_size < arbitrary.min_style_side(model):
+        raise UserInputError(f"style size must be at least {arbitrary.min_style_side(model)} pixels for "
+                             f"{model.name!r}; received {config.style_size}")
+
+
+def model_kind(model):
+    """files.ONE_STYLE, ARBITRARY (takes a style image) or MULTISTYLE (takes weights over built-in styles)."""
+    if arbitrary.is_multistyle(model):
+        return files.MULTISTYLE
+    return files.ARBITRARY if arbitrary.is_arbitrary(model) else files.ONE_STYLE
+
+
+def default_style_size(model):
+    """The shorter side styles are resized to when none is given: as `stylize` sizes them for `model`
+    (defaults.PRETRAINED_STYLE_SIZE for Magenta's network, defaults.STYLE_SIZE for AdaIN)."""
+    return defaults.PRETRAINED_STYLE_SIZE if magenta.is_arbitrary(model) else defaults.STYLE_SIZE
+
+
+def _embedding_size(model):
+    return arbitrary.embedding_size(model) if arbitrary.is_arbitrary(model) else None
+
+
+def _kind(kind):
+    """A files kind; True and False, as older callers passed them, are ARBITRARY and ONE_STYLE."""
+    if isinstance(kind, bool):
+        return files.ARBITRARY if kind else files.ONE_STYLE
+    return kind
+
+
+def signature_names(kind):
+    """The signatures export() writes for a model of `kind` (files.ONE_STYLE, ARBITRARY or MULTISTYLE)."""
+    return {files.ARBITRARY: ARBITRARY_SIGNATURES, files.MULTISTYLE: MULTISTYLE_SIGNATURES}.get(_kind(kind),
+                                                                                                 SIGNATURES)
 
 
 def next_version(model_dir):
@@ -347,7 +389,9 @@ def _pad_empty(images):
 def serving_functions(model, config):
     """{signature name: (function, input signature)}: the endpoints of `model`'s kind, as plain functions of
     tensors."""
-    if adain.is_arbitrary(model):
+    if arbitrary.is_multistyle(model):
+        return _multistyle_functions(model, config)
+    if arbitrary.is_arbitrary(model):
         return _arbitrary_functions(model, config)
     stylizer = _Stylizer(model, config)
 
@@ -394,8 +438,12 @@ def _arbitrary_functions(model, config):
                         tf.where(tf.equal(style_error, ""), "", tf.strings.join(["style: ", style_error])),
                         tf.strings.join(["content: ", content_error]))
 
+    size = arbitrary.embedding_size(model)
+    unusable = ("style_statistics must be finite, with positive stds" if adain.is_arbitrary(model)
+                else "style_statistics must be finite")
+
     def statistics(style_bytes):
-        return adain.style_statistics(model, stylizer.decode_style(style_bytes)[tf.newaxis])
+        return arbitrary.style_embedding(model, stylizer.decode_style(style_bytes)[tf.newaxis])
 
     def one(contents, style_bytes, alpha=1.0, preserve_color=None):
         content = stylizer.decode(contents)
@@ -421,9 +469,9 @@ def _arbitrary_functions(model, config):
                      lambda row: _check_strength(check_pair(row[0], row[1]), row[2], "alpha"))
 
     def serve_embedding(style_bytes):
-        vector = tf.TensorSpec([adain.STATISTICS_SIZE], tf.float32)
+        vector = tf.TensorSpec([size], tf.float32)
         return _rows(lambda contents: statistics(contents)[0], style_bytes, stylizer.check_style,
-                     ("style_statistics", vector, lambda: tf.zeros([adain.STATISTICS_SIZE])))
+                     ("style_statistics", vector, lambda: tf.zeros([size])))
 
     def serve_with_embedding(content_bytes, style_statistics, alpha):
         content_bytes = _same_length(content_bytes, ("style_statistics", style_statistics), ("alpha", alpha))
@@ -435,10 +483,9 @@ def _arbitrary_functions(model, config):
 
         def check(row):
             contents, vector, row_alpha = row
-            _, std = adain.encoder_moments(vector[tf.newaxis])
-            usable = tf.reduce_all(tf.math.is_finite(vector)) & tf.reduce_all(std > 0)
-            error = tf.where(usable, stylizer.check(contents), "style_statistics must be finite, with positive "
-                             "stds (use the vector that style_embedding returns)")
+            usable = arbitrary.usable_embedding(model, vector[tf.newaxis])[0]
+            error = tf.where(usable, stylizer.check(contents),
+                             f"{unusable} (use the vector that style_embedding returns)")
             return _check_strength(error, row_alpha, "alpha")
 
         return _rows(one_with, (content_bytes, style_statistics, alpha), check)
@@ -449,7 +496,7 @@ def _arbitrary_functions(model, config):
         styles = _pad_empty(style_images)
         styles = image_io.to_float(image_io.to_uint8(
             image_io.resize(styles, image_io.shorter_side_size(tf.shape(styles)[1:3], config.style_size))))
-        stylized = adain.stylize(model, _pad_empty(images), [styles])
+        stylized = arbitrary.stylize(model, _pad_empty(images), [styles])
         return {"stylized": image_io.to_uint8(stylized[:shape[0], :shape[1], :shape[2]])}
 
     return {
@@ -462,10 +509,87 @@ def _arbitrary_functions(model, config):
         STYLE_EMBEDDING: (serve_embedding, [tf.TensorSpec([None], tf.string, name="style_bytes")]),
         WITH_EMBEDDING: (serve_with_embedding, [
             tf.TensorSpec([None], tf.string, name="content_bytes"),
-            tf.TensorSpec([None, adain.STATISTICS_SIZE], tf.float32, name="style_statistics"),
+            tf.TensorSpec([None, size], tf.float32, name="style_statistics"),
             tf.TensorSpec([None], tf.float32, name="alpha")]),
         IMAGES: (serve_images, [tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"),
                                 tf.TensorSpec([None, None, None, 3], tf.uint8, name="style_images")]),
+    }
+
+
+def _check_weights(error, weights):
+    """The row's error: `error`, or else a style_weights row that is not finite, has a negative weight or sums
+    to zero."""
+    received = tf.strings.join(["; received [", tf.strings.reduce_join(
+        tf.strings.as_string(weights, precision=3), separator=", "), "]"])
+    problems = [
+        (~tf.reduce_all(tf.math.is_finite(weights)), "style_weights must be finite"),
+        (tf.reduce_any(weights < 0), "style_weights must be non-negative"),
+        (~(tf.reduce_sum(weights) > 0), "style_weights must not all be zero"),
+    ]
+    weights_error = _first_problem([(condition, tf.strings.join([text, received])) for condition, text in problems])
+    return tf.where(tf.equal(error, ""), weights_error, error)
+
+
+def _normalized(weights):
+    """Style weights [..., 26] scaled to sum to 1 along the last axis (builtin_weights' rule)."""
+    return weights / tf.reduce_sum(weights, axis=-1, keepdims=True)
+
+
+def _multistyle_functions(model, config):
+    """serving_functions of the 26-style network: each row brings its style_weights [26], normalised here."""
+    stylizer = _Stylizer(model, config)
+
+    def one(contents, weights, strength=None, preserve_color=None):
+        image = stylizer.decode(contents)
+
+        def with_colors(keep):  # as stylize.stylize_builtin: the network sees the luminance, colours come back
+            def run():
+                seen = image_io.luminance_image(image) if keep else image
+                output = magenta.stylize_builtin(model, seen[tf.newaxis], _normalized(weights)[tf.newaxis])[0]
+                return image_io.keep_content_colors(output, image) if keep else output
+            return run
+
+        if preserve_color is None:
+            return image_io.encode_png(with_colors(False)())
+        stylized = tf.cond(preserve_color, with_colors(True), with_colors(False))
+        return image_io.encode_png(image_io.blend(stylized, image, strength))
+
+    def serve_bytes(image_bytes, style_weights):
+        image_bytes = _same_length(image_bytes, (STYLE_WEIGHTS, style_weights))
+        return _rows(lambda row: one(*row), (image_bytes, style_weights),
+                     lambda row: _check_weights(stylizer.check(row[0]), row[1]))
+
+    def serve_with_options(image_bytes, style_weights, strength, preserve_color):
+        image_bytes = _same_length(image_bytes, (STYLE_WEIGHTS, style_weights), ("strength", strength),
+                                   ("preserve_color", preserve_color))
+
+        def check(row):
+            contents, weights, row_strength, _ = row
+            return _check_strength(_check_weights(stylizer.check(contents), weights), row_strength, "strength")
+
+        return _rows(lambda row: one(*row), (image_bytes, style_weights, strength, preserve_color), check)
+
+    def serve_images(images, style_weights):
+        images = _same_length(images, (STYLE_WEIGHTS, style_weights))
+        errors = tf.map_fn(lambda weights: _check_weights("", weights), style_weights,
+                           fn_output_signature=tf.TensorSpec([], tf.string))
+        valid = tf.debugging.assert_equal(tf.reduce_all(tf.equal(errors, "")), True, message=(
+            "each style_weights row must be finite, non-negative and not all zero (stylize_with_options answers "
+            "row by row)"))
+        shape = tf.shape(images)  # an empty batch runs on one blank image and returns none
+        empty = tf.cast(shape[0] == 0, tf.int32)
+        weights = tf.pad(style_weights, [[0, empty], [0, 0]], constant_values=1.0)
+        with tf.control_dependencies([valid]):
+            stylized = magenta.stylize_builtin(model, _pad_empty(images), _normalized(weights))
+        return {"stylized": image_io.to_uint8(stylized[:shape[0], :shape[1], :shape[2]])}
+
+    weights_spec = tf.TensorSpec([None, magenta.NUM_BUILTIN_STYLES], tf.float32, name=STYLE_WEIGHTS)
+    return {
+        SERVING_DEFAULT: (serve_bytes, [tf.TensorSpec([None], tf.string, name="image_bytes"), weights_spec]),
+        WITH_OPTIONS: (serve_with_options, [tf.TensorSpec([None], tf.string, name="image_bytes"), weights_spec,
+                                            tf.TensorSpec([None], tf.float32, name="strength"),
+                                            tf.TensorSpec([None], tf.bool, name="preserve_color")]),
+        IMAGES: (serve_images, [tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"), weights_spec]),
     }
 
 
@@ -482,14 +606,28 @@ def build_archive(model, config):
     return archive
 
 
-def warmup_inputs(arbitrary=False):
+def warmup_inputs(kind=files.ONE_STYLE, embedding_size=adain.STATISTICS_SIZE):
     """{signature name: {input name: numpy value}}: one small synthetic image per signature (and its style, a
-    second synthetic image, for an arbitrary-style network)."""
+    second synthetic image, for an arbitrary-style network; style 7 for the 26-style network).
+
+    Args:
+      kind: files.ONE_STYLE, ARBITRARY or MULTISTYLE (True and False: ARBITRARY and ONE_STYLE).
+      embedding_size: an arbitrary-style network's arbitrary.embedding_size.
+    """
+    kind = _kind(kind)
     ramp = np.linspace(0, 255, WARMUP_SIDE, dtype=np.float32)
     image = np.stack(np.broadcast_arrays(ramp[None, :], ramp[:, None], np.full((1, 1), 128.0)), axis=-1)
     image = np.asarray(image_io.to_uint8(image))
     png = np.array([image_io.encode_png(image).numpy()], dtype=object)
-    if not arbitrary:
+    if kind == files.MULTISTYLE:
+        weights = np.eye(magenta.NUM_BUILTIN_STYLES, dtype=np.float32)[[7]]
+        return {
+            SERVING_DEFAULT: {"image_bytes": png, STYLE_WEIGHTS: weights},
+            WITH_OPTIONS: {"image_bytes": png, STYLE_WEIGHTS: weights, "strength": np.array([0.5], np.float32),
+                           "preserve_color": np.array([True])},
+            IMAGES: {"images": image[np.newaxis], STYLE_WEIGHTS: weights},
+        }
+    if kind != files.ARBITRARY:
         return {
             SERVING_DEFAULT: {"image_bytes": png},
             WITH_OPTIONS: {"image_bytes": png, "strength": np.array([0.5], np.float32),
@@ -505,21 +643,21 @@ def warmup_inputs(arbitrary=False):
                        "preserve_color": np.array([True])},
         STYLE_EMBEDDING: {"style_bytes": style_png},
         WITH_EMBEDDING: {"content_bytes": png, "alpha": alpha,
-                         "style_statistics": np.ones([1, adain.STATISTICS_SIZE], np.float32)},
+                         "style_statistics": np.ones([1, embedding_size], np.float32)},
         IMAGES: {"images": image[np.newaxis], "style_images": style[np.newaxis]},
     }
 
 
-def write_warmup_requests(path, model_name, arbitrary=False):
+def write_warmup_requests(path, model_name, kind=files.ONE_STYLE, embedding_size=None):
     """Writes TF Serving's warmup file: a TFRecord of PredictionLog records, one per signature of the model's
-    kind (`arbitrary`: an arbitrary-style network's)."""
+    kind (see warmup_inputs; embedding_size None: AdaIN's)."""
     model_pb2 = optional.require("tensorflow_serving.apis.model_pb2", _WARMUP_FEATURE)
     predict_pb2 = optional.require("tensorflow_serving.apis.predict_pb2", _WARMUP_FEATURE)
     prediction_log_pb2 = optional.require("tensorflow_serving.apis.prediction_log_pb2", _WARMUP_FEATURE)
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with tf.io.TFRecordWriter(path) as writer:
-        for signature_name, inputs in warmup_inputs(arbitrary).items():
+        for signature_name, inputs in warmup_inputs(kind, embedding_size or adain.STATISTICS_SIZE).items():
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature_name))
             for input_name, value in inputs.items():

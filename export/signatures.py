@@ -1,6 +1,7 @@
 """Calling an exported arbitrary-style SavedModel from Python, as tf_nst.load_stylizer and the batch job do:
 a style's statistics once (`style_embedding`), then any number of images with them (`stylize_with_embedding`),
-or one style per image with the colour option (`stylize_with_options`). Rows travel as PNG, which is lossless."""
+or one style per image with the colour option (`stylize_with_options`). Rows travel as PNG, which is lossless.
+A 26-style export (magenta-26) takes a style_weights row per image instead (stylize_builtin)."""
 
 import numpy as np
 import tensorflow as tf
@@ -13,6 +14,25 @@ from tf_nst.errors import UserInputError
 def is_arbitrary(loaded):
     """Whether a tf.saved_model.load result is an arbitrary-style export (it takes a style image)."""
     return saved_model.STYLE_EMBEDDING in loaded.signatures
+
+
+def is_multistyle(loaded):
+    """Whether a tf.saved_model.load result is a 26-style export (it takes style weights)."""
+    return saved_model.STYLE_WEIGHTS in loaded.signatures[saved_model.SERVING_DEFAULT].structured_input_signature[1]
+
+
+def stylize_builtin(loaded, images, style_weights, strength=1.0, preserve_color=False):
+    """Stylises images with one row of 26 style weights through a 26-style export's `stylize_with_options`.
+
+    Returns:
+      As stylize_with_statistics.
+    """
+    count = len(images)
+    result = loaded.signatures[saved_model.WITH_OPTIONS](
+        image_bytes=encode(images), style_weights=tf.constant(np.tile(np.asarray(style_weights, np.float32),
+                                                                       (count, 1))),
+        strength=tf.fill([count], float(strength)), preserve_color=tf.fill([count], bool(preserve_color)))
+    return _decoded(result)
 
 
 def encode(images):

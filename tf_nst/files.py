@@ -287,6 +287,10 @@ def is_arbitrary_model(path):
 
 # The signature that only an arbitrary-style export holds (export/saved_model.py).
 ARBITRARY_SIGNATURE = "style_embedding"
+# The input that only a 26-style export's signatures take (export/saved_model.py).
+MULTISTYLE_INPUT = "style_weights"
+# A model's kind: what it takes besides the images (the kinds of tf_nst.pretrained.NETWORKS, and one-style).
+ONE_STYLE, ARBITRARY, MULTISTYLE = "one-style", "arbitrary", "multistyle"
 SAVED_MODEL_FILE = "saved_model.pb"
 
 
@@ -313,6 +317,39 @@ def exported_signatures(version_dir):
 def is_arbitrary_export(version_dir):
     """Whether the SavedModel in `version_dir` is an arbitrary-style export (it takes a style image)."""
     return ARBITRARY_SIGNATURE in exported_signatures(version_dir)
+
+
+def exported_inputs(version_dir, signature="serving_default"):
+    """The input names of one signature of the SavedModel in `version_dir`, read without TensorFlow as
+    exported_signatures reads the names (SignatureDef.inputs is field 1, a map keyed by field 1).
+
+    Returns:
+      A sorted tuple of names; () for a missing signature or an unreadable file.
+    """
+    try:
+        with open(os.path.join(version_dir, SAVED_MODEL_FILE), "rb") as f:
+            data = memoryview(f.read())
+        names = set()
+        for meta_graph in _wire_fields(data, 2):
+            for entry in _wire_fields(meta_graph, 5):
+                if any(bytes(key).decode("utf-8") == signature for key in _wire_fields(entry, 1)):
+                    names.update(bytes(key).decode("utf-8") for definition in _wire_fields(entry, 2)
+                                 for inputs in _wire_fields(definition, 1) for key in _wire_fields(inputs, 1))
+    except (OSError, ValueError, IndexError):
+        return ()
+    return tuple(sorted(names))
+
+
+def is_multistyle_export(version_dir):
+    """Whether the SavedModel in `version_dir` is a 26-style export (its serving_default takes style weights)."""
+    return MULTISTYLE_INPUT in exported_inputs(version_dir)
+
+
+def export_kind(version_dir):
+    """ONE_STYLE, ARBITRARY or MULTISTYLE: what the SavedModel in `version_dir` takes besides the images."""
+    if is_arbitrary_export(version_dir):
+        return ARBITRARY
+    return MULTISTYLE if is_multistyle_export(version_dir) else ONE_STYLE
 
 
 def _wire_fields(data, number):

@@ -295,12 +295,21 @@ def style_embedding(model, styles):
     return tf.cast(model.get_layer("style_predictor")(tf.cast(styles, tf.float32)), tf.float32)
 
 
-def content_embedding(model, content):
-    """The content's own embedding, which alpha interpolates towards: [N, H, W, 3] -> [N, EMBEDDING_SIZE]."""
-    return style_embedding(model, model.get_layer("content_for_predictor")(tf.cast(content, tf.float32)))
+def content_embedding(model, content, antialias=True):
+    """The content's own embedding, which alpha interpolates towards: [N, H, W, 3] -> [N, EMBEDDING_SIZE].
+
+    antialias=False resizes with plain bilinear sampling, which LiteRT has a kernel for (not for the antialiased
+    resize, ScaleAndTranslate); the two differ only for content whose shorter side exceeds PREDICTOR_SIZE.
+    """
+    content = tf.cast(content, tf.float32)
+    if antialias:
+        return style_embedding(model, model.get_layer("content_for_predictor")(content))
+    size = image_io.shorter_side_size(tf.shape(content)[1:3], PREDICTOR_SIZE)
+    return style_embedding(model, tf.image.resize(content, size, method="bilinear", antialias=False))
 
 
-def stylize_with_embeddings(model, content, embeddings, blend_weights=None, alpha=1.0, masks=None):
+def stylize_with_embeddings(model, content, embeddings, blend_weights=None, alpha=1.0, masks=None,
+                            antialias=True):
     """Stylises content with a blend of styles given as embeddings.
 
     Args:
@@ -313,6 +322,7 @@ def stylize_with_embeddings(model, content, embeddings, blend_weights=None, alph
       masks: optional spatial control, one [H, W] weight map in [0, 1] per style: each style is rendered on its
         own and the results are mixed by mask (pixel space); where the masks sum to less than 1 the content
         shows through.
+      antialias: how the content is resized for its own embedding (content_embedding).
 
     Returns:
       [N, H, W, 3] float32 in [0, 255].
@@ -321,7 +331,7 @@ def stylize_with_embeddings(model, content, embeddings, blend_weights=None, alph
     network = model.get_layer("transformer")
     weights = _normalized(blend_weights, len(embeddings))
     alpha = tf.reshape(tf.cast(alpha, tf.float32), [-1, 1])
-    own = content_embedding(model, content)
+    own = content_embedding(model, content, antialias)
 
     def render(embedding):
         mixed = alpha * tf.cast(embedding, tf.float32) + (1.0 - alpha) * own

@@ -64,10 +64,37 @@ NETWORKS = {
         "the TensorFlow Android stylize demo's 26-style network (Magenta), dequantised"),
 }
 DEFAULT = ARBITRARY
+# magenta.NUM_BUILTIN_STYLES, named here so that --builtin_style is read before TensorFlow loads.
+NUM_BUILTIN_STYLES = 26
 
 
 def is_builtin(name):
     return name in NETWORKS
+
+
+def builtin_weights(spec):
+    """"7" or "3:0.5,12:0.5" (a style index, or index:weight pairs) -> a normalised tuple of 26 weights.
+
+    Raises:
+      UserInputError: a spec that is not of that form, an index outside [0, 25], or weights summing to 0.
+    """
+    weights = [0.0] * NUM_BUILTIN_STYLES
+    last = NUM_BUILTIN_STYLES - 1
+    for part in str(spec).split(","):
+        index, _, weight = part.strip().partition(":")
+        try:
+            index, weight = int(index), float(weight) if weight else 1.0
+        except ValueError:
+            raise UserInputError(f"built-in style {spec!r} is not an index (0-{last}) or index:weight pairs such "
+                                 "as 3:0.5,12:0.5") from None
+        if not 0 <= index <= last or not weight >= 0 or weight == float("inf"):
+            raise UserInputError(f"built-in style {spec!r}: each index must be 0 to {last} and each weight a "
+                                 "finite number >= 0")
+        weights[index] += weight
+    total = sum(weights)
+    if not total > 0:
+        raise UserInputError(f"built-in style {spec!r}: the weights sum to 0; give at least one positive weight")
+    return tuple(weight / total for weight in weights)
 
 
 def source_folder():

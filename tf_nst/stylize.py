@@ -22,6 +22,7 @@ from tf_nst import pretrained
 from tf_nst import transformer  # registers the network's layers for loading
 from tf_nst.errors import UserInputError
 from tf_nst.files import plan_outputs  # pylint: disable=unused-import  # re-exported
+from tf_nst.pretrained import builtin_weights  # pylint: disable=unused-import  # re-exported
 
 
 # --preserve_color for an arbitrary-style network: as `transfer` does it (optimize.py), with the style's
@@ -96,31 +97,6 @@ class BuiltinStyle:
         if self.preserve_color not in ("none", "luminance"):
             raise UserInputError(f"preserve_color {self.preserve_color!r} for the built-in styles: use none or "
                                  "luminance (histogram matching needs a style image)")
-
-
-def builtin_weights(spec):
-    """"7" or "3:0.5,12:0.5" (a style index, or index:weight pairs) -> a normalised tuple of 26 weights.
-
-    Raises:
-      UserInputError: a spec that is not of that form, an index outside [0, 25], or weights summing to 0.
-    """
-    weights = [0.0] * magenta.NUM_BUILTIN_STYLES
-    last = magenta.NUM_BUILTIN_STYLES - 1
-    for part in str(spec).split(","):
-        index, _, weight = part.strip().partition(":")
-        try:
-            index, weight = int(index), float(weight) if weight else 1.0
-        except ValueError:
-            raise UserInputError(f"built-in style {spec!r} is not an index (0-{last}) or index:weight pairs such "
-                                 "as 3:0.5,12:0.5") from None
-        if not 0 <= index <= last or not weight >= 0 or weight == float("inf"):
-            raise UserInputError(f"built-in style {spec!r}: each index must be 0 to {last} and each weight a "
-                                 "finite number >= 0")
-        weights[index] += weight
-    total = sum(weights)
-    if not total > 0:
-        raise UserInputError(f"built-in style {spec!r}: the weights sum to 0; give at least one positive weight")
-    return tuple(weight / total for weight in weights)
 
 
 def check_model_kind(model, style, path="the model"):

@@ -11,7 +11,8 @@ at the end. Needs the [beam] extra (pip install -e ".[beam]").
 
 An arbitrary-style export (train --architecture=adain, then export) takes --style (comma-separated files are
 blended, --style_blend_weights), with --alpha and --preserve_color=luminance; every image gets that style. The
-model's kind is read from its saved_model.pb before TensorFlow loads.
+model's kind is read from its saved_model.pb before TensorFlow loads. A magenta-26 export takes
+--builtin_style (an index, or index:weight pairs), with --strength and --preserve_color=luminance.
 """
 
 import os
@@ -23,6 +24,7 @@ from absl import logging
 from tf_nst import files
 from tf_nst import optional
 from tf_nst import outputs
+from tf_nst import pretrained
 from tf_nst.cli import common
 from tf_nst.cli import flag_groups
 from tf_nst.errors import UserInputError
@@ -35,6 +37,7 @@ _PRESERVE_COLOR = flag_groups.define_preserve_color()
 _STYLE = flag_groups.define_style()
 _STYLE_BLEND_WEIGHTS = flag_groups.define_style_blend_weights()
 _ALPHA = flag_groups.define_alpha()
+_BUILTIN_STYLE = flag_groups.define_builtin_style()
 _RUNNER = flags.DEFINE_string(
     "runner", "FnApiRunner",
     "The Beam runner: FnApiRunner (in this process, offline; the default because Beam's own default, the "
@@ -57,14 +60,25 @@ def parse_flags(argv):
 
 
 def _check_model_kind():
-    """The --style files of an arbitrary-style export ([] for a one-style one); a style flag for a one-style
-    export, no --style or --strength for an arbitrary-style one, is a UserInputError."""
-    if not files.is_arbitrary_export(_MODEL.value):
+    """(the --style files of an arbitrary-style export or [], the --builtin_style weights of a 26-style export
+    or None); a flag that the export's kind does not take, or a missing --style or --builtin_style, is a
+    UserInputError."""
+    kind = files.export_kind(_MODEL.value)
+    if kind != files.MULTISTYLE and _BUILTIN_STYLE.present:
+        raise UserInputError(f"--model={_MODEL.value!r} takes no --builtin_style; the flag is for "
+                             f"{pretrained.MULTISTYLE} exports")
+    if kind != files.ARBITRARY:
         given = [f"--{holder.name}" for holder in _STYLE_FLAGS if holder.present]
+        what = "is the 26-style network" if kind == files.MULTISTYLE else "learnt one style"
         if given:
-            raise UserInputError(f"--model={_MODEL.value!r} learnt one style and takes no {', '.join(given)}; "
-                                 "those flags are for arbitrary-style exports (train --architecture=adain)")
-        return []
+            raise UserInputError(f"--model={_MODEL.value!r} {what} and takes no {', '.join(given)}; those flags "
+                                 "are for arbitrary-style exports (magenta-arbitrary, train --architecture=adain)")
+        if kind == files.MULTISTYLE:
+            if not _BUILTIN_STYLE.present:
+                raise UserInputError(f"--model={_MODEL.value!r} is the 26-style network; pick its style with "
+                                     "--builtin_style=7 (or index:weight pairs, 3:0.5,12:0.5)")
+            return [], pretrained.builtin_weights(_BUILTIN_STYLE.value)
+        return [], None
     if not _STYLE.present:
         raise UserInputError(f"--model={_MODEL.value!r} is an arbitrary-style model; give it --style=FILE "
                              "(comma-separated files to blend)")
@@ -75,7 +89,7 @@ def _check_model_kind():
     if _PRESERVE_COLOR.value == "luminance" and len(paths) > 1:
         raise UserInputError(f"--preserve_color=luminance takes one --style file with an exported arbitrary-style "
                              f"model; received {len(paths)}")
-    return paths
+    return paths, None
 
 
 def _check_flags(pipeline_args):
@@ -90,7 +104,7 @@ def _check_flags(pipeline_args):
     if not os.path.isfile(os.path.join(_MODEL.value, "saved_model.pb")):
         raise UserInputError(f"no SavedModel in --model={_MODEL.value!r}; pass a version folder that `export` "
                              "wrote, such as exports/stylizer/1")
-    style_paths = _check_model_kind()
+    style_paths, weights = _check_model_kind()
     for path in style_paths:
         files.read_image(path)  # a bad style file is an error before TensorFlow loads
     # --input is matched (one file found is enough) before TensorFlow; the workers list the files.
@@ -99,7 +113,7 @@ def _check_flags(pipeline_args):
     batch_paths.check_output_dir(inputs, _OUTPUT_DIR.value)
     if "://" not in _OUTPUT_DIR.value:  # a local --output_dir is proved writable first (_failures.jsonl, outputs)
         outputs.check_writable(_OUTPUT_DIR.value, "--output_dir")
-    return style_paths
+    return style_paths, weights
 
 
 def _check_pipeline_options(pipeline_args):
@@ -116,7 +130,7 @@ def _check_pipeline_options(pipeline_args):
 def _run(pipeline_args):
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.ERROR)  # Beam logs its setup (and optional GCP modules) at INFO/WARNING
-    style_paths = _check_flags(pipeline_args)
+    style_paths, builtin_weights = _check_flags(pipeline_args)
     pipeline_args = [f"--runner={_RUNNER.value}", *pipeline_args]
     _check_pipeline_options(pipeline_args)
     common.import_tensorflow()
@@ -130,7 +144,7 @@ def _run(pipeline_args):
         config = batch.BatchConfig(max_size=_MAX_SIZE.value or None, style=style)
     else:
         config = batch.BatchConfig(strength=_STRENGTH.value, preserve_color=_PRESERVE_COLOR.value == "luminance",
-                                   max_size=_MAX_SIZE.value or None)
+                                   max_size=_MAX_SIZE.value or None, builtin_weights=builtin_weights)
     result = batch.run(_MODEL.value, _INPUT.value, _OUTPUT_DIR.value, config, pipeline_args)
     print(f"tf-nst: batch counters: stylized {result.stylized}, failed {result.failed}, skipped "
           f"{result.skipped} (outputs in {_OUTPUT_DIR.value})", flush=True)

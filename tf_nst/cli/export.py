@@ -7,6 +7,11 @@ given an exported version folder as --model, it only converts that. An arbitrary
 each style image to --style_size on its shorter side, as `stylize` does. An arbitrary-style model converts from
 its .keras file to one model.tflite with two signatures: style_statistics (a style image -> its 1920
 statistics) and stylize (an image, style_statistics and alpha -> the stylized image); see export/litert.py.
+
+--model also takes a built-in network by name: magenta-arbitrary exports as an arbitrary-style model (its
+style_statistics are the 100-d embedding; --style_size defaults to 256, as `stylize` sizes its styles), and
+magenta-26 with a style_weights input [N, 26] on each signature (see export/saved_model.py); --format=litert
+converts either from the network itself.
 """
 
 import os
@@ -17,6 +22,7 @@ from absl import logging
 from tf_nst import defaults
 from tf_nst import files
 from tf_nst import outputs
+from tf_nst import pretrained
 from tf_nst.cli import common
 from tf_nst.cli import flag_groups
 from tf_nst.errors import UserInputError
@@ -69,12 +75,13 @@ def _run():
     if is_saved_model and _FORMAT.value != "litert":
         raise UserInputError(f"--model={_MODEL.value!r} is already a SavedModel; export takes a .keras stylizer "
                              "or its --train_dir (an exported version folder only with --format=litert)")
-    model_path = _MODEL.value if is_saved_model else files.find_model(_MODEL.value)
-    arbitrary = not is_saved_model and files.is_arbitrary_model(model_path)
+    model_path, kind = _model_kind(is_saved_model)
+    arbitrary = kind == files.ARBITRARY
     if _STYLE_SIZE.present and not arbitrary:
         raise UserInputError(f"--model={_MODEL.value!r} takes no style image, so no --style_size; the flag is for "
-                             "arbitrary-style models (train --architecture=adain)")
-    style_size = _STYLE_SIZE.value or defaults.STYLE_SIZE
+                             "arbitrary-style models (magenta-arbitrary, train --architecture=adain)")
+    builtin = pretrained.is_builtin(_MODEL.value)
+    style_size = _STYLE_SIZE.value or (defaults.PRETRAINED_STYLE_SIZE if builtin else defaults.STYLE_SIZE)
     if arbitrary and style_size > _EXPORT_MAX_SIZE.value:
         raise UserInputError(f"--style_size={style_size} is more than --export_max_size="
                              f"{_EXPORT_MAX_SIZE.value}: the served model would refuse every style; give at most "
@@ -89,7 +96,8 @@ def _run():
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # TF's SavedModel writer logs its tracing notes at INFO
     model = model_path
-    if arbitrary and _FORMAT.value == "litert":  # loaded once: LiteRT converts it from the network itself
+    converts_network = kind != files.ONE_STYLE and not is_saved_model
+    if converts_network and _FORMAT.value == "litert":  # loaded once: LiteRT converts it from the network itself
         from tf_nst import stylize  # pylint: disable=import-outside-toplevel
 
         model = stylize.load_stylizer(model_path)
@@ -98,20 +106,31 @@ def _run():
         version_dir = saved_model.export(model, _EXPORT_DIR.value, model_name=_MODEL_NAME.value,
                                          version=_VERSION.value or None, max_size=_EXPORT_MAX_SIZE.value,
                                          style_size=style_size)
-        signatures = saved_model.signature_names(arbitrary)
+        signatures = saved_model.signature_names(kind)
         print(f"tf-nst: wrote {version_dir} (signatures: {', '.join(signatures)})", flush=True)
     if _FORMAT.value == "litert":
         from export import litert  # pylint: disable=import-outside-toplevel
 
         with common.quiet_native_stderr():  # the converter prints its MLIR diagnostics there
-            if arbitrary:
-                path = litert.export_arbitrary(model, litert_output or os.path.join(version_dir, litert.MODEL_FILE),
-                                               _QUANTIZE.value)
+            if converts_network:
+                path = litert.export_network(model, litert_output or os.path.join(version_dir, litert.MODEL_FILE),
+                                             _QUANTIZE.value)
             else:
                 path = litert.export(version_dir, litert_output, _QUANTIZE.value)
         print(f"tf-nst: wrote {path} (LiteRT, {_QUANTIZE.value}, {os.path.getsize(path) / 2**20:.1f} MiB)",
               flush=True)
     return 0
+
+
+def _model_kind(is_saved_model):
+    """(what export reads, files.ONE_STYLE / ARBITRARY / MULTISTYLE) for --model, without TensorFlow."""
+    if is_saved_model:
+        return _MODEL.value, files.export_kind(_MODEL.value)
+    if pretrained.is_builtin(_MODEL.value):
+        pretrained.check_available(_MODEL.value)
+        return _MODEL.value, pretrained.NETWORKS[_MODEL.value].kind
+    model_path = files.find_model(_MODEL.value)
+    return model_path, files.ARBITRARY if files.is_arbitrary_model(model_path) else files.ONE_STYLE
 
 
 def main(argv):

@@ -234,11 +234,11 @@ def define_model(commands=("stylize", "export", "batch")):
                           "takes.", commands))
 
 
-def define_builtin_style(commands=("stylize", "batch")):
+def define_builtin_style(commands=("stylize", "batch", "serve-request")):
     return _once(flags.DEFINE_string, "builtin_style", None,
                  _read_by("For --model=magenta-26: a style index 0-25 (7), or a blend of index:weight pairs "
                           "(3:0.5,12:0.5); `main.py stylize --model=magenta-26 --contact_sheet=sheet.png` shows "
-                          "them all.", commands))
+                          "them all; `batch` and `serve-request` take it for a magenta-26 export.", commands))
 
 
 def define_max_size(commands=("stylize", "batch")):

@@ -3,7 +3,8 @@ as `stylize` does.
 
 The inputs, the outputs and the server's answer are checked before TensorFlow loads; TensorFlow is needed
 only to write the results. --style sends a style image with every input, for a served arbitrary-style
-model (train --architecture=adain). An image the server refuses (its `error` output) is named with the reason, one
+model (magenta-arbitrary, train --architecture=adain); --builtin_style sends its weights with every input, for
+a served magenta-26. An image the server refuses (its `error` output) is named with the reason, one
 line on stderr, and makes the exit status 1; the others are still written.
 """
 
@@ -11,6 +12,7 @@ from absl import flags
 
 from tf_nst import files
 from tf_nst import outputs
+from tf_nst import pretrained
 from tf_nst.cli import common
 from tf_nst.cli import flag_groups
 from tf_nst.errors import UserInputError
@@ -20,6 +22,7 @@ _OUTPUT_DIR = flag_groups.define_output_dir()
 _OVERWRITE = flag_groups.define_overwrite()
 _MODEL_NAME = flag_groups.define_model_name()
 _STYLE = flag_groups.define_style()
+_BUILTIN_STYLE = flag_groups.define_builtin_style()
 _SERVER = flags.DEFINE_string(
     "server", None, "host:port of TF Serving (default: localhost:8501 for rest, localhost:8500 for grpc).")
 _PROTOCOL = flags.DEFINE_enum(
@@ -41,11 +44,15 @@ def _run():
     common.require_flags("serve-request", _INPUT, _OUTPUT_DIR)
     pairs = files.plan_outputs(_INPUT.value, _OUTPUT_DIR.value, _OVERWRITE.value)
     outputs.check_writable_files([output for _, output in pairs], "--output_dir")
+    if _STYLE.present and _BUILTIN_STYLE.present:
+        raise UserInputError("give --style (a served arbitrary-style model) or --builtin_style (a served "
+                             f"{pretrained.MULTISTYLE}), not both")
     style = _read_style() if _STYLE.present else None
+    weights = pretrained.builtin_weights(_BUILTIN_STYLE.value) if _BUILTIN_STYLE.present else None
     from export import client  # pylint: disable=import-outside-toplevel
 
     predictions = client.request_files(pairs, _SERVER.value, _MODEL_NAME.value, protocol=_PROTOCOL.value,
-                                       style=style)
+                                       style=style, style_weights=weights)
     common.import_tensorflow()
     result = client.write_outputs(pairs, predictions, callback=common.report_file, replace=_OVERWRITE.value)
     if result.failed:
