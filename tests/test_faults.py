@@ -203,6 +203,44 @@ def test_a_full_disk_during_train_keeps_the_last_good_checkpoint(tmp_path, image
     assert os.path.isfile(run / "ckpt-1.index") and not os.path.exists(run / "stylizer.keras")
 
 
+# A full disk where train first writes: TensorBoard's events file (as CreateSummaryFileWriter fails on ENOSPC:
+# an empty events file left, then the error) or the first checkpoint (SaveV2, its temp folder left).
+_FULL_DISK_AT_TRAIN_START = """
+import os
+from tf_nst.cli import common
+common.import_tensorflow()
+import tensorflow as tf
+def _full(path):
+    return tf.errors.ResourceExhaustedError(None, None, "{{{{function_node __wrapped__Op}}}} " + path +
+                                            "; No space left on device\\n\\tCould not initialize events writer.")
+if {what!r} == "summaries":
+    def _create_file_writer(logdir, *args, **kwargs):
+        path = os.path.join(logdir, "events.out.tfevents.1.host.1.0.v2")
+        open(path, "wb").close()
+        raise _full(path)
+    tf.summary.create_file_writer = _create_file_writer
+else:
+    def _write(self, file_prefix, *args, **kwargs):
+        os.makedirs(file_prefix + "_temp")
+        raise _full(file_prefix + "_temp/part-00000-of-00001.data-00000-of-00001")
+    tf.train.Checkpoint.write = _write
+    tf.train.Checkpoint._write = _write
+"""
+
+
+@pytest.mark.parametrize("what,fragment", [("summaries", "TensorBoard summaries"), ("checkpoint", "checkpoint")])
+def test_a_full_disk_at_the_start_of_train_is_one_line_before_the_first_step(what, fragment, tmp_path, image_files):
+    (tmp_path / "data").mkdir()
+    Image.open(image_files["content"]).save(tmp_path / "data" / "photo.png")
+    run = tmp_path / "run"
+    result = run_main("train", f"--dataset_dir={tmp_path / 'data'}", f"--style={image_files['style']}",
+                      f"--train_dir={run}", *_TINY_TRAIN[:-1], "--num_train_steps=2", "--print_every=1",
+                      setup=_FULL_DISK_AT_TRAIN_START.format(what=what))
+    error_line(result, 1, f"cannot write {fragment}", str(run), "No space left on device", "before the first step")
+    assert "step 1/" not in result.stdout, result.stdout
+    assert not os.path.exists(run) or os.listdir(run) == [], os.listdir(run)
+
+
 # --- 4. Ctrl-C and SIGTERM -----------------------------------------------------------------------------------
 
 def test_ctrl_c_during_transfer_writes_the_image_so_far(tmp_path, image_files):
