@@ -142,13 +142,37 @@ def test_a_denied_or_read_only_folder_fails_before_tensorflow_loads(code, cause,
 
 # --- 2. Faults at write time: one line, exit 1, nothing half-written ----------------------------------------
 
+# The system temp folder (tempfile.gettempdir) of the command's process: transfer's fallback for its result.
+_TEMP_DIR = """
+import tempfile
+tempfile.tempdir = {folder!r}
+"""
+
+
 @pytest.mark.parametrize("code,cause", [("ENOSPC", "No space left on device"), ("EROFS", "Read-only")])
-def test_a_fault_at_the_final_write_of_transfer(code, cause, tmp_path, image_files):
-    out = tmp_path / "o.png"
+def test_a_fault_at_the_final_write_of_transfer_keeps_the_image_elsewhere(code, cause, tmp_path, image_files):
+    out, rescue = tmp_path / "out" / "o.png", tmp_path / "tmp"
+    rescue.mkdir()
     result = run_main("transfer", f"--content={image_files['content']}", f"--output={out}", *FAST,
-                      setup=_FAIL_OS_CALL.format(name="link", marker="o.png", code=code))  # no --overwrite
-    error_line(result, 1, f"cannot write {str(out)!r}", cause)
-    assert os.listdir(tmp_path) == []  # no output, no temporary
+                      setup=_TEMP_DIR.format(folder=str(rescue)) +
+                      _FAIL_OS_CALL.format(name="link", marker=str(out), code=code))  # no --overwrite
+    line = error_line(result, 1, f"cannot write {str(out)!r}", cause, "the finished image is saved at")
+    assert os.listdir(out.parent) == []  # no output, no temporary
+    kept = line.rsplit(" saved at ", 1)[1].split("'")[1]
+    assert os.path.dirname(kept) == str(rescue) and os.listdir(rescue) == [os.path.basename(kept)]
+    assert kept.endswith(".png") and Image.open(kept).size == (32, 21)
+
+
+def test_a_fault_at_the_final_write_of_transfer_and_of_its_fallbacks_says_so(tmp_path, image_files):
+    out, rescue = tmp_path / "out" / "o.png", tmp_path / "tmp"
+    rescue.mkdir()
+    result = run_main("transfer", f"--content={image_files['content']}", f"--output={out}", *FAST,
+                      setup=_TEMP_DIR.format(folder=str(rescue)) +
+                      _FAIL_OS_CALL.format(name="link", marker=".png", code="ENOSPC"))
+    error_line(result, 1, f"cannot write {str(out)!r}", "No space left on device", f"{str(rescue)!r}",
+               "could not be saved anywhere")
+    assert os.listdir(out.parent) == [] and os.listdir(rescue) == []
+    assert not leftovers(ROOT)
 
 
 def test_a_full_disk_during_stylize(tmp_path, image_files, stylizer):

@@ -21,6 +21,7 @@ from tf_nst import signals
 from tf_nst.cli import common
 from tf_nst.cli import flag_groups
 from tf_nst.errors import UserInputError
+from tf_nst.errors import WriteError
 
 _INIT_MODES = ("content", "noise", "style")
 
@@ -357,16 +358,38 @@ def _run():
                                        converged_callback=reporter.on_converged, begin_callback=reporter.on_begin)
         except optimize.TransferStopped as e:
             return _write_stopped(e, total_steps, stop.signum)
-    image_io.write_image(_OUTPUT.value, result, replace=_OVERWRITE.value)
+    _write_result(result)
     print(f"tf-nst: wrote {_OUTPUT.value}", flush=True)
     return 0
 
 
-def _write_stopped(stopped, total_steps, signum):
-    """Writes the best image of a run that stopped early; returns the exit status (128 + signal, or 1)."""
+def _write_result(image):
+    """Writes the finished image to --output; where that fails (a full disk), to a new file in the temp or the
+    current folder (outputs.write_fallback), so that the optimisation is not lost.
+
+    Raises:
+      WriteError: --output could not be written; the message says where the image was saved instead, or that
+        it could not be saved anywhere.
+    """
     from tf_nst import image_io  # pylint: disable=import-outside-toplevel
 
-    image_io.write_image(_OUTPUT.value, stopped.image, replace=_OVERWRITE.value)
+    data = image_io.encode_image(_OUTPUT.value, image)
+    try:
+        outputs.write_file(_OUTPUT.value, data, replace=_OVERWRITE.value)
+    except outputs.OutputAppearedError:
+        raise  # the image is kept beside it already
+    except WriteError as e:
+        kept, failed = outputs.write_fallback(_OUTPUT.value, data)
+        if kept:
+            raise WriteError(f"{e}; the finished image is saved at {kept!r} instead") from None
+        tried = ", ".join(f"{folder!r} ({error.strerror or type(error).__name__})"
+                          for folder, error in failed)
+        raise WriteError(f"{e}; the finished image could not be saved anywhere else either (tried {tried})") from None
+
+
+def _write_stopped(stopped, total_steps, signum):
+    """Writes the best image of a run that stopped early; returns the exit status (128 + signal, or 1)."""
+    _write_result(stopped.image)
     if stopped.reason == "requested":
         print(f"tf-nst: interrupted at step {stopped.step} of {total_steps}; wrote {_OUTPUT.value}", flush=True)
         return 128 + signum
