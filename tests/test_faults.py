@@ -406,6 +406,31 @@ def test_a_run_too_large_for_memory_suggests_a_tile_size(tmp_path, image_files):
     assert memory.fits(6652, 10000, "lbfgs", 100, tile, memory.available_bytes())[0]
 
 
+def test_a_huge_style_scale_is_one_line_before_tensorflow_loads(tmp_path, image_files):
+    result = run_main(f"--content={image_files['content']}", f"--output={tmp_path / 'o.png'}", *FAST,
+                      "--style_scale=1e6")
+    error_line(result, 2, "--style_scale=1e6", "in the range [0.01, 10.0]")
+    assert result.stdout.split() == ["tensorflow-not-loaded"]
+    result = run_main(f"--content={image_files['content']}", f"--output={tmp_path / 'o.png'}", *FAST[:-1],
+                      "--image_size=5000", "--style_scale=4")
+    error_line(result, 2, "--style_scale=4", "20000 px", "at most 10000 px")
+    assert result.stdout.split() == ["tensorflow-not-loaded"] and os.listdir(tmp_path) == []
+
+
+def test_the_memory_check_counts_the_style_images(tmp_path, image_files):
+    setup = "import tf_nst.memory\ntf_nst.memory.available_bytes = lambda *args: 3e9\n"
+    result = run_main(f"--content={image_files['content']}", f"--style={image_files['style']}",
+                      f"--output={tmp_path / 'o.png'}", "--weights=none", "--image_size=256", "--num_steps=1",
+                      "--style_scale=10", setup=setup)
+    error_line(result, 2, "--style_scale=10", f"style image {image_files['style']!r}", "2560x2240 px",
+               "3.0 GB is available", "lower --style_scale")
+    assert result.stdout.split() == ["tensorflow-not-loaded"] and os.listdir(tmp_path) == []
+    from tf_nst import memory  # pylint: disable=import-outside-toplevel
+
+    assert memory.estimate_peak_bytes(256, 256, "adam", 100, style_pixels=[100 * 100]) == (
+        memory.estimate_peak_bytes(256, 256, "adam", 100))  # a style smaller than the content costs nothing more
+
+
 _NAN_AT_STEP_3 = """
 import tf_nst.progress
 _step = tf_nst.progress.Progress.step
