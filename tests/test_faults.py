@@ -142,13 +142,37 @@ def test_a_denied_or_read_only_folder_fails_before_tensorflow_loads(code, cause,
 
 # --- 2. Faults at write time: one line, exit 1, nothing half-written ----------------------------------------
 
+# The system temp folder (tempfile.gettempdir) of the command's process: transfer's fallback for its result.
+_TEMP_DIR = """
+import tempfile
+tempfile.tempdir = {folder!r}
+"""
+
+
 @pytest.mark.parametrize("code,cause", [("ENOSPC", "No space left on device"), ("EROFS", "Read-only")])
-def test_a_fault_at_the_final_write_of_transfer(code, cause, tmp_path, image_files):
-    out = tmp_path / "o.png"
+def test_a_fault_at_the_final_write_of_transfer_keeps_the_image_elsewhere(code, cause, tmp_path, image_files):
+    out, rescue = tmp_path / "out" / "o.png", tmp_path / "tmp"
+    rescue.mkdir()
     result = run_main("transfer", f"--content={image_files['content']}", f"--output={out}", *FAST,
-                      setup=_FAIL_OS_CALL.format(name="link", marker="o.png", code=code))  # no --overwrite
-    error_line(result, 1, f"cannot write {str(out)!r}", cause)
-    assert os.listdir(tmp_path) == []  # no output, no temporary
+                      setup=_TEMP_DIR.format(folder=str(rescue)) +
+                      _FAIL_OS_CALL.format(name="link", marker=str(out), code=code))  # no --overwrite
+    line = error_line(result, 1, f"cannot write {str(out)!r}", cause, "the finished image is saved at")
+    assert os.listdir(out.parent) == []  # no output, no temporary
+    kept = line.rsplit(" saved at ", 1)[1].split("'")[1]
+    assert os.path.dirname(kept) == str(rescue) and os.listdir(rescue) == [os.path.basename(kept)]
+    assert kept.endswith(".png") and Image.open(kept).size == (32, 21)
+
+
+def test_a_fault_at_the_final_write_of_transfer_and_of_its_fallbacks_says_so(tmp_path, image_files):
+    out, rescue = tmp_path / "out" / "o.png", tmp_path / "tmp"
+    rescue.mkdir()
+    result = run_main("transfer", f"--content={image_files['content']}", f"--output={out}", *FAST,
+                      setup=_TEMP_DIR.format(folder=str(rescue)) +
+                      _FAIL_OS_CALL.format(name="link", marker=".png", code="ENOSPC"))
+    error_line(result, 1, f"cannot write {str(out)!r}", "No space left on device", f"{str(rescue)!r}",
+               "could not be saved anywhere")
+    assert os.listdir(out.parent) == [] and os.listdir(rescue) == []
+    assert not leftovers(ROOT)
 
 
 def test_a_full_disk_during_stylize(tmp_path, image_files, stylizer):
@@ -201,6 +225,44 @@ def test_a_full_disk_during_train_keeps_the_last_good_checkpoint(tmp_path, image
     assert "resume" in line
     assert not leftovers(run)
     assert os.path.isfile(run / "ckpt-1.index") and not os.path.exists(run / "stylizer.keras")
+
+
+# A full disk where train first writes: TensorBoard's events file (as CreateSummaryFileWriter fails on ENOSPC:
+# an empty events file left, then the error) or the first checkpoint (SaveV2, its temp folder left).
+_FULL_DISK_AT_TRAIN_START = """
+import os
+from tf_nst.cli import common
+common.import_tensorflow()
+import tensorflow as tf
+def _full(path):
+    return tf.errors.ResourceExhaustedError(None, None, "{{{{function_node __wrapped__Op}}}} " + path +
+                                            "; No space left on device\\n\\tCould not initialize events writer.")
+if {what!r} == "summaries":
+    def _create_file_writer(logdir, *args, **kwargs):
+        path = os.path.join(logdir, "events.out.tfevents.1.host.1.0.v2")
+        open(path, "wb").close()
+        raise _full(path)
+    tf.summary.create_file_writer = _create_file_writer
+else:
+    def _write(self, file_prefix, *args, **kwargs):
+        os.makedirs(file_prefix + "_temp")
+        raise _full(file_prefix + "_temp/part-00000-of-00001.data-00000-of-00001")
+    tf.train.Checkpoint.write = _write
+    tf.train.Checkpoint._write = _write
+"""
+
+
+@pytest.mark.parametrize("what,fragment", [("summaries", "TensorBoard summaries"), ("checkpoint", "checkpoint")])
+def test_a_full_disk_at_the_start_of_train_is_one_line_before_the_first_step(what, fragment, tmp_path, image_files):
+    (tmp_path / "data").mkdir()
+    Image.open(image_files["content"]).save(tmp_path / "data" / "photo.png")
+    run = tmp_path / "run"
+    result = run_main("train", f"--dataset_dir={tmp_path / 'data'}", f"--style={image_files['style']}",
+                      f"--train_dir={run}", *_TINY_TRAIN[:-1], "--num_train_steps=2", "--print_every=1",
+                      setup=_FULL_DISK_AT_TRAIN_START.format(what=what))
+    error_line(result, 1, f"cannot write {fragment}", str(run), "No space left on device", "before the first step")
+    assert "step 1/" not in result.stdout, result.stdout
+    assert not os.path.exists(run) or os.listdir(run) == [], os.listdir(run)
 
 
 # --- 4. Ctrl-C and SIGTERM -----------------------------------------------------------------------------------
@@ -342,6 +404,31 @@ def test_a_run_too_large_for_memory_suggests_a_tile_size(tmp_path, image_files):
     from tf_nst import memory  # pylint: disable=import-outside-toplevel
 
     assert memory.fits(6652, 10000, "lbfgs", 100, tile, memory.available_bytes())[0]
+
+
+def test_a_huge_style_scale_is_one_line_before_tensorflow_loads(tmp_path, image_files):
+    result = run_main(f"--content={image_files['content']}", f"--output={tmp_path / 'o.png'}", *FAST,
+                      "--style_scale=1e6")
+    error_line(result, 2, "--style_scale=1e6", "in the range [0.01, 10.0]")
+    assert result.stdout.split() == ["tensorflow-not-loaded"]
+    result = run_main(f"--content={image_files['content']}", f"--output={tmp_path / 'o.png'}", *FAST[:-1],
+                      "--image_size=5000", "--style_scale=4")
+    error_line(result, 2, "--style_scale=4", "20000 px", "at most 10000 px")
+    assert result.stdout.split() == ["tensorflow-not-loaded"] and os.listdir(tmp_path) == []
+
+
+def test_the_memory_check_counts_the_style_images(tmp_path, image_files):
+    setup = "import tf_nst.memory\ntf_nst.memory.available_bytes = lambda *args: 3e9\n"
+    result = run_main(f"--content={image_files['content']}", f"--style={image_files['style']}",
+                      f"--output={tmp_path / 'o.png'}", "--weights=none", "--image_size=256", "--num_steps=1",
+                      "--style_scale=10", setup=setup)
+    error_line(result, 2, "--style_scale=10", f"style image {image_files['style']!r}", "2560x2240 px",
+               "3.0 GB is available", "lower --style_scale")
+    assert result.stdout.split() == ["tensorflow-not-loaded"] and os.listdir(tmp_path) == []
+    from tf_nst import memory  # pylint: disable=import-outside-toplevel
+
+    assert memory.estimate_peak_bytes(256, 256, "adam", 100, style_pixels=[100 * 100]) == (
+        memory.estimate_peak_bytes(256, 256, "adam", 100))  # a style smaller than the content costs nothing more
 
 
 _NAN_AT_STEP_3 = """

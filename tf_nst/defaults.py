@@ -41,6 +41,9 @@ MAX_TRAIN_STEPS = 100_000_000  # train: --num_train_steps, --checkpoint_every, -
 MAX_LBFGS_HISTORY = 1_000
 MAX_BATCH_SIZE = 4_096
 MAX_VERSION = 2**63 - 1  # TF Serving reads a version folder's name as an int64
+# transfer's --style_scale: a style 10x the output's size holds all the detail a Gram matrix can use; its
+# longer side must also stay within MAX_IMAGE_SIZE, and its pixels within the memory check (tf_nst/memory.py).
+MAX_STYLE_SCALE = 10.0
 NUM_STEPS = 300
 OPTIMIZER = "lbfgs"
 # Start from noise and optimise coarse to fine, halving down to about AUTO_SCALE_SIZE px with COARSE_STEPS steps

@@ -28,13 +28,21 @@ def per_pixel_bytes(optimizer, lbfgs_history):
     return BYTES_PER_PIXEL + extra
 
 
-def estimate_peak_bytes(height, width, optimizer, lbfgs_history, tile_size=None):
-    """Estimated peak memory of a transfer at height x width px, whole or in tile_size tiles."""
+def estimate_peak_bytes(height, width, optimizer, lbfgs_history, tile_size=None, style_pixels=()):
+    """Estimated peak memory of a transfer at height x width px, whole or in tile_size tiles.
+
+    `style_pixels`: the pixels of each style image as the run resizes it. Their features are computed one at a
+    time, before the optimisation and never tiled, so the largest counts where it needs more than the steps do
+    (at BYTES_PER_PIXEL: a forward pass needs less, so the estimate stays above).
+    """
     per_pixel = per_pixel_bytes(optimizer, lbfgs_history)
+    style = max(style_pixels, default=0) * BYTES_PER_PIXEL
     if tile_size and max(height, width) > tile_size:
         tile_pixels = min(height, tile_size) * min(width, tile_size)
-        return BASE_BYTES + tile_pixels * per_pixel + height * width * TILED_BYTES_PER_PIXEL
-    return BASE_BYTES + height * width * per_pixel
+        steps = tile_pixels * per_pixel + height * width * TILED_BYTES_PER_PIXEL
+    else:
+        steps = height * width * per_pixel
+    return BASE_BYTES + max(steps, style)
 
 
 def fitting_tile_size(height, width, optimizer, lbfgs_history, available, multiple=32):
@@ -68,7 +76,7 @@ def available_bytes(meminfo="/proc/meminfo", cgroup_dir="/sys/fs/cgroup"):
     return available
 
 
-def fits(height, width, optimizer, lbfgs_history, tile_size=None, available=None):
+def fits(height, width, optimizer, lbfgs_history, tile_size=None, available=None, style_pixels=()):
     """(fits, estimated bytes, available bytes or None): whether the estimate is within HEADROOM of what is free."""
-    needed = estimate_peak_bytes(height, width, optimizer, lbfgs_history, tile_size)
+    needed = estimate_peak_bytes(height, width, optimizer, lbfgs_history, tile_size, style_pixels)
     return (available is None or needed <= HEADROOM * available), needed, available

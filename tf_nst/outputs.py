@@ -252,6 +252,34 @@ def write_file(path, data, replace=True):
         raise write_error(path, e) from None
 
 
+def fallback_folders():
+    """Where a finished result goes when its own path cannot be written: the system temp folder
+    (tempfile.gettempdir: $TMPDIR, else /tmp), then the current folder; each once."""
+    import tempfile  # pylint: disable=import-outside-toplevel
+
+    return list(dict.fromkeys(os.path.abspath(folder) for folder in (tempfile.gettempdir(), os.getcwd())))
+
+
+def write_fallback(path, data, folders=None):
+    """Writes `data`, which could not be written to `path`, to a new file named after it in the first of
+    `folders` (default: fallback_folders) that takes it, so that hours of work are not lost to a full disk.
+
+    Returns:
+      (the path written, or None where every folder failed; [(folder, its OSError)] of the folders that failed).
+    """
+    stem, extension = os.path.splitext(os.path.basename(path))
+    failed = []
+    for folder in fallback_folders() if folders is None else folders:
+        kept = os.path.join(folder, f"{stem}-kept-{secrets.token_hex(3)}{extension}")
+        try:
+            with atomic_output(kept, replace=False) as temp, open(temp, "wb") as f:
+                f.write(data)
+            return kept, failed
+        except OSError as e:  # OutputAppearedError (a WriteError) cannot happen: the name is new
+            failed.append((folder, e))
+    return None, failed
+
+
 # Locks this process holds: {lock file path: [its descriptor, how many holders]}, so that the command line and
 # the library function it calls can both take the lock of one folder.
 _HELD_LOCKS = {}

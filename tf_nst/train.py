@@ -10,9 +10,10 @@ dataset(files, seed); preview_inputs(files, count); preview(network, inputs) -> 
 
 import contextlib
 import dataclasses
+import glob
 import logging
 import os
-import glob
+import re
 import shutil
 
 import keras
@@ -299,6 +300,22 @@ class Trainer:
             raise WriteError(f"cannot write checkpoint {prefix!r} at step {step}: {_io_cause(e)}; training "
                              f"stopped, {kept}") from None
 
+    def check_checkpoint(self):
+        """Writes a checkpoint beside the real ones and removes it: a full or read-only disk is found before the
+        first step, not after checkpoint_every steps of work.
+
+        Raises:
+          WriteError: it could not be written; its partial files are removed.
+        """
+        prefix = outputs.temp_path(self.manager.directory, "-ckpt")  # a stale one is removed by remove_stale_temps
+        try:
+            self.checkpoint.write(prefix)
+        except (OSError, tf.errors.OpError) as e:
+            raise WriteError(f"cannot write checkpoint {prefix!r}: {_io_cause(e)}; stopped before the first step, "
+                             "nothing was trained: free some space or give another train_dir") from None
+        finally:
+            _remove_partial_checkpoint(prefix)
+
     def _replica_losses(self, batch):
         """One replica's loss terms, each scaled by its share of the global batch (so replicas sum)."""
         total, terms = self.recipe.losses(self.model, batch)
@@ -350,10 +367,10 @@ def _remove_partial_checkpoint(prefix):
 
 
 def _io_cause(error):
-    """The cause of an OSError or a TensorFlow I/O error, in one line."""
+    """The cause of an OSError or a TensorFlow I/O error, in one line (without TensorFlow's {{function_node}})."""
     if isinstance(error, OSError):
         return outputs.describe_os_error(error)
-    return (error.message or type(error).__name__).strip().splitlines()[0]
+    return re.sub(r"^\{\{[^}]*\}\}\s*", "", (error.message or type(error).__name__).strip()).splitlines()[0]
 
 
 def _agree_on_overflow(gradients):
@@ -415,6 +432,7 @@ def _train(config, strategy, callback):
     # A resumed run reshuffles with another seed rather than replaying the first epoch's order.
     batches = iter(trainer.distribute(trainer.recipe.dataset(dataset_files, seed=config.seed + start_step)))
     preview = trainer.recipe.preview_inputs(dataset_files, NUM_PREVIEW_IMAGES)
+    trainer.check_checkpoint()
     with _summary_writer(config.train_dir, strategy) as writer, signals.StopSignals() as stop:
         step, terms = _run_steps(trainer, batches, writer, preview, callback, stop)
     model_path = None
@@ -425,8 +443,24 @@ def _train(config, strategy, callback):
 
 @contextlib.contextmanager
 def _summary_writer(train_dir, strategy):
-    chief = is_chief(strategy)
-    writer = tf.summary.create_file_writer(train_dir) if chief else tf.summary.create_noop_writer()
+    """The TensorBoard writer (a no-op one off the chief).
+
+    Raises:
+      WriteError: the events file cannot be created (full disk, read-only); the empty one is removed.
+    """
+    if not is_chief(strategy):
+        writer = tf.summary.create_noop_writer()
+    else:
+        before = set(glob.glob(os.path.join(glob.escape(train_dir), "events.out.tfevents.*")))
+        try:
+            writer = tf.summary.create_file_writer(train_dir)
+        except (OSError, tf.errors.OpError) as e:
+            for path in set(glob.glob(os.path.join(glob.escape(train_dir), "events.out.tfevents.*"))) - before:
+                if os.path.getsize(path) == 0:
+                    os.remove(path)
+            raise WriteError(f"cannot write TensorBoard summaries in {train_dir!r}: {_io_cause(e)}; stopped "
+                             "before the first step, nothing was trained: free some space or give another "
+                             "train_dir") from None
     try:
         yield writer
     finally:

@@ -22,6 +22,7 @@ from tf_nst import signals
 from tf_nst.cli import common
 from tf_nst.cli import flag_groups
 from tf_nst.errors import UserInputError
+from tf_nst.errors import WriteError
 
 _INIT_MODES = ("content", "noise", "style", "pretrained")
 
@@ -56,7 +57,9 @@ _INIT = flags.DEFINE_string(
     "and masks included; --num_scales=auto is then 1), or a path to an image file.")
 _STYLE_BLEND_WEIGHTS = flag_groups.define_style_blend_weights()
 _STYLE_SCALE = flags.DEFINE_float(
-    "style_scale", 1.0, "Style images are resized to style_scale * --image_size (longer side).", lower_bound=0.01)
+    "style_scale", 1.0, "Style images are resized to style_scale * --image_size (longer side), at most "
+    f"{defaults.MAX_IMAGE_SIZE} px; counted by the memory check.", lower_bound=0.01,
+    upper_bound=defaults.MAX_STYLE_SCALE)
 _NUM_SCALES = flags.DEFINE_string(
     "num_scales", defaults.NUM_SCALES, "Coarse-to-fine: optimise at this many sizes, each --scale_factor times the "
     f"last; 'auto': down to about {defaults.AUTO_SCALE_SIZE} px (3 scales at 256 px, 4 at 512 px).")
@@ -302,14 +305,22 @@ def _duration(seconds):
     return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def _check_memory(content):
-    """Refuses, before anything is built, a run whose estimated peak memory exceeds what is available."""
-    height, width = content.shape[:2]
-    scale = _IMAGE_SIZE.value / max(height, width)
-    height, width = max(1, round(height * scale)), max(1, round(width * scale))
+def _scaled_size(image, max_side):
+    height, width = image.shape[:2]
+    scale = max_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _check_memory(inputs):
+    """Refuses, before anything is built, a run whose estimated peak memory exceeds what is available, the
+    style images (at --style_scale) counted."""
+    height, width = _scaled_size(inputs.content, _IMAGE_SIZE.value)
+    styles = _check_style_sizes(inputs)
     optimizer, history, tile_size = _OPTIMIZER.value, _LBFGS_HISTORY.value, _TILE_SIZE.value or None
-    fits, needed, available = memory.fits(height, width, optimizer, history, tile_size, memory.available_bytes())
+    available = memory.available_bytes()
+    fits, needed, _ = memory.fits(height, width, optimizer, history, tile_size, available)
     if fits:
+        _check_style_memory(styles, (height, width), available)
         return
     tiled = f"in tiles of {tile_size} px" if tile_size and max(height, width) > tile_size else "untiled"
     tile = memory.fitting_tile_size(height, width, optimizer, history, available)
@@ -322,9 +333,33 @@ def _check_memory(content):
         f"{needed / 1e9:.1f} GB by tf_nst's estimate but {available / 1e9:.1f} GB is available; {advice}")
 
 
+def _check_style_sizes(inputs):
+    """[(path, (height, width))] of the style images as the run resizes them; refuses a side past
+    MAX_IMAGE_SIZE."""
+    side = max(1, round(_STYLE_SCALE.value * _IMAGE_SIZE.value))
+    if side > defaults.MAX_IMAGE_SIZE:
+        raise UserInputError(
+            f"--style_scale={_STYLE_SCALE.value:g} at --image_size={_IMAGE_SIZE.value} makes the style images "
+            f"{side} px on their longer side; it can be at most {defaults.MAX_IMAGE_SIZE} px: give --style_scale="
+            f"{defaults.MAX_IMAGE_SIZE / _IMAGE_SIZE.value:.3g} or less")
+    return [(path, _scaled_size(style, side)) for path, style in zip(inputs.style_paths, inputs.styles)]
+
+
+def _check_style_memory(styles, content_size, available):
+    """Refuses a style image whose features (computed before the steps, never tiled) would not fit."""
+    for path, (height, width) in styles:
+        fits, needed, _ = memory.fits(*content_size, _OPTIMIZER.value, _LBFGS_HISTORY.value,
+                                      _TILE_SIZE.value or None, available, style_pixels=[height * width])
+        if not fits:
+            raise UserInputError(
+                f"--style_scale={_STYLE_SCALE.value:g} makes the style image {path!r} {width}x{height} px, which "
+                f"needs about {needed / 1e9:.1f} GB by tf_nst's estimate but {available / 1e9:.1f} GB is "
+                "available; lower --style_scale (style images are not tiled)")
+
+
 def _run():
     inputs = _Inputs()  # before TensorFlow: a bad path or image is reported at once
-    _check_memory(inputs.content)
+    _check_memory(inputs)
     common.import_tensorflow()
     from tf_nst import api, image_io, optimize, vgg  # pylint: disable=import-outside-toplevel
     from tf_nst import weights as weights_source  # pylint: disable=import-outside-toplevel
@@ -367,16 +402,38 @@ def _run():
                                        converged_callback=reporter.on_converged, begin_callback=reporter.on_begin)
         except optimize.TransferStopped as e:
             return _write_stopped(e, total_steps, stop.signum)
-    image_io.write_image(_OUTPUT.value, result, replace=_OVERWRITE.value)
+    _write_result(result)
     print(f"tf-nst: wrote {_OUTPUT.value}", flush=True)
     return 0
 
 
-def _write_stopped(stopped, total_steps, signum):
-    """Writes the best image of a run that stopped early; returns the exit status (128 + signal, or 1)."""
+def _write_result(image):
+    """Writes the finished image to --output; where that fails (a full disk), to a new file in the temp or the
+    current folder (outputs.write_fallback), so that the optimisation is not lost.
+
+    Raises:
+      WriteError: --output could not be written; the message says where the image was saved instead, or that
+        it could not be saved anywhere.
+    """
     from tf_nst import image_io  # pylint: disable=import-outside-toplevel
 
-    image_io.write_image(_OUTPUT.value, stopped.image, replace=_OVERWRITE.value)
+    data = image_io.encode_image(_OUTPUT.value, image)
+    try:
+        outputs.write_file(_OUTPUT.value, data, replace=_OVERWRITE.value)
+    except outputs.OutputAppearedError:
+        raise  # the image is kept beside it already
+    except WriteError as e:
+        kept, failed = outputs.write_fallback(_OUTPUT.value, data)
+        if kept:
+            raise WriteError(f"{e}; the finished image is saved at {kept!r} instead") from None
+        tried = ", ".join(f"{folder!r} ({error.strerror or type(error).__name__})"
+                          for folder, error in failed)
+        raise WriteError(f"{e}; the finished image could not be saved anywhere else either (tried {tried})") from None
+
+
+def _write_stopped(stopped, total_steps, signum):
+    """Writes the best image of a run that stopped early; returns the exit status (128 + signal, or 1)."""
+    _write_result(stopped.image)
     if stopped.reason == "requested":
         print(f"tf-nst: interrupted at step {stopped.step} of {total_steps}; wrote {_OUTPUT.value}", flush=True)
         return 128 + signum
