@@ -89,6 +89,7 @@ STYLE_SIZE = 512
 # The pretrained arbitrary network's style predictor was trained on 256 x 256 styles (Ghiasi et al. 2017, §3);
 # `stylize --style_size` defaults to it for that network (measured: BENCHMARKS.md, "Pretrained networks").
 PRETRAINED_STYLE_SIZE = 256
-# train --init_from=magenta-arbitrary: what the fine-tune trains (train_finetune.FINETUNE_MODES); chosen by
-# bench/bench_finetune.py (BENCHMARKS.md, "Fine-tuning the pretrained network").
+# train --init_from=magenta-arbitrary: what the fine-tune trains (train_finetune.FINETUNE_MODES). "norms" follows
+# Dumoulin et al. 2017 (§4: a new style in the normalisation parameters); not yet measured here against
+# "embedding" and "all" (bench/bench_finetune.py is written, its run still to do).
 FINETUNE = "norms"
