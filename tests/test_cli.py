@@ -228,7 +228,7 @@ def test_two_styles_coarse_to_fine_from_the_command_line(files):
                      f"--output={files['out']}", "--weights=none", "--image_size=64", "--num_steps=2",
                      "--print_every=1")
     assert result.returncode == 0, result.stderr
-    assert "3 lbfgs steps over 2 scale(s), 2 style(s)" in result.stdout
+    assert "3 lbfgs steps over 2 scale(s) from noise, 2 style(s)" in result.stdout
     assert [line.split()[1] for line in result.stdout.splitlines() if line.startswith("step ")] == [
         "1/3", "2/3", "3/3"]
     assert Image.open(files["out"]).size == (64, 42)  # the 160x106 test image at 64 px
