@@ -13,16 +13,26 @@ Signatures (all core TensorFlow ops, no XLA, no Python callbacks):
                         error
   stylize_images        images: uint8 [N, H, W, 3] -> stylized: uint8 [N, H, W, 3] (the images not resized)
 
-An arbitrary-style network (tf_nst.adain) takes a style image per row instead, and its style embedding:
+An arbitrary-style network (tf_nst.adain, or the pretrained magenta-arbitrary) takes a style image per row
+instead, and its style embedding (E = arbitrary.embedding_size: 1920 for AdaIN, 100 for magenta-arbitrary):
   serving_default         content_bytes, style_bytes: string [N] -> output_bytes: string [N] (PNG), error
   stylize_with_options    content_bytes, style_bytes, alpha: float [N] in [0, 1], preserve_color: bool [N]
                           -> output_bytes, error
-  style_embedding         style_bytes -> style_statistics: float [N, 1920], error (adain.style_statistics:
-                          the relu1_1..relu4_1 channel means, then their stds; the decoder reads relu4_1's)
-  stylize_with_embedding  content_bytes, style_statistics: float [N, 1920], alpha -> output_bytes, error
+  style_embedding         style_bytes -> style_statistics: float [N, E], error (arbitrary.style_embedding:
+                          AdaIN's relu1_1..relu4_1 channel means, then their stds; Magenta's predictor output)
+  stylize_with_embedding  content_bytes, style_statistics: float [N, E], alpha -> output_bytes, error
   stylize_images          images: uint8 [N, H, W, 3], style_images: uint8 [N, H', W', 3] -> stylized: uint8
 Each style image is resized so that its shorter side is `style_size`, as `stylize --style_size` resizes it
-(default 512), so the served model and `stylize` give the same picture. Style bytes pass the content's header
+(default 512 for AdaIN, 256 for magenta-arbitrary), so the served model and `stylize` give the same picture.
+
+The 26-style network (magenta-26) takes a row of style_weights: float [N, 26] beside each image; each row is
+normalised to sum to 1 in the graph, and a row that is not finite, has a negative weight or sums to 0 is refused
+(its own error) in the byte signatures, while stylize_images fails its request with InvalidArgument:
+  serving_default       image_bytes, style_weights -> output_bytes, error
+  stylize_with_options  image_bytes, style_weights, strength: float [N], preserve_color: bool [N] -> output_bytes,
+                        error (preserve_color as `stylize --builtin_style --preserve_color=luminance`)
+  stylize_images        images: uint8 [N, H, W, 3], style_weights -> stylized: uint8 [N, H, W, 3]
+files.export_kind tells the three kinds apart from saved_model.pb without TensorFlow. Style bytes pass the content's header
 checks; once resized, a style may have at most max_size x max_size pixels (the most a content image has).
 
 The byte signatures answer row by row: each row is checked from its header before it is decoded (a known

@@ -185,7 +185,7 @@ def test_multistyle_warmup_records_replay_and_empty_batches(multistyle_exported,
     assert empty["stylized"].shape[0] == 0
 
 
-@pytest.mark.parametrize("quantize", litert.QUANTIZATIONS)
+@pytest.mark.parametrize("quantize", ["float16", "dynamic_int8"])  # "none" measured: 0 levels apart
 def test_multistyle_litert_matches_the_keras_model(tmp_path, multistyle, quantize):
     path = litert.export_network(multistyle, str(tmp_path / "model.tflite"), quantize)
     interpreter = litert.load_interpreter(path)
