@@ -84,6 +84,27 @@ def test_transfer_takes_a_tolerance(image_files, capsys):
         tf_nst.transfer(image_files["content"], image_files["style"], tolerance=-1, **FAST)
 
 
+_QUIET_RUN = """
+import numpy as np, tf_nst
+image = tf_nst.transfer(np.full((32, 32, 3), 100, np.uint8), np.full((32, 32, 3), 50, np.uint8), image_size=32,
+                        num_steps=3, num_scales=1, weights="none", verbose=1)
+print("shape", image.shape)
+"""
+
+
+def test_transfer_is_quiet_at_start_and_plain_lines_in_a_log_file():
+    env = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", _QUIET_RUN], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, check=False, env=env)  # stdout a pipe, as a log file
+    assert result.returncode == 0, result.stderr
+    for noise in ("oneDNN", "cuda", "cuInit", "cpu_feature_guard", "absl::InitializeLog"):
+        assert noise not in result.stderr, result.stderr
+    assert "\r" not in result.stdout and "\x1b" not in result.stdout and "\b" not in result.stdout, result.stdout
+    lines = result.stdout.splitlines()
+    assert [line.split()[:2] for line in lines[:-1]] == [["step", "1/3"], ["step", "2/3"], ["step", "3/3"]], lines
+    assert all("total" in line and "style" in line for line in lines[:-1]) and lines[-1] == "shape (32, 32, 3)"
+
+
 def test_transfer_refuses_unknown_options(image_files):
     with pytest.raises(UserInputError, match="unknown option.*num_stepz"):
         tf_nst.transfer(image_files["content"], image_files["style"], num_stepz=3)

@@ -6,6 +6,7 @@ exposes both without importing TensorFlow; this module imports it.
 
 import dataclasses
 import os
+import sys
 
 import keras
 import numpy as np
@@ -215,28 +216,56 @@ def extractor_for_loss(extractor_config, config):
 
 
 class _Reporter:
-    """transfer()'s per-step hook: a keras.utils.Progbar (verbose=1) and the user's callbacks(step, terms)."""
+    """transfer()'s per-step hook: with verbose=1 a keras.utils.Progbar on a terminal, else (a log file, a pipe)
+    plain lines, one per PLAIN_LINES-th of the run; and the user's callbacks(step, terms)."""
 
-    def __init__(self, num_steps, verbose, callbacks):
+    PLAIN_LINES = 10
+
+    def __init__(self, num_steps, verbose, callbacks, stream=None):
         self._callbacks = list(callbacks or ())
+        self._stream = stream or sys.stdout
+        self._plain = bool(verbose) and not _is_terminal(self._stream)  # a Progbar writes \r, \b and colours
+        self._num_steps = num_steps
+        self._every = max(1, num_steps // self.PLAIN_LINES)
         self._progbar = keras.utils.Progbar(
-            num_steps, verbose=verbose, stateful_metrics=("total", "content", "style", "tv")) if verbose else None
+            num_steps, verbose=verbose, stateful_metrics=("total", "content", "style", "tv")
+        ) if verbose and not self._plain else None
         self._last = None  # the latest step shown
+        self._unprinted = None  # plain lines: (step, terms) of the latest step, when its line was not printed
 
     def __call__(self, step, terms, image):  # pylint: disable=unused-argument
-        if not self._callbacks and self._progbar is None:
+        plain = self._plain and (step == 1 or step % self._every == 0 or step == self._num_steps)
+        if not self._callbacks and self._progbar is None and not plain:
             return  # reading the terms costs a device sync
         values = {name: float(value) for name, value in terms.items()}
         for callback in self._callbacks:
             callback(step, values)
+        if self._plain:
+            self._unprinted = None if plain else (step, values)
+        if plain:
+            self._print_line(step, values)
         if self._progbar is not None:
             self._progbar.update(step, list(values.items()), finalize=None)
             self._last = step
 
+    def _print_line(self, step, values):
+        text = "  ".join(f"{name} {value:.4g}" for name, value in values.items())
+        print(f"step {step:>{len(str(self._num_steps))}}/{self._num_steps}  {text}", file=self._stream, flush=True)
+
     def finish(self):
-        """Ends the progress bar's line when `tolerance` stopped the run before its last step."""
+        """Ends the progress bar's line (or prints the last plain one) when `tolerance` stopped the run before its
+        last step."""
+        if self._unprinted is not None:
+            self._print_line(*self._unprinted)
         if self._progbar is not None and self._last is not None and self._last < self._progbar.target:
             self._progbar.update(self._last, finalize=True)
+
+
+def _is_terminal(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
 
 
 def transfer(content, style, *, image_size=defaults.IMAGE_SIZE, style_scale=1.0, verbose=0, callbacks=None,
@@ -248,7 +277,8 @@ def transfer(content, style, *, image_size=defaults.IMAGE_SIZE, style_scale=1.0,
       style: the same, or a list of them to blend (`style_blend_weights`).
       image_size: the result's longer side, in pixels.
       style_scale: style images are resized to style_scale * image_size.
-      verbose: 1 shows a keras.utils.Progbar with the loss terms; 0 is silent.
+      verbose: 1 shows a keras.utils.Progbar with the loss terms on a terminal, plain lines (the first step, every
+        tenth of the run and the last) where stdout is not one; 0 is silent.
       callbacks: functions called as callback(step, terms) after every step, terms {name: float}.
       **options: any field of optimize.TransferConfig (num_steps, optimizer, learning_rate, tolerance, init,
         seed, num_scales, preserve_color, content_masks, tile_size, ...) or vgg.ExtractorConfig (backbone, weights,
