@@ -68,6 +68,19 @@ def test_train_progress_has_a_time_per_step_and_eta_from_the_first_line(tmp_path
     assert step_lines[-1].endswith(" eta 0s")
 
 
+def test_num_steps_help_says_what_it_counts_and_the_default_total():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "transfer", "--help"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    help_text = " ".join(result.stdout.split())
+    entry = help_text.split("--num_steps: ", 1)[1].split("(default:", 1)[0]
+    assert "finest scale" in entry and "--coarse_steps" in entry, entry
+    from tf_nst import defaults, optimize  # pylint: disable=import-outside-toplevel
+
+    config = optimize.resolve_num_scales(optimize.TransferConfig(), (341, 512), [], ("block4_conv1",))
+    total = optimize.count_steps(341, 512, config)  # the sample photo at the default --image_size
+    assert f"{total} at the defaults" in entry and defaults.NUM_STEPS < total, (total, entry)
+
+
 def test_the_eta_reads_as_a_duration():
     from tf_nst.cli.transfer import _duration  # pylint: disable=import-outside-toplevel
 
