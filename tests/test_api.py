@@ -84,9 +84,86 @@ def test_transfer_takes_a_tolerance(image_files, capsys):
         tf_nst.transfer(image_files["content"], image_files["style"], tolerance=-1, **FAST)
 
 
+_QUIET_RUN = """
+import numpy as np, tf_nst
+image = tf_nst.transfer(np.full((32, 32, 3), 100, np.uint8), np.full((32, 32, 3), 50, np.uint8), image_size=32,
+                        num_steps=3, num_scales=1, weights="none", verbose=1)
+print("shape", image.shape)
+"""
+
+
+def test_transfer_is_quiet_at_start_and_plain_lines_in_a_log_file():
+    env = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", _QUIET_RUN], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, check=False, env=env)  # stdout a pipe, as a log file
+    assert result.returncode == 0, result.stderr
+    for noise in ("oneDNN", "cuda", "cuInit", "cpu_feature_guard", "absl::InitializeLog"):
+        assert noise not in result.stderr, result.stderr
+    assert "\r" not in result.stdout and "\x1b" not in result.stdout and "\b" not in result.stdout, result.stdout
+    lines = result.stdout.splitlines()
+    assert [line.split()[:2] for line in lines[:-1]] == [["step", "1/3"], ["step", "2/3"], ["step", "3/3"]], lines
+    assert all("total" in line and "style" in line for line in lines[:-1]) and lines[-1] == "shape (32, 32, 3)"
+
+
 def test_transfer_refuses_unknown_options(image_files):
     with pytest.raises(UserInputError, match="unknown option.*num_stepz"):
         tf_nst.transfer(image_files["content"], image_files["style"], num_stepz=3)
+
+
+_GOOD = np.full((32, 32, 3), 100, np.uint8)
+
+
+@pytest.mark.parametrize("content,message", [
+    (np.zeros((1, 1, 3), np.uint8), "content array is 1x1 px; tf_nst needs at least 16 px on each side"),
+    (np.ones((32, 32, 3), bool), r"content has dtype bool; give uint8, or float values in \[0, 255\]"),
+    (np.ones((32, 32, 3), complex), "content has dtype complex128; give uint8"),
+    (np.full((32, 32, 3), "a", object), "content has dtype object; give uint8"),
+    (np.full((32, 32, 3), 256.0), r"content has values from 256 to 256; give values in \[0, 255\]"),
+    (np.full((32, 32, 3), -1, np.int64), r"content has values from -1 to -1; give values in \[0, 255\]"),
+    (np.full((32, 32, 3), np.nan, np.float32), "content has non-finite values"),
+    (np.zeros((32, 32, 4), np.uint8), r"content must be .*\[height, width, 3\].*; received an array of shape"),
+])
+def test_transfer_refuses_bad_arrays_in_one_message(content, message, image_files):
+    with pytest.raises(UserInputError, match=message):
+        tf_nst.transfer(content, image_files["style"], **FAST)
+    with pytest.raises(UserInputError, match=message.replace("content", "style", 1)):
+        tf_nst.transfer(_GOOD, content, **FAST)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"tv_weight": -1}, r"tv_weight=-1 is not valid; give a finite number >= 0"),
+    ({"style_weight": float("nan")}, r"style_weight=nan is not valid"),
+    ({"style_layer_weights": [1, 1, 1, -1, 0]}, r"style_layer_weights=\[1, 1, 1, -1, 0\] is not valid"),
+    ({"num_steps": "5"}, r"num_steps='5' is not valid; give a whole number from 1 to 1000000"),
+    ({"num_steps": 0}, r"num_steps=0 is not valid"),
+    ({"learning_rate": -1}, r"learning_rate=-1 is not valid; give a finite number > 0"),
+    ({"image_size": "32"}, r"image_size='32' is not valid; give a whole number from 16 to 10000"),
+    ({"style_scale": 1e6}, r"style_scale=1000000.0 is not valid; give a number from 0.01 to 10"),
+    ({"style_layers": "block1_conv1"}, r"style_layers='block1_conv1' is not valid; give a list of layer names"),
+    ({"num_stepz": 3}, r"unknown option\(s\) num_stepz; valid options are .*num_steps"),
+])
+def test_transfer_refuses_bad_options_in_one_message(options, message, image_files):
+    with pytest.raises(UserInputError, match=message):
+        tf_nst.transfer(_GOOD, image_files["style"], **{**FAST, **options})
+
+
+def test_transfer_takes_grey_arrays_as_rgb(image_files):
+    grey = files.read_image(image_files["content"])[..., 0]
+    keras.utils.set_random_seed(0)
+    from_grey = tf_nst.transfer(grey, image_files["style"], **FAST)
+    keras.utils.set_random_seed(0)
+    from_rgb = tf_nst.transfer(np.repeat(grey[..., None], 3, axis=-1), image_files["style"], **FAST)
+    np.testing.assert_array_equal(from_grey, from_rgb)
+
+
+def test_a_stylizer_refuses_bad_images_in_one_message(stylizer_file):
+    stylizer = tf_nst.load_stylizer(stylizer_file)
+    with pytest.raises(UserInputError, match="image has non-finite values"):
+        stylizer(np.full((32, 32, 3), np.nan, np.float32))
+    with pytest.raises(UserInputError, match=r"image batch has values from 0 to 300; give values in \[0, 255\]"):
+        stylizer(np.stack([np.zeros((32, 32, 3)), np.full((32, 32, 3), 300.0)]))
+    with pytest.raises(UserInputError, match="image has dtype bool"):
+        stylizer(np.ones((32, 32, 3), bool))
 
 
 @pytest.fixture(scope="module")

@@ -53,6 +53,34 @@ def test_run_writes_the_output_with_progress(files):
     assert sorted(os.listdir(files["dir"])) == ["out.png", "out_step00002.png"]  # no temp files
 
 
+def test_train_progress_has_a_time_per_step_and_eta_from_the_first_line(tmp_path, image_files):
+    (tmp_path / "data").mkdir()
+    Image.open(image_files["content"]).save(tmp_path / "data" / "photo.png")
+    result = run_cli("train", f"--dataset_dir={tmp_path / 'data'}", f"--style={image_files['style']}",
+                     f"--train_dir={tmp_path / 'run'}", "--weights=none", "--train_image_size=32",
+                     "--train_style_size=32", "--batch_size=1", "--num_train_steps=3", "--width_multiplier=0.25",
+                     "--summary_every=0", "--print_every=1")
+    assert result.returncode == 0, result.stderr
+    step_lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in step_lines] == ["1/3", "2/3", "3/3"]
+    for line in step_lines:  # the first too: timed from when the traced step starts to run
+        assert re.search(r"  \d+ ms/step  eta \d+s$", line), line
+    assert step_lines[-1].endswith(" eta 0s")
+
+
+def test_num_steps_help_says_what_it_counts_and_the_default_total():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "transfer", "--help"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    help_text = " ".join(result.stdout.split())
+    entry = help_text.split("--num_steps: ", 1)[1].split("(default:", 1)[0]
+    assert "finest scale" in entry and "--coarse_steps" in entry, entry
+    from tf_nst import defaults, optimize  # pylint: disable=import-outside-toplevel
+
+    config = optimize.resolve_num_scales(optimize.TransferConfig(), (341, 512), [], ("block4_conv1",))
+    total = optimize.count_steps(341, 512, config)  # the sample photo at the default --image_size
+    assert f"{total} at the defaults" in entry and defaults.NUM_STEPS < total, (total, entry)
+
+
 def test_the_eta_reads_as_a_duration():
     from tf_nst.cli.transfer import _duration  # pylint: disable=import-outside-toplevel
 

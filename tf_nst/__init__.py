@@ -11,6 +11,7 @@ Importing the package is cheap; TensorFlow is imported by the modules that need 
 
 import importlib
 import os
+import sys
 
 from tf_nst.errors import UserInputError
 
@@ -27,6 +28,7 @@ def transfer(content, style, **options):
     Returns:
       The stylised image, a uint8 [H, W, 3] NumPy array.
     """
+    _import_tensorflow()
     from tf_nst import api  # pylint: disable=import-outside-toplevel
 
     return api.transfer(content, style, **options)
@@ -34,9 +36,19 @@ def transfer(content, style, **options):
 
 def load_stylizer(path):
     """A trained stylizer (`.keras` file, train_dir or SavedModel version) as a function of uint8 images."""
+    _import_tensorflow()
     from tf_nst import api  # pylint: disable=import-outside-toplevel
 
     return api.load_stylizer(path)
+
+
+def _import_tensorflow():
+    """Imports TensorFlow as the command line does (cli.common.import_tensorflow), without the start-up lines its
+    C++ runtime prints (CUDA probing, oneDNN, CPU features), unless the caller imported it already."""
+    if "tensorflow" not in sys.modules:
+        from tf_nst.cli import common  # pylint: disable=import-outside-toplevel
+
+        common.import_tensorflow()
 
 
 def __getattr__(name):

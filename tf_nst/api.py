@@ -6,6 +6,7 @@ exposes both without importing TensorFlow; this module imports it.
 
 import dataclasses
 import os
+import sys
 
 import keras
 import numpy as np
@@ -29,16 +30,94 @@ _TRANSFER_OPTIONS = tuple(field.name for field in dataclasses.fields(optimize.Tr
 
 
 def as_image(image, name="image"):
-    """A path, a PIL image or an [H, W, 3] array in [0, 255] -> an [H, W, 3] array (uint8 or float)."""
+    """A path, a PIL image or an array in [0, 255] -> an [H, W, 3] array (uint8 or float).
+
+    An array is [H, W, 3], or grey [H, W] or [H, W, 1] (its one channel repeated, as a grey file is read); of
+    dtype uint8, another integer type, or float; with finite values in [0, 255] and at least
+    files.MIN_IMAGE_SIDE px on each side.
+
+    Raises:
+      UserInputError: anything else; the message quotes what was received and says what is valid.
+    """
     if isinstance(image, (str, os.PathLike)):
         return files.read_image(os.fspath(image))
     if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
-        return files.pil_to_rgb(image)
+        array = files.pil_to_rgb(image)
+        files.check_min_side(f"{name} image", array.shape[1], array.shape[0])
+        return array
     array = np.asarray(image)
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] == 1):
+        array = np.repeat(array.reshape(array.shape[:2])[..., None], 3, axis=-1)
     if array.ndim != 3 or array.shape[-1] != 3:
-        raise UserInputError(f"{name} must be a path, a PIL image or an [height, width, 3] array in [0, 255]; "
-                             f"received an array of shape {array.shape}")
+        raise UserInputError(f"{name} must be a path, a PIL image or an [height, width, 3] array in [0, 255] "
+                             f"(or a grey [height, width] one); received an array of shape {array.shape}")
+    check_pixels(array, name)
+    files.check_min_side(f"{name} array", array.shape[1], array.shape[0])
     return array
+
+
+def check_pixels(array, name="image"):
+    """Refuses an image array whose dtype or values are not an image's: only uint8, integers or floats, finite
+    and in [0, 255] (a NaN came out as a black picture; bool and complex were cast silently)."""
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise UserInputError(f"{name} has dtype {array.dtype}; give uint8, or float values in [0, 255]")
+    if array.dtype == np.uint8 or not array.size:
+        return
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise UserInputError(f"{name} has non-finite values (nan or inf); give finite values in [0, 255]")
+    low, high = array.min(), array.max()
+    if low < 0 or high > 255:
+        raise UserInputError(f"{name} has values from {low:g} to {high:g}; give values in [0, 255]")
+
+
+# Bounds of transfer()'s numeric options, as the command line's flags: {name: (kind, least, most)}; "int" is a
+# whole number in [least, most], "float" a finite number >= least (> least where least is an open bound: see
+# _OPEN), at most `most`.
+_NUMBERS = {
+    "image_size": ("int", 16, defaults.MAX_IMAGE_SIZE), "num_steps": ("int", 1, defaults.MAX_STEPS),
+    "coarse_steps": ("int", 1, defaults.MAX_STEPS), "lbfgs_history": ("int", 1, defaults.MAX_LBFGS_HISTORY),
+    "seed": ("int", 0, defaults.MAX_SEED), "tile_size": ("int", 0, defaults.MAX_IMAGE_SIZE),
+    "tile_overlap": ("int", 0, defaults.MAX_IMAGE_SIZE), "tolerance_window": ("int", 1, defaults.MAX_STEPS),
+    "style_scale": ("float", 0.01, defaults.MAX_STYLE_SCALE), "learning_rate": ("float", 0.0, None),
+    "scale_factor": ("float", 1.0, None), "tolerance": ("float", 0.0, None),
+    "content_weight": ("float", 0.0, None), "style_weight": ("float", 0.0, None), "tv_weight": ("float", 0.0, None),
+}
+_OPEN = ("learning_rate", "scale_factor")
+_WEIGHT_LISTS = ("style_layer_weights", "style_blend_weights")
+
+
+def _check_numbers(options):
+    """UserInputError for a numeric option of the wrong type or out of its bounds (None keeps a default)."""
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name in _NUMBERS:
+            _check_number(name, value, *_NUMBERS[name])
+        elif name in _WEIGHT_LISTS:
+            if not isinstance(value, (list, tuple)) or not all(_is_weight(w) for w in value):
+                raise UserInputError(f"{name}={value!r} is not valid; give a list of finite numbers >= 0")
+        elif name.endswith("_layers") and (isinstance(value, str) or not isinstance(value, (list, tuple))
+                                           or not all(isinstance(layer, str) for layer in value)):
+            raise UserInputError(f"{name}={value!r} is not valid; give a list of layer names, such as "
+                                 f"{list(getattr(vgg.ExtractorConfig(), name))}")
+
+
+def _check_number(name, value, kind, least, most):
+    if kind == "int":
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not least <= value <= most:
+            raise UserInputError(f"{name}={value!r} is not valid; give a whole number from {least} to {most}")
+        return
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not number or not np.isfinite(value) or value < least or (name in _OPEN and value == least) or (
+            most is not None and value > most):
+        valid = (f"a number from {least:g} to {most:g}" if most is not None
+                 else f"a finite number {'>' if name in _OPEN else '>='} {least:g}")
+        raise UserInputError(f"{name}={value!r} is not valid; give {valid}")
+
+
+def _is_weight(value):
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            and bool(np.isfinite(value)) and value >= 0)
 
 
 def read_style_images(style, style_size=stylize.DEFAULT_STYLE_SIZE):
@@ -51,10 +130,11 @@ def read_style_images(style, style_size=stylize.DEFAULT_STYLE_SIZE):
 
 def _split_options(options):
     """(ExtractorConfig, TransferConfig kwargs without loss_weights, LossWeights) from transfer()'s options."""
-    known = _EXTRACTOR_OPTIONS + _TRANSFER_OPTIONS + _LOSS_OPTIONS
+    known = tuple(dict.fromkeys(_EXTRACTOR_OPTIONS + _TRANSFER_OPTIONS + _LOSS_OPTIONS))
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise UserInputError(f"unknown option(s) {', '.join(unknown)}; valid options are {', '.join(known)}")
+    _check_numbers(options)
     # The command line's precision ("auto"), where ExtractorConfig's own default stays float32 for training.
     extractor = vgg.ExtractorConfig(**{"precision": defaults.PRECISION,
                                        **{k: tuple(v) if k.endswith("_layers") else v
@@ -136,28 +216,56 @@ def extractor_for_loss(extractor_config, config):
 
 
 class _Reporter:
-    """transfer()'s per-step hook: a keras.utils.Progbar (verbose=1) and the user's callbacks(step, terms)."""
+    """transfer()'s per-step hook: with verbose=1 a keras.utils.Progbar on a terminal, else (a log file, a pipe)
+    plain lines, one per PLAIN_LINES-th of the run; and the user's callbacks(step, terms)."""
 
-    def __init__(self, num_steps, verbose, callbacks):
+    PLAIN_LINES = 10
+
+    def __init__(self, num_steps, verbose, callbacks, stream=None):
         self._callbacks = list(callbacks or ())
+        self._stream = stream or sys.stdout
+        self._plain = bool(verbose) and not _is_terminal(self._stream)  # a Progbar writes \r, \b and colours
+        self._num_steps = num_steps
+        self._every = max(1, num_steps // self.PLAIN_LINES)
         self._progbar = keras.utils.Progbar(
-            num_steps, verbose=verbose, stateful_metrics=("total", "content", "style", "tv")) if verbose else None
+            num_steps, verbose=verbose, stateful_metrics=("total", "content", "style", "tv")
+        ) if verbose and not self._plain else None
         self._last = None  # the latest step shown
+        self._unprinted = None  # plain lines: (step, terms) of the latest step, when its line was not printed
 
     def __call__(self, step, terms, image):  # pylint: disable=unused-argument
-        if not self._callbacks and self._progbar is None:
+        plain = self._plain and (step == 1 or step % self._every == 0 or step == self._num_steps)
+        if not self._callbacks and self._progbar is None and not plain:
             return  # reading the terms costs a device sync
         values = {name: float(value) for name, value in terms.items()}
         for callback in self._callbacks:
             callback(step, values)
+        if self._plain:
+            self._unprinted = None if plain else (step, values)
+        if plain:
+            self._print_line(step, values)
         if self._progbar is not None:
             self._progbar.update(step, list(values.items()), finalize=None)
             self._last = step
 
+    def _print_line(self, step, values):
+        text = "  ".join(f"{name} {value:.4g}" for name, value in values.items())
+        print(f"step {step:>{len(str(self._num_steps))}}/{self._num_steps}  {text}", file=self._stream, flush=True)
+
     def finish(self):
-        """Ends the progress bar's line when `tolerance` stopped the run before its last step."""
+        """Ends the progress bar's line (or prints the last plain one) when `tolerance` stopped the run before its
+        last step."""
+        if self._unprinted is not None:
+            self._print_line(*self._unprinted)
         if self._progbar is not None and self._last is not None and self._last < self._progbar.target:
             self._progbar.update(self._last, finalize=True)
+
+
+def _is_terminal(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
 
 
 def transfer(content, style, *, image_size=defaults.IMAGE_SIZE, style_scale=1.0, verbose=0, callbacks=None,
@@ -169,7 +277,8 @@ def transfer(content, style, *, image_size=defaults.IMAGE_SIZE, style_scale=1.0,
       style: the same, or a list of them to blend (`style_blend_weights`).
       image_size: the result's longer side, in pixels.
       style_scale: style images are resized to style_scale * image_size.
-      verbose: 1 shows a keras.utils.Progbar with the loss terms; 0 is silent.
+      verbose: 1 shows a keras.utils.Progbar with the loss terms on a terminal, plain lines (the first step, every
+        tenth of the run and the last) where stdout is not one; 0 is silent.
       callbacks: functions called as callback(step, terms) after every step, terms {name: float}.
       **options: any field of optimize.TransferConfig (num_steps, optimizer, learning_rate, tolerance, init,
         seed, num_scales, preserve_color, content_masks, tile_size, ...) or vgg.ExtractorConfig (backbone, weights,
@@ -184,6 +293,11 @@ def transfer(content, style, *, image_size=defaults.IMAGE_SIZE, style_scale=1.0,
       optimize.TransferStopped: the loss became non-finite; its `step` says where and its `image` is the
         last finite image.
     """
+    _check_numbers({"image_size": image_size, "style_scale": style_scale})
+    if style_scale * image_size > defaults.MAX_IMAGE_SIZE:
+        raise UserInputError(f"style_scale={style_scale!r} at image_size={image_size} makes the style images "
+                             f"{round(style_scale * image_size)} px on their longer side; it can be at most "
+                             f"{defaults.MAX_IMAGE_SIZE} px")
     extractor_config, transfer_options, loss_weights = _split_options(options)
     config = optimize.TransferConfig(loss_weights=loss_weights, **transfer_options)
     styles = [as_image(s, "style") for s in (style if isinstance(style, (list, tuple)) else [style])]
@@ -226,6 +340,7 @@ class Stylizer:
         images = np.asarray(images)
         single = images.ndim == 3
         batch = _as_batch(images)
+        check_pixels(batch, "image" if single else "image batch")
         weights = tuple(style_blend_weights) if style_blend_weights is not None else None
         if self._exported is not None:
             styles = style if isinstance(style, (list, tuple)) else [style]
@@ -252,6 +367,7 @@ class Stylizer:
             weights = tuple(w / total for w in weights) if total > 0 else weights
         options = stylize.BuiltinStyle(weights, preserve_color)
         batch = _as_batch(images)
+        check_pixels(batch, "image" if np.asarray(images).ndim == 3 else "image batch")
         output = np.stack([stylize.stylize_image(self._model, image, style=options) for image in batch])
         return output[0] if np.asarray(images).ndim == 3 else output
 

@@ -8,6 +8,7 @@ loads (about 5 s) and a mistake is reported at once. `image_io` re-exports the r
 import io
 import json
 import os
+import re
 import warnings
 import zipfile
 
@@ -102,8 +103,11 @@ def _decode(source, name, max_pixels, min_side):
                 img.seek(0)
                 img = ImageOps.exif_transpose(img)
                 return pil_to_rgb(img)
-    except Image.DecompressionBombError as e:
-        raise UserInputError(f"image {name!r} is too large ({e}); the limit is {max_pixels} pixels") from None
+    except Image.DecompressionBombError as e:  # Pillow's own limit, checked in Image.open, before ours above
+        count = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{count.group(1)} pixels" if count else f"more than {2 * Image.MAX_IMAGE_PIXELS} pixels"
+        limit = min(max_pixels, 2 * Image.MAX_IMAGE_PIXELS)  # the one that applies: Pillow's if below ours
+        raise UserInputError(f"image {name!r} is {size}; the limit is {limit} pixels") from None
     except _READ_ERRORS as e:
         if isinstance(e, UserInputError):
             raise

@@ -145,6 +145,9 @@ class Callback:
     def on_train_begin(self, info):
         """Called once the data is listed and any checkpoint restored, with a TrainInfo."""
 
+    def on_steps_begin(self, step):
+        """Called once the step is traced, just before training step `step` + 1 runs: times start here."""
+
     def on_progress(self, step, terms):
         """Called every `print_every` steps and after the last one, with {term: float}."""
 
@@ -472,8 +475,13 @@ def _run_steps(trainer, batches, writer, preview, callback, stop):
     config = trainer.config
     start_step = step = int(trainer.step.numpy())
     terms = {}
+    batch = next(batches) if step < config.num_steps else None
+    if batch is not None:
+        trainer.train_step.get_concrete_function(batch)  # traced before the clock, as transfer's step
+    callback.on_steps_begin(step)
     while step < config.num_steps and stop.signum is None:
-        terms = trainer.train_step(next(batches))
+        terms = trainer.train_step(batch if batch is not None else next(batches))
+        batch = None
         step += 1
         if config.summary_every and step % config.summary_every == 0:
             trainer.write_summaries(writer, terms, preview)

