@@ -150,7 +150,9 @@ class ReflectionConv2D(keras.layers.Layer):
             return self._conv_from_phases(inputs, kernel) + bias
         if self.blocked and self.strides == 1 and self.kernel_size >= _BLOCK_MIN_KERNEL:
             return self._blocked_conv(inputs, kernel) + bias
-        return tf.nn.conv2d(_reflect(inputs, self.kernel_size // 2), kernel, self.strides, "VALID") + bias
+        # LiteRT's converter loses the channels through a mirror pad of a serving graph's images.
+        padded = _with_channels(_reflect(inputs, self.kernel_size // 2), kernel.shape[2])
+        return tf.nn.conv2d(padded, kernel, self.strides, "VALID") + bias
 
     def _blocked_conv(self, inputs, kernel):
         selection = _block_selection(self.kernel_size, _BLOCK)
