@@ -22,9 +22,12 @@ the same functions (files.decode_image_bytes, stylize.prepare_image), so the job
 one grey level. Paths and writes are in export/batch_paths.py; the launcher lists no files.
 """
 
+import contextlib
 import dataclasses
 import json
+import logging
 import os
+import re
 
 import apache_beam as beam
 import numpy as np
@@ -41,8 +44,11 @@ from export import batch_paths
 from export import signatures
 from tf_nst import files
 from tf_nst import image_io
+from tf_nst import outputs
+from tf_nst import signals
 from tf_nst import stylize
 from tf_nst.errors import UserInputError
+from tf_nst.errors import WriteError
 
 FAILURES_FILE = "_failures.jsonl"
 COUNTERS = ("stylized", "failed", "skipped")
@@ -284,7 +290,12 @@ class _WriteImage(beam.DoFn):
             yield beam.pvalue.TaggedOutput(_FAILED, {"path": path, "reason": result.inference})
             return
         image = finish(result.inference, result.example, self._config)
-        batch_paths.write_file(output, image_io.encode_image(output, image))
+        try:  # never over an output that appeared since _SkipFinished: another run's, into the same folder
+            batch_paths.write_file(output, image_io.encode_image(output, image), replace=False)
+        except outputs.OutputAppearedError as e:
+            self._failed.inc()
+            yield beam.pvalue.TaggedOutput(_FAILED, {"path": path, "reason": str(e)})
+            return
         self._stylized.inc()
         yield output
 
@@ -411,14 +422,69 @@ def run(model_dir, input_path, output_dir, config=BatchConfig(), pipeline_args=(
         pipeline_args.append(f"--runner={DEFAULT_RUNNER}")
     pipeline = beam.Pipeline(options=PipelineOptions(pipeline_args))
     build(pipeline, inputs, os.path.abspath(model_dir), output_dir, config)
-    result = pipeline.run()
-    result.wait_until_finish()
+    result = _run_pipeline(pipeline)
     counts = counter_values(result)
     if not any(counts.values()):
         raise UserInputError(f"no images in {input_path!r}; expected files ending in "
                              f"{', '.join(files.IMAGE_EXTENSIONS)}")
     return BatchResult(failures_path=FileSystems.join(output_dir, FAILURES_FILE),
                        **{name: counts.get(name, 0) for name in COUNTERS})
+
+
+def _run_pipeline(pipeline):
+    """Runs `pipeline` and waits for it; returns its result.
+
+    Raises:
+      signals.Interrupted: SIGINT or SIGTERM arrived (Beam wraps it in a RuntimeError; it is unwrapped).
+      WriteError: an output could not be written (a full disk), without Beam's step annotation.
+    """
+    with _without_logs_of_reported_faults():
+        try:
+            result = pipeline.run()
+            result.wait_until_finish()
+            return result
+        except Exception as e:  # pylint: disable=broad-exception-caught  # re-raised unless it is one of ours
+            cause = reported_cause(e)
+            if cause is None:
+                raise
+    raise cause
+
+
+_BEAM_STEP = re.compile(r" \[while running '[^']*'\]$")
+
+
+def reported_cause(error):
+    """The signals.Interrupted or WriteError that Beam wrapped in `error` (its chain of contexts), as it was
+    raised, without Beam's " [while running 'STEP']"; None for any other error, which stays loud."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, signals.Interrupted) and isinstance(error.signum, int):
+            return signals.Interrupted(error.signum)
+        if isinstance(error, WriteError):
+            return WriteError(_BEAM_STEP.sub("", str(error)))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+class _ReportedFaultFilter(logging.Filter):
+    """Drops Beam's log (a traceback per step it unwinds) of a fault that the caller reports in one line."""
+
+    def filter(self, record):
+        return not (record.exc_info and reported_cause(record.exc_info[1]))
+
+
+@contextlib.contextmanager
+def _without_logs_of_reported_faults():
+    handlers = logging.getLogger().handlers  # Beam's loggers propagate to the root logger's (absl's) handlers
+    log_filter = _ReportedFaultFilter()
+    for handler in handlers:
+        handler.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(log_filter)
 
 
 def counter_values(result):

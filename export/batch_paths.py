@@ -4,6 +4,7 @@ any registered scheme): the input pattern, each output's name, and atomic writes
 
 import dataclasses
 import os
+import posixpath
 import re
 import uuid
 
@@ -100,13 +101,15 @@ def exists(path):
     return FileSystems.exists(path)
 
 
-def write_file(path, data):
+def write_file(path, data, replace=True):
     """Writes bytes under a temporary name, then renames it to `path`, so no reader sees half a file.
 
-    Local paths go through outputs.write_file: an atomic os.replace, the file modes the umask gives.
+    Local paths go through outputs.write_file: atomic, the file modes the umask gives; without `replace`, a
+    file that appeared at `path` meanwhile is left as it is (outputs.OutputAppearedError, the bytes kept
+    beside it). Elsewhere, without `replace`, the best there is: a check just before the rename.
     """
     if is_local(path):
-        outputs.write_file(path, data)
+        outputs.write_file(path, data, replace=replace)
         return
     # On object stores (gs://, s3://) Beam's rename is the store's copy then delete: the output appears whole
     # or not at all, but the rename is two requests, and a temporary object can outlive a killed worker.
@@ -114,11 +117,21 @@ def write_file(path, data):
     try:
         with FileSystems.create(temp_path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             f.write(data)
+        if not replace and FileSystems.exists(path):
+            raise outputs.OutputAppearedError(path, _keep(temp_path, path))
         FileSystems.rename([temp_path], [path])
     except BaseException:
         if FileSystems.exists(temp_path):
             FileSystems.delete([temp_path])
         raise
+
+
+def _keep(temp_path, path):
+    """Renames the written temporary to a new name beside `path` (<stem>-kept-<hex><ext>); returns it."""
+    stem, extension = posixpath.splitext(path)
+    kept = f"{stem}-kept-{uuid.uuid4().hex[:6]}{extension}"
+    FileSystems.rename([temp_path], [kept])
+    return kept
 
 
 def _parent(path):

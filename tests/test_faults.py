@@ -710,3 +710,83 @@ def test_a_bad_server_is_one_line_before_any_request(server, tmp_path, image_fil
                       f"--server={server}")
     error_line(result, 2, f"--server={server}", "host:port with a port from 1 to 65535")
     assert result.stdout.split() == ["tensorflow-not-loaded"] and not os.path.exists(tmp_path / "out")
+
+
+# --- 11. batch: a full disk, Ctrl-C and two runs into one --output_dir ----------------------------------------
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, stylizer):
+    """The stylizer exported as a SavedModel version folder."""
+    import keras  # pylint: disable=import-outside-toplevel
+
+    from export import saved_model  # pylint: disable=import-outside-toplevel
+
+    return saved_model.export(keras.models.load_model(stylizer), str(tmp_path_factory.mktemp("exports")))
+
+
+@pytest.fixture(scope="module")
+def two_photos(tmp_path_factory, image_files):
+    folder = tmp_path_factory.mktemp("photos")
+    for name, size in (("a.png", (64, 48)), ("b.png", (48, 64))):
+        Image.open(image_files["content"]).convert("RGB").resize(size).save(folder / name)
+    return folder
+
+
+def test_a_full_disk_during_batch_is_one_line_without_beams_traceback(tmp_path, exported, two_photos):
+    out = tmp_path / "out"
+    result = run_main("batch", f"--model={exported}", f"--input={two_photos}", f"--output_dir={out}",
+                      setup=_FAIL_OS_CALL.format(name="link", marker=str(out), code="ENOSPC"))
+    line = error_line(result, 1, "cannot write", str(out), "No space left on device")
+    assert "while running" not in line  # Beam's step annotation
+    assert os.listdir(out) == []  # no output, no temporary
+
+
+# Ctrl-C as the second output is moved into place (the first is written).
+_CTRL_C_AT_THE_SECOND_OUTPUT = """
+import os, signal
+_link, _outputs = os.link, []
+def _link_or_ctrl_c(source, destination, *args, **kwargs):
+    if destination.endswith(".png"):
+        _outputs.append(destination)
+        if len(_outputs) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+    return _link(source, destination, *args, **kwargs)
+os.link = _link_or_ctrl_c
+"""
+
+
+def test_ctrl_c_during_batch_is_one_line_and_130(tmp_path, exported, two_photos):
+    out = tmp_path / "out"
+    result = run_main("batch", f"--model={exported}", f"--input={two_photos}", f"--output_dir={out}",
+                      setup=_CTRL_C_AT_THE_SECOND_OUTPUT)
+    error_line(result, 130, "batch interrupted by SIGINT")
+    assert len(os.listdir(out)) == 1 and os.listdir(out)[0] in ("a.png", "b.png")  # the first, whole
+    Image.open(out / os.listdir(out)[0]).verify()
+
+
+# Another batch run writes a.png into the same --output_dir just after this run found it missing.
+_ANOTHER_BATCH_WRITES = """
+import os
+import export.batch_paths
+_exists = export.batch_paths.exists
+def _missing_then_written(path):
+    found = _exists(path)
+    if path.endswith("a.png"):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(b"the other run's result")
+    return found
+export.batch_paths.exists = _missing_then_written
+"""
+
+
+def test_an_output_that_appears_during_batch_is_not_replaced(tmp_path, exported, two_photos):
+    out = tmp_path / "out"
+    result = run_main("batch", f"--model={exported}", f"--input={two_photos}", f"--output_dir={out}",
+                      setup=_ANOTHER_BATCH_WRITES)
+    assert result.returncode == 1 and "stylized 1, failed 1, skipped 0" in result.stdout, result.stderr
+    assert (out / "a.png").read_bytes() == b"the other run's result"
+    failure, = [json.loads(line) for line in (out / "_failures.jsonl").read_text().splitlines()]
+    assert failure["path"] == str(two_photos / "a.png") and "appeared while this run was working" in failure["reason"]
+    kept = _kept(failure["reason"], out)
+    assert sorted(os.listdir(out)) == sorted(["a.png", "b.png", "_failures.jsonl", os.path.basename(kept)])
