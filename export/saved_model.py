@@ -173,8 +173,8 @@ def export(model_or_path, export_dir, model_name="stylizer", version=None, max_s
             write_warmup_requests(os.path.join(temp_dir, WARMUP_FILE), model_name, kind,
                                   _embedding_size(model_or_path))
     except (OSError, tf.errors.OpError) as e:
-        cause = outputs.describe_os_error(e) if isinstance(e, OSError) else e.message.strip().splitlines()[0]
-        raise WriteError(f"cannot write {version_dir!r}: {cause}; nothing was written there") from None
+        raise WriteError(f"cannot write {version_dir!r}: {outputs.describe_write_error(e)}; nothing was written "
+                         "there") from None
     write_server_config(export_dir, serving_root)
     return version_dir
 

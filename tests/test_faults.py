@@ -196,6 +196,33 @@ def test_a_full_disk_during_export(call, marker, fragment, tmp_path, stylizer):
     assert not os.path.exists(exports / "models.config")
 
 
+# What SaveV2 raises on a full disk (ENOSPC is RESOURCE_EXHAUSTED), its op text around the cause.
+_SAVE_V2_FULL = ("{{function_node __wrapped__SaveV2_dtypes_4_device_/job:localhost/replica:0/task:0/device:CPU:0}} "
+                 "/x/.tmp-1-ab-1/variables/variables_temp/part-00000-of-00001.data-00000-of-00001.tempstate1; "
+                 "No space left on device [Op:SaveV2]")
+
+
+def test_a_full_disk_in_tensorflows_saved_model_writer_is_its_cause(tmp_path, stylizer, monkeypatch):
+    import keras  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    from export import saved_model  # pylint: disable=import-outside-toplevel
+    from tf_nst.errors import WriteError  # pylint: disable=import-outside-toplevel
+
+    class FullDiskArchive:
+        def write_out(self, *args, **kwargs):
+            raise tf.errors.ResourceExhaustedError(None, None, _SAVE_V2_FULL)
+
+    monkeypatch.setattr(saved_model, "build_archive", lambda *args: FullDiskArchive())
+    with pytest.raises(WriteError) as raised:
+        saved_model.export(keras.models.load_model(stylizer), str(tmp_path / "exports"))
+    message = str(raised.value)
+    assert message.startswith(f"cannot write {str(tmp_path / 'exports' / 'stylizer' / '1')!r}: ")
+    assert "No space left on device" in message and "\n" not in message
+    assert "function_node" not in message and "[Op:" not in message, message
+    assert not leftovers(tmp_path)
+
+
 _FAIL_SECOND_CHECKPOINT = """
 import os
 from tf_nst.cli import common
@@ -225,6 +252,65 @@ def test_a_full_disk_during_train_keeps_the_last_good_checkpoint(tmp_path, image
     assert "resume" in line
     assert not leftovers(run)
     assert os.path.isfile(run / "ckpt-1.index") and not os.path.exists(run / "stylizer.keras")
+
+
+# The summaries of step 2 fail as a full disk: ckpt-1 is the last good checkpoint.
+_FAIL_SECOND_SUMMARY = """
+from tf_nst.cli import common
+common.import_tensorflow()
+import tensorflow as tf
+_scalar, _steps = tf.summary.scalar, set()
+def _scalar_or_full(name, data, step=None, **kwargs):
+    _steps.add(int(tf.summary.experimental.get_step()))
+    if len(_steps) == 2:
+        raise tf.errors.ResourceExhaustedError(None, None, "{{function_node __wrapped__WriteScalarSummary}} "
+                                               "events.out.tfevents.1; No space left on device [Op:WriteScalarSummary]")
+    return _scalar(name, data, step, **kwargs)
+tf.summary.scalar = _scalar_or_full
+"""
+
+
+def test_a_full_disk_at_a_summary_during_train_keeps_the_last_good_checkpoint(tmp_path, image_files):
+    (tmp_path / "data").mkdir()
+    Image.open(image_files["content"]).save(tmp_path / "data" / "photo.png")
+    run = tmp_path / "run"
+    result = run_main("train", f"--dataset_dir={tmp_path / 'data'}", f"--style={image_files['style']}",
+                      f"--train_dir={run}", *_TINY_TRAIN[:4], "--width_multiplier=0.25", "--num_train_steps=3",
+                      "--checkpoint_every=1", "--summary_every=1", setup=_FAIL_SECOND_SUMMARY)
+    line = error_line(result, 1, f"cannot write TensorBoard summaries in {str(run)!r} at step 2",
+                      "No space left on device", "last good checkpoint", "ckpt-1", "resume")
+    assert "function_node" not in line and "[Op:" not in line
+    assert os.path.isfile(run / "ckpt-1.index") and not os.path.exists(run / "ckpt-2.index")
+    assert not os.path.exists(run / "stylizer.keras") and not leftovers(run)
+
+
+def test_a_full_disk_when_train_closes_its_summaries_is_its_cause_and_the_checkpoint_kept(tmp_path, monkeypatch):
+    import types  # pylint: disable=import-outside-toplevel
+
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    from tf_nst import train  # pylint: disable=import-outside-toplevel
+    from tf_nst.errors import WriteError  # pylint: disable=import-outside-toplevel
+
+    class QueuedSummaries:  # what is still queued cannot be written at the close
+        def close(self):
+            raise tf.errors.ResourceExhaustedError(None, None, "events.out.tfevents.1; No space left on device")
+
+    monkeypatch.setattr(tf.summary, "create_file_writer", lambda logdir: QueuedSummaries())
+    trainer = types.SimpleNamespace(config=types.SimpleNamespace(train_dir=str(tmp_path)), strategy=None,
+                                    step=tf.Variable(2), manager=types.SimpleNamespace(latest_checkpoint="r/ckpt-2"))
+    trainer.kept_checkpoint = lambda: train.Trainer.kept_checkpoint(trainer)
+    trainer.summary_error = lambda error: train.Trainer.summary_error(trainer, error)
+    with pytest.raises(WriteError) as raised:
+        with train._summary_writer(trainer):  # pylint: disable=protected-access
+            pass
+    assert str(raised.value) == (
+        f"cannot write TensorBoard summaries in {str(tmp_path)!r} at step 2: events.out.tfevents.1; No space left "
+        "on device; training stopped, the last good checkpoint 'r/ckpt-2' is kept: rerun the same command to "
+        "resume from it")
+    with pytest.raises(KeyError):  # an error in flight is the one reported, not the close's
+        with train._summary_writer(trainer):  # pylint: disable=protected-access
+            raise KeyError("in flight")
 
 
 # A full disk where train first writes: TensorBoard's events file (as CreateSummaryFileWriter fails on ENOSPC:

@@ -70,6 +70,22 @@ def describe_os_error(error):
     return f"{cause}: {error.filename!r}" if error.filename else cause
 
 
+# TensorFlow's op text around an I/O error's cause: "{{function_node __wrapped__SaveV2_...}} PATH; No space left on
+# device [Op:SaveV2]".
+_TF_FUNCTION_NODE = re.compile(r"^\{\{function_node [^}]*\}\}\s*")
+_TF_OP = re.compile(r"\s*\[Op:[^\]]*\]$")
+
+
+def describe_write_error(error):
+    """The cause of an OSError (describe_os_error) or of a TensorFlow I/O error (tf.errors.OpError, read by its
+    `message`), in one line, without TensorFlow's {{function_node ...}} and [Op:...] text."""
+    if isinstance(error, OSError):
+        return describe_os_error(error)
+    text = (getattr(error, "message", None) or str(error)).strip()
+    text = _TF_OP.sub("", _TF_FUNCTION_NODE.sub("", text.splitlines()[0] if text else ""))
+    return text or type(error).__name__
+
+
 def check_writable(folder, what="outputs"):
     """Proves, before any work, that files can be created in `folder`: creates it (and its parents), writes
     and removes a probe file. Folders it had to create are removed again (the writers create them), so a

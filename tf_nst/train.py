@@ -13,7 +13,6 @@ import dataclasses
 import glob
 import logging
 import os
-import re
 import shutil
 
 import keras
@@ -297,11 +296,20 @@ class Trainer:
             return self.manager.save(checkpoint_number=self.step)
         except (OSError, tf.errors.OpError) as e:
             _remove_partial_checkpoint(prefix)
-            last = self.manager.latest_checkpoint
-            kept = (f"the last good checkpoint {last!r} is kept: rerun the same command to resume from it"
-                    if last else "no earlier checkpoint exists")
-            raise WriteError(f"cannot write checkpoint {prefix!r} at step {step}: {_io_cause(e)}; training "
-                             f"stopped, {kept}") from None
+            raise WriteError(f"cannot write checkpoint {prefix!r} at step {step}: "
+                             f"{outputs.describe_write_error(e)}; training stopped, {self.kept_checkpoint()}") from None
+
+    def kept_checkpoint(self):
+        """What a run stopped by a write fault leaves, in words: its last good checkpoint, or none."""
+        last = self.manager.latest_checkpoint
+        return (f"the last good checkpoint {last!r} is kept: rerun the same command to resume from it"
+                if last else "no earlier checkpoint exists")
+
+    def summary_error(self, error):
+        """The WriteError for an OSError or TensorFlow I/O error met writing the TensorBoard summaries."""
+        return WriteError(f"cannot write TensorBoard summaries in {self.config.train_dir!r} at step "
+                          f"{int(self.step.numpy())}: {outputs.describe_write_error(error)}; training stopped, "
+                          f"{self.kept_checkpoint()}")
 
     def check_checkpoint(self):
         """Writes a checkpoint beside the real ones and removes it: a full or read-only disk is found before the
@@ -314,8 +322,9 @@ class Trainer:
         try:
             self.checkpoint.write(prefix)
         except (OSError, tf.errors.OpError) as e:
-            raise WriteError(f"cannot write checkpoint {prefix!r}: {_io_cause(e)}; stopped before the first step, "
-                             "nothing was trained: free some space or give another train_dir") from None
+            raise WriteError(f"cannot write checkpoint {prefix!r}: {outputs.describe_write_error(e)}; stopped "
+                             "before the first step, nothing was trained: free some space or give another "
+                             "train_dir") from None
         finally:
             _remove_partial_checkpoint(prefix)
 
@@ -343,12 +352,19 @@ class Trainer:
                 for name, value in per_replica.items()}
 
     def write_summaries(self, writer, terms, preview):
-        """Loss scalars and the stylised preview images (recipe.preview of `preview`) at the current step."""
-        with writer.as_default(step=self.step):
-            for name, value in terms.items():
-                tf.summary.scalar(f"loss/{name}", value)
-            tf.summary.image("preview/stylized", image_io.to_uint8(self.recipe.preview(self.model, preview)),
-                             max_outputs=NUM_PREVIEW_IMAGES)
+        """Loss scalars and the stylised preview images (recipe.preview of `preview`) at the current step.
+
+        Raises:
+          WriteError: they could not be written (a full disk); training stops, the last checkpoint kept.
+        """
+        try:
+            with writer.as_default(step=self.step):
+                for name, value in terms.items():
+                    tf.summary.scalar(f"loss/{name}", value)
+                tf.summary.image("preview/stylized", image_io.to_uint8(self.recipe.preview(self.model, preview)),
+                                 max_outputs=NUM_PREVIEW_IMAGES)
+        except (OSError, tf.errors.OpError) as e:
+            raise self.summary_error(e) from None
 
     def export(self, path):
         """Saves the whole network as a float32 `.keras` file (atomically), whatever the training precision."""
@@ -367,13 +383,6 @@ def _remove_partial_checkpoint(prefix):
             shutil.rmtree(path, ignore_errors=True)
         else:
             os.remove(path)
-
-
-def _io_cause(error):
-    """The cause of an OSError or a TensorFlow I/O error, in one line (without TensorFlow's {{function_node}})."""
-    if isinstance(error, OSError):
-        return outputs.describe_os_error(error)
-    return re.sub(r"^\{\{[^}]*\}\}\s*", "", (error.message or type(error).__name__).strip()).splitlines()[0]
 
 
 def _agree_on_overflow(gradients):
@@ -436,7 +445,7 @@ def _train(config, strategy, callback):
     batches = iter(trainer.distribute(trainer.recipe.dataset(dataset_files, seed=config.seed + start_step)))
     preview = trainer.recipe.preview_inputs(dataset_files, NUM_PREVIEW_IMAGES)
     trainer.check_checkpoint()
-    with _summary_writer(config.train_dir, strategy) as writer, signals.StopSignals() as stop:
+    with _summary_writer(trainer) as writer, signals.StopSignals() as stop:
         step, terms = _run_steps(trainer, batches, writer, preview, callback, stop)
     model_path = None
     if stop.signum is None and is_chief(strategy):
@@ -445,13 +454,15 @@ def _train(config, strategy, callback):
 
 
 @contextlib.contextmanager
-def _summary_writer(train_dir, strategy):
-    """The TensorBoard writer (a no-op one off the chief).
+def _summary_writer(trainer):
+    """The TensorBoard writer of the trainer's train_dir (a no-op one off the chief), closed at the end.
 
     Raises:
-      WriteError: the events file cannot be created (full disk, read-only); the empty one is removed.
+      WriteError: the events file cannot be created (full disk, read-only); the empty one is removed. Or the
+        summaries still queued cannot be written at the close (trainer.summary_error).
     """
-    if not is_chief(strategy):
+    train_dir = trainer.config.train_dir
+    if not is_chief(trainer.strategy):
         writer = tf.summary.create_noop_writer()
     else:
         before = set(glob.glob(os.path.join(glob.escape(train_dir), "events.out.tfevents.*")))
@@ -461,13 +472,21 @@ def _summary_writer(train_dir, strategy):
             for path in set(glob.glob(os.path.join(glob.escape(train_dir), "events.out.tfevents.*"))) - before:
                 if os.path.getsize(path) == 0:
                     os.remove(path)
-            raise WriteError(f"cannot write TensorBoard summaries in {train_dir!r}: {_io_cause(e)}; stopped "
-                             "before the first step, nothing was trained: free some space or give another "
-                             "train_dir") from None
+            raise WriteError(f"cannot write TensorBoard summaries in {train_dir!r}: "
+                             f"{outputs.describe_write_error(e)}; stopped before the first step, nothing was "
+                             "trained: free some space or give another train_dir") from None
     try:
         yield writer
-    finally:
+    except BaseException:
+        try:
+            writer.close()
+        except (OSError, tf.errors.OpError):
+            pass  # the error in flight is the one to report
+        raise
+    try:
         writer.close()
+    except (OSError, tf.errors.OpError) as e:
+        raise trainer.summary_error(e) from None
 
 
 def _run_steps(trainer, batches, writer, preview, callback, stop):
