@@ -39,8 +39,9 @@ The byte signatures answer row by row: each row is checked from its header befor
 format, a positive size of at most `max_pixels`, sides of at least `min_side` once downscaled, a strength in
 [0, 1]). A row that fails gets output_bytes b"" and a one-line error (bytes quoted in hex); the others are
 stylised (error ""), so under TF Serving's batching one client's bad upload never fails another's request.
-Only bytes whose header passes and whose body is corrupt (a truncated PNG) still fail their whole request,
-with InvalidArgument: a graph cannot catch a decoder's error. A decoded image whose longer side exceeds
+Bytes whose header passes and whose body is corrupt (a PNG with a bad CRC, a truncated PNG or JPEG, a bare
+header) fail their own row too: a graph cannot catch a decoder's error, so each row is decoded through a
+one-element tf.data pipeline that drops the error (image_io.try_decode). A decoded image whose longer side exceeds
 `max_size` is downscaled (antialiased) to `max_size`, so the PNG that comes back can be smaller than the
 input.
 """
@@ -260,13 +261,12 @@ class _Stylizer:
 
         Never raises, so one bad row cannot fail the rows it is batched with (TF Serving's batching merges
         the rows of different clients). A row that passes gives decode() the format and size it expects;
-        only a corrupt body can still make the decoder fail (InvalidArgument, for the whole request).
+        a corrupt body behind a good header is decode()'s error, for that row alone.
         """
         config = self._config
         size, claimed, problems = self._header_problems(contents)
         shrunk = image_io.shrunk_size(size, config.max_size)
-        rule = (files.MIN_SIDE_RULE if config.min_side == files.MIN_IMAGE_SIDE
-                else f"each side must be at least {config.min_side} px")
+        rule = self._rule()
         shrunk_text = tf.strings.join([", ", _size_text(shrunk), f" px once downscaled to {config.max_size} px"])
         problems.append((tf.reduce_min(shrunk) < config.min_side,
                          tf.strings.join(["image too small: ", claimed,
@@ -274,16 +274,23 @@ class _Stylizer:
         return _first_problem(problems)
 
     def check_style(self, contents):
-        """check() for a style image's bytes: the same header checks; then, once resized to style_size on its
-        shorter side, at most max_size x max_size pixels (a long thin style would grow without bound)."""
+        """check() for a style image's bytes: the same header checks, at least min_side px on each side as
+        uploaded (the rule of every input image); then, once resized to style_size on its shorter side, at most
+        max_size x max_size pixels (a long thin style would grow without bound)."""
         config = self._config
         size, claimed, problems = self._header_problems(contents)
+        problems.append((tf.reduce_min(size) < config.min_side,
+                         tf.strings.join(["image too small: ", claimed, "; ", self._rule()])))
         resized = image_io.shorter_side_size(tf.maximum(size, 1), config.style_size)
         problems.append((tf.reduce_prod(tf.cast(resized, tf.int64)) > config.max_size * config.max_size,
                          tf.strings.join(["image too elongated: ", claimed, ", ", _size_text(resized),
                                           f" px once resized to a shorter side of {config.style_size} px, more "
                                           f"than {config.max_size} x {config.max_size} pixels"])))
         return _first_problem(problems)
+
+    def _rule(self):
+        return (files.MIN_SIDE_RULE if self._config.min_side == files.MIN_IMAGE_SIDE
+                else f"each side must be at least {self._config.min_side} px")
 
     def _header_problems(self, contents):
         """(int32 [height, width] from the header, "H x W px" text, [(condition, message)]): the checks that
@@ -308,19 +315,33 @@ class _Stylizer:
         return size, claimed, problems
 
     def decode(self, contents):
-        """Encoded bytes that passed check() -> float32 [H, W, 3], downscaled to max_size."""
-        image = image_io.shrink_to_max_side(image_io.decode(contents), self._config.max_size)
+        """Encoded bytes that passed check() -> (float32 [H, W, 3] downscaled to max_size, error).
+
+        The error is "" or, for a corrupt body the decoder refuses, the row's one-line reason; the image is then
+        a blank min_side x min_side one, so that the row's computation runs (and is thrown away).
+        """
+        image, error = self._try_decode(contents)
+        image = image_io.shrink_to_max_side(image, self._config.max_size)
         # The decoders give the size read from the header, so this holds after check(); a safety net.
         check = tf.debugging.assert_greater_equal(
             tf.reduce_min(tf.shape(image)[:2]), self._config.min_side, message="image too small")
         with tf.control_dependencies([check]):
-            return tf.identity(image)
+            return tf.identity(image), error
 
     def decode_style(self, contents):
-        """A style's bytes that passed check_style() -> float32 [H, W, 3], its shorter side style_size, rounded
-        to whole grey levels as `stylize` reads it (stylize.read_styles)."""
-        resized = image_io.resize_shorter_side(image_io.decode(contents), self._config.style_size)
-        return image_io.to_float(image_io.to_uint8(resized))
+        """A style's bytes that passed check_style() -> (float32 [H, W, 3], its shorter side style_size, rounded
+        to whole grey levels as `stylize` reads it (stylize.read_styles); error, as decode's)."""
+        image, error = self._try_decode(contents)
+        resized = image_io.resize_shorter_side(image, self._config.style_size)
+        return image_io.to_float(image_io.to_uint8(resized)), error
+
+    def _try_decode(self, contents):
+        image, ok = image_io.try_decode(contents)
+        side = self._config.min_side
+        blank = tf.zeros([side, side, 3], tf.uint8)
+        image = tf.cond(ok, lambda: image, lambda: blank)
+        return image, tf.where(ok, "", "not an image: its data cannot be decoded (a corrupt or truncated body "
+                                       "behind a valid header)")
 
     def stylize(self, image):
         return self.network(image[tf.newaxis])[0]
@@ -350,7 +371,8 @@ _PNG_OUTPUT = ("output_bytes", tf.TensorSpec([], tf.string), lambda: tf.constant
 
 def _rows(one, inputs, check, output=_PNG_OUTPUT):
     """Runs one(inputs of a row) on each row whose check(inputs of a row) is ""; the others give output's empty
-    value.
+    value. one() returns (its result, its own error: "" or why the row fails after all, a corrupt body), and a
+    row with an error gives the empty value too.
 
     Args:
       output: (name, TensorSpec of one row's result, function giving the value of a refused row); by default
@@ -362,12 +384,22 @@ def _rows(one, inputs, check, output=_PNG_OUTPUT):
     name, spec, refused = output
 
     def row(values):
+        def run():
+            result, error = one(values)
+            return tf.where(tf.equal(error, ""), result, refused()), error
+
         error = check(values)
-        result = tf.cond(tf.equal(error, ""), lambda: one(values), refused)
-        return result, error
+        return tf.cond(tf.equal(error, ""), run, lambda: (refused(), error))
 
     results, errors = tf.map_fn(row, inputs, fn_output_signature=(spec, tf.TensorSpec([], tf.string)))
     return {name: results, "error": errors}
+
+
+def _pair_error(content_error, style_error):
+    """A content-and-style row's error: the content's (prefixed "content: "), else the style's ("style: ")."""
+    return tf.where(tf.equal(content_error, ""),
+                    tf.where(tf.equal(style_error, ""), "", tf.strings.join(["style: ", style_error])),
+                    tf.strings.join(["content: ", content_error]))
 
 
 def _same_length(first, *others):
@@ -406,8 +438,11 @@ def serving_functions(model, config):
     stylizer = _Stylizer(model, config)
 
     def serve_bytes(image_bytes):
-        return _rows(lambda contents: image_io.encode_png(stylizer.stylize(stylizer.decode(contents))),
-                     image_bytes, stylizer.check)
+        def one(contents):
+            image, error = stylizer.decode(contents)
+            return image_io.encode_png(stylizer.stylize(image)), error
+
+        return _rows(one, image_bytes, stylizer.check)
 
     def serve_with_options(image_bytes, strength, preserve_color):
         # A strength out of range is the fault of its row alone.
@@ -415,8 +450,8 @@ def serving_functions(model, config):
 
         def one(row):
             contents, row_strength, row_preserve_color = row
-            image = stylizer.decode(contents)
-            return image_io.encode_png(stylizer.stylize_with_options(image, row_strength, row_preserve_color))
+            image, error = stylizer.decode(contents)
+            return image_io.encode_png(stylizer.stylize_with_options(image, row_strength, row_preserve_color)), error
 
         def check(row):
             contents, row_strength, _ = row
@@ -443,21 +478,20 @@ def _arbitrary_functions(model, config):
     stylizer = _Stylizer(model, config)
 
     def check_pair(contents, style_bytes):
-        content_error, style_error = stylizer.check(contents), stylizer.check_style(style_bytes)
-        return tf.where(tf.equal(content_error, ""),
-                        tf.where(tf.equal(style_error, ""), "", tf.strings.join(["style: ", style_error])),
-                        tf.strings.join(["content: ", content_error]))
+        return _pair_error(stylizer.check(contents), stylizer.check_style(style_bytes))
 
     size = arbitrary.embedding_size(model)
     unusable = ("style_statistics must be finite, with positive stds" if adain.is_arbitrary(model)
                 else "style_statistics must be finite")
 
     def statistics(style_bytes):
-        return arbitrary.style_embedding(model, stylizer.decode_style(style_bytes)[tf.newaxis])
+        style, error = stylizer.decode_style(style_bytes)
+        return arbitrary.style_embedding(model, style[tf.newaxis])[0], error
 
     def one(contents, style_bytes, alpha=1.0, preserve_color=None):
-        content = stylizer.decode(contents)
-        style = stylizer.decode_style(style_bytes)
+        content, content_error = stylizer.decode(contents)
+        style, style_error = stylizer.decode_style(style_bytes)
+        error = _pair_error(content_error, style_error)
 
         def with_mode(mode):
             return lambda: stylize.stylize_arbitrary(
@@ -465,8 +499,8 @@ def _arbitrary_functions(model, config):
                 preserve_color=mode)
 
         if preserve_color is None:
-            return image_io.encode_png(with_mode("none")())
-        return image_io.encode_png(tf.cond(preserve_color, with_mode("luminance"), with_mode("none")))
+            return image_io.encode_png(with_mode("none")()), error
+        return image_io.encode_png(tf.cond(preserve_color, with_mode("luminance"), with_mode("none"))), error
 
     def serve_bytes(content_bytes, style_bytes):
         content_bytes = _same_length(content_bytes, ("style_bytes", style_bytes))
@@ -480,7 +514,7 @@ def _arbitrary_functions(model, config):
 
     def serve_embedding(style_bytes):
         vector = tf.TensorSpec([size], tf.float32)
-        return _rows(lambda contents: statistics(contents)[0], style_bytes, stylizer.check_style,
+        return _rows(statistics, style_bytes, stylizer.check_style,
                      ("style_statistics", vector, lambda: tf.zeros([size])))
 
     def serve_with_embedding(content_bytes, style_statistics, alpha):
@@ -488,8 +522,9 @@ def _arbitrary_functions(model, config):
 
         def one_with(row):
             contents, vector, row_alpha = row
+            content, error = stylizer.decode(contents)
             return image_io.encode_png(stylize.stylize_arbitrary(
-                model, stylizer.decode(contents), [vector[tf.newaxis]], alpha=row_alpha))
+                model, content, [vector[tf.newaxis]], alpha=row_alpha)), error
 
         def check(row):
             contents, vector, row_alpha = row
@@ -503,7 +538,13 @@ def _arbitrary_functions(model, config):
     def serve_images(images, style_images):
         images = _same_length(images, ("style_image", style_images))
         shape = tf.shape(images)  # an empty batch runs on one blank image and returns none
-        styles = _pad_empty(style_images)
+        style_shape = tf.shape(style_images)
+        big_enough = tf.debugging.assert_equal(
+            (style_shape[0] == 0) | (tf.reduce_min(style_shape[1:3]) >= config.min_side), True,
+            message=f"style_images too small: each side must be at least {config.min_side} px (as for every "
+                    "input image; serving_default answers row by row)")
+        with tf.control_dependencies([big_enough]):
+            styles = _pad_empty(style_images)
         styles = image_io.to_float(image_io.to_uint8(
             image_io.resize(styles, image_io.shorter_side_size(tf.shape(styles)[1:3], config.style_size))))
         stylized = arbitrary.stylize(model, _pad_empty(images), [styles])
@@ -550,7 +591,7 @@ def _multistyle_functions(model, config):
     stylizer = _Stylizer(model, config)
 
     def one(contents, weights, strength=None, preserve_color=None):
-        image = stylizer.decode(contents)
+        image, error = stylizer.decode(contents)
 
         def with_colors(keep):  # as stylize.stylize_builtin: the network sees the luminance, colours come back
             def run():
@@ -560,9 +601,9 @@ def _multistyle_functions(model, config):
             return run
 
         if preserve_color is None:
-            return image_io.encode_png(with_colors(False)())
+            return image_io.encode_png(with_colors(False)()), error
         stylized = tf.cond(preserve_color, with_colors(True), with_colors(False))
-        return image_io.encode_png(image_io.blend(stylized, image, strength))
+        return image_io.encode_png(image_io.blend(stylized, image, strength)), error
 
     def serve_bytes(image_bytes, style_weights):
         image_bytes = _same_length(image_bytes, (STYLE_WEIGHTS, style_weights))

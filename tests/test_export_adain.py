@@ -166,14 +166,21 @@ def test_bad_rows_of_either_image_are_refused_one_by_one(served, model):
     assert cached["error"][2] == b"alpha must be in [0, 1]; received 1.500000"
 
 
-def test_a_corrupt_style_body_fails_its_request_and_the_next_call_works(served, model):
-    truncated = encode(STYLES[0])[:120]  # a good PNG header, a body cut short
-    with pytest.raises(tf.errors.InvalidArgumentError):
-        served.run("serving_default", content_bytes=[encode(CONTENT)], style_bytes=[truncated])
-    with pytest.raises(tf.errors.InvalidArgumentError):
-        served.run("style_embedding", style_bytes=[truncated])
-    outputs = served.run("serving_default", content_bytes=[encode(CONTENT)], style_bytes=[encode(STYLES[0])])
-    assert_within_one_level(decode_png(outputs["output_bytes"][0]), reference(model, CONTENT, STYLES[0]))
+def test_a_corrupt_or_tiny_style_fails_only_its_own_row(served, model):
+    good_content, good_style = encode(CONTENT), encode(STYLES[0])
+    truncated = good_style[:120]  # a good PNG header, a body cut short
+    tiny = encode(STYLES[0][:1, :1])
+    outputs = served.run("serving_default", content_bytes=[good_content] * 4,
+                         style_bytes=[truncated, good_style, tiny, good_style[:40]])
+    errors = [error.decode() for error in outputs["error"]]
+    assert errors[0] == errors[3] == ("style: not an image: its data cannot be decoded (a corrupt or truncated "
+                                      "body behind a valid header)")
+    assert errors[1] == "" and errors[2].startswith("style: image too small: 1 x 1 px; tf_nst needs at least 16 px")
+    assert_within_one_level(decode_png(outputs["output_bytes"][1]), reference(model, CONTENT, STYLES[0]))
+    embedding = served.run("style_embedding", style_bytes=[truncated, good_style, tiny])
+    assert [bool(error) for error in embedding["error"]] == [True, False, True]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="style_images too small: each side must be at least"):
+        served.run("stylize_images", images=CONTENT[None], style_images=STYLES[0][None, :1, :1])
 
 
 def test_the_served_style_is_sized_as_stylize_sizes_it(tmp_path, served, model):

@@ -38,6 +38,21 @@ def decode(contents):
     return image
 
 
+def try_decode(contents):
+    """decode() that never raises: (uint8 [H, W, 3], True), or (uint8 [0, 0, 3], False) where the decoder
+    refuses the bytes (a PNG with a bad CRC, a truncated PNG or JPEG, a bare header).
+
+    A graph cannot catch an op's error, but a tf.data pipeline can drop the element whose computation raised
+    (ignore_errors): the bytes are decoded as a one-element dataset, with the fallback queued behind it. Core
+    TensorFlow ops only, so it runs in TF Serving; it cost about 0.2 ms a row here.
+    """
+    decoded = tf.data.Dataset.from_tensors(contents).map(lambda data: (decode(data), True)).ignore_errors()
+    fallback = tf.data.Dataset.from_tensors((tf.zeros([0, 0, 3], tf.uint8), False))
+    image, ok = decoded.concatenate(fallback).take(1).get_single_element()
+    image.set_shape([None, None, 3])
+    return image, ok
+
+
 def scaled_size(height, width, max_side):
     """The (height, width) that makes the longer side `max_side`, keeping the aspect ratio."""
     scale = max_side / max(height, width)
