@@ -784,10 +784,24 @@ def test_an_image_too_small_after_resizing_names_the_smallest_image_size(tmp_pat
     line = error_line(result, 2, f"content image {wide_photo!r} becomes 16x5 px", "at least 8 px on each side",
                       "; --image_size=23 is the smallest that works")
     assert line.endswith("works") and os.listdir(tmp_path) == ["wide.png"]
+    assert result.stdout.split() == ["tensorflow-not-loaded"]  # the header's size is enough to know
     result = run_main("transfer", f"--content={wide_photo}", f"--output={tmp_path / 'o.png'}", "--weights=none",
                       "--image_size=23", "--num_steps=2")
     assert result.returncode == 0, result.stderr
     assert Image.open(tmp_path / "o.png").size == (23, 8)
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--style={wide}", "--image_size=16"], "style image {wide!r} becomes 16x5 px"),
+    (["--image_size=64", "--num_scales=4"], "becomes 7x5 px at the coarsest of 4 scales"),
+])
+def test_a_style_or_a_coarsest_scale_too_small_is_refused_before_tensorflow_loads(args, fragment, tmp_path,
+                                                                                   wide_photo):
+    result = run_main("transfer", *(arg.format(wide=wide_photo) for arg in args), f"--output={tmp_path / 'o.png'}",
+                      "--weights=none", "--num_steps=2")
+    error_line(result, 2, fragment.format(wide=wide_photo), "the chosen layers need at least 8 px on each side",
+               "is the smallest that works")
+    assert result.stdout.split() == ["tensorflow-not-loaded"] and os.listdir(tmp_path) == ["wide.png"]
 
 
 @pytest.mark.parametrize("server", ["host:abc", "host:0", "host:65536", "host", ":8501", "http://host:8501"])

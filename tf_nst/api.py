@@ -17,6 +17,7 @@ from tf_nst import defaults
 from tf_nst import files
 from tf_nst import image_io
 from tf_nst import losses
+from tf_nst import sizes
 from tf_nst import optimize
 from tf_nst import stylize
 from tf_nst import vgg
@@ -173,37 +174,10 @@ def sized_images(content, styles, image_size, style_scale, extractor_config, con
     layers = (*losses.used_style_layers(extractor_config.style_layers, config.loss_weights),
               *extractor_config.content_layers)
     shapes = [(*content.shape[:2],), *((*style.shape[:2],) for style in styles)]
-    try:
-        sized_config = _checked_sizes(shapes, image_size, style_scale, config, layers, names)
-    except UserInputError as e:
-        smallest = next((size for size in range(image_size + 1, defaults.MAX_IMAGE_SIZE + 1)
-                         if _fits(shapes, size, style_scale, config, layers)), None)
-        fewer = " (or fewer --num_scales)" if config.num_scales != "auto" and config.num_scales > 1 else ""
-        advice = (f"; --image_size={smallest} is the smallest that works{fewer}" if smallest
-                  else "; use fewer --num_scales or larger images")
-        raise UserInputError(f"{e}{advice}") from None
+    sized_config = sizes.sized_config(shapes, image_size, style_scale, config, layers, names)
     content = image_io.resize_max_side(content, image_size)
     styles = [image_io.resize_max_side(style, max(1, round(style_scale * image_size))) for style in styles]
     return content, styles, sized_config
-
-
-def _checked_sizes(shapes, image_size, style_scale, config, layers, names):
-    """The config of sized_images, with its scales resolved, for images of [(height, width)] `shapes` (the
-    content's, then the styles') at image_size; raises optimize.check_sizes's UserInputError."""
-    content = image_io.scaled_size(*shapes[0], image_size)
-    styles = [image_io.scaled_size(*shape, max(1, round(style_scale * image_size))) for shape in shapes[1:]]
-    config = optimize.resolve_num_scales(config, content, styles, layers)
-    optimize.check_sizes(content, styles, config, layers, names,
-                         context=f" (image_size={image_size}, style_scale applied)")
-    return config
-
-
-def _fits(shapes, image_size, style_scale, config, layers):
-    try:
-        _checked_sizes(shapes, image_size, style_scale, config, layers, None)
-    except UserInputError:
-        return False
-    return True
 
 
 def extractor_for_loss(extractor_config, config):

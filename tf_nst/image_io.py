@@ -22,6 +22,7 @@ from tf_nst.files import check_output_path  # pylint: disable=unused-import
 from tf_nst.files import read_image  # pylint: disable=unused-import
 from tf_nst.files import read_mask  # pylint: disable=unused-import
 from tf_nst.outputs import write_file
+from tf_nst.sizes import scaled_size  # pylint: disable=unused-import  # re-exported
 
 # Keras VGG16/VGG19 ("caffe" mode): BGR channel order, ImageNet mean subtracted, no scaling.
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -51,12 +52,6 @@ def try_decode(contents):
     image, ok = decoded.concatenate(fallback).take(1).get_single_element()
     image.set_shape([None, None, 3])
     return image, ok
-
-
-def scaled_size(height, width, max_side):
-    """The (height, width) that makes the longer side `max_side`, keeping the aspect ratio."""
-    scale = max_side / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def resize(image, size):

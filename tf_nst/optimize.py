@@ -16,12 +16,17 @@ from tf_nst import image_io
 from tf_nst import losses
 from tf_nst import precision as precision_lib
 from tf_nst import progress as progress_lib
+from tf_nst import sizes
 from tf_nst import style_targets
 from tf_nst import tiling
-from tf_nst import vgg
 from tf_nst.errors import UserInputError
 from tf_nst.lbfgs import LBFGS
 from tf_nst.progress import TransferStopped
+from tf_nst.sizes import PRETRAINED_INIT  # pylint: disable=unused-import  # re-exported: the size rule lives in sizes.py
+from tf_nst.sizes import auto_num_scales  # pylint: disable=unused-import
+from tf_nst.sizes import check_sizes
+from tf_nst.sizes import resolve_num_scales
+from tf_nst.sizes import scale_sizes
 
 INIT_MODES = ("content", "noise", "style")
 COLOR_MODES = ("none", "luminance", "histogram")
@@ -110,8 +115,7 @@ def transfer_loss_weights(style_layers, content=None, style=None, tv=None, layer
     `style_layers` are defaults.STYLE_LAYERS, the weights tuned on them (defaults.TRANSFER_STYLE_LAYER_WEIGHTS:
     block5_conv1 at 0); else 1 each.
     """
-    if not layer_weights and tuple(style_layers) == defaults.STYLE_LAYERS:
-        layer_weights = defaults.TRANSFER_STYLE_LAYER_WEIGHTS
+    layer_weights = sizes.transfer_layer_weights(style_layers, layer_weights)
     return losses.LossWeights(
         content=defaults.CONTENT_WEIGHT if content is None else content,
         style=defaults.TRANSFER_STYLE_WEIGHT if style is None else style,
@@ -153,7 +157,6 @@ def initial_image(init, content, style, seed=0, blend_weights=None, content_mask
     return tf.convert_to_tensor(image, tf.float32)[None]
 
 
-PRETRAINED_INIT = "pretrained"
 
 
 @functools.lru_cache(maxsize=1)
@@ -231,88 +234,6 @@ def _step_and_reset(image, loss_fn, config):
         return step, reset
 
     raise UserInputError(f"unknown optimizer {config.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
-
-
-def auto_num_scales(height, width, scale_factor, smallest_side=None, min_side=1):
-    """num_scales="auto": scales of `scale_factor` from the full size down to about defaults.AUTO_SCALE_SIZE px
-    (longer side), as long as the shorter side stays at least defaults.AUTO_MIN_SIDE px: with factor 2, 1 scale
-    up to 90 px, 3 at 256 px, 4 at 512 px, 5 at 1024 px.
-
-    smallest_side, min_side: the smallest side of any image that shrinks with the content (the styles), which
-    must stay at least min_side px (the layers' smallest input) at the coarsest scale.
-    """
-    levels = np.log(max(height, width) / defaults.AUTO_SCALE_SIZE) / np.log(scale_factor)
-    fitting = np.log(min(height, width) / defaults.AUTO_MIN_SIDE) / np.log(scale_factor)
-    number = 1 + max(0, min(int(np.floor(levels + 0.5)), int(np.floor(fitting))))
-    while number > 1 and smallest_side is not None:
-        ratio = scale_sizes(height, width, number, scale_factor)[0][0] / height  # as the scales resize
-        if smallest_side * ratio >= min_side:
-            break
-        number -= 1
-    return number
-
-
-def resolve_num_scales(config, content_shape, style_shapes, layers):
-    """The config with num_scales="auto" resolved to the number of scales `transfer` runs: auto_num_scales, less
-    any coarse scale at which the content or a style (the styles shrink with the content) would be smaller than
-    the layers' smallest input (vgg.min_input_size). count_steps and step_costs given the result plan what
-    `transfer` does; a config with a number comes back unchanged.
-
-    Args:
-      config: a TransferConfig.
-      content_shape, style_shapes: the content's [H, W, ...] shape and a list of the styles'.
-      layers: every style and content layer the loss uses.
-    """
-    if config.num_scales != "auto":
-        return config
-    if config.init == PRETRAINED_INIT:  # the one-pass picture is a full-size start: one scale arrived soonest
-        return dataclasses.replace(config, num_scales=1)  # (BENCHMARKS.md, "Starting from the pretrained network")
-    smallest = min(min(shape[:2]) for shape in [content_shape, *style_shapes])
-    return dataclasses.replace(config, num_scales=auto_num_scales(
-        *content_shape[:2], config.scale_factor, smallest_side=smallest, min_side=vgg.min_input_size(layers)))
-
-
-def check_sizes(content_shape, style_shapes, config, layers, names=None, context=""):
-    """Refuses a content or style image that would be smaller than the layers' smallest input
-    (vgg.min_input_size) at the coarsest scale; styles shrink with the content there.
-
-    Args:
-      content_shape, style_shapes: the content's [H, W, ...] shape and a list of the styles', as `transfer` gets
-        them.
-      config: a TransferConfig whose num_scales is a number (resolve_num_scales).
-      layers: every style and content layer the loss uses.
-      names: optional, the content's and each style's file name, for the message.
-      context: optional words for the message after the size, e.g. " (image_size=512)".
-
-    Raises:
-      UserInputError: naming the image, its size at the coarsest scale and the size the layers need.
-    """
-    min_side = vgg.min_input_size(layers)
-    coarsest = scale_sizes(*content_shape[:2], config.num_scales, config.scale_factor)[0]
-    ratio = coarsest[0] / content_shape[0]
-    names = names or [""] * (1 + len(style_shapes))
-    kinds = ["content"] + ["style"] * len(style_shapes)
-    for kind, name, shape in zip(kinds, names, [content_shape, *style_shapes]):
-        height, width = shape[0] * ratio, shape[1] * ratio
-        if min(height, width) < min_side:
-            label = f"{kind} image {name!r}" if name else f"the {kind} image"
-            where = "" if config.num_scales == 1 else f" at the coarsest of {config.num_scales} scales"
-            raise UserInputError(
-                f"{label} becomes {width:.0f}x{height:.0f} px{where}{context}; the chosen layers need at least "
-                f"{min_side} px on each side")
-
-
-def scale_sizes(height, width, num_scales, scale_factor):
-    """[(height, width)] from the coarsest scale to the full size (the last entry); num_scales may be "auto"."""
-    if num_scales == "auto":
-        num_scales = auto_num_scales(height, width, scale_factor)
-    if not (isinstance(num_scales, (int, np.integer)) and num_scales >= 1):
-        raise UserInputError(f"num_scales={num_scales!r} is not valid; use 'auto' or a whole number >= 1")
-    sizes = []
-    for level in reversed(range(num_scales)):
-        ratio = scale_factor ** -level
-        sizes.append((max(1, round(height * ratio)), max(1, round(width * ratio))))
-    return sizes
 
 
 def scale_tiles(size, config):

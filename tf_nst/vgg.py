@@ -6,7 +6,6 @@ Built once from `keras.applications`; it takes RGB images in [0, 255] and applie
 
 import dataclasses
 import os
-import re
 import warnings
 
 import keras
@@ -18,6 +17,7 @@ from tf_nst import image_io
 from tf_nst import weights as weights_source
 from tf_nst import weights_file
 from tf_nst.errors import UserInputError
+from tf_nst.sizes import min_input_size  # pylint: disable=unused-import  # re-exported: sizes.py holds it
 from tf_nst import precision as precision_lib
 from tf_nst.precision import dtype_policy
 
@@ -28,8 +28,6 @@ DEFAULT_STYLE_LAYERS = defaults.STYLE_LAYERS
 DEFAULT_CONTENT_LAYERS = defaults.CONTENT_LAYERS
 
 IMAGENET_WEIGHTS = weights_source.IMAGENET_WEIGHTS
-
-_LAYER_NAME = re.compile(r"block(\d)_(?:conv(\d)|pool)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,15 +78,6 @@ def validate_layers(backbone, names, flag_name="layers"):
         if name not in valid:
             raise UserInputError(
                 f"unknown {backbone} layer {name!r} in --{flag_name}; valid layers are {', '.join(valid)}")
-
-
-def min_input_size(layers):
-    """The smallest image side (pixels) that leaves every requested layer at least 1x1."""
-    pools = 0
-    for name in layers:
-        block, conv = _LAYER_NAME.match(name).groups()
-        pools = max(pools, int(block) - 1 + (conv is None))
-    return 2 ** pools
 
 
 def validate_config(config):

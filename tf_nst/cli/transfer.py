@@ -19,6 +19,7 @@ from tf_nst import outputs
 from tf_nst import pretrained
 from tf_nst import precision as precision_lib
 from tf_nst import signals
+from tf_nst import sizes
 from tf_nst.cli import common
 from tf_nst.cli import flag_groups
 from tf_nst.errors import UserInputError
@@ -311,9 +312,30 @@ def _duration(seconds):
 
 
 def _scaled_size(image, max_side):
-    height, width = image.shape[:2]
-    scale = max_side / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
+    return sizes.scaled_size(*image.shape[:2], max_side)
+
+
+def _check_image_sizes(inputs):
+    """The one minimum-size rule (sizes.sized_config, which api.sized_images applies again after TensorFlow
+    loads), before TensorFlow: the content and styles after --image_size and --style_scale, at the coarsest
+    scale, against the layers the loss uses. Unknown layer names are left to vgg.validate_config's message."""
+    layers = sizes.used_transfer_layers(_NETWORK.style_layers.value, _NETWORK.content_layers.value,
+                                        _NETWORK.style_layer_weights.value)
+    if not all(sizes.LAYER_NAME.match(name) for name in layers):
+        return
+    config = _ScaleConfig(num_scales=_num_scales(), scale_factor=_SCALE_FACTOR.value, init=_INIT.value)
+    shapes = [inputs.content.shape[:2], *(style.shape[:2] for style in inputs.styles)]
+    sizes.sized_config(shapes, _IMAGE_SIZE.value, _STYLE_SCALE.value, config, layers,
+                       names=[_CONTENT.value, *inputs.style_paths])
+
+
+@dataclasses.dataclass(frozen=True)
+class _ScaleConfig:
+    """What of optimize.TransferConfig the size rule reads."""
+
+    num_scales: object
+    scale_factor: float
+    init: str
 
 
 def _check_memory(inputs):
@@ -364,6 +386,7 @@ def _check_style_memory(styles, content_size, available):
 
 def _run():
     inputs = _Inputs()  # before TensorFlow: a bad path or image is reported at once
+    _check_image_sizes(inputs)
     _check_memory(inputs)
     common.import_tensorflow()
     from tf_nst import api, image_io, optimize, vgg  # pylint: disable=import-outside-toplevel
