@@ -408,6 +408,10 @@ def run(model_dir, input_path, output_dir, config=BatchConfig(), pipeline_args=(
     Raises:
       UserInputError: a missing model, an input that matches nothing or no image, an output folder that is
         the input folder, a bad option, a style missing, refused by the export or given to a one-style one.
+      WriteError: an output or the failures file could not be written (a full disk); nothing half-written.
+      signals.Interrupted: SIGINT or SIGTERM (where signals.raising is in force, as on the command line).
+    An output that another run wrote meanwhile is never replaced: that file is listed as a failure, this
+    run's result kept beside it (outputs.OutputAppearedError's message).
     """
     check_arguments(model_dir, config)
     inputs = batch_paths.plan_inputs(input_path)
