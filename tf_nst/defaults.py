@@ -96,7 +96,7 @@ FINETUNE = "norms"
 # `video`: the fast path blends each stylised frame with the previous output warped by the flow, this much of
 # the previous output where the flow is reliable (0: plain per-frame); at most VIDEO_MAX_BLEND, so that every
 # frame keeps at least that share of its own stylised picture and nothing compounds over a long shot.
-VIDEO_TEMPORAL_WEIGHT = 0.7
+VIDEO_TEMPORAL_WEIGHT = 0.5
 VIDEO_MAX_BLEND = 0.95
 # --method=optimize: the weight of the temporal loss (losses.temporal_loss, Ruder et al. 2016), and the steps of
 # each frame after the first (which starts from the previous result warped, at one scale).
