@@ -307,3 +307,100 @@ def test_the_optimisation_path_follows_the_flow(image_files):
     per_frame, loose, temporal = run(0.0), run(1e-9), run(video.defaults.VIDEO_OPTIMIZE_TEMPORAL_WEIGHT)
     assert temporal < 0.3 * per_frame, (temporal, per_frame)
     assert temporal < loose, (temporal, loose)
+
+
+# --- the command line ------------------------------------------------------------------------------------------
+
+
+def run_cli(*args, python_prefix=None):
+    command = [sys.executable, os.path.join(ROOT, "main.py"), "video", *args]
+    if python_prefix:
+        command = [sys.executable, "-c", python_prefix + f"; sys.argv = {command[1:]!r}; import main; main.run()"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory, image_files):
+    """{case: (flags, the words the error must say)}; each is refused before TensorFlow loads."""
+    folder = tmp_path_factory.mktemp("bad")
+    text = folder / "notes.mp4"
+    text.write_text("not a video at all\n" * 20)
+    empty = folder / "empty.mp4"
+    with av.open(str(empty), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        container.start_encoding()
+    clip = folder / "clip.mp4"
+    write_clip(clip, pan(4))
+    huge = folder / "huge"
+    huge.mkdir()
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+
+    Image.new("RGB", (8000, 6000), (90, 120, 150)).save(huge / "frame.png")
+    style = f"--style={image_files['coffee']}"
+    out = str(folder / "out.mp4")
+    return {
+        "not a video": ([f"--input={text}", f"--output={out}", style], "as a video"),
+        "zero frames": ([f"--input={empty}", f"--output={out}", style], "holds no video"),
+        "output is the input": ([f"--input={clip}", f"--output={clip}", "--overwrite", style], "is the input"),
+        "unwritable output": ([f"--input={clip}", f"--output={text}/out.mp4", style], "cannot write"),
+        "unknown extension": ([f"--input={clip}", f"--output={folder / 'out.avi'}", style], "'.avi'"),
+        "existing output": ([f"--input={clip}", f"--output={text}", style], "--overwrite"),
+        "past the memory check": ([f"--input={huge}", f"--output={out}", "--method=optimize", style],
+                                  "smaller --max_size"),
+        "fast flag for optimize": ([f"--input={clip}", f"--output={out}", "--method=optimize", "--alpha=0.5",
+                                    style], "--alpha"),
+        "blend past the bound": ([f"--input={clip}", f"--output={out}", "--temporal_weight=0.99", style], "0.95"),
+        "no --output": ([f"--input={clip}", style], "--output"),
+    }
+
+
+@pytest.mark.parametrize("case", ["not a video", "zero frames", "output is the input", "unwritable output",
+                                  "unknown extension", "existing output", "past the memory check",
+                                  "fast flag for optimize", "blend past the bound", "no --output"])
+def test_bad_input_is_one_line_and_exit_2_with_no_output(bad_inputs, case):
+    args, words = bad_inputs[case]
+    before = set(os.listdir(os.path.dirname(bad_inputs["not a video"][0][1].split("=", 1)[1])))
+    result = run_cli(*args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tf-nst: error: ") and words in lines[0], lines
+    assert "Traceback" not in result.stderr and not result.stdout
+    folder = os.path.dirname(bad_inputs["not a video"][0][1].split("=", 1)[1])
+    assert set(os.listdir(folder)) == before  # no output, no work folder, no temporary
+
+
+def test_without_the_extra_the_command_names_it(tmp_path):
+    result = run_cli(f"--input={tmp_path}", f"--output={tmp_path / 'o.mp4'}",
+                     python_prefix="import sys; sys.modules['av'] = None")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "tf-nst: error: the video command needs the 'av' module, which is not installed; "
+        "pip install 'tf-nst[video]'"]
+
+
+def test_sigterm_stops_after_a_frame_and_the_same_command_resumes(tiny_model, tmp_path):
+    """SIGTERM during a run: exit 143, one line saying where the frames are and how to resume, no output; the
+    same command again resumes there and writes the clip with every frame."""
+    import signal  # pylint: disable=import-outside-toplevel
+
+    model = tmp_path / "tiny.keras"
+    tiny_model.save(str(model))
+    frames = write_frames(tmp_path / "in", pan(40, height=128, width=192, noise=2.0))
+    output = tmp_path / "styled.mp4"
+    args = [sys.executable, os.path.join(ROOT, "main.py"), "video", f"--input={frames}", f"--output={output}",
+            f"--model={model}"]
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT) as process:
+        first = process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    assert first.startswith("frame ") and process.returncode == 128 + signal.SIGTERM, (first, stderr)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "run the same command again to resume" in lines[0], lines
+    assert not output.exists()
+    done = int(lines[0].split("after frame ")[1].split(";")[0])
+    assert 1 <= done < 40
+    result = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+    assert result.returncode == 0, result.stderr
+    assert f"resumed at frame {done + 1}" in result.stdout
+    assert video_io.probe(str(output)).num_frames == 40
