@@ -404,3 +404,22 @@ def test_sigterm_stops_after_a_frame_and_the_same_command_resumes(tiny_model, tm
     assert result.returncode == 0, result.stderr
     assert f"resumed at frame {done + 1}" in result.stdout
     assert video_io.probe(str(output)).num_frames == 40
+
+
+def test_a_later_frame_starts_from_the_warped_result_where_reliable_and_the_frame_elsewhere():
+    """With a vanishing Adam step, an OptimizeStep's later frame is its start: the previous result warped where
+    the mask is 1, the frame itself where it is 0 (NumPy); the first frame starts from config.init."""
+    from tf_nst import optimize, vgg  # pylint: disable=import-outside-toplevel
+
+    config = vgg.ExtractorConfig(weights="none", style_layers=("block1_conv1",), content_layers=("block1_conv2",))
+    transfer = optimize.TransferConfig(num_steps=1, num_scales=1, optimizer="adam", learning_rate=1e-6,
+                                       init="content")
+    step = video.OptimizeStep(vgg.build_extractor(config), [skimage_rgb("coffee")[::16, ::16]], transfer,
+                              (config.style_layers, config.content_layers), 1.0, frame_steps=1)
+    frame = pan(1, height=24, width=32)[0]
+    np.testing.assert_array_equal(step(frame), frame)
+    warped = np.full(frame.shape, 200.0, np.float32)
+    reliable = np.zeros(frame.shape[:2], np.float32)
+    reliable[:, :10] = 1.0
+    expected = np.where(reliable[..., None] > 0, warped, frame)
+    assert np.abs(step(frame, (warped, reliable)).astype(int) - expected).max() <= 1
