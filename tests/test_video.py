@@ -423,3 +423,23 @@ def test_a_later_frame_starts_from_the_warped_result_where_reliable_and_the_fram
     reliable[:, :10] = 1.0
     expected = np.where(reliable[..., None] > 0, warped, frame)
     assert np.abs(step(frame, (warped, reliable)).astype(int) - expected).max() <= 1
+
+
+def test_the_python_api_takes_a_tf_data_dataset_and_writes_a_gif(tiny_model, tmp_path):
+    """tf_nst.stylize_frames over a tf.data.Dataset gives the fast path's frames; tf_nst.stylize_video writes a
+    GIF of every frame at the clip's size."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    import tf_nst  # pylint: disable=import-outside-toplevel
+
+    model = tmp_path / "tiny.keras"
+    tiny_model.save(str(model))
+    frames = pan(5, noise=3.0)
+    styled = list(tf_nst.stylize_frames(tf.data.Dataset.from_tensor_slices(np.stack(frames)), model=str(model)))
+    expected = list(video.stylize_frames(frames, video.FastStep(tiny_model, None, 0.5)))
+    assert len(styled) == 5
+    for got, want in zip(styled, expected):
+        assert np.abs(got.astype(int) - want).max() <= 1
+    result = tf_nst.stylize_video(write_frames(tmp_path / "in", frames), tmp_path / "styled.gif", model=str(model))
+    info = video_io.probe(str(tmp_path / "styled.gif"))
+    assert result.num_frames == info.num_frames == 5 and (info.width, info.height) == (96, 64)
