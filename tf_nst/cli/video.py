@@ -9,7 +9,7 @@ Finished frames go to a work folder beside the output; the same command run agai
 SIGTERM stops after the current frame. Inputs and outputs are checked before TensorFlow loads.
 """
 
-import os
+import signal
 import sys
 
 from absl import flags
@@ -140,8 +140,6 @@ def _fast_step(model, kind, style_paths):
 
 
 def _optimize_step(style_paths, size):
-    import dataclasses  # pylint: disable=import-outside-toplevel
-
     from tf_nst import api  # pylint: disable=import-outside-toplevel
     from tf_nst import image_io  # pylint: disable=import-outside-toplevel
     from tf_nst import optimize  # pylint: disable=import-outside-toplevel
@@ -149,11 +147,10 @@ def _optimize_step(style_paths, size):
     from tf_nst import video  # pylint: disable=import-outside-toplevel
 
     extractor_config = _NETWORK.extractor_config()
-    loss_weights = _LOSS_WEIGHTS.loss_weights(_NETWORK, defaults.CONTENT_WEIGHT, defaults.TRANSFER_STYLE_WEIGHT,
-                                              defaults.TRANSFER_TV_WEIGHT)
-    if not _NETWORK.style_layer_weights.value and tuple(_NETWORK.style_layers.value) == defaults.STYLE_LAYERS:
-        loss_weights = dataclasses.replace(loss_weights, style_layers=optimize.transfer_loss_weights(
-            defaults.STYLE_LAYERS).style_layers)
+    given = _LOSS_WEIGHTS.given()
+    loss_weights = optimize.transfer_loss_weights(_NETWORK.style_layers.value, given.get("content"),
+                                                  given.get("style"), given.get("tv"),
+                                                  _NETWORK.style_layer_weights.value)
     config = optimize.TransferConfig(num_steps=_FIRST_FRAME_STEPS.value, loss_weights=loss_weights,
                                      style_blend_weights=tuple(map(float, _STYLE_BLEND_WEIGHTS.value or ())) or None)
     extractor_config = api.extractor_for_loss(extractor_config, config)
@@ -184,7 +181,7 @@ def _stylize(plan, step):
         try:
             result = video.run(plan, step, should_stop=stop.requested, callback=report, replace=_OVERWRITE.value)
         except video.VideoStopped as e:
-            common.error(f"video interrupted by {signals.signal.Signals(stop.signum).name} after frame "
+            common.error(f"video interrupted by {signal.Signals(stop.signum).name} after frame "
                          f"{e.frames_done}; the finished frames are kept in {e.work!r}: run the same command "
                          "again to resume there")
             return 128 + stop.signum
