@@ -76,7 +76,7 @@ def video_strip(work):
         video_io.write_png(os.path.join(source, f"{index:03d}.png"), frame)
     rows = []
     for weight in ("0", "0.5"):
-        output = os.path.join(work, f"styled_{weight}")
+        output = os.path.join(work, f"styled_{weight.replace('.', '')}")
         subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "video", f"--input={source}",
                         f"--output={output}", f"--style={SAMPLES}/coffee.jpg", f"--temporal_weight={weight}"],
                        check=True)

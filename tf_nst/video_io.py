@@ -65,7 +65,8 @@ def output_kind(path):
     if extension == GIF_EXTENSION:
         return "gif"
     raise UserInputError(f"output {path!r} has extension {extension!r}; use {', '.join(H264_EXTENSIONS)} (H.264), "
-                         f"{GIF_EXTENSION}, or a name without an extension for a folder of PNG frames")
+                         f"{GIF_EXTENSION}, or for a folder of PNG frames a name without an extension or ending in "
+                         f"{os.sep} ({path.rstrip(os.sep)}{os.sep})")
 
 
 def _reason(error):
