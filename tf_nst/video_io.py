@@ -205,8 +205,25 @@ def write_video(path, frame_paths, fps, audio_source=None, replace=False):
             images[0].save(temp, format="GIF", save_all=True, append_images=images[1:], loop=0,
                            duration=max(1, round(1000 / float(fps))))
         return False
+    av = _av()
     with outputs.atomic_output(path, replace=replace) as temp:
-        return _write_h264(temp, frame_paths, fps, audio_source)
+        try:
+            return _write_h264(temp, frame_paths, fps, audio_source)
+        except (av.error.FFmpegError, ValueError) as e:
+            codec = _audio_codec(audio_source)
+            if codec is None:
+                raise
+            raise UserInputError(f"cannot write {path!r} with the input's {codec} audio ({_reason(e)}); give an "
+                                 "output container that takes it (.mkv takes most); the finished frames stay in the "
+                                 "work folder beside the output") from None
+
+
+def _audio_codec(source):
+    """The name of the audio codec of the video file `source`, or None without one."""
+    if source is None or os.path.isdir(source):
+        return None
+    with _av().open(source) as container:
+        return container.streams.audio[0].codec_context.name if container.streams.audio else None
 
 
 def _audio_packets(source):
