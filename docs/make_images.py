@@ -53,6 +53,43 @@ def stylize_pictures(work):
                         f"--contact_sheet={os.path.join(ROOT, 'docs', 'images', CONTACT_SHEET)}"], check=True)
 
 
+VIDEO_STRIP = "video_per_frame_vs_consistent.jpg"
+
+
+def video_strip(work):
+    """`video` on the bench's pan over the astronaut (bench/bench_video.py, 40 frames at 256 px): top, per-frame
+    (--temporal_weight=0); bottom, the default fast path; three consecutive frames, then how far each run's
+    frame 32 is from its frame 31 warped by the flow (x4; black: no change where the flow is reliable)."""
+    if len(sys.argv) > 1 and VIDEO_STRIP not in sys.argv[1:]:
+        return
+    import numpy as np  # pylint: disable=import-outside-toplevel
+
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    sys.path.insert(0, ROOT)
+    import bench_video  # pylint: disable=import-outside-toplevel
+    from tf_nst import flow, video_io  # pylint: disable=import-outside-toplevel
+
+    frames = bench_video.clip(40, 256)
+    source = os.path.join(work, "clip")
+    os.makedirs(source)
+    for index, frame in enumerate(frames):
+        video_io.write_png(os.path.join(source, f"{index:03d}.png"), frame)
+    rows = []
+    for weight in ("0", "0.5"):
+        output = os.path.join(work, f"styled_{weight.replace('.', '')}")
+        subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "video", f"--input={source}",
+                        f"--output={output}", f"--style={SAMPLES}/coffee.jpg", f"--temporal_weight={weight}"],
+                       check=True)
+        styled = [video_io.read_png(os.path.join(output, video_io.FRAME_NAME.format(t))) for t in (30, 31, 32)]
+        frame_flow = flow.FlowEstimator().frame_flow(frames[31], frames[32])
+        change = np.abs(styled[2].astype(np.float32) - flow.warp(styled[1], frame_flow.backward))
+        change = np.clip(4 * change * frame_flow.reliable[..., None], 0, 255).astype(np.uint8)
+        rows.append(np.concatenate([np.pad(image, ((0, 0), (0, 6), (0, 0)), constant_values=255)
+                                    for image in [*styled, change]], axis=1))
+    strip = np.concatenate([rows[0], np.full((6, rows[0].shape[1], 3), 255, np.uint8), rows[1]], axis=0)
+    Image.fromarray(strip).save(os.path.join(ROOT, "docs", "images", VIDEO_STRIP), quality=85)
+
+
 def side_by_side(paths, height, out_path):
     images = [Image.open(p).convert("RGB") for p in paths]
     images = [im.resize((round(im.width * height / im.height), height), Image.LANCZOS) for im in images]
@@ -67,6 +104,7 @@ def side_by_side(paths, height, out_path):
 def main():
     with tempfile.TemporaryDirectory() as work:
         stylize_pictures(work)
+        video_strip(work)
         for name, content, style, extra in PICTURES:
             if len(sys.argv) > 1 and name not in sys.argv[1:]:
                 continue

@@ -15,7 +15,8 @@ import sys
 
 from tf_nst.errors import UserInputError
 
-__all__ = ["SAMPLES_DIR", "RandomStyle", "UserInputError", "load_stylizer", "transfer"]
+__all__ = ["SAMPLES_DIR", "RandomStyle", "UserInputError", "load_stylizer", "stylize_frames", "stylize_video",
+           "transfer"]
 __version__ = "0.1.0"
 
 # Small public-domain images shipped for the default run; sources in samples/SOURCES.md.
@@ -40,6 +41,28 @@ def load_stylizer(path):
     from tf_nst import api  # pylint: disable=import-outside-toplevel
 
     return api.load_stylizer(path)
+
+
+def stylize_video(input_path, output_path, style=None, **options):
+    """Stylises a video file (or a folder of frames) into an MP4, a GIF or a folder of PNG frames, without flicker;
+    see tf_nst.api.stylize_video for the options.
+
+    Returns:
+      A tf_nst.video.VideoResult (the output, its frames, whether audio was copied).
+    """
+    _import_tensorflow()
+    from tf_nst import api  # pylint: disable=import-outside-toplevel
+
+    return api.stylize_video(input_path, output_path, style, **options)
+
+
+def stylize_frames(frames, style=None, **options):
+    """A generator: uint8 [H, W, 3] frames in, stylised frames out, each consistent with the one before (see
+    tf_nst.api.stylize_frames)."""
+    _import_tensorflow()
+    from tf_nst import api  # pylint: disable=import-outside-toplevel
+
+    return api.stylize_frames(frames, style, **options)
 
 
 def _import_tensorflow():

@@ -19,6 +19,7 @@ from tf_nst import image_io
 from tf_nst import losses
 from tf_nst import sizes
 from tf_nst import optimize
+from tf_nst import pretrained
 from tf_nst import stylize
 from tf_nst import vgg
 from tf_nst.errors import UserInputError
@@ -394,3 +395,85 @@ def load_stylizer(path):
         return Stylizer(lambda images: endpoint(images=image_io.to_uint8(images))["stylized"], path)
     model = stylize.load_stylizer(path)
     return Stylizer(lambda images: model(images, training=False), path, model)
+
+
+def _fast_step(model, style, temporal_weight, alpha, style_size):
+    """A video.FastStep for a stylizer path or built-in name (None: the pretrained arbitrary network) and a style:
+    image(s) for an arbitrary-style network, an index or blend ("3:0.5,12:0.5") for the 26-style one."""
+    from tf_nst import video  # pylint: disable=import-outside-toplevel
+
+    network = stylize.load_stylizer(os.fspath(model) if model is not None else pretrained.DEFAULT)
+    if arbitrary_lib.is_multistyle(network):
+        spec = "0" if style is None else str(style)
+        style = stylize.BuiltinStyle(stylize.builtin_weights(spec))
+    elif arbitrary_lib.is_arbitrary(network):
+        if style is None:
+            raise UserInputError("an arbitrary-style network needs style= (a path, a PIL image or an array)")
+        style = stylize.Style(read_style_images(style, style_size or arbitrary_lib.default_style_size(network)),
+                              alpha=alpha)
+    elif style is not None:
+        raise UserInputError(f"the model {model!r} learnt one style and takes no style=")
+    weight = defaults.VIDEO_TEMPORAL_WEIGHT if temporal_weight is None else temporal_weight
+    return video.FastStep(network, style, weight)
+
+
+def _optimize_step(style, size, temporal_weight, frame_steps, first_frame_steps, weights):
+    from tf_nst import video  # pylint: disable=import-outside-toplevel
+
+    extractor_config = vgg.ExtractorConfig(weights=weights, precision=defaults.PRECISION)
+    config = optimize.TransferConfig(num_steps=first_frame_steps)
+    extractor_config = extractor_for_loss(extractor_config, config)
+    styles = [image_io.resize_max_side(image, max(size)) for image in read_style_images(style, max(size))]
+    weight = defaults.VIDEO_OPTIMIZE_TEMPORAL_WEIGHT if temporal_weight is None else temporal_weight
+    return video.OptimizeStep(vgg.build_extractor(extractor_config), styles, config,
+                              (extractor_config.style_layers, extractor_config.content_layers), weight, frame_steps)
+
+
+def stylize_video(input_path, output_path, style=None, *, model=None, method="fast", temporal_weight=None,
+                  max_size=None, overwrite=False, alpha=1.0, style_size=None, frame_steps=defaults.VIDEO_FRAME_STEPS,
+                  first_frame_steps=defaults.NUM_STEPS, weights=defaults.WEIGHTS, callback=None, should_stop=None):
+    """Stylises a clip as `main.py video` does (docs/video.md), resuming from its work folder if one is there.
+
+    Args:
+      input_path: a video file or a folder of frames. output_path: .mp4/.mov/.mkv/.m4v (H.264), .gif, or a name
+        without an extension (a folder of PNG frames).
+      style: for an arbitrary-style model (the default, magenta-arbitrary) and method="optimize": a path, a PIL
+        image or an array, or a list of them; for magenta-26, an index or a blend such as "3:0.5,12:0.5".
+      model: a built-in network's name, a .keras file or a train_dir (method "fast").
+      method: "fast" (one pass per frame, blended along the flow) or "optimize" (Ruder et al. 2016).
+      temporal_weight: fast: the share of the warped previous output, 0 to defaults.VIDEO_MAX_BLEND; optimize:
+        the temporal loss's weight. None: the method's default; 0: plain per-frame.
+      max_size, overwrite, alpha, style_size: as the command's flags.
+      frame_steps, first_frame_steps, weights: method "optimize": the steps of each later frame, the first
+        frame's, and the VGG19 weights ("imagenet", "imagenet_q8", "none" or a file).
+      callback: optional callback(video.FrameProgress) after each frame.
+      should_stop: optional should_stop() -> bool, asked before each frame: True raises video.VideoStopped.
+
+    Returns:
+      A video.VideoResult.
+    """
+    from tf_nst import video  # pylint: disable=import-outside-toplevel
+    from tf_nst import video_io  # pylint: disable=import-outside-toplevel
+
+    if method not in video.METHODS:
+        raise UserInputError(f"method={method!r} is not valid; use one of {', '.join(video.METHODS)}")
+    plan = video_io.plan_video(os.fspath(input_path), os.fspath(output_path), max_size, overwrite)
+    if method == "fast":
+        step = _fast_step(model, style, temporal_weight, alpha, style_size)
+    else:
+        if model is not None or style is None:
+            raise UserInputError("method='optimize' takes style= (the style image) and no model=")
+        step = _optimize_step(style, plan.size, temporal_weight, frame_steps, first_frame_steps, weights)
+    return video.run(plan, step, should_stop=should_stop, callback=callback, replace=overwrite)
+
+
+def stylize_frames(frames, style=None, *, model=None, temporal_weight=None, alpha=1.0, style_size=None):
+    """A generator of stylised frames for frames in (arrays or eager tensors, uint8 [H, W, 3], one size): the fast
+    path of stylize_video, each frame blended with the previous output warped by the flow.
+
+    Yields:
+      uint8 [H, W, 3] NumPy frames, one per frame in.
+    """
+    from tf_nst import video  # pylint: disable=import-outside-toplevel
+
+    return video.stylize_frames(frames, _fast_step(model, style, temporal_weight, alpha, style_size))

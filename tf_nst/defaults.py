@@ -93,3 +93,12 @@ PRETRAINED_STYLE_SIZE = 256
 # Dumoulin et al. 2017 (§4: a new style in the normalisation parameters); not yet measured here against
 # "embedding" and "all" (bench/bench_finetune.py is written, its run still to do).
 FINETUNE = "norms"
+# `video`: the fast path blends each stylised frame with the previous output warped by the flow, this much of
+# the previous output where the flow is reliable (0: plain per-frame); at most VIDEO_MAX_BLEND, so that every
+# frame keeps at least that share of its own stylised picture and nothing compounds over a long shot.
+VIDEO_TEMPORAL_WEIGHT = 0.5
+VIDEO_MAX_BLEND = 0.95
+# --method=optimize: the weight of the temporal loss (losses.temporal_loss, Ruder et al. 2016), and the steps of
+# each frame after the first (which starts from the previous result warped, at one scale).
+VIDEO_OPTIMIZE_TEMPORAL_WEIGHT = 200.0
+VIDEO_FRAME_STEPS = 100

@@ -192,6 +192,20 @@ def total_variation_loss(images):
     return tf.reduce_mean(tf.square(vertical)) + tf.reduce_mean(tf.square(horizontal))
 
 
+def temporal_loss(images, target, mask):
+    """Ruder et al. 2016's short-term temporal loss (eq. 7): the squared difference to the previous frame's
+    result warped into this frame, where the flow is reliable, as a mean over pixels and channels on a [0, 1]
+    scale (size-independent, like total_variation_loss).
+
+    Args:
+      images: [batch, height, width, 3] in [0, 255].
+      target: [height, width, 3] (or broadcastable) in [0, 255]: the warped previous result.
+      mask: [height, width] in [0, 1]: 1 where the flow can be trusted, 0 where it cannot.
+    """
+    difference = (tf.cast(images, tf.float32) - tf.cast(target, tf.float32)) / 255.0
+    return tf.reduce_mean(tf.cast(mask, tf.float32)[..., None] * tf.square(difference))
+
+
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
     """How much each term counts.

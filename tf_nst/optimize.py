@@ -180,11 +180,31 @@ def pretrained_start(content, styles, blend_weights=None, content_masks=None):
     return arbitrary.stylize_with_embeddings(model, content, embeddings, blend_weights, masks=masks)[0]
 
 
-def make_loss_fn(extractor, style_grams, content_features, loss_weights):
-    """Returns loss_fn(images) -> (total, terms) for a fixed set of targets."""
+@dataclasses.dataclass(frozen=True)
+class TemporalTarget:
+    """A video frame's pull towards the previous frame's result (Ruder et al. 2016, §3.3), for transfer.
+
+    Attributes:
+      image: [H, W, 3] in [0, 255], the previous result warped into this frame (tf_nst.flow.warp), at the
+        content's size.
+      mask: [H, W] in [0, 1]: 1 where the flow is reliable (tf_nst.flow.reliability), 0 where the pull is off.
+      weight: the weight of losses.temporal_loss, the "temporal" term.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    weight: float
+
+
+def make_loss_fn(extractor, style_grams, content_features, loss_weights, temporal=None):
+    """Returns loss_fn(images) -> (total, terms) for a fixed set of targets; a TemporalTarget adds its term."""
 
     def loss_fn(images):
-        return losses.combined_loss(images, extractor(images), style_grams, content_features, loss_weights)
+        total, terms = losses.combined_loss(images, extractor(images), style_grams, content_features, loss_weights)
+        if temporal is None:
+            return total, terms
+        term = temporal.weight * losses.temporal_loss(images, temporal.image, temporal.mask)
+        return total + term, {**terms, "temporal": term}
 
     return loss_fn
 
@@ -308,7 +328,7 @@ def _planned_scales(height, width, config):
 
 
 def transfer(extractor, content, style, config, style_layers, content_layers, callback=None, tile_callback=None,
-             should_stop=None, converged_callback=None, begin_callback=None):
+             should_stop=None, converged_callback=None, begin_callback=None, start=None, temporal=None):
     """Stylises `content` with one or more style images by optimising the pixels.
 
     With config.num_scales > 1 the optimisation runs coarse-to-fine: each scale starts from the previous
@@ -339,6 +359,9 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
         before its first step: its targets computed and its step traced and warmed up (_warm_up), so the time
         from here to the step's callback is one step's. step is the count of steps before it, num_steps the
         steps planned for it.
+      start: optional [H, W, 3] image in [0, 255] to start from instead of config.init (a video frame starts
+        from the previous result warped; resized to the coarsest scale).
+      temporal: optional TemporalTarget: its term joins the loss at the finest scale (not with tiles).
 
     Returns:
       The stylised image, [H, W, 3] uint8.
@@ -359,6 +382,8 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
     _check_masks(config, len(styles))
     if config.tile_size:
         tiling.check_tiling(config.tile_size, config.tile_overlap)
+        if temporal is not None:
+            raise UserInputError("a temporal term (video) cannot be optimised in tiles; give no tile_size")
     _check_tolerance(config)
     convergence = None
     if config.tolerance > 0:
@@ -366,7 +391,8 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
     progress = progress_lib.Progress(callback, tile_callback, should_stop, convergence, converged_callback,
                                      begin_callback)
     try:
-        image = _run_scales(extractor, content, styles, config, (style_layers, content_layers), progress)
+        image = _run_scales(extractor, content, styles, config, (style_layers, content_layers), progress, start,
+                            temporal)
     except TransferStopped as e:
         partial = e.partial if e.partial is not None else progress.last_good
         if tuple(partial.shape[1:3]) != tuple(content.shape[:2]):  # stopped at a coarser scale
@@ -376,19 +402,26 @@ def transfer(extractor, content, style, config, style_layers, content_layers, ca
     return _finish(image, original, config)
 
 
-def _run_scales(extractor, content, styles, config, layers, progress):
-    """Optimises every scale, coarse to fine; returns the final [1, H, W, 3] image."""
+def _run_scales(extractor, content, styles, config, layers, progress, first_start=None, temporal=None):
+    """Optimises every scale, coarse to fine, the first from `first_start` if given; returns the final
+    [1, H, W, 3] image."""
     image = None
     sizes = scale_sizes(*content.shape[:2], config.num_scales, config.scale_factor)
     for index, size in enumerate(sizes):
         final = index == len(sizes) - 1
         scale = _scale(content, styles, config, size, final)
-        start = (initial_image(config.init, scale.content, scale.styles, config.seed, config.style_blend_weights,
-                               scale.content_masks) if image is None
-                 else _upsampled(image, scale.content, config))
+        if image is not None:
+            start = _upsampled(image, scale.content, config)
+        elif first_start is not None:
+            start = tf.convert_to_tensor(first_start, tf.float32)
+            start = (start if tuple(start.shape[:2]) == tuple(size) else image_io.resize(start, size))[None]
+        else:
+            start = initial_image(config.init, scale.content, scale.styles, config.seed, config.style_blend_weights,
+                                  scale.content_masks)
         tiles = scale_tiles(size, config)
         image = (_optimize_tiles(extractor, start, scale, tiles, config, layers, progress) if tiles
-                 else _optimize_whole(extractor, start, scale, config, layers, progress))
+                 else _optimize_whole(extractor, start, scale, config, layers, progress,
+                                      temporal if final else None))
     return image
 
 
@@ -436,15 +469,16 @@ def _num_steps(config, final):
     return config.coarse_steps
 
 
-def _optimize_whole(extractor, start, scale, config, layers, progress):
-    """Optimises a whole scale from `start` ([1, h, w, 3]); returns the tf.Variable."""
+def _optimize_whole(extractor, start, scale, config, layers, progress, temporal=None):
+    """Optimises a whole scale from `start` ([1, h, w, 3]), with a TemporalTarget's term if given; returns the
+    tf.Variable."""
     style_layers, content_layers = layers
     style_grams, content_features = style_targets.compute_targets(
         extractor, scale.content, scale.styles, style_layers, content_layers, config.style_blend_weights,
         scale.content_masks, scale.style_masks, piece_size=config.tile_size or None)
     image = tf.Variable(start, name="image")
     step, reset = _step_and_reset(
-        image, make_loss_fn(extractor, style_grams, content_features, config.loss_weights), config)
+        image, make_loss_fn(extractor, style_grams, content_features, config.loss_weights, temporal), config)
     _warm_up(step, reset, image)
     progress.begin(start, scale.num_steps)
     for _ in range(scale.num_steps):

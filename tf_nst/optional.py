@@ -6,8 +6,8 @@ from tf_nst.errors import MissingDependencyError
 
 # The pip package of each module that tf_nst imports only when a feature needs it, and its extra, if any.
 PACKAGES = {"grpc": "grpcio", "tensorflow_serving": "tensorflow-serving-api", "apache_beam": "apache-beam",
-            "ai_edge_litert": "ai-edge-litert"}
-EXTRAS = {"grpc": "serving", "apache_beam": "beam", "ai_edge_litert": "litert"}
+            "ai_edge_litert": "ai-edge-litert", "av": "av", "cv2": "opencv-python-headless"}
+EXTRAS = {"grpc": "serving", "apache_beam": "beam", "ai_edge_litert": "litert", "av": "video", "cv2": "video"}
 
 
 def require(module, feature):

@@ -282,12 +282,17 @@ def stylize_image(model, image, max_size=None, style=None, statistics=None):
       UserInputError: an image smaller than the network accepts.
     """
     image = prepare_image(image, max_size)
+    return np.asarray(image_io.to_uint8(stylize_float(model, image, style, statistics)))
+
+
+def stylize_float(model, image, style=None, statistics=None):
+    """One [H, W, 3] image through any stylizer in TensorFlow ops alone, so that a tf.function can hold it (video
+    compiles it once per frame size): float32 [H, W, 3] in [0, 255]; style and statistics as stylize_image's."""
     if isinstance(style, BuiltinStyle):
-        return np.asarray(image_io.to_uint8(stylize_builtin(model, image, style)))
+        return stylize_builtin(model, image, style)
     if style is not None:
-        return np.asarray(image_io.to_uint8(_stylize_arbitrary(model, image, style, statistics)))
-    output = model(tf.convert_to_tensor(image, tf.float32)[None], training=False)[0]
-    return np.asarray(image_io.to_uint8(output))
+        return _stylize_arbitrary(model, image, style, statistics)
+    return model(tf.convert_to_tensor(image, tf.float32)[None], training=False)[0]
 
 
 def stylize_files(model, pairs, max_size=None, callback=None, style=None, replace=True):

@@ -26,6 +26,10 @@ COMMANDS = {
     "serve-request": Command(
         "tf_nst.cli.serve_request", "stylise image files with a running TF Serving (REST or gRPC)",
         "main.py serve-request --input=photos/ --output_dir=styled/ --server=localhost:8501"),
+    "video": Command(
+        "tf_nst.cli.video", "stylise a clip without flicker: one pass per frame made consistent by optical flow, "
+        "or per-image optimisation with a temporal loss",
+        "main.py video --input=clip.mp4 --style=painting.jpg --output=styled.mp4"),
     "models": Command(
         "tf_nst.cli.models", "list the built-in pretrained networks, their papers, sources and licences",
         "main.py models"),

@@ -12,7 +12,9 @@ import sys
 
 from absl import flags
 
+from tf_nst import files
 from tf_nst import precision as precision_lib
+from tf_nst import pretrained
 from tf_nst import signals
 from tf_nst.errors import UserInputError
 from tf_nst.errors import WriteError
@@ -104,6 +106,17 @@ def run_command(command, body, argv):
     except signals.Interrupted as e:
         error(f"{command} interrupted by {e.name}; stopped, and its temporary files removed")
         return 128 + e.signum
+
+
+def model_kind(model):
+    """"arbitrary", "multistyle" or "one-style", for a built-in name or a .keras file (read without TensorFlow)."""
+    if pretrained.is_builtin(model):
+        pretrained.check_available(model)
+        return pretrained.NETWORKS[model].kind
+    if not os.path.exists(model) and os.sep not in model and not model.endswith(".keras"):
+        raise UserInputError(f"--model={model!r} is neither a file nor a built-in network; use one of "
+                             f"{', '.join(pretrained.NETWORKS)} (main.py models), a .keras file or a --train_dir")
+    return "arbitrary" if files.is_arbitrary_model(files.find_model(model)) else "one-style"
 
 
 def require_flags(command, *holders):

@@ -77,7 +77,7 @@ _WEIGHTS_HELP = (
     "only)")
 
 
-def define_loss_network(commands=("transfer", "train")):
+def define_loss_network(commands=("transfer", "train", "video")):
     """The VGG loss network's flags; returns a LossNetworkFlags."""
     existed = _defined("backbone") is not None
     group = LossNetworkFlags(
@@ -141,7 +141,7 @@ class LossWeightFlags:
                                       network.style_layers.value, network.style_layer_weights.value))
 
 
-def define_loss_weights(commands=("transfer", "train")):
+def define_loss_weights(commands=("transfer", "train", "video")):
     """The loss weights' flags. Every term is relative to its target's magnitude, so they hold across sizes.
 
     Their defaults are the command's (None here): per-image transfer and each trained network have their own.
@@ -160,15 +160,15 @@ def define_loss_weights(commands=("transfer", "train")):
                   defaults.ADAIN_TV_WEIGHT))
 
 
-def define_style(commands=("transfer", "train", "stylize", "serve-request", "batch")):
+def define_style(commands=("transfer", "train", "stylize", "serve-request", "batch", "video")):
     return _once(flags.DEFINE_string, "style", os.path.join(SAMPLES_DIR, "hubble_deep_field.jpg"),
                  _read_by("Style image file; for `transfer`, `stylize` and `batch`, several comma-separated files "
-                          "are blended (--style_blend_weights); `train` learns one; `stylize` and `batch` take it "
+                          "are blended (--style_blend_weights); `train` learns one; `video` takes it as `stylize` does, and for --method=optimize; `stylize` and `batch` take it "
                           "only with an arbitrary-style model (train --architecture=adain), and require it there; "
                           "`serve-request` sends one to a served arbitrary-style model.", commands))
 
 
-def define_style_blend_weights(commands=("transfer", "stylize", "batch")):
+def define_style_blend_weights(commands=("transfer", "stylize", "batch", "video")):
     holder = _defined("style_blend_weights")
     if holder is not None:
         return holder
@@ -182,7 +182,7 @@ def define_style_blend_weights(commands=("transfer", "stylize", "batch")):
     return holder
 
 
-def define_style_size(commands=("stylize", "export")):
+def define_style_size(commands=("stylize", "export", "video")):
     return _once(flags.DEFINE_integer, "style_size", None,
                  _read_by("Arbitrary-style models: each style image is resized so that its shorter side is this "
                           f"many pixels (default {defaults.PRETRAINED_STYLE_SIZE} for the pretrained network, "
@@ -191,7 +191,7 @@ def define_style_size(commands=("stylize", "export")):
                  lower_bound=16, upper_bound=defaults.MAX_IMAGE_SIZE)
 
 
-def define_alpha(commands=("stylize", "batch")):
+def define_alpha(commands=("stylize", "batch", "video")):
     return _once(flags.DEFINE_float, "alpha", 1.0,
                  _read_by("Arbitrary-style models: how much style, from 0 (the content's own features) to 1 (full "
                           "style).", commands), lower_bound=0.0, upper_bound=1.0)
@@ -209,15 +209,16 @@ def define_print_every(commands=("transfer", "train")):
                  upper_bound=defaults.MAX_STEPS)
 
 
-def define_overwrite(commands=("transfer", "stylize", "serve-request")):
+def define_overwrite(commands=("transfer", "stylize", "serve-request", "video")):
     return _once(flags.DEFINE_bool, "overwrite", False,
                  _read_by("Replace existing output files (never an input file).", commands))
 
 
-def define_input(commands=("stylize", "serve-request", "batch")):
+def define_input(commands=("stylize", "serve-request", "batch", "video")):
     return _once(flags.DEFINE_string, "input", None,
                  _read_by("An image file, or a folder of images (searched recursively); `batch` also takes a glob "
-                          "(photos/*.jpg) and URLs of Beam filesystems (gs://bucket/photos/).", commands))
+                          "(photos/*.jpg) and URLs of Beam filesystems (gs://bucket/photos/); `video`: a video file FFmpeg reads, or a "
+                          "folder of frames (in name order, at 25 fps).", commands))
 
 
 def define_output_dir(commands=("stylize", "serve-request", "batch"), default=None):
@@ -225,33 +226,34 @@ def define_output_dir(commands=("stylize", "serve-request", "batch"), default=No
                  _read_by("Where the stylised images go, under their input names.", commands))
 
 
-def define_model(commands=("stylize", "export", "batch")):
+def define_model(commands=("stylize", "export", "batch", "video")):
     return _once(flags.DEFINE_string, "model", None,
                  _read_by("A built-in pretrained network by name (`main.py models` lists them: magenta-arbitrary, "
-                          "any style; magenta-26, 26 built-in styles; `stylize` uses magenta-arbitrary when unset), "
+                          "any style; magenta-26, 26 built-in styles; `stylize` and `video` use magenta-arbitrary when unset), "
                           "a stylizer .keras file, or a --train_dir holding one; `batch` takes an exported "
                           "SavedModel version folder (exports/stylizer/1), which `export --format=litert` also "
                           "takes.", commands))
 
 
-def define_builtin_style(commands=("stylize", "batch", "serve-request")):
+def define_builtin_style(commands=("stylize", "batch", "serve-request", "video")):
     return _once(flags.DEFINE_string, "builtin_style", None,
                  _read_by("For --model=magenta-26: a style index 0-25 (7), or a blend of index:weight pairs "
                           "(3:0.5,12:0.5); `main.py stylize --model=magenta-26 --contact_sheet=sheet.png` shows "
                           "them all; `batch` and `serve-request` take it for a magenta-26 export.", commands))
 
 
-def define_max_size(commands=("stylize", "batch")):
+def define_max_size(commands=("stylize", "batch", "video")):
     return _once(flags.DEFINE_integer, "max_size", 0,
                  _read_by("Downscale images whose longer side exceeds this many pixels (0: keep the size).",
                           commands), lower_bound=0, upper_bound=defaults.MAX_IMAGE_SIZE)
 
 
-def define_output(commands=("transfer", "export")):
-    return _once(flags.DEFINE_string, "output", "stylized.png",
+def define_output(commands=("transfer", "export", "video"), default="stylized.png"):
+    return _once(flags.DEFINE_string, "output", default,
                  _read_by("Output file. transfer: the image; the format follows the extension (.png, .jpg, "
                           ".webp, .bmp). export --format=litert: the .tflite (unset: model.tflite in the "
-                          "SavedModel's version folder).", commands))
+                          "SavedModel's version folder). video (required): .mp4, .mov, .mkv or .m4v (H.264), .gif, or a name "
+                          "without an extension for a folder of PNG frames.", commands))
 
 
 def define_content_mask(commands=("transfer", "stylize")):

@@ -44,17 +44,6 @@ _STYLE_FLAGS = (_STYLE, _STYLE_BLEND_WEIGHTS, _ALPHA, _STYLE_SIZE, _CONTENT_MASK
 _BUILTIN_FLAGS = (_BUILTIN_STYLE, _CONTACT_SHEET)
 
 
-def _model_kind(model):
-    """"arbitrary", "multistyle" or "one-style", for a built-in name or a .keras file (read without TensorFlow)."""
-    if pretrained.is_builtin(model):
-        pretrained.check_available(model)
-        return pretrained.NETWORKS[model].kind
-    if not os.path.exists(model) and os.sep not in model and not model.endswith(".keras"):
-        raise UserInputError(f"--model={model!r} is neither a file nor a built-in network; use one of "
-                             f"{', '.join(pretrained.NETWORKS)} (main.py models), a .keras file or a --train_dir")
-    return "arbitrary" if files.is_arbitrary_model(files.find_model(model)) else "one-style"
-
-
 def _check_flags(kind, model):
     def given(holders):
         return [f"--{holder.name}" for holder in holders if holder.present]
@@ -105,7 +94,7 @@ def _style(stylize, kind, model):
 def _run():
     common.require_flags("stylize", _INPUT)
     model = _MODEL.value or pretrained.DEFAULT
-    kind = _model_kind(model)
+    kind = common.model_kind(model)
     _check_flags(kind, model)
     if kind == "arbitrary":
         for path in _STYLE.value.split(","):

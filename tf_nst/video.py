@@ -1,0 +1,251 @@
+"""Stylising a clip, frame by frame, consistently over time: the fast path (one forward pass per frame, blended
+with the previous output warped by the optical flow) and the optimisation path (per-image transfer per frame
+with Ruder et al. 2016's temporal term), resumable from a work folder of finished frames.
+"""
+
+import dataclasses
+import hashlib
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tf_nst import defaults
+from tf_nst import files
+from tf_nst import flow as flow_lib
+from tf_nst import image_io
+from tf_nst import optimize
+from tf_nst import outputs
+from tf_nst import stylize
+from tf_nst import video_io
+from tf_nst.errors import UserInputError
+
+METHODS = ("fast", "optimize")
+
+
+class FastStep:
+    """The fast path's frame: one pass of a stylizer, then, where the flow is reliable, `temporal_weight` of the
+    previous output warped into this frame blended in.
+
+    The blend always pulls towards this frame's own stylised picture (1 - temporal_weight of it, at least
+    1 - VIDEO_MAX_BLEND), so on a still shot the output is an average of pictures of that shot, which cannot
+    drift away from them as a running average of outputs alone would.
+    """
+
+    def __init__(self, model, style=None, temporal_weight=defaults.VIDEO_TEMPORAL_WEIGHT):
+        if not 0.0 <= temporal_weight <= defaults.VIDEO_MAX_BLEND:
+            raise UserInputError(f"temporal_weight={temporal_weight!r} is not valid for the fast path; give a "
+                                 f"blend from 0 (plain per-frame) to {defaults.VIDEO_MAX_BLEND}")
+        stylize.check_model_kind(model, style)
+        self.temporal_weight = float(temporal_weight)
+        self._model, self._style = model, style
+        self._statistics = None
+        if isinstance(style, stylize.Style) and style.preserve_color == "none":
+            self._statistics = stylize.style_statistics(model, style.images)
+        # Compiled once per frame size: eagerly, the pretrained network took 0.6-1 s a frame at 96x64 px on the
+        # 2-core CPU, in a tf.function 0.04 s (0.1 s at 512x288).
+        self._forward = tf.function(lambda image: stylize.stylize_float(model, image, style, self._statistics))
+
+    def stylize(self, frame):
+        """The frame through the stylizer alone: uint8 [H, W, 3], as stylize.stylize_image gives it (within a
+        grey level: the compiled graph may round differently)."""
+        files.check_min_side("a frame", frame.shape[1], frame.shape[0])
+        return np.asarray(image_io.to_uint8(self._forward(tf.convert_to_tensor(frame, tf.float32))))
+
+    def __call__(self, frame, link=None):
+        styled = self.stylize(frame)
+        if link is None:
+            return styled
+        warped, reliable = link
+        styled = styled.astype(np.float32)
+        blend = self.temporal_weight * reliable[..., None]
+        return np.clip(np.round(styled + blend * (warped - styled)), 0, 255).astype(np.uint8)
+
+    def identity(self):
+        """Bytes that change with the network's weights, the style and the blend: the work folder's fingerprint."""
+        digest = hashlib.sha256(f"fast {self.temporal_weight!r}".encode())
+        for weight in self._model.weights:
+            digest.update(np.asarray(weight.numpy()).tobytes())
+        _update_style(digest, self._style)
+        return digest.hexdigest()
+
+
+def _update_style(digest, style):
+    if style is None:
+        return
+    fields = {field.name: getattr(style, field.name) for field in dataclasses.fields(style)}
+    for image in fields.pop("images", ()) or ():
+        digest.update(np.asarray(image).tobytes())
+    for mask in fields.pop("content_masks", None) or ():
+        digest.update(np.asarray(mask).tobytes())
+    digest.update(repr(fields).encode())
+
+
+class OptimizeStep:
+    """The optimisation path's frame (Ruder et al. 2016): per-image transfer (optimize.transfer); after the first
+    frame, at one scale from the previous result warped where the flow is reliable (the frame itself where it
+    is not), with a temporal term of weight `temporal_weight` pulling towards that warped result there."""
+
+    def __init__(self, extractor, styles, config, layers, temporal_weight=defaults.VIDEO_OPTIMIZE_TEMPORAL_WEIGHT,
+                 frame_steps=defaults.VIDEO_FRAME_STEPS):
+        if not (np.isfinite(temporal_weight) and temporal_weight >= 0):
+            raise UserInputError(f"temporal_weight={temporal_weight!r} is not valid; give a finite number >= 0")
+        self.temporal_weight = float(temporal_weight)
+        self._extractor, self._styles, self._layers = extractor, list(styles), layers
+        self._first = config
+        self._later = dataclasses.replace(config, num_scales=1, num_steps=frame_steps, tile_size=None)
+
+    def __call__(self, frame, link=None):
+        if link is None:
+            return optimize.transfer(self._extractor, frame, self._styles, self._first, *self._layers)
+        warped, reliable = link
+        mask = reliable[..., None]
+        start = mask * warped + (1.0 - mask) * np.asarray(frame, np.float32)
+        temporal = optimize.TemporalTarget(warped, reliable, self.temporal_weight)
+        return optimize.transfer(self._extractor, frame, self._styles, self._later, *self._layers, start=start,
+                                 temporal=temporal)
+
+    def identity(self):
+        digest = hashlib.sha256(f"optimize {self.temporal_weight!r} {self._first!r} {self._later!r} "
+                                f"{self._layers!r}".encode())
+        for weight in self._extractor.weights:
+            digest.update(np.asarray(weight.numpy()).tobytes())
+        for image in self._styles:
+            digest.update(np.asarray(image).tobytes())
+        return digest.hexdigest()
+
+
+class Consistency:
+    """Runs a step (FastStep, OptimizeStep) frame after frame, giving each the link to the previous frame: the
+    previous output warped into it by the input frames' flow, and where that flow is reliable. A step whose
+    temporal_weight is 0 gets no link (no flow is computed): plain per-frame."""
+
+    def __init__(self, step, estimator=None, previous=None):
+        self.step = step
+        self._estimator = estimator or flow_lib.FlowEstimator()
+        self.previous = previous  # (input frame, output frame) of the last frame, or None
+
+    def __call__(self, frame):
+        frame = np.asarray(frame, np.uint8)
+        link = None
+        if self.previous is not None and self.step.temporal_weight > 0:
+            previous_frame, previous_output = self.previous
+            frame_flow = self._estimator.frame_flow(previous_frame, frame)
+            link = (flow_lib.warp(previous_output, frame_flow.backward), frame_flow.reliable)
+        output = np.asarray(self.step(frame, link), np.uint8)
+        self.previous = (frame, output)
+        return output
+
+
+def stylize_frames(frames, step):
+    """A generator of stylised frames, each made consistent with the one before: for a Keras or tf.data user.
+
+    Args:
+      frames: an iterable of [H, W, 3] uint8 frames (arrays or eager tensors), all of one size.
+      step: a FastStep or OptimizeStep.
+
+    Yields:
+      uint8 [H, W, 3] NumPy frames, one per input frame.
+    """
+    consistency = Consistency(step)
+    for frame in frames:
+        yield consistency(frame)
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameProgress:
+    """After each frame: `frame` finished (counting from 1) of `total` (None: not known), this run's frames per
+    second and the seconds left at that pace (None without a total)."""
+
+    frame: int
+    total: int | None
+    fps: float
+    seconds_left: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoResult:
+    """What a finished run wrote: the output, its frames, the packets that could not be decoded and were left
+    out, whether audio was copied, and the frame this run started at (0, or where it resumed)."""
+
+    output: str
+    num_frames: int
+    skipped_packets: int
+    audio_copied: bool
+    resumed_at: int
+
+
+class VideoStopped(Exception):
+    """The run stopped when asked to (Ctrl-C, SIGTERM) after finishing `frames_done` frames, kept in `work`."""
+
+    def __init__(self, frames_done, work):
+        super().__init__(f"stopped after {frames_done} frame(s); finished frames kept in {work!r}")
+        self.frames_done, self.work = frames_done, work
+
+
+def fingerprint(plan, step):
+    """What a work folder's frames depend on: the input (its path, size and time), the frames' size and the
+    step's identity. A change makes the folder another run's."""
+    info = video_io.input_stamp(plan.info.path)
+    return hashlib.sha256(f"{info} {plan.size} {step.identity()}".encode()).hexdigest()
+
+
+def run(plan, step, should_stop=None, callback=None, replace=False):
+    """Stylises the clip of a video_io.VideoPlan with `step` into plan.output, resuming from its work folder.
+
+    Each finished frame is written to the work folder at once; the output is written (atomically) from them
+    at the end, then the work folder is removed.
+
+    Args:
+      plan: from video_io.plan_video.
+      step: a FastStep or OptimizeStep.
+      should_stop: optional should_stop() -> bool, asked before each frame; True stops the run there.
+      callback: optional callback(FrameProgress) after each frame.
+      replace: whether an existing output file may be replaced.
+
+    Returns:
+      A VideoResult.
+
+    Raises:
+      VideoStopped: should_stop() said stop; the finished frames stay in the work folder.
+      UserInputError: the work folder is another run's or in use; the input decodes to no frame.
+    """
+    work = video_io.WorkFolder(plan.work, fingerprint(plan, step))
+    with outputs.folder_lock(plan.work, what="work folder"):
+        done = work.prepare()
+        reader = video_io.FrameReader(plan.info, plan.size)
+        frames = iter(reader)
+        consistency = Consistency(step, previous=_resumed(frames, done, work))
+        started, index = time.monotonic(), done
+        for frame in frames:
+            if should_stop is not None and should_stop():
+                raise VideoStopped(index, plan.work)
+            work.write(index, consistency(frame))
+            index += 1
+            if callback is not None:
+                callback(_progress(index, done, plan.info.num_frames, time.monotonic() - started))
+        if index == 0:
+            raise UserInputError(f"{plan.info.path!r} decoded to no frame ({reader.skipped} corrupt packet(s)); "
+                                 "give a clip with at least one readable frame")
+        audio = video_io.write_video(plan.output, work.frame_paths(index), plan.info.fps, plan.info.path, replace)
+    work.remove()
+    return VideoResult(plan.output, index, reader.skipped, audio, done)
+
+
+def _resumed(frames, done, work):
+    """Consumes the `done` finished frames' inputs; returns (the last one's input, its output) or None."""
+    previous = None
+    for index in range(done):
+        frame = next(frames, None)
+        if frame is None:
+            raise UserInputError(f"the work folder {work.path!r} holds {done} frames, more than the input has; "
+                                 "remove it to start again")
+        if index == done - 1:
+            previous = (frame, work.read(index))
+    return previous
+
+
+def _progress(index, done, total, seconds):
+    fps = (index - done) / seconds if seconds > 0 else 0.0
+    left = (total - index) / fps if total and fps > 0 and total >= index else None
+    return FrameProgress(index, total, fps, left)
