@@ -517,6 +517,28 @@ def test_the_memory_check_counts_the_style_images(tmp_path, image_files):
         memory.estimate_peak_bytes(256, 256, "adam", 100))  # a style smaller than the content costs nothing more
 
 
+def test_stylize_refuses_a_style_size_or_an_input_past_its_memory_before_tensorflow_loads(tmp_path, image_files):
+    """The red-team probe `stylize --style_size=<large>` ran out of memory (killed) instead of one line."""
+    setup = "import tf_nst.memory\ntf_nst.memory.available_bytes = lambda *args: 3e9\n"
+    style = tmp_path / "style.png"
+    Image.new("RGB", (300, 100)).save(style)
+    out = tmp_path / "out"
+    result = run_main("stylize", f"--input={image_files['content']}", f"--style={style}", f"--output_dir={out}",
+                      "--style_size=1600", setup=setup)
+    error_line(result, 2, "--style_size=1600", f"style image {str(style)!r}", "4800x1600 px", "3.0 GB is available",
+               "lower --style_size")
+    assert result.stdout.split() == ["tensorflow-not-loaded"] and not out.exists()
+    big = tmp_path / "big.png"
+    Image.new("RGB", (3000, 1200)).save(big)
+    result = run_main("stylize", f"--input={big}", f"--style={style}", f"--output_dir={out}", setup=setup)
+    error_line(result, 2, f"input {str(big)!r}", "3000x1200 px", "3.0 GB is available", "smaller --max_size")
+    assert result.stdout.split() == ["tensorflow-not-loaded"] and not out.exists()
+    from tf_nst import memory  # pylint: disable=import-outside-toplevel
+
+    # At --max_size=1024 the same input fits: 1024x410 px at the measured cost per pixel.
+    assert memory.estimate_stylize_bytes(1024 * 410, 256 * 768) <= memory.HEADROOM * 3e9
+
+
 _NAN_AT_STEP_3 = """
 import tf_nst.progress
 _step = tf_nst.progress.Progress.step

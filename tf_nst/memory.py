@@ -22,6 +22,15 @@ TILED_BYTES_PER_PIXEL = 48.0
 # Use at most this share of the available memory (other processes, fragmentation).
 HEADROOM = 0.9
 
+# One-pass stylisation (`stylize`) with a pretrained network: peak RSS of the command line, measured on
+# 2026-12-03 (BENCHMARKS.md, "The memory check of stylize"): the style predictor at --style_size 256 to 3072
+# (0.1 to 14 Mpx) 0.78 to 16.0 GB, about 700 MB plus 1080 B per style pixel; the transformer at 0.7 to 6.3 Mpx
+# of content 1.1 to 4.8 GB, about 670 MB plus 680 B per content pixel. The style's embedding is computed before
+# the content is stylised, so the larger of the two counts. Rounded up as above.
+STYLIZE_BASE_BYTES = 800e6
+STYLIZE_STYLE_BYTES_PER_PIXEL = 1200.0
+STYLIZE_CONTENT_BYTES_PER_PIXEL = 750.0
+
 
 def per_pixel_bytes(optimizer, lbfgs_history):
     extra = LBFGS_BYTES_PER_PIXEL_PER_PAIR * lbfgs_history if optimizer == "lbfgs" else 0.0
@@ -80,3 +89,16 @@ def fits(height, width, optimizer, lbfgs_history, tile_size=None, available=None
     """(fits, estimated bytes, available bytes or None): whether the estimate is within HEADROOM of what is free."""
     needed = estimate_peak_bytes(height, width, optimizer, lbfgs_history, tile_size, style_pixels)
     return (available is None or needed <= HEADROOM * available), needed, available
+
+
+def estimate_stylize_bytes(content_pixels, style_pixels, pretrained=True):
+    """Estimated peak memory of `stylize` for the largest content and style image (pixels as resized).
+
+    The pretrained networks' costs are measured. An AdaIN model's VGG encoder is counted at BYTES_PER_PIXEL
+    (per-image transfer's forward and backward pass: above a forward pass); content_pixels is then not counted,
+    as no one-style or AdaIN network's cost per content pixel has been measured.
+    """
+    if pretrained:
+        return STYLIZE_BASE_BYTES + max(content_pixels * STYLIZE_CONTENT_BYTES_PER_PIXEL,
+                                        style_pixels * STYLIZE_STYLE_BYTES_PER_PIXEL)
+    return BASE_BYTES + style_pixels * BYTES_PER_PIXEL

@@ -15,6 +15,7 @@ from absl import flags
 
 from tf_nst import defaults
 from tf_nst import files
+from tf_nst import memory
 from tf_nst import outputs
 from tf_nst import pretrained
 from tf_nst.cli import common
@@ -85,7 +86,7 @@ def _style(stylize, kind, model):
         return None
     style_paths = _STYLE.value.split(",")
     masks = _read_masks(len(style_paths)) if _CONTENT_MASK.value else None
-    size = _STYLE_SIZE.value or (defaults.PRETRAINED_STYLE_SIZE if pretrained.is_builtin(model) else defaults.STYLE_SIZE)
+    size = _style_size(model)
     weights = _STYLE_BLEND_WEIGHTS.value
     return stylize.Style(stylize.read_styles(style_paths, size), tuple(map(float, weights)) if weights else None,
                          _ALPHA.value, _PRESERVE_COLOR.value, masks)
@@ -96,15 +97,17 @@ def _run():
     model = _MODEL.value or pretrained.DEFAULT
     kind = common.model_kind(model)
     _check_flags(kind, model)
+    style_shapes = []
     if kind == "arbitrary":
         for path in _STYLE.value.split(","):
-            files.read_image(path)  # a bad style file is an error before TensorFlow loads
+            style_shapes.append((path, files.read_image(path).shape[:2]))  # a bad file: an error before TensorFlow
     if _BUILTIN_STYLE.present:
         _builtin_weights_early()
     if _CONTACT_SHEET.present:
         return _contact_sheet(model)
     pairs = files.plan_outputs(_INPUT.value, _OUTPUT_DIR.value, _OVERWRITE.value)
     outputs.check_writable_files([output for _, output in pairs], "--output_dir")
+    _check_memory(kind, model, style_shapes, [source for source, _ in pairs])
     common.import_tensorflow()
     from tf_nst import stylize  # pylint: disable=import-outside-toplevel
 
@@ -114,6 +117,45 @@ def _run():
     failed = f"; {len(result.failed)} failed" if result.failed else ""
     print(f"tf-nst: wrote {len(result.written)} image(s) to {_OUTPUT_DIR.value}{failed}", flush=True)
     return 1 if result.failed else 0
+
+
+def _style_size(model):
+    return _STYLE_SIZE.value or (defaults.PRETRAINED_STYLE_SIZE if pretrained.is_builtin(model)
+                                 else defaults.STYLE_SIZE)
+
+
+def _check_memory(kind, model, style_shapes, inputs):
+    """Refuses, before TensorFlow loads, a run whose largest style (at --style_size) or content (at --max_size)
+    would not fit in the available memory by memory.estimate_stylize_bytes. One-style networks are not
+    checked (their cost is unmeasured)."""
+    if kind == "one-style":
+        return
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+
+    network = pretrained.is_builtin(model)
+    available = memory.available_bytes()
+    size = _style_size(model)
+    for path, (height, width) in style_shapes:
+        scale = size / min(height, width)
+        resized = (round(width * scale), round(height * scale))
+        needed = memory.estimate_stylize_bytes(0, resized[0] * resized[1], network)
+        if available is not None and needed > memory.HEADROOM * available:
+            raise UserInputError(
+                f"--style_size={size} makes the style image {path!r} {resized[0]}x{resized[1]} px, which needs "
+                f"about {needed / 1e9:.1f} GB by tf_nst's estimate but {available / 1e9:.1f} GB is available; "
+                "lower --style_size")
+    if not network:
+        return
+    for path in inputs:
+        with Image.open(path) as image:  # the header only; the file was checked as an image already
+            width, height = image.size
+        scale = min(1.0, _MAX_SIZE.value / max(width, height)) if _MAX_SIZE.value else 1.0
+        resized = (round(width * scale), round(height * scale))
+        needed = memory.estimate_stylize_bytes(resized[0] * resized[1], 0, network)
+        if available is not None and needed > memory.HEADROOM * available:
+            raise UserInputError(
+                f"the input {path!r} at {resized[0]}x{resized[1]} px needs about {needed / 1e9:.1f} GB by tf_nst's "
+                f"estimate but {available / 1e9:.1f} GB is available; pass a smaller --max_size")
 
 
 def _builtin_weights_early():
