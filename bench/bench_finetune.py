@@ -1,15 +1,20 @@
 """Fine-tuning the pretrained network for one style (issue "start from the pretrained network", §2): the HED
 judge's style and content distances on held-out photos after N minutes of `train --init_from=magenta-arbitrary`,
-against the plain one-pass arbitrary network with that style and a Johnson network trained from scratch as long.
+against (a) the plain one-pass arbitrary network with that style, (b) a Johnson network trained from scratch as
+long, (c) per-image transfer at its defaults.
 
 Each run trains through the library's `train` (the command's Trainer) on bench_adain_proof.py's training photos
-(--image_size crops, batch 4, the 8-bit VGG19 loss network, train's default loss weights), up to a step count;
-a second call resumes it to the next count, so one run gives every point of its curve; each point is the
-network written at that step. Held out: chelsea, camera, coins at 256 px; the style: --style (a scikit-image
-name). Distances as in bench_pretrained_quality.py (HED VGG16: style over its style layers' channel moments,
-content at block4_conv2); the wall time is the training's own, the machine noted.
+(--crop crops, batch 4, the 8-bit VGG19 loss network, train's default loss weights). It is resumed call after
+call, each to a step count planned from the last call's cost, so that one run passes every --minutes point; each
+point is the network written there. Held out (never trained on): chelsea, camera, coins at 256 px; the style:
+--finetune_style (a scikit-image name). Distances as in bench_pretrained_quality.py (HED VGG16: style over its
+style layers' channel moments, content at block4_conv2).
 
-  python bench/bench_finetune.py --finetune_modes=norms,embedding --steps=50,150 --johnson
+"Minutes" are the 2-core machine's: the training process's CPU seconds (every thread's, set-up included)
+divided by the cores, so that a run that shares the machine is charged what it used, not what it waited; the
+wall seconds are printed beside them.
+
+  python bench/bench_finetune.py --finetune_modes=embedding,norms,all --minutes=2,5 --johnson
 """
 
 import os
@@ -28,16 +33,24 @@ import bench_adain_proof as proof  # noqa: E402  pylint: disable=wrong-import-po
 import machine  # noqa: E402  pylint: disable=wrong-import-position
 import real_features  # noqa: E402  pylint: disable=wrong-import-position
 
+_CORES = os.cpu_count()
 _MODES = flags.DEFINE_list("finetune_modes", ["norms", "embedding"], "What each fine-tune trains.")
-_STEPS = flags.DEFINE_list("steps", ["50", "150"], "The step counts each run is judged at (cumulative).")
+_MINUTES = flags.DEFINE_list("minutes", ["2", "5", "10"], "The 2-core CPU minutes each run is judged at.")
 _JOHNSON = flags.DEFINE_bool("johnson", True, "Also a Johnson network from scratch, to the same steps.")
 _STYLE_NAME = flags.DEFINE_string("finetune_style", "hubble_deep_field", "The style (a scikit-image name).")
 _CROP = flags.DEFINE_integer("crop", 128, "Training crop side.")
+_STYLE_WEIGHTS = flags.DEFINE_list("finetune_style_weights", ["5"],
+                                   "Style weights to fine-tune with, each a run per mode (content weight 1).")
+_TRANSFER = flags.DEFINE_bool("transfer", True, "Also per-image transfer at its defaults (256 px) per held-out photo.")
+
+
+def _cpu_seconds():
+    return time.process_time()
 
 
 def main(argv):
     del argv
-    from tf_nst import arbitrary, image_io, pretrained, stylize, train, vgg  # pylint: disable=import-outside-toplevel
+    from tf_nst import arbitrary, image_io, losses, pretrained, stylize, train, vgg  # pylint: disable=import-outside-toplevel
 
     work = tempfile.mkdtemp()
     photos = os.path.join(work, "photos")
@@ -63,28 +76,53 @@ def main(argv):
     source = pretrained.load(pretrained.ARBITRARY)
     seen = stylize.read_styles([style_path], 256)[0].astype(np.float32)
     plain = grade(lambda image: np.asarray(arbitrary.stylize(source, image[None], [seen[None]]))[0])
-    print("| network | steps | training s | HED style distance | vs the plain pass | HED content distance |")
+    print("| network | steps | training: 2-core CPU minutes | HED style distance | vs the plain pass | HED content distance |")
     print("| --- | --- | --- | --- | --- | --- |")
     print(f"| the plain arbitrary pass | 0 | 0 | {plain[0]:.3f} | 1.00 | {plain[1]:.3f} |", flush=True)
-    runs = [("finetune", mode) for mode in _MODES.value] + ([("johnson", None)] if _JOHNSON.value else [])
-    for architecture, mode in runs:
-        train_dir = os.path.join(work, f"{architecture}_{mode}")
-        seconds = 0.0
-        for steps in (int(s) for s in _STEPS.value):
-            run = train.TrainConfig(
-                dataset_dir=photos, train_dir=train_dir, style_image=style_path, architecture=architecture,
-                finetune=mode or "norms", image_size=_CROP.value, style_size=512, batch_size=4, num_steps=steps,
-                checkpoint_every=10_000, summary_every=0, print_every=0,
-                extractor=vgg.ExtractorConfig(weights="imagenet_q8"))
-            start = time.perf_counter()
-            result = train.train(run, train.History())
-            seconds += time.perf_counter() - start
+    if _TRANSFER.value:
+        import tf_nst  # pylint: disable=import-outside-toplevel
+
+        cpu, wall, outputs = _cpu_seconds(), time.perf_counter(), {}
+        for name, image in held_out.items():
+            outputs[name] = tf_nst.transfer(image, style, image_size=256, weights="imagenet_q8").astype(np.float32)
+        cpu, wall = (_cpu_seconds() - cpu) / len(held_out), (time.perf_counter() - wall) / len(held_out)
+        style_distance = statistics.mean(judge.style(o, judged_style) for o in outputs.values())
+        content_distance = statistics.mean(judge.content(o, held_out[n]) for n, o in outputs.items())
+        print(f"| per-image transfer, defaults, per photo | - | {cpu / _CORES / 60:.1f} min ({wall:.0f} s wall) | "
+              f"{style_distance:.3f} | {style_distance / plain[0]:.2f} | {content_distance:.3f} |", flush=True)
+    runs = [("finetune", mode, float(weight)) for mode in _MODES.value for weight in _STYLE_WEIGHTS.value]
+    runs += [("johnson", None, None)] if _JOHNSON.value else []
+    targets = [float(m) * 60 * _CORES for m in _MINUTES.value]  # CPU seconds
+    for architecture, mode, style_weight in runs:
+        train_dir = os.path.join(work, f"{architecture}_{mode}_{style_weight}")
+        name = (f"fine-tuned ({mode}, style weight {style_weight:g})" if architecture == "finetune"
+                else "Johnson from scratch")
+        weights = None if style_weight is None else losses.LossWeights(style=style_weight)
+        cpu = wall = 0.0
+        steps, calls = 0, []  # calls: (steps run, CPU seconds) of each train() call
+        for target in targets:
+            while cpu < target:
+                if len(calls) < 2:  # two calls price a step and the set-up each call repeats
+                    planned = (5, 15)[len(calls)]
+                else:
+                    (steps_a, cpu_a), (steps_b, cpu_b) = calls[0], calls[1]
+                    per_step = max((cpu_b - cpu_a) / (steps_b - steps_a), 1e-3)
+                    setup = max(cpu_a - steps_a * per_step, 0.0)
+                    planned = max(1, int((target - cpu - setup) / per_step))
+                run = train.TrainConfig(
+                    dataset_dir=photos, train_dir=train_dir, style_image=style_path, architecture=architecture,
+                    finetune=mode or "norms", image_size=_CROP.value, style_size=512, batch_size=4,
+                    num_steps=steps + planned, checkpoint_every=100_000, summary_every=0, print_every=0,
+                    extractor=vgg.ExtractorConfig(weights="imagenet_q8"), loss_weights=weights)
+                start_cpu, start_wall = _cpu_seconds(), time.perf_counter()
+                result = train.train(run, train.History())
+                used = _cpu_seconds() - start_cpu
+                cpu, wall, steps = cpu + used, wall + time.perf_counter() - start_wall, steps + planned
+                calls.append((planned, used))
             model = stylize.load_stylizer(result.model_path)
             style_distance, content_distance = grade(lambda image, m=model: stylize.stylize_image(m, image))
-            name = f"fine-tuned ({mode})" if architecture == "finetune" else "Johnson from scratch"
-            print(f"| {name} | {steps} | {seconds:.0f} | {style_distance:.3f} | {style_distance / plain[0]:.2f} | "
-                  f"{content_distance:.3f} |", flush=True)
-
+            print(f"| {name} | {steps} | {cpu / _CORES / 60:.1f} min ({wall:.0f} s wall) | {style_distance:.3f} | "
+                  f"{style_distance / plain[0]:.2f} | {content_distance:.3f} |", flush=True)
 
 if __name__ == "__main__":
     app.run(main)
