@@ -539,6 +539,25 @@ def test_stylize_refuses_a_style_size_or_an_input_past_its_memory_before_tensorf
     assert memory.estimate_stylize_bytes(1024 * 410, 256 * 768) <= memory.HEADROOM * 3e9
 
 
+def test_train_refuses_a_batch_past_its_memory_before_tensorflow_loads(tmp_path, image_files):
+    """`train --train_image_size=4096 --batch_size=64` was killed by the kernel's OOM killer after its first line."""
+    setup = "import tf_nst.memory\ntf_nst.memory.available_bytes = lambda *args: 4e9\n"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.open(image_files["content"]).save(photos / "a.png")
+    train_dir = tmp_path / "run"
+    result = run_main("train", f"--dataset_dir={photos}", f"--style={image_files['style']}",
+                      f"--train_dir={train_dir}", "--train_image_size=512", "--batch_size=2", setup=setup)
+    error_line(result, 2, "--batch_size=2", "--train_image_size=512", "4.0 GB is available",
+               "lower --batch_size or --train_image_size")
+    assert result.stdout.split() == ["tensorflow-not-loaded"] and not train_dir.exists()
+    from tf_nst import memory  # pylint: disable=import-outside-toplevel
+
+    # train's defaults (four crops of 256 px) fit in the same 4 GB; two crops of 512 px do not.
+    assert memory.estimate_train_bytes(4, 256, 512 * 512) <= memory.HEADROOM * 4e9 < memory.estimate_train_bytes(
+        2, 512, 512 * 512)
+
+
 _NAN_AT_STEP_3 = """
 import tf_nst.progress
 _step = tf_nst.progress.Progress.step

@@ -23,13 +23,19 @@ TILED_BYTES_PER_PIXEL = 48.0
 HEADROOM = 0.9
 
 # One-pass stylisation (`stylize`) with a pretrained network: peak RSS of the command line, measured on
-# 2026-12-03 (BENCHMARKS.md, "The memory check of stylize"): the style predictor at --style_size 256 to 3072
+# 2026-12-03 (BENCHMARKS.md, "The memory check of stylize and train"): the style predictor at --style_size 256 to 3072
 # (0.1 to 14 Mpx) 0.78 to 16.0 GB, about 700 MB plus 1080 B per style pixel; the transformer at 0.7 to 6.3 Mpx
 # of content 1.1 to 4.8 GB, about 670 MB plus 680 B per content pixel. The style's embedding is computed before
 # the content is stylised, so the larger of the two counts. Rounded up as above.
 STYLIZE_BASE_BYTES = 800e6
 STYLIZE_STYLE_BYTES_PER_PIXEL = 1200.0
 STYLIZE_CONTENT_BYTES_PER_PIXEL = 750.0
+# Training (`train`, the Johnson network, float32): peak RSS of the command line over 3 steps, measured on
+# 2026-12-03 (BENCHMARKS.md, "The memory check of stylize and train"): 1.3 GB at 1 x 256^2 crop pixels, 2.6 GB
+# at 1 x 512^2, 7.4 GB at 4 x 512^2; about 910 MB plus 6.2 KB per pixel of the batch (the loss network's
+# activations and gradients for the batch and its stylised copy, the transformer's). Rounded up as above.
+TRAIN_BASE_BYTES = 1000e6
+TRAIN_BYTES_PER_PIXEL = 6700.0
 
 
 def per_pixel_bytes(optimizer, lbfgs_history):
@@ -102,3 +108,10 @@ def estimate_stylize_bytes(content_pixels, style_pixels, pretrained=True):
         return STYLIZE_BASE_BYTES + max(content_pixels * STYLIZE_CONTENT_BYTES_PER_PIXEL,
                                         style_pixels * STYLIZE_STYLE_BYTES_PER_PIXEL)
     return BASE_BYTES + style_pixels * BYTES_PER_PIXEL
+
+
+def estimate_train_bytes(batch_size, crop_size, style_pixels=0):
+    """Estimated peak memory of `train` for batch_size crops of crop_size^2 pixels; the style's features
+    (computed once, before the steps) count where they need more, at BYTES_PER_PIXEL. Measured on the Johnson
+    network; the other architectures share its loss network, which dominates."""
+    return TRAIN_BASE_BYTES + max(batch_size * crop_size**2 * TRAIN_BYTES_PER_PIXEL, style_pixels * BYTES_PER_PIXEL)

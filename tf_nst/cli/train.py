@@ -17,6 +17,7 @@ from absl import logging as absl_logging
 
 from tf_nst import defaults
 from tf_nst import files
+from tf_nst import memory
 from tf_nst import outputs
 from tf_nst import precision as precision_lib
 from tf_nst import pretrained
@@ -134,6 +135,20 @@ def _check_paths():
     if os.path.exists(_TRAIN_DIR.value) and not os.path.isdir(_TRAIN_DIR.value):
         raise UserInputError(f"--train_dir {_TRAIN_DIR.value!r} is a file; give a directory")
     outputs.check_writable(_TRAIN_DIR.value, "--train_dir")
+    _check_memory()
+
+
+def _check_memory():
+    """Refuses, before TensorFlow loads, a batch of crops whose training would not fit in the available memory
+    (memory.estimate_train_bytes; the style image at --train_style_size counted)."""
+    available = memory.available_bytes()
+    style_side = _TRAIN_STYLE_SIZE.value
+    needed = memory.estimate_train_bytes(_BATCH_SIZE.value, _TRAIN_IMAGE_SIZE.value, style_side * style_side)
+    if available is not None and needed > memory.HEADROOM * available:
+        raise UserInputError(
+            f"--batch_size={_BATCH_SIZE.value} crops of --train_image_size={_TRAIN_IMAGE_SIZE.value} px (at "
+            f"--train_style_size={style_side}) need about {needed / 1e9:.1f} GB by tf_nst's estimate but "
+            f"{available / 1e9:.1f} GB is available; lower --batch_size or --train_image_size")
 
 
 def _train_config():
