@@ -3,6 +3,7 @@ with the previous output warped by the optical flow) and the optimisation path (
 with Ruder et al. 2016's temporal term), resumable from a work folder of finished frames.
 """
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import time
@@ -53,7 +54,10 @@ class FastStep:
         return np.asarray(image_io.to_uint8(self._forward(tf.convert_to_tensor(frame, tf.float32))))
 
     def __call__(self, frame, link=None):
-        styled = self.stylize(frame)
+        return self.blend(self.stylize(frame), link)
+
+    def blend(self, styled, link):
+        """`styled` (stylize's frame) with the link's warped previous output blended in where it is reliable."""
         if link is None:
             return styled
         warped, reliable = link
@@ -124,17 +128,30 @@ class Consistency:
         self.step = step
         self._estimator = estimator or flow_lib.FlowEstimator()
         self.previous = previous  # (input frame, output frame) of the last frame, or None
+        self._flow_thread = None
 
     def __call__(self, frame):
         frame = np.asarray(frame, np.uint8)
-        link = None
-        if self.previous is not None and self.step.temporal_weight > 0:
-            previous_frame, previous_output = self.previous
-            frame_flow = self._estimator.frame_flow(previous_frame, frame)
-            link = (flow_lib.warp(previous_output, frame_flow.backward), frame_flow.reliable)
-        output = np.asarray(self.step(frame, link), np.uint8)
+        if self.previous is None or self.step.temporal_weight <= 0:
+            output = self.step(frame, None)
+        elif isinstance(self.step, FastStep):
+            # The flow needs only the input frames: OpenCV computes it while TensorFlow stylises the frame
+            # (both release the GIL).
+            if self._flow_thread is None:
+                self._flow_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tf_nst_flow")
+            link = self._flow_thread.submit(self._link, frame)
+            styled = self.step.stylize(frame)
+            output = self.step.blend(styled, link.result())
+        else:
+            output = self.step(frame, self._link(frame))
+        output = np.asarray(output, np.uint8)
         self.previous = (frame, output)
         return output
+
+    def _link(self, frame):
+        previous_frame, previous_output = self.previous
+        frame_flow = self._estimator.frame_flow(previous_frame, frame)
+        return flow_lib.warp(previous_output, frame_flow.backward), frame_flow.reliable
 
 
 def stylize_frames(frames, step):
