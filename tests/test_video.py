@@ -309,6 +309,23 @@ def test_the_optimisation_path_follows_the_flow(image_files):
     assert temporal < loose, (temporal, loose)
 
 
+def test_the_api_runs_the_optimisation_path_with_its_temporal_weight(tmp_path):
+    """tf_nst.stylize_video(method="optimize") passes its options on: the first frame of a run with and without
+    the temporal term are the same picture (nothing to be consistent with yet); the second differs."""
+    import tf_nst  # pylint: disable=import-outside-toplevel
+
+    frames = write_frames(tmp_path / "in", pan(2))
+    style = skimage_rgb("coffee")[::4, ::4]
+    options = {"method": "optimize", "weights": "none", "frame_steps": 2, "first_frame_steps": 2}
+    for name, weight in (("loose", 0.0), ("held", None)):
+        result = tf_nst.stylize_video(frames, tmp_path / name, style, temporal_weight=weight, **options)
+        assert result.num_frames == 2
+    loose, held = read_folder(tmp_path / "loose"), read_folder(tmp_path / "held")
+    assert [frame.shape for frame in held] == [(64, 96, 3)] * 2
+    np.testing.assert_array_equal(loose[0], held[0])
+    assert np.abs(loose[1].astype(int) - held[1]).mean() > 0.5, "the temporal term was not used"
+
+
 # --- the command line ------------------------------------------------------------------------------------------
 
 
