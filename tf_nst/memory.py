@@ -94,7 +94,12 @@ def available_bytes(meminfo="/proc/meminfo", cgroup_dir="/sys/fs/cgroup"):
 def fits(height, width, optimizer, lbfgs_history, tile_size=None, available=None, style_pixels=()):
     """(fits, estimated bytes, available bytes or None): whether the estimate is within HEADROOM of what is free."""
     needed = estimate_peak_bytes(height, width, optimizer, lbfgs_history, tile_size, style_pixels)
-    return (available is None or needed <= HEADROOM * available), needed, available
+    return within(needed, available), needed, available
+
+
+def within(needed, available):
+    """Whether `needed` bytes are within HEADROOM of `available` (None: unknown, so yes)."""
+    return available is None or needed <= HEADROOM * available
 
 
 def estimate_stylize_bytes(content_pixels, style_pixels, pretrained=True):

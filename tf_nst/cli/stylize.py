@@ -139,7 +139,7 @@ def _check_memory(kind, model, style_shapes, inputs):
         scale = size / min(height, width)
         resized = (round(width * scale), round(height * scale))
         needed = memory.estimate_stylize_bytes(0, resized[0] * resized[1], network)
-        if available is not None and needed > memory.HEADROOM * available:
+        if not memory.within(needed, available):
             raise UserInputError(
                 f"--style_size={size} makes the style image {path!r} {resized[0]}x{resized[1]} px, which needs "
                 f"about {needed / 1e9:.1f} GB by tf_nst's estimate but {available / 1e9:.1f} GB is available; "
@@ -152,7 +152,7 @@ def _check_memory(kind, model, style_shapes, inputs):
         scale = min(1.0, _MAX_SIZE.value / max(width, height)) if _MAX_SIZE.value else 1.0
         resized = (round(width * scale), round(height * scale))
         needed = memory.estimate_stylize_bytes(resized[0] * resized[1], 0, network)
-        if available is not None and needed > memory.HEADROOM * available:
+        if not memory.within(needed, available):
             raise UserInputError(
                 f"the input {path!r} at {resized[0]}x{resized[1]} px needs about {needed / 1e9:.1f} GB by tf_nst's "
                 f"estimate but {available / 1e9:.1f} GB is available; pass a smaller --max_size")

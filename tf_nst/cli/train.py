@@ -144,7 +144,7 @@ def _check_memory():
     available = memory.available_bytes()
     style_side = _TRAIN_STYLE_SIZE.value
     needed = memory.estimate_train_bytes(_BATCH_SIZE.value, _TRAIN_IMAGE_SIZE.value, style_side * style_side)
-    if available is not None and needed > memory.HEADROOM * available:
+    if not memory.within(needed, available):
         raise UserInputError(
             f"--batch_size={_BATCH_SIZE.value} crops of --train_image_size={_TRAIN_IMAGE_SIZE.value} px (at "
             f"--train_style_size={style_side}) need about {needed / 1e9:.1f} GB by tf_nst's estimate but "
