@@ -17,12 +17,11 @@ from tf_nst import image_io
 from tf_nst import weights as weights_source
 from tf_nst import weights_file
 from tf_nst.errors import UserInputError
+from tf_nst.vgg_layers import BLOCK_CONVS, layer_names, validate_layers  # pylint: disable=unused-import  # re-exported
 from tf_nst.sizes import min_input_size  # pylint: disable=unused-import  # re-exported: sizes.py holds it
 from tf_nst import precision as precision_lib
 from tf_nst.precision import dtype_policy
 
-# Convolutions per block: Simonyan & Zisserman 2015, configurations D (VGG16) and E (VGG19).
-BLOCK_CONVS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 
 DEFAULT_STYLE_LAYERS = defaults.STYLE_LAYERS
 DEFAULT_CONTENT_LAYERS = defaults.CONTENT_LAYERS
@@ -57,27 +56,6 @@ class ExtractorConfig:
     pooling: str = "max"
     precision: str = "float32"
     seed: int = 0
-
-
-def layer_names(backbone):
-    """All layer names of a backbone's convolutional stack, in order."""
-    if backbone not in BLOCK_CONVS:
-        raise UserInputError(f"unknown backbone {backbone!r}; use one of {', '.join(BLOCK_CONVS)}")
-    names = []
-    for block, convs in enumerate(BLOCK_CONVS[backbone], start=1):
-        names += [f"block{block}_conv{i}" for i in range(1, convs + 1)] + [f"block{block}_pool"]
-    return names
-
-
-def validate_layers(backbone, names, flag_name="layers"):
-    """Raises UserInputError unless every name is a layer of the backbone."""
-    valid = layer_names(backbone)
-    if not names:
-        raise UserInputError(f"--{flag_name} is empty; give at least one of {', '.join(valid)}")
-    for name in names:
-        if name not in valid:
-            raise UserInputError(
-                f"unknown {backbone} layer {name!r} in --{flag_name}; valid layers are {', '.join(valid)}")
 
 
 def validate_config(config):

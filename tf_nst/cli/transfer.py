@@ -20,6 +20,7 @@ from tf_nst import pretrained
 from tf_nst import precision as precision_lib
 from tf_nst import signals
 from tf_nst import sizes
+from tf_nst import vgg_layers
 from tf_nst.cli import common
 from tf_nst.cli import flag_groups
 from tf_nst.errors import UserInputError
@@ -318,11 +319,11 @@ def _scaled_size(image, max_side):
 def _check_image_sizes(inputs):
     """The one minimum-size rule (sizes.sized_config, which api.sized_images applies again after TensorFlow
     loads), before TensorFlow: the content and styles after --image_size and --style_scale, at the coarsest
-    scale, against the layers the loss uses. Unknown layer names are left to vgg.validate_config's message."""
+    scale, against the layers the loss uses. An unknown layer name is refused first, as such."""
+    vgg_layers.validate_layers(_NETWORK.backbone.value, _NETWORK.style_layers.value, "style_layers")
+    vgg_layers.validate_layers(_NETWORK.backbone.value, _NETWORK.content_layers.value, "content_layers")
     layers = sizes.used_transfer_layers(_NETWORK.style_layers.value, _NETWORK.content_layers.value,
                                         _NETWORK.style_layer_weights.value)
-    if not all(sizes.LAYER_NAME.match(name) for name in layers):
-        return
     config = _ScaleConfig(num_scales=_num_scales(), scale_factor=_SCALE_FACTOR.value, init=_INIT.value)
     shapes = [inputs.content.shape[:2], *(style.shape[:2] for style in inputs.styles)]
     sizes.sized_config(shapes, _IMAGE_SIZE.value, _STYLE_SCALE.value, config, layers,
