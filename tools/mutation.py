@@ -184,7 +184,9 @@ def _child(mutant, tests, log_path, report_path=None):
         plugins = []
         if mutant == "stats":
             plugins.append(_StatsPlugin(report_path))
-        code = pytest.main(["--rootdir=.", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--tb=short"]
+        # -n0: one process (setup.cfg's addopts would start pytest-xdist workers, outside this fork's timeout).
+        code = pytest.main(["--rootdir=.", "-q", "-n0", "-p", "no:cacheprovider", "-p", "no:randomly",
+                            "--tb=short"]
                            + ([] if mutant == "stats" else ["-x"])
                            + [arg for test in tests for arg in test.split("\n")], plugins=plugins)
         sys.stdout.flush()
