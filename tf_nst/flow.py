@@ -88,13 +88,18 @@ def reliability(backward, forward, motion_boundaries=True):
     |grad b_x|^2 + |grad b_y|^2 > 0.01 |b|^2 + 0.002.
     """
     _, _, inside = sample_points(backward)
-    forward_there = warp(forward, backward)
-    disagreement = np.sum(np.square(backward + forward_there), axis=-1)
-    magnitudes = np.sum(np.square(backward), axis=-1) + np.sum(np.square(forward_there), axis=-1)
+    # On the flows' x and y planes apart (cv2.split): NumPy's sums over a last axis of 2 took 4x as long (16 ms
+    # against 4 ms at 512x340 px, more than the two flows' 19 ms).
+    cv2 = _cv2()
+    back_x, back_y = cv2.split(np.asarray(backward, np.float32))
+    there_x, there_y = cv2.split(warp(forward, backward))
+    back_squared = back_x * back_x + back_y * back_y
+    disagreement = np.square(back_x + there_x) + np.square(back_y + there_y)
+    magnitudes = back_squared + there_x * there_x + there_y * there_y
     reliable = inside & (disagreement <= CONSISTENCY_RELATIVE * magnitudes + CONSISTENCY_ABSOLUTE)
     if motion_boundaries:
-        gradient = sum(np.square(g) for channel in range(2) for g in np.gradient(backward[..., channel]))
-        reliable &= gradient <= BOUNDARY_RELATIVE * np.sum(np.square(backward), axis=-1) + BOUNDARY_ABSOLUTE
+        gradient = sum(np.square(g) for plane in (back_x, back_y) for g in np.gradient(plane))
+        reliable &= gradient <= BOUNDARY_RELATIVE * back_squared + BOUNDARY_ABSOLUTE
     return reliable.astype(np.float32)
 
 

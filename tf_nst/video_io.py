@@ -180,9 +180,11 @@ def read_png(path):
 
 
 def write_png(path, frame):
-    """Writes one finished frame atomically (outputs.atomic_output)."""
+    """Writes one finished frame atomically (outputs.atomic_output), at zlib's fastest level: at 512x340 px
+    Pillow's default level took 54 ms a frame on the 2-core CPU, more than the 26-style network's pass (62
+    ms), and level 1 15 ms for a file 10% larger (the frames are lossless either way)."""
     with outputs.atomic_output(path) as temp:
-        Image.fromarray(np.asarray(frame, np.uint8)).save(temp, format="PNG")
+        Image.fromarray(np.asarray(frame, np.uint8)).save(temp, format="PNG", compress_level=1)
 
 
 def write_video(path, frame_paths, fps, audio_source=None, replace=False):
