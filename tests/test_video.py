@@ -19,6 +19,7 @@ from tf_nst import flow
 from tf_nst import stylize
 from tf_nst import video
 from tf_nst import video_io
+from tf_nst.errors import UserInputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DX, DY = 2, 1  # the pan, in pixels per frame
@@ -228,6 +229,34 @@ def test_audio_is_copied_and_the_rate_and_size_kept(tiny_model, tmp_path):
     assert (info.width, info.height, info.fps, info.num_frames) == (96, 64, fractions.Fraction(24), 16)
 
 
+def test_an_audio_codec_the_output_cannot_hold_is_one_error_and_the_frames_are_kept(tiny_model, tmp_path):
+    """An MKV with PCM audio, which MP4 cannot hold, written to .mp4: a UserInputError that names the codec and a
+    container that takes it; no output file, and the finished frames stay in the work folder."""
+    frames = pan(8)
+    clip = tmp_path / "clip.mkv"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        sound = container.add_stream("pcm_s16le", rate=16000)
+        for index, frame in enumerate(frames):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts = index
+            for packet in stream.encode(picture):
+                container.mux(packet)
+        tone = av.AudioFrame.from_ndarray((3000 * np.sin(np.arange(5333) / 5)).astype(np.int16)[None],
+                                          format="s16", layout="mono")
+        tone.sample_rate, tone.pts = 16000, 0
+        for packets in (sound.encode(tone), sound.encode(), stream.encode()):
+            for packet in packets:
+                container.mux(packet)
+    output = tmp_path / "styled.mp4"
+    with pytest.raises(UserInputError, match=r"pcm_s16le audio .*\.mkv takes most.*work folder"):
+        video.run(_plan(clip, output), video.FastStep(tiny_model, None, 0.5))
+    assert sorted(os.listdir(tmp_path)) == [".styled.mp4.tf-nst-work", "clip.mkv"]
+    work = video_io.work_folder(str(output))
+    assert len([name for name in os.listdir(work) if name.endswith(".png")]) == 8
+
+
 def test_a_resumed_run_continues_at_the_next_frame_and_gives_the_same_frames(tiny_model, tmp_path):
     """Stopped after 5 frames, the rerun stylises only frames 6-12, its first one linked to frame 5's output
     read back from the work folder: the frames equal an uninterrupted run's."""
@@ -260,7 +289,7 @@ def test_another_runs_work_folder_is_refused(tiny_model, tmp_path):
     frames = write_frames(tmp_path / "in", pan(4))
     with pytest.raises(video.VideoStopped):
         video.run(_plan(frames, tmp_path / "out"), video.FastStep(tiny_model, None, 0.5), should_stop=lambda: True)
-    with pytest.raises(video.UserInputError, match="another run"):
+    with pytest.raises(UserInputError, match="another run"):
         video.run(_plan(frames, tmp_path / "out"), video.FastStep(tiny_model, None, 0.3))
 
 
