@@ -242,7 +242,7 @@ def test_an_audio_codec_the_output_cannot_hold_is_one_error_and_the_frames_are_k
         video.run(_plan(clip, output), video.FastStep(tiny_model, None, 0.5))
     assert sorted(os.listdir(tmp_path)) == [".styled.mp4.tf-nst-work", "clip.mkv"]
     work = video_io.work_folder(str(output))
-    assert len([name for name in os.listdir(work) if name.endswith(".png")]) == 8
+    assert len([name for name in os.listdir(work) if name.endswith(".npy")]) == 8
 
 
 def test_a_resumed_run_continues_at_the_next_frame_and_gives_the_same_frames(tiny_model, tmp_path):
@@ -270,6 +270,24 @@ def test_a_resumed_run_continues_at_the_next_frame_and_gives_the_same_frames(tin
     assert result.resumed_at == 5 and Counting.calls == 7
     for whole, resumed in zip(read_folder(tmp_path / "whole"), read_folder(tmp_path / "resumed"), strict=True):
         np.testing.assert_array_equal(whole, resumed)
+
+
+def test_a_resumed_mp4_is_the_file_an_uninterrupted_run_writes(tiny_model, tmp_path):
+    """The output is encoded as frames finish; a run stopped after 4 frames writes no file, and its rerun feeds the
+    encoder the work folder's 4 frames before its own: the MP4 equals an uninterrupted run's byte for byte."""
+    clip = tmp_path / "clip.mp4"
+    write_clip(clip, pan(10, noise=4.0), audio="aac")
+    video.run(_plan(clip, tmp_path / "whole.mp4"), video.FastStep(tiny_model, None, 0.5))
+    asked = []
+    with pytest.raises(video.VideoStopped):
+        video.run(_plan(clip, tmp_path / "resumed.mp4"), video.FastStep(tiny_model, None, 0.5),
+                  should_stop=lambda: asked.append(1) or len(asked) > 4)
+    assert not (tmp_path / "resumed.mp4").exists()
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".mp4") and name != "clip.mp4"
+                and name != "whole.mp4"]  # nor the encoder's temporary
+    result = video.run(_plan(clip, tmp_path / "resumed.mp4"), video.FastStep(tiny_model, None, 0.5))
+    assert result.resumed_at == 4 and result.num_frames == 10 and result.audio_copied
+    assert (tmp_path / "resumed.mp4").read_bytes() == (tmp_path / "whole.mp4").read_bytes()
 
 
 def test_another_runs_work_folder_is_refused(tiny_model, tmp_path):

@@ -210,8 +210,10 @@ def fingerprint(plan, step):
 def run(plan, step, should_stop=None, callback=None, replace=False):
     """Stylises the clip of a video_io.VideoPlan with `step` into plan.output, resuming from its work folder.
 
-    Each finished frame is written to the work folder at once; the output is written (atomically) from them
-    at the end, then the work folder is removed.
+    Each finished frame is written to the work folder at once and handed to the output's writer, which encodes
+    it on a thread while the next frame is stylised; the output is renamed into place (atomically) at the end,
+    then the work folder is removed. A resumed run feeds the writer the work folder's frames first, so that the
+    output is the file an uninterrupted run writes.
 
     Args:
       plan: from video_io.plan_video.
@@ -234,33 +236,24 @@ def run(plan, step, should_stop=None, callback=None, replace=False):
         frames = iter(reader)
         consistency = Consistency(step, previous=_resumed(frames, done, work))
         started, index = time.monotonic(), done
-        # Each frame's PNG is written on a thread while the next is stylised (Pillow's encoder and TensorFlow
-        # release the GIL); a frame is on disk before the next one is queued, and before a stop is reported.
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tf_nst_write") as writer:
-            written = None
+        with video_io.StreamingWriter(plan.output, plan.info.fps, plan.info.path, replace) as writer:
+            for finished in range(done):
+                writer.put(work.read(finished))
             for frame in frames:
                 if should_stop is not None and should_stop():
-                    _wait(written)
                     raise VideoStopped(index, plan.work)
                 output = consistency(frame)
-                _wait(written)
-                written = writer.submit(work.write, index, output)
+                work.write(index, output)
+                writer.put(output)
                 index += 1
                 if callback is not None:
                     callback(_progress(index, done, plan.info.num_frames, time.monotonic() - started))
-            _wait(written)
-        if index == 0:
-            raise UserInputError(f"{plan.info.path!r} decoded to no frame ({reader.skipped} corrupt packet(s)); "
-                                 "give a clip with at least one readable frame")
-        audio = video_io.write_video(plan.output, work.frame_paths(index), plan.info.fps, plan.info.path, replace)
+            if index == 0:
+                raise UserInputError(f"{plan.info.path!r} decoded to no frame ({reader.skipped} corrupt packet(s)); "
+                                     "give a clip with at least one readable frame")
+            audio = writer.finish()
     work.remove()
     return VideoResult(plan.output, index, reader.skipped, audio, done)
-
-
-def _wait(written):
-    """Waits for a frame's write (a Future, or None), raising its error."""
-    if written is not None:
-        written.result()
 
 
 def _resumed(frames, done, work):

@@ -4,9 +4,11 @@ as an H.264 MP4 (the input's audio copied, not re-encoded), a GIF or a folder of
 A folder of image files is a clip too: its frames in name order, at DEFAULT_FPS.
 """
 
+import concurrent.futures
 import dataclasses
 import fractions
 import os
+import queue
 import shutil
 
 import numpy as np
@@ -25,6 +27,13 @@ FRAME_NAME = "frame_{:06d}.png"
 # x264's constant rate factor: 18 is about visually lossless (its documentation), where the default 23 smears
 # the fine strokes that stylisation adds.
 H264_CRF = "18"
+# x264's speed preset: "veryfast" encoded a 512x340 px clip in 2.6 ms a frame on the 2-core CPU where the default
+# "medium" took 6.1, at crf 18 either way (BENCHMARKS.md, "Video"): the encoder shares the cores with the
+# network, frame by frame.
+H264_PRESET = "veryfast"
+# The work folder's finished frames: raw NumPy arrays, 0.3 ms to write at 512x340 px where a PNG took 12 ms of
+# the cores (at twice the size on disk, 3 bytes a pixel).
+WORK_FRAME_NAME = "frame_{:06d}.npy"
 
 
 def _av():
@@ -180,17 +189,22 @@ def read_png(path):
 
 
 def write_png(path, frame):
-    """Writes one finished frame atomically (outputs.atomic_output), at zlib's fastest level: at 512x340 px
-    Pillow's default level took 54 ms a frame on the 2-core CPU, more than the 26-style network's pass (62
-    ms), and level 1 15 ms for a file 10% larger (the frames are lossless either way)."""
+    """Writes one frame as a PNG atomically (outputs.atomic_output), at zlib's fastest level: at 512x340 px
+    Pillow's default level took 54 ms a frame on the 2-core CPU and level 1 15 ms, for a file 10% larger (the
+    frames are lossless either way)."""
     with outputs.atomic_output(path) as temp:
-        Image.fromarray(np.asarray(frame, np.uint8)).save(temp, format="PNG", compress_level=1)
+        _save_png(temp, frame)
 
 
-def write_video(path, frame_paths, fps, audio_source=None, replace=False):
-    """Writes the PNG files `frame_paths` as one video at `path`, atomically (a temporary beside it, renamed when
-    complete): H.264 yuv420p for H264_EXTENSIONS (the audio stream of `audio_source`, a video file, copied
-    packet by packet), a looping GIF, or a folder of PNG frames (output_kind).
+def _save_png(path, frame):
+    Image.fromarray(np.asarray(frame, np.uint8)).save(path, format="PNG", compress_level=1)
+
+
+def write_video(path, frames, fps, audio_source=None, replace=False):
+    """Writes the uint8 [H, W, 3] frames of the iterable `frames` as one video at `path`, as they come, atomically
+    (a temporary beside it, renamed when the iterable ends; an error raised by the iterable removes it): H.264
+    yuv420p for H264_EXTENSIONS (the audio stream of `audio_source`, a video file, copied packet by packet), a
+    looping GIF, or a folder of PNG frames (output_kind).
 
     Returns:
       Whether audio was copied.
@@ -198,19 +212,19 @@ def write_video(path, frame_paths, fps, audio_source=None, replace=False):
     kind = output_kind(path)
     if kind == "frames":
         with outputs.atomic_output(path.rstrip("/" + os.sep), directory=True, replace=replace) as temp:
-            for index, source in enumerate(frame_paths):
-                shutil.copyfile(source, os.path.join(temp, FRAME_NAME.format(index)))
+            for index, frame in enumerate(frames):
+                _save_png(os.path.join(temp, FRAME_NAME.format(index)), frame)
         return False
     if kind == "gif":
         with outputs.atomic_output(path, replace=replace) as temp:
-            images = [Image.open(source).convert("RGB") for source in frame_paths]
+            images = [Image.fromarray(np.asarray(frame, np.uint8)) for frame in frames]
             images[0].save(temp, format="GIF", save_all=True, append_images=images[1:], loop=0,
                            duration=max(1, round(1000 / float(fps))))
         return False
     av = _av()
     with outputs.atomic_output(path, replace=replace) as temp:
         try:
-            return _write_h264(temp, frame_paths, fps, audio_source)
+            return _write_h264(temp, frames, fps, audio_source)
         except (av.error.FFmpegError, ValueError) as e:
             codec = _audio_codec(audio_source)
             if codec is None:
@@ -243,26 +257,28 @@ def _audio_packets(source):
     return container, stream, packets
 
 
-def _write_h264(path, frame_paths, fps, audio_source):
+def _write_h264(path, frames, fps, audio_source):
     av = _av()
     source, audio_in, packets = _audio_packets(audio_source)
     try:
         with av.open(path, mode="w") as container:
-            first = read_png(frame_paths[0])
-            video = container.add_stream("libx264", rate=fps)
-            video.width, video.height = first.shape[1], first.shape[0]
-            video.pix_fmt = "yuv420p"
-            video.options = {"crf": H264_CRF}
-            audio = container.add_stream_from_template(audio_in) if audio_in is not None else None
-            pending = list(packets)
-            for index, frame_path in enumerate(frame_paths):
-                frame = av.VideoFrame.from_ndarray(read_png(frame_path), format="rgb24")
+            video, audio, pending = None, None, list(packets)
+            for index, array in enumerate(frames):
+                if video is None:
+                    video = container.add_stream("libx264", rate=fps)
+                    video.width, video.height = array.shape[1], array.shape[0]
+                    video.pix_fmt = "yuv420p"
+                    video.options = {"crf": H264_CRF, "preset": H264_PRESET}
+                    audio = container.add_stream_from_template(audio_in) if audio_in is not None else None
+                frame = av.VideoFrame.from_ndarray(np.asarray(array, np.uint8), format="rgb24")
                 frame.pts = index
                 frame.time_base = fractions.Fraction(1) / fps
                 for packet in video.encode(frame):
                     container.mux(packet)
                 while pending and pending[0].pts is not None and pending[0].pts * pending[0].time_base <= index / fps:
                     _mux_audio(container, audio, pending.pop(0))
+            if video is None:
+                raise RuntimeError("no frame to write")
             for packet in video.encode():
                 container.mux(packet)
             for packet in pending:
@@ -276,6 +292,75 @@ def _write_h264(path, frame_paths, fps, audio_source):
 def _mux_audio(container, stream, packet):
     packet.stream = stream
     container.mux(packet)
+
+
+class _Aborted(Exception):
+    """Raised inside write_video's frames when a StreamingWriter is aborted, so that the temporary is removed."""
+
+
+_END, _ABORT = object(), object()
+
+
+class StreamingWriter:
+    """write_video on a thread, fed frame by frame: the encoder works on one frame while the caller makes the
+    next (PyAV and x264 release the GIL), instead of encoding every frame at the end.
+
+    Use it as a context manager: put() each frame, then finish(); leaving the block by an exception aborts the
+    write, and no output file is left. An error of the writer (an output container that cannot hold the input's
+    audio, say) is raised by the next put() or by finish().
+    """
+
+    def __init__(self, path, fps, audio_source=None, replace=False, depth=4):
+        self._queue = queue.Queue(depth)
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tf_nst_encode")
+        self._future = self._executor.submit(write_video, path, self._frames(), fps, audio_source, replace)
+
+    def _frames(self):
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if item is _ABORT:
+                raise _Aborted()
+            yield item
+
+    def put(self, frame):
+        """Queues one uint8 [H, W, 3] frame; waits while `depth` frames are queued."""
+        self._put(np.asarray(frame, np.uint8))
+
+    def _put(self, item):
+        while True:
+            if self._future.done():
+                self._future.result()  # the writer's error
+                raise RuntimeError("the video writer stopped before its frames ended")
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self):
+        """Ends the frames and waits for the file; returns write_video's answer (whether audio was copied)."""
+        self._put(_END)
+        return self._future.result()
+
+    def abort(self):
+        """Stops the write, removing its temporary; the writer's own error, if any, is not raised."""
+        if not self._future.done():
+            try:
+                self._put(_ABORT)
+            except Exception:  # pylint: disable=broad-except  # the writer failed meanwhile: nothing to stop
+                pass
+        concurrent.futures.wait([self._future])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if kind is not None:
+            self.abort()
+        self._executor.shutdown(wait=True)
+        return False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -324,7 +409,7 @@ def plan_video(input_path, output, max_size=None, overwrite=False):
 
 
 class WorkFolder:
-    """A run's finished frames, frame_000000.png on, and the fingerprint of the run that wrote them (RUN_FILE).
+    """A run's finished frames, frame_000000.npy on (WORK_FRAME_NAME), and the fingerprint of the run that wrote them (RUN_FILE).
 
     A rerun of the same command (same fingerprint) resumes after the last frame found in order; another run's
     folder is refused rather than mixed in.
@@ -355,16 +440,15 @@ class WorkFolder:
         return count
 
     def frame_path(self, index):
-        return os.path.join(self.path, FRAME_NAME.format(index))
-
-    def frame_paths(self, count):
-        return [self.frame_path(index) for index in range(count)]
+        return os.path.join(self.path, WORK_FRAME_NAME.format(index))
 
     def write(self, index, frame):
-        write_png(self.frame_path(index), frame)
+        with outputs.atomic_output(self.frame_path(index)) as temp:
+            with open(temp, "wb") as f:
+                np.save(f, np.asarray(frame, np.uint8), allow_pickle=False)
 
     def read(self, index):
-        return read_png(self.frame_path(index))
+        return np.load(self.frame_path(index), allow_pickle=False)
 
     def remove(self):
         shutil.rmtree(self.path, ignore_errors=True)
