@@ -3,7 +3,9 @@ with the previous output warped by the optical flow) and the optimisation path (
 with Ruder et al. 2016's temporal term), resumable from a work folder of finished frames.
 """
 
+import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
 import time
@@ -128,30 +130,62 @@ class Consistency:
         self.step = step
         self._estimator = estimator or flow_lib.FlowEstimator()
         self.previous = previous  # (input frame, output frame) of the last frame, or None
-        self._flow_thread = None
+
+    def _linked(self):
+        return self.previous is not None and self.step.temporal_weight > 0
 
     def __call__(self, frame):
+        """The output of the next frame, computed now."""
         frame = np.asarray(frame, np.uint8)
-        if self.previous is None or self.step.temporal_weight <= 0:
+        if not self._linked():
             output = self.step(frame, None)
-        elif isinstance(self.step, FastStep):
-            # The flow needs only the input frames: OpenCV computes it while TensorFlow stylises the frame
-            # (both release the GIL).
-            if self._flow_thread is None:
-                self._flow_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tf_nst_flow")
-            link = self._flow_thread.submit(self._link, frame)
-            styled = self.step.stylize(frame)
-            output = self.step.blend(styled, link.result())
         else:
-            output = self.step(frame, self._link(frame))
+            output = self.step(frame, self._link(self._estimator.frame_flow(self.previous[0], frame)))
         output = np.asarray(output, np.uint8)
         self.previous = (frame, output)
         return output
 
-    def _link(self, frame):
-        previous_frame, previous_output = self.previous
-        frame_flow = self._estimator.frame_flow(previous_frame, frame)
-        return flow_lib.warp(previous_output, frame_flow.backward), frame_flow.reliable
+    def _link(self, frame_flow):
+        return flow_lib.warp(self.previous[1], frame_flow.backward), frame_flow.reliable
+
+    def outputs(self, frames):
+        """Yields the output of each frame of the iterable `frames`, in order.
+
+        A FastStep's frames are pipelined: its network pass depends on the frame alone and the flow on the input
+        frames alone, so defaults.VIDEO_PASSES passes (and the flows, on a thread of their own) run ahead of the
+        frame being blended; only the warp of the previous output and the blend wait for it. On the 2-core CPU
+        two passes at once ran 1.2-1.6x the frames per second of one pass on both cores (BENCHMARKS.md,
+        "Video"). An OptimizeStep's frame starts from the previous result, so its frames run one after another.
+        """
+        if not isinstance(self.step, FastStep):
+            for frame in frames:
+                yield self(frame)
+            return
+        passes = concurrent.futures.ThreadPoolExecutor(defaults.VIDEO_PASSES, thread_name_prefix="tf_nst_pass")
+        flows = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tf_nst_flow")
+        pending = collections.deque()
+        previous_frame = self.previous[0] if self._linked() else None
+        try:
+            for frame in frames:
+                frame = np.asarray(frame, np.uint8)
+                link = (flows.submit(self._estimator.frame_flow, previous_frame, frame)
+                        if previous_frame is not None and self.step.temporal_weight > 0 else None)
+                pending.append((frame, passes.submit(self.step.stylize, frame), link))
+                previous_frame = frame
+                if len(pending) > defaults.VIDEO_PASSES:
+                    yield self._finish(*pending.popleft())
+            while pending:
+                yield self._finish(*pending.popleft())
+        finally:
+            passes.shutdown(wait=True, cancel_futures=True)
+            flows.shutdown(wait=True, cancel_futures=True)
+
+    def _finish(self, frame, styled, frame_flow):
+        """The output of a pipelined frame: its pass's picture blended with the previous output, warped."""
+        link = self._link(frame_flow.result()) if frame_flow is not None else None
+        output = np.asarray(self.step.blend(styled.result(), link), np.uint8)
+        self.previous = (frame, output)
+        return output
 
 
 def stylize_frames(frames, step):
@@ -164,9 +198,7 @@ def stylize_frames(frames, step):
     Yields:
       uint8 [H, W, 3] NumPy frames, one per input frame.
     """
-    consistency = Consistency(step)
-    for frame in frames:
-        yield consistency(frame)
+    yield from Consistency(step).outputs(frames)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,25 +267,35 @@ def run(plan, step, should_stop=None, callback=None, replace=False):
         reader = video_io.FrameReader(plan.info, plan.size)
         frames = iter(reader)
         consistency = Consistency(step, previous=_resumed(frames, done, work))
-        started, index = time.monotonic(), done
-        with video_io.StreamingWriter(plan.output, plan.info.fps, plan.info.path, replace) as writer:
+        started, index, stopped = time.monotonic(), done, []
+        with video_io.StreamingWriter(plan.output, plan.info.fps, plan.info.path, replace) as writer, \
+                contextlib.closing(consistency.outputs(_until(frames, should_stop, stopped))) as styled_frames:
             for finished in range(done):
                 writer.put(work.read(finished))
-            for frame in frames:
-                if should_stop is not None and should_stop():
-                    raise VideoStopped(index, plan.work)
-                output = consistency(frame)
+            for output in styled_frames:
                 work.write(index, output)
                 writer.put(output)
                 index += 1
                 if callback is not None:
                     callback(_progress(index, done, plan.info.num_frames, time.monotonic() - started))
+            if stopped:
+                raise VideoStopped(index, plan.work)
             if index == 0:
                 raise UserInputError(f"{plan.info.path!r} decoded to no frame ({reader.skipped} corrupt packet(s)); "
                                      "give a clip with at least one readable frame")
             audio = writer.finish()
     work.remove()
     return VideoResult(plan.output, index, reader.skipped, audio, done)
+
+
+def _until(frames, should_stop, stopped):
+    """The frames, until should_stop() (asked before each) says stop: then `stopped` gets an entry. The frames
+    already taken are finished and written, so a stop comes after them."""
+    for frame in frames:
+        if should_stop is not None and should_stop():
+            stopped.append(True)
+            return
+        yield frame
 
 
 def _resumed(frames, done, work):
