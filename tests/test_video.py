@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import skimage_rgb
+from tf_nst import defaults
 from tf_nst import flow
 from tf_nst import stylize
 from tf_nst import video
@@ -191,6 +192,77 @@ def test_a_still_shot_does_not_drift(pretrained_parts):
     own = step.stylize(frames[-1]).astype(float)
     np.testing.assert_allclose(outputs[-1].reshape(-1, 3).mean(0), own.reshape(-1, 3).mean(0), atol=1.0)
     assert np.abs(outputs[-1] - own).mean() < 6.0
+
+
+def test_the_pipelined_frames_are_the_sequential_ones_and_passes_overlap(tiny_model):
+    """Consistency.outputs runs defaults.VIDEO_PASSES passes at once, yet gives exactly the frames of calling the
+    Consistency frame by frame (each blended with the previous output, in order)."""
+    import threading  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+
+    frames = pan(8, noise=4.0)
+    sequential = video.Consistency(video.FastStep(tiny_model, None, 0.5))
+    expected = [sequential(frame) for frame in frames]
+
+    class Slow(video.FastStep):
+        running, most, lock = 0, 0, threading.Lock()
+
+        def stylize(self, frame):
+            with Slow.lock:
+                Slow.running += 1
+                Slow.most = max(Slow.most, Slow.running)
+            time.sleep(0.05)
+            try:
+                return super().stylize(frame)
+            finally:
+                with Slow.lock:
+                    Slow.running -= 1
+
+    pipelined = list(video.Consistency(Slow(tiny_model, None, 0.5)).outputs(frames))
+    assert len(pipelined) == len(expected)
+    for got, want in zip(pipelined, expected):
+        np.testing.assert_array_equal(got, want)
+    assert Slow.most == defaults.VIDEO_PASSES
+
+
+def test_a_bfloat16_pass_keeps_the_picture_with_the_float32_style_statistics(pretrained_parts):
+    """pass_model runs each frame's pass (its pictures are not float32's bit for bit), while the style's
+    statistics come from the float32 network: within a grey level on average of the float32 pictures (measured
+    0.3; the statistics of the bfloat16 predictor moved them 5.6). The work folder tells the two apart."""
+    from tf_nst import pretrained  # pylint: disable=import-outside-toplevel
+
+    model, style = pretrained_parts
+    bf16 = pretrained.load(pretrained.ARBITRARY, "mixed_bfloat16")
+    frames = pan(2, height=96, width=128)
+    float32_step = video.FastStep(model, style, 0.0)
+    bf16_step = video.FastStep(model, style, 0.0, pass_model=bf16)
+    for frame in frames:
+        ours, theirs = bf16_step.stylize(frame).astype(float), float32_step.stylize(frame).astype(float)
+        assert 0 < np.abs(ours - theirs).mean() < 1.0, np.abs(ours - theirs).mean()
+    assert bf16_step.identity() != float32_step.identity()
+
+
+def test_pass_model_follows_the_precision_and_refuses_it_for_a_saved_model(tiny_model, tmp_path):
+    """video.pass_model: None for float32 (the network itself runs), a built-in network at mixed_bfloat16 when
+    asked, and a one-line refusal of bfloat16 for a saved model."""
+    assert video.pass_model("magenta-26", "float32") is None
+    assert video.pass_model("magenta-26", "mixed_bfloat16").dtype_policy.name == "mixed_bfloat16"
+    saved = tmp_path / "tiny.keras"
+    tiny_model.save(str(saved))
+    assert video.pass_model(str(saved), "auto") is None
+    with pytest.raises(UserInputError, match="applies to the built-in networks"):
+        video.pass_model(str(saved), "mixed_bfloat16")
+
+
+def test_share_cores_gives_each_pass_its_share_before_tensorflow_starts():
+    """In a fresh process: cores // passes intra-op threads (at least 1), set in TensorFlow; None once it runs."""
+    code = ("from tf_nst.cli import common; common.import_tensorflow(); import tensorflow as tf; "
+            "from tf_nst import video; print(video.share_cores(passes=2, cores=6), "
+            "tf.config.threading.get_intra_op_parallelism_threads()); tf.constant(1.0) + 1; "
+            "print(video.share_cores(passes=4, cores=2))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                            check=True)
+    assert result.stdout.split() == ["3", "3", "None"], result.stdout
 
 
 # --- runs: the work folder, audio, resuming -----------------------------------------------------------------
@@ -372,9 +444,11 @@ def run_cli(*args, python_prefix=None):
 
 
 @pytest.fixture(scope="module")
-def bad_inputs(tmp_path_factory, image_files):
+def bad_inputs(tmp_path_factory, image_files, tiny_model):
     """{case: (flags, the words the error must say)}; each is refused before TensorFlow loads."""
     folder = tmp_path_factory.mktemp("bad")
+    saved = folder / "tiny.keras"
+    tiny_model.save(str(saved))
     text = folder / "notes.mp4"
     text.write_text("not a video at all\n" * 20)
     empty = folder / "empty.mp4"
@@ -404,12 +478,15 @@ def bad_inputs(tmp_path_factory, image_files):
                                     style], "--alpha"),
         "blend past the bound": ([f"--input={clip}", f"--output={out}", "--temporal_weight=0.99", style], "0.95"),
         "no --output": ([f"--input={clip}", style], "--output"),
+        "bfloat16 for a saved model": ([f"--input={clip}", f"--output={out}", f"--model={saved}",
+                                        "--precision=mixed_bfloat16"], "applies to the built-in networks"),
     }
 
 
 @pytest.mark.parametrize("case", ["not a video", "zero frames", "output is the input", "unwritable output",
                                   "unknown extension", "existing output", "past the memory check",
-                                  "fast flag for optimize", "blend past the bound", "no --output"])
+                                  "fast flag for optimize", "blend past the bound", "no --output",
+                                  "bfloat16 for a saved model"])
 def test_bad_input_is_one_line_and_exit_2_with_no_output(bad_inputs, case):
     args, words = bad_inputs[case]
     before = set(os.listdir(os.path.dirname(bad_inputs["not a video"][0][1].split("=", 1)[1])))

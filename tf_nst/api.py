@@ -397,12 +397,13 @@ def load_stylizer(path):
     return Stylizer(lambda images: model(images, training=False), path, model)
 
 
-def _fast_step(model, style, temporal_weight, alpha, style_size):
+def _fast_step(model, style, temporal_weight, alpha, style_size, precision=defaults.PRECISION):
     """A video.FastStep for a stylizer path or built-in name (None: the pretrained arbitrary network) and a style:
     image(s) for an arbitrary-style network, an index or blend ("3:0.5,12:0.5") for the 26-style one."""
     from tf_nst import video  # pylint: disable=import-outside-toplevel
 
-    network = stylize.load_stylizer(os.fspath(model) if model is not None else pretrained.DEFAULT)
+    name = os.fspath(model) if model is not None else pretrained.DEFAULT
+    network = stylize.load_stylizer(name)
     if arbitrary_lib.is_multistyle(network):
         spec = "0" if style is None else str(style)
         style = stylize.BuiltinStyle(stylize.builtin_weights(spec))
@@ -414,7 +415,7 @@ def _fast_step(model, style, temporal_weight, alpha, style_size):
     elif style is not None:
         raise UserInputError(f"the model {model!r} learnt one style and takes no style=")
     weight = defaults.VIDEO_TEMPORAL_WEIGHT if temporal_weight is None else temporal_weight
-    return video.FastStep(network, style, weight)
+    return video.FastStep(network, style, weight, pass_model=video.pass_model(name, precision))
 
 
 def _optimize_step(style, size, temporal_weight, frame_steps, first_frame_steps, weights):
@@ -431,7 +432,8 @@ def _optimize_step(style, size, temporal_weight, frame_steps, first_frame_steps,
 
 def stylize_video(input_path, output_path, style=None, *, model=None, method="fast", temporal_weight=None,
                   max_size=None, overwrite=False, alpha=1.0, style_size=None, frame_steps=defaults.VIDEO_FRAME_STEPS,
-                  first_frame_steps=defaults.NUM_STEPS, weights=defaults.WEIGHTS, callback=None, should_stop=None):
+                  first_frame_steps=defaults.NUM_STEPS, weights=defaults.WEIGHTS, precision=defaults.PRECISION,
+                  callback=None, should_stop=None):
     """Stylises a clip as `main.py video` does (docs/video.md), resuming from its work folder if one is there.
 
     Args:
@@ -446,6 +448,8 @@ def stylize_video(input_path, output_path, style=None, *, model=None, method="fa
       max_size, overwrite, alpha, style_size: as the command's flags.
       frame_steps, first_frame_steps, weights: method "optimize": the steps of each later frame, the first
         frame's, and the VGG19 weights ("imagenet", "imagenet_q8", "none" or a file).
+      precision: method "fast", a built-in network's precision for each frame's pass: "auto" (mixed_bfloat16 on
+        a CPU with native bfloat16 and no GPU, else float32), "float32" or "mixed_bfloat16" (video.pass_model).
       callback: optional callback(video.FrameProgress) after each frame.
       should_stop: optional should_stop() -> bool, asked before each frame: True raises video.VideoStopped.
 
@@ -459,7 +463,7 @@ def stylize_video(input_path, output_path, style=None, *, model=None, method="fa
         raise UserInputError(f"method={method!r} is not valid; use one of {', '.join(video.METHODS)}")
     plan = video_io.plan_video(os.fspath(input_path), os.fspath(output_path), max_size, overwrite)
     if method == "fast":
-        step = _fast_step(model, style, temporal_weight, alpha, style_size)
+        step = _fast_step(model, style, temporal_weight, alpha, style_size, precision)
     else:
         if model is not None or style is None:
             raise UserInputError("method='optimize' takes style= (the style image) and no model=")
@@ -467,7 +471,8 @@ def stylize_video(input_path, output_path, style=None, *, model=None, method="fa
     return video.run(plan, step, should_stop=should_stop, callback=callback, replace=overwrite)
 
 
-def stylize_frames(frames, style=None, *, model=None, temporal_weight=None, alpha=1.0, style_size=None):
+def stylize_frames(frames, style=None, *, model=None, temporal_weight=None, alpha=1.0, style_size=None,
+                   precision=defaults.PRECISION):
     """A generator of stylised frames for frames in (arrays or eager tensors, uint8 [H, W, 3], one size): the fast
     path of stylize_video, each frame blended with the previous output warped by the flow.
 
@@ -476,4 +481,4 @@ def stylize_frames(frames, style=None, *, model=None, temporal_weight=None, alph
     """
     from tf_nst import video  # pylint: disable=import-outside-toplevel
 
-    return video.stylize_frames(frames, _fast_step(model, style, temporal_weight, alpha, style_size))
+    return video.stylize_frames(frames, _fast_step(model, style, temporal_weight, alpha, style_size, precision))

@@ -17,6 +17,7 @@ import numpy as np
 
 from tf_nst import optional
 from tf_nst import outputs
+from tf_nst import precision as precision_lib
 from tf_nst import weights as weights_lib
 from tf_nst.errors import UserInputError
 
@@ -380,14 +381,28 @@ def weights_path(name):
     return path
 
 
-def load(name):
-    """Network `name` with its pretrained weights, converted once and then read from the Keras cache.
+def check_precision(name, precision):
+    """Refuses a precision other than float32 (or "auto") for a model that is not a built-in network: a saved
+    model runs at the precision it was saved with.
+
+    Raises:
+      UserInputError: such a precision for such a model.
+    """
+    if precision not in (precision_lib.AUTO, "float32") and not is_builtin(name):
+        raise UserInputError(f"precision {precision!r} applies to the built-in networks ({', '.join(NETWORKS)}); "
+                             f"the model {name!r} runs at the precision it was saved with")
+
+
+def load(name, precision="float32"):
+    """Network `name` with its pretrained weights, converted once and then read from the Keras cache, its layers
+    computing in `precision` (a precision.PRECISIONS policy; the weights stay float32).
 
     Raises:
       UserInputError: an unknown name, the source package missing, or a damaged source or cached file.
     """
     path = weights_path(name)
-    model = build(name)
+    with precision_lib.dtype_policy(precision):
+        model = build(name)
     try:
         model.load_weights(path)
     except (ValueError, OSError, KeyError) as e:

@@ -8,6 +8,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
+import os
 import time
 
 import numpy as np
@@ -19,6 +20,8 @@ from tf_nst import flow as flow_lib
 from tf_nst import image_io
 from tf_nst import optimize
 from tf_nst import outputs
+from tf_nst import precision as precision_lib
+from tf_nst import pretrained
 from tf_nst import stylize
 from tf_nst import video_io
 from tf_nst.errors import UserInputError
@@ -35,7 +38,11 @@ class FastStep:
     drift away from them as a running average of outputs alone would.
     """
 
-    def __init__(self, model, style=None, temporal_weight=defaults.VIDEO_TEMPORAL_WEIGHT):
+    def __init__(self, model, style=None, temporal_weight=defaults.VIDEO_TEMPORAL_WEIGHT, pass_model=None):
+        """`pass_model`: the same network at another precision (pretrained.load(name, "mixed_bfloat16")) for each
+        frame's pass; the style's statistics, computed once, still come from `model`: the arbitrary network's
+        style predictor in bfloat16 moved its pictures by 5.6 grey levels on average, its transformer alone by
+        0.3 (BENCHMARKS.md, "Video")."""
         if not 0.0 <= temporal_weight <= defaults.VIDEO_MAX_BLEND:
             raise UserInputError(f"temporal_weight={temporal_weight!r} is not valid for the fast path; give a "
                                  f"blend from 0 (plain per-frame) to {defaults.VIDEO_MAX_BLEND}")
@@ -45,9 +52,13 @@ class FastStep:
         self._statistics = None
         if isinstance(style, stylize.Style) and style.preserve_color == "none":
             self._statistics = stylize.style_statistics(model, style.images)
+        # Where the statistics depend on the frame (colour preservation), the predictor runs per frame: float32.
+        per_frame_statistics = isinstance(style, stylize.Style) and self._statistics is None
+        self._pass_model = model if pass_model is None or per_frame_statistics else pass_model
         # Compiled once per frame size: eagerly, the pretrained network took 0.6-1 s a frame at 96x64 px on the
         # 2-core CPU, in a tf.function 0.04 s (0.1 s at 512x288).
-        self._forward = tf.function(lambda image: stylize.stylize_float(model, image, style, self._statistics))
+        self._forward = tf.function(
+            lambda image: stylize.stylize_float(self._pass_model, image, style, self._statistics))
 
     def stylize(self, frame):
         """The frame through the stylizer alone: uint8 [H, W, 3], as stylize.stylize_image gives it (within a
@@ -69,7 +80,8 @@ class FastStep:
 
     def identity(self):
         """Bytes that change with the network's weights, the style and the blend: the work folder's fingerprint."""
-        digest = hashlib.sha256(f"fast {self.temporal_weight!r}".encode())
+        policy = getattr(self._pass_model, "dtype_policy", None)
+        digest = hashlib.sha256(f"fast {self.temporal_weight!r} {getattr(policy, 'name', policy)}".encode())
         for weight in self._model.weights:
             digest.update(np.asarray(weight.numpy()).tobytes())
         _update_style(digest, self._style)
@@ -186,6 +198,40 @@ class Consistency:
         output = np.asarray(self.step.blend(styled.result(), link), np.uint8)
         self.previous = (frame, output)
         return output
+
+
+def pass_model(name, precision=defaults.PRECISION):
+    """The network for FastStep's pass_model: built-in network `name` at `precision` ("auto": precision.resolve's
+    choice on this machine, mixed_bfloat16 on a CPU with native bfloat16 and no GPU), or None where that is
+    float32 or `name` is not a built-in network (a saved model runs as saved). With native bfloat16 the pipelined
+    passes of magenta-26 at 512 px ran 1.2x as fast for the same picture (0.2 grey levels apart on average).
+
+    Raises:
+      UserInputError: another precision than float32 or "auto" for a model that is not built in.
+    """
+    pretrained.check_precision(name, precision)
+    if not pretrained.is_builtin(name):
+        return None
+    chosen = precision_lib.resolve(precision)
+    return pretrained.load(name, chosen) if chosen != "float32" else None
+
+
+def share_cores(passes=defaults.VIDEO_PASSES, cores=None):
+    """Gives each of the fast path's `passes` network passes in flight its share of the CPU's `cores` (default:
+    those this process may use) as TensorFlow's intra-op threads, at least one. On the 2-core CPU two passes of
+    one thread each ran magenta-26 at 512x340 px in 0.69x (float32) to 0.85x the time a frame of two passes that
+    each spread over both cores, whose threads wait on each other (BENCHMARKS.md, "Video").
+
+    The setting is the whole process's, and TensorFlow fixes it when it starts: call this after importing
+    TensorFlow and before its first op. Returns the threads set, or None where TensorFlow had already started.
+    """
+    cores = cores or len(os.sched_getaffinity(0))
+    threads = max(1, cores // passes)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:  # "Intra op parallelism cannot be modified after initialization."
+        return None
+    return threads
 
 
 def stylize_frames(frames, step):

@@ -102,7 +102,8 @@ def define_loss_network(commands=("transfer", "train", "video")):
                                  "'auto': for transfer, mixed_bfloat16 on a CPU with native bfloat16 "
                                  "(avx512_bf16 or amx_bf16, TensorFlow's oneDNN on) and no GPU, where a step took "
                                  "about 0.55x float32's time for the same picture, else float32; for train, "
-                                 "float32.", commands)))
+                                 "float32; for video's fast path, the same rule for the built-in networks' pass "
+                                 "(a saved --model runs as saved).", commands)))
     if not existed:
         _register_loss_network_validators()
     return group

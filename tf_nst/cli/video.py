@@ -60,7 +60,7 @@ flags.adopt_module_key_flags(flag_groups)
 _STYLE_FLAGS = (_STYLE, _STYLE_BLEND_WEIGHTS, _ALPHA, _STYLE_SIZE)
 _FAST_FLAGS = (_MODEL, _ALPHA, _STYLE_SIZE, _BUILTIN_STYLE)
 _OPTIMIZE_FLAGS = (_FRAME_STEPS, _FIRST_FRAME_STEPS, *(getattr(_NETWORK, name) for name in (
-    "backbone", "weights", "style_layers", "content_layers", "style_layer_weights", "pooling", "precision")),
+    "backbone", "weights", "style_layers", "content_layers", "style_layer_weights", "pooling")),
     _LOSS_WEIGHTS.content, _LOSS_WEIGHTS.style, _LOSS_WEIGHTS.tv)
 
 
@@ -73,7 +73,7 @@ def _check_fast(model):
     kind = common.model_kind(model)
     if _given(_OPTIMIZE_FLAGS):
         raise UserInputError(f"{', '.join(_given(_OPTIMIZE_FLAGS))} are for --method=optimize; the fast path "
-                             "takes --model, --style and --temporal_weight")
+                             "takes --model, --style, --temporal_weight and --precision")
     if kind == "arbitrary" and not _STYLE.present:
         raise UserInputError(f"--model={model!r} is an arbitrary-style model; give it --style=FILE "
                              "(comma-separated files to blend)")
@@ -83,6 +83,7 @@ def _check_fast(model):
              "one-style": _given([*_STYLE_FLAGS, _BUILTIN_STYLE])}[kind]
     if wrong:
         raise UserInputError(f"--model={model!r} ({kind}) takes no {', '.join(wrong)}")
+    pretrained.check_precision(model, _NETWORK.precision.value)
     if _TEMPORAL_WEIGHT.value is not None and _TEMPORAL_WEIGHT.value > defaults.VIDEO_MAX_BLEND:
         raise UserInputError(f"--temporal_weight={_TEMPORAL_WEIGHT.value:g} is past the fast path's blend of at "
                              f"most {defaults.VIDEO_MAX_BLEND:g}; give 0 (plain per-frame) to "
@@ -118,6 +119,10 @@ def _run():
     if _METHOD.value == "optimize":
         _check_optimize(plan)
     common.import_tensorflow()
+    if kind:
+        from tf_nst import video  # pylint: disable=import-outside-toplevel
+
+        video.share_cores()
     step = _fast_step(model, kind, style_paths) if kind else _optimize_step(style_paths, plan.size)
     return _stylize(plan, step)
 
@@ -136,7 +141,8 @@ def _fast_step(model, kind, style_paths):
         style = stylize.Style(stylize.read_styles(style_paths, size), tuple(map(float, weights)) if weights else None,
                               _ALPHA.value)
     weight = defaults.VIDEO_TEMPORAL_WEIGHT if _TEMPORAL_WEIGHT.value is None else _TEMPORAL_WEIGHT.value
-    return video.FastStep(stylize.load_stylizer(model), style, weight)
+    return video.FastStep(stylize.load_stylizer(model), style, weight,
+                          pass_model=video.pass_model(model, _NETWORK.precision.value))
 
 
 def _optimize_step(style_paths, size):
