@@ -166,7 +166,7 @@ class Consistency:
         A FastStep's frames are pipelined: its network pass depends on the frame alone and the flow on the input
         frames alone, so defaults.VIDEO_PASSES passes (and the flows, on a thread of their own) run ahead of the
         frame being blended; only the warp of the previous output and the blend wait for it. On the 2-core CPU
-        two passes at once ran 1.2-1.6x the frames per second of one pass on both cores (BENCHMARKS.md,
+        two passes at once ran 1.2-1.4x the frames per second of one pass on both cores (BENCHMARKS.md,
         "Video"). An OptimizeStep's frame starts from the previous result, so its frames run one after another.
         """
         if not isinstance(self.step, FastStep):
@@ -204,7 +204,8 @@ def pass_model(name, precision=defaults.PRECISION):
     """The network for FastStep's pass_model: built-in network `name` at `precision` ("auto": precision.resolve's
     choice on this machine, mixed_bfloat16 on a CPU with native bfloat16 and no GPU), or None where that is
     float32 or `name` is not a built-in network (a saved model runs as saved). With native bfloat16 the pipelined
-    passes of magenta-26 at 512 px ran 1.2x as fast for the same picture (0.2 grey levels apart on average).
+    passes of magenta-26 at 512 px ran 1.1x (the fast path) to 1.24x (per-frame) as fast for the same picture
+    (0.2 grey levels apart on average).
 
     Raises:
       UserInputError: another precision than float32 or "auto" for a model that is not built in.
@@ -219,8 +220,8 @@ def pass_model(name, precision=defaults.PRECISION):
 def share_cores(passes=defaults.VIDEO_PASSES, cores=None):
     """Gives each of the fast path's `passes` network passes in flight its share of the CPU's `cores` (default:
     those this process may use) as TensorFlow's intra-op threads, at least one. On the 2-core CPU two passes of
-    one thread each ran magenta-26 at 512x340 px in 0.69x (float32) to 0.85x the time a frame of two passes that
-    each spread over both cores, whose threads wait on each other (BENCHMARKS.md, "Video").
+    one thread each ran magenta-26 at 512x340 px in 0.93x (float32) and 0.85x (bfloat16) the time a frame of two
+    passes that each spread over both cores, whose threads wait on each other (BENCHMARKS.md, "Video").
 
     The setting is the whole process's, and TensorFlow fixes it when it starts: call this after importing
     TensorFlow and before its first op. Returns the threads set, or None where TensorFlow had already started.
