@@ -173,12 +173,14 @@ def test_flagfile_equals_the_flags_inline(paths):
 def test_tolerance_stops_a_converged_run_and_says_so(paths):
     """A loose --tolerance ends the run before --num_steps with a 'converged' progress line; 0 runs every step."""
     pinned = ["--style_weight=5", "--tv_weight=10"]  # losses.LossWeights()'s: the curve decides the stop
-    _, terms, stdout = _transfer(paths, "loose", "--num_steps=60", "--tolerance=0.05", "--print_every=1", *pinned)
+    # 100 steps: the curve's last 5% over 20 steps came at step 62-65 on a Xeon (bfloat16 and float32), past the
+    # 60 that sufficed on the earlier AMD EPYC.
+    _, terms, stdout = _transfer(paths, "loose", "--num_steps=100", "--tolerance=0.05", "--print_every=1", *pinned)
     (line,) = [line for line in stdout.splitlines() if "converged" in line]
-    stopped = int(re.match(r"step +(\d+)/60 ", line).group(1))
-    assert 20 < stopped < 60 and "(< --tolerance=0.05)" in line
+    stopped = int(re.match(r"step +(\d+)/100 ", line).group(1))
+    assert 20 < stopped < 100 and "(< --tolerance=0.05)" in line
     # One line per step: the step that converges is printed once, with the note, and is the last.
-    assert [int(step) for step in re.findall(r"^step +(\d+)/60 ", stdout, re.M)] == list(range(1, stopped + 1))
+    assert [int(step) for step in re.findall(r"^step +(\d+)/100 ", stdout, re.M)] == list(range(1, stopped + 1))
     _, _, stdout = _transfer(paths, "strict", "--num_steps=30", "--tolerance=0", "--print_every=0")
     assert "converged" not in stdout and re.search(r"^step 30/30 ", stdout, re.M)
 
