@@ -41,8 +41,6 @@ _STYLE_NAME = flags.DEFINE_string("finetune_style", "hubble_deep_field", "The st
 _CROP = flags.DEFINE_integer("crop", 128, "Training crop side.")
 _STYLE_WEIGHTS = flags.DEFINE_list("finetune_style_weights", ["5"],
                                    "Style weights to fine-tune with, each a run per mode (content weight 1).")
-_STYLE_LOSS = flags.DEFINE_enum("finetune_style_loss", "gram", ["gram", "moments"],
-                                "What the fine-tunes' style term matches (train.TrainConfig.style_loss).")
 _TRANSFER = flags.DEFINE_bool("transfer", True, "Also per-image transfer at its defaults (256 px) per held-out photo.")
 
 
@@ -97,8 +95,7 @@ def main(argv):
     targets = [float(m) * 60 * _CORES for m in _MINUTES.value]  # CPU seconds
     for architecture, mode, style_weight in runs:
         train_dir = os.path.join(work, f"{architecture}_{mode}_{style_weight}")
-        name = (f"fine-tuned ({mode}, {_STYLE_LOSS.value} loss, style weight {style_weight:g})"
-                if architecture == "finetune"
+        name = (f"fine-tuned ({mode}, style weight {style_weight:g})" if architecture == "finetune"
                 else "Johnson from scratch")
         weights = None if style_weight is None else losses.LossWeights(style=style_weight)
         cpu = wall = 0.0
@@ -114,7 +111,7 @@ def main(argv):
                     planned = max(1, int((target - cpu - setup) / per_step))
                 run = train.TrainConfig(
                     dataset_dir=photos, train_dir=train_dir, style_image=style_path, architecture=architecture,
-                    finetune=mode or "norms", style_loss=_STYLE_LOSS.value if mode else "gram", image_size=_CROP.value, style_size=512, batch_size=4,
+                    finetune=mode or "norms", image_size=_CROP.value, style_size=512, batch_size=4,
                     num_steps=steps + planned, checkpoint_every=100_000, summary_every=0, print_every=0,
                     extractor=vgg.ExtractorConfig(weights="imagenet_q8"), loss_weights=weights)
                 start_cpu, start_wall = _cpu_seconds(), time.perf_counter()

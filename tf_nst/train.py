@@ -40,7 +40,6 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 # "finetune": a one-style network started from the pretrained magenta-arbitrary (train --init_from).
 ARCHITECTURES = {"johnson": train_johnson.JohnsonRecipe, "adain": train_adain.AdainRecipe,
                  "finetune": train_finetune.FinetuneRecipe}
-STYLE_LOSSES = ("gram", "moments")
 # Training images shown, stylised, in TensorBoard (the arbitrary network: with as many styles, in a grid).
 NUM_PREVIEW_IMAGES = 2
 
@@ -81,8 +80,6 @@ class TrainConfig:
       seed: seeds the initial weights and the data order.
       finetune: "finetune" only: what trains (train_finetune.FINETUNE_MODES): the style's "embedding", it and the
         "norms"' gamma/beta projections, or "all" of the transformer.
-      style_loss: "johnson" and "finetune": what the style term matches (STYLE_LOSSES): the style's "gram"
-        matrices (Johnson et al. 2016), or its channel "moments", mean and std (Huang & Belongie 2017, eq. 11).
     """
 
     dataset_dir: str
@@ -108,7 +105,6 @@ class TrainConfig:
     loss_weights: losses.LossWeights | None = None
     seed: int = 0
     finetune: str = defaults.FINETUNE
-    style_loss: str = "gram"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,8 +208,6 @@ def _validate_architecture(config):
     if config.finetune not in train_finetune.FINETUNE_MODES:
         raise UserInputError(f"unknown finetune {config.finetune!r}; use one of "
                              f"{', '.join(train_finetune.FINETUNE_MODES)}")
-    if config.style_loss not in STYLE_LOSSES:
-        raise UserInputError(f"unknown style_loss {config.style_loss!r}; use one of {', '.join(STYLE_LOSSES)}")
     if config.architecture in ("johnson", "finetune"):
         if config.style_image is None or config.style_dir is not None:
             raise UserInputError(f"the {config.architecture} network learns one style image: give style_image, "

@@ -53,8 +53,7 @@ class JohnsonRecipe:
     def prepare(self, model):  # pylint: disable=unused-argument
         """Computes the style targets once, after the networks exist."""
         style_features = self.extractor(tf.convert_to_tensor(self.style, tf.float32)[None])
-        targets = losses.moment_targets if self.config.style_loss == "moments" else losses.style_targets
-        self.style_grams = targets(style_features, self.config.extractor.style_layers)
+        self.style_grams = losses.style_targets(style_features, self.config.extractor.style_layers)
 
     @staticmethod
     def batch_size(batch):
