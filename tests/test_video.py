@@ -474,6 +474,8 @@ def bad_inputs(tmp_path_factory, image_files, tiny_model):
         "existing output": ([f"--input={clip}", f"--output={text}", style], "--overwrite"),
         "past the memory check": ([f"--input={huge}", f"--output={out}", "--method=optimize", style],
                                   "smaller --max_size"),
+        "past the fast path's memory check": ([f"--input={huge}", f"--output={out}", style],
+                                              "passes in flight"),
         "fast flag for optimize": ([f"--input={clip}", f"--output={out}", "--method=optimize", "--alpha=0.5",
                                     style], "--alpha"),
         "blend past the bound": ([f"--input={clip}", f"--output={out}", "--temporal_weight=0.99", style], "0.95"),
@@ -485,6 +487,7 @@ def bad_inputs(tmp_path_factory, image_files, tiny_model):
 
 @pytest.mark.parametrize("case", ["not a video", "zero frames", "output is the input", "unwritable output",
                                   "unknown extension", "existing output", "past the memory check",
+                                  "past the fast path's memory check",
                                   "fast flag for optimize", "blend past the bound", "no --output",
                                   "bfloat16 for a saved model"])
 def test_bad_input_is_one_line_and_exit_2_with_no_output(bad_inputs, case):

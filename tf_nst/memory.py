@@ -30,6 +30,12 @@ HEADROOM = 0.9
 STYLIZE_BASE_BYTES = 800e6
 STYLIZE_STYLE_BYTES_PER_PIXEL = 1200.0
 STYLIZE_CONTENT_BYTES_PER_PIXEL = 750.0
+# `video`'s fast path, defaults.VIDEO_PASSES passes of a pretrained network in flight: peak RSS of the command line,
+# measured on 2026-12-07 (BENCHMARKS.md, "The memory check of video's fast path"): magenta-26 1.66 GB at 0.96 Mpx
+# frames and 4.22-4.28 GB at 3.84 Mpx (about 800 MB plus 900 B per frame pixel), magenta-arbitrary 1.31 and
+# 2.37-2.54 GB. Rounded up as above.
+VIDEO_BASE_BYTES = 950e6
+VIDEO_BYTES_PER_PIXEL = 1000.0
 # Training (`train`, the Johnson network, float32): peak RSS of the command line over 3 steps, measured on
 # 2026-12-03 (BENCHMARKS.md, "The memory check of stylize and train"): 1.3 GB at 1 x 256^2 crop pixels, 2.6 GB
 # at 1 x 512^2, 7.4 GB at 4 x 512^2; about 910 MB plus 6.2 KB per pixel of the batch (the loss network's
@@ -113,6 +119,11 @@ def estimate_stylize_bytes(content_pixels, style_pixels, pretrained=True):
         return STYLIZE_BASE_BYTES + max(content_pixels * STYLIZE_CONTENT_BYTES_PER_PIXEL,
                                         style_pixels * STYLIZE_STYLE_BYTES_PER_PIXEL)
     return BASE_BYTES + style_pixels * BYTES_PER_PIXEL
+
+
+def estimate_video_bytes(frame_pixels):
+    """Estimated peak memory of `video`'s fast path with a pretrained network, for frames of `frame_pixels`."""
+    return VIDEO_BASE_BYTES + frame_pixels * VIDEO_BYTES_PER_PIXEL
 
 
 def estimate_train_bytes(batch_size, crop_size, style_pixels=0):

@@ -104,6 +104,17 @@ def _check_optimize(plan):
                              f"the {available / 1e9:.1f} GB free; give a smaller --max_size")
 
 
+def _check_fast_memory(plan):
+    """Refuses frames whose passes in flight would not fit in the available memory (memory.estimate_video_bytes,
+    measured on the pretrained networks; a saved model's cost is unmeasured)."""
+    width, height = plan.size
+    needed, available = memory.estimate_video_bytes(width * height), memory.available_bytes()
+    if not memory.within(needed, available):
+        raise UserInputError(f"{width}x{height} px frames need about {needed / 1e9:.1f} GB for the fast path's "
+                             f"{defaults.VIDEO_PASSES} passes in flight, more than the {available / 1e9:.1f} GB "
+                             "free; give a smaller --max_size")
+
+
 def _run():
     common.require_flags("video", _INPUT, _OUTPUT)
     optional.require("av", "the video command")
@@ -118,6 +129,8 @@ def _run():
     plan = video_io.plan_video(_INPUT.value, _OUTPUT.value, _MAX_SIZE.value or None, _OVERWRITE.value)
     if _METHOD.value == "optimize":
         _check_optimize(plan)
+    elif pretrained.is_builtin(model):
+        _check_fast_memory(plan)
     common.import_tensorflow()
     if kind:
         from tf_nst import video  # pylint: disable=import-outside-toplevel
