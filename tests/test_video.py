@@ -508,6 +508,22 @@ def test_bad_input_is_one_line_and_exit_2_with_no_output(bad_inputs, case):
     assert set(os.listdir(folder)) == before  # no output, no work folder, no temporary
 
 
+def test_bfloat16_on_a_cpu_without_it_is_warned_as_transfer_warns(tmp_path):
+    """--precision=mixed_bfloat16 where TensorFlow runs no native bfloat16 (oneDNN off here) says, in one line,
+    that it ran 9x slower, and the run still writes the clip; 'auto' then runs float32 and says nothing."""
+    clip = tmp_path / "clip.mp4"
+    write_clip(clip, pan(2))
+    environment = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
+    for precision, warned in (("mixed_bfloat16", True), ("auto", False)):
+        output = tmp_path / f"{precision}.mp4"
+        command = [sys.executable, os.path.join(ROOT, "main.py"), "video", f"--input={clip}", f"--output={output}",
+                   "--model=magenta-26", "--builtin_style=7", f"--precision={precision}"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT, check=False,
+                                env=environment)
+        assert result.returncode == 0 and output.exists(), result.stderr
+        assert ("9x slower" in result.stderr) == warned, result.stderr
+
+
 def test_without_the_extra_the_command_names_it(tmp_path):
     result = run_cli(f"--input={tmp_path}", f"--output={tmp_path / 'o.mp4'}",
                      python_prefix="import sys; sys.modules['av'] = None")

@@ -136,6 +136,8 @@ def _run():
         from tf_nst import video  # pylint: disable=import-outside-toplevel
 
         video.share_cores()
+        if pretrained.is_builtin(model):
+            common.warn_slow_settings(_NETWORK.precision.value)
     step = _fast_step(model, kind, style_paths) if kind else _optimize_step(style_paths, plan.size)
     return _stylize(plan, step)
 
