@@ -236,7 +236,9 @@ def main(argv):
     style_image = os.path.join(SAMPLES_DIR, "coffee.jpg")
     folder = tempfile.mkdtemp()
     print(f"machine: {machine.describe()}; clip: pan and zoom over astronaut, {_FRAMES.value} frames at "
-          f"{_SIZE.value} px (H.264 crf 12, decoded); TensorFlow intra-op threads: {threads or 'default'}; fast path's pass: {precision.resolve(_PRECISION.value)}; style: coffee.jpg; judge: HED VGG16 (every 8th frame from the "
+          f"{_SIZE.value} px (H.264 crf 12, decoded); TensorFlow intra-op threads: {threads or 'default'}; "
+          f"fast path's pass: {precision.resolve(_PRECISION.value)}; style: coffee.jpg; judge: HED VGG16 (every 8th "
+          "frame from the "
           "4th; the optimisation path: every frame but the first)")
     source = os.path.join(folder, "clip.mp4")
     _write_mp4(source, clip(_FRAMES.value, _SIZE.value))

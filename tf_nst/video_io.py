@@ -409,7 +409,8 @@ def plan_video(input_path, output, max_size=None, overwrite=False):
 
 
 class WorkFolder:
-    """A run's finished frames, frame_000000.npy on (WORK_FRAME_NAME), and the fingerprint of the run that wrote them (RUN_FILE).
+    """A run's finished frames, frame_000000.npy on (WORK_FRAME_NAME), and the fingerprint of the run that wrote
+    them (RUN_FILE).
 
     A rerun of the same command (same fingerprint) resumes after the last frame found in order; another run's
     folder is refused rather than mixed in.
