@@ -39,8 +39,16 @@ _MINUTES = flags.DEFINE_list("minutes", ["2", "5", "10"], "The 2-core CPU minute
 _JOHNSON = flags.DEFINE_bool("johnson", True, "Also a Johnson network from scratch, to the same steps.")
 _STYLE_NAME = flags.DEFINE_string("finetune_style", "hubble_deep_field", "The style (a scikit-image name).")
 _CROP = flags.DEFINE_integer("crop", 128, "Training crop side.")
-_STYLE_WEIGHTS = flags.DEFINE_list("finetune_style_weights", ["5"],
-                                   "Style weights to fine-tune with, each a run per mode (content weight 1).")
+_STYLE_WEIGHTS = flags.DEFINE_list("finetune_style_weights", [], "Style weights to fine-tune with, each a run per "
+                                   "mode (content weight 1); none: one run per mode at train's default.")
+_STYLE_SIZE = flags.DEFINE_integer("finetune_style_size", None, "The style image's longer side for the training's "
+                                   "Gram targets (default: train's).")
+_TV = flags.DEFINE_float("finetune_tv_weight", None, "The TV weight of every run (default: train's).")
+_LAYER_WEIGHTS = flags.DEFINE_list("finetune_style_layer_weights", [], "The style layers' relative weights, "
+                                    "shallowest first (default: train's, equal).")
+_LEARNING_RATE = flags.DEFINE_float("finetune_learning_rate", None, "Adam's learning rate (default: train's).")
+_SHEET = flags.DEFINE_string("finetune_sheet", "", "Write a picture sheet here (JPEG): a row per held-out photo, "
+                              "then the plain pass, each network as judged, per-image transfer; empty: none.")
 _TRANSFER = flags.DEFINE_bool("transfer", True, "Also per-image transfer at its defaults (256 px) per held-out photo.")
 
 
@@ -50,7 +58,8 @@ def _cpu_seconds():
 
 def main(argv):
     del argv
-    from tf_nst import arbitrary, image_io, losses, pretrained, stylize, train, vgg  # pylint: disable=import-outside-toplevel
+    from tf_nst import (  # pylint: disable=import-outside-toplevel
+        arbitrary, defaults, image_io, losses, pretrained, stylize, train, train_finetune, vgg)
 
     work = tempfile.mkdtemp()
     photos = os.path.join(work, "photos")
@@ -66,8 +75,11 @@ def main(argv):
     held_out = proof._held_out(proof._HELD_OUT, 256)  # pylint: disable=protected-access
     judged_style = np.asarray(image_io.resize_shorter_side(style.astype(np.float32), 256))
 
+    columns = [list(held_out.values())]  # the sheet's: the photos, then each judged network's pictures
+
     def grade(model_fn):
         outputs = {name: model_fn(image) for name, image in held_out.items()}
+        columns.append(list(outputs.values()))
         return (statistics.mean(judge.style(o, judged_style) for o in outputs.values()),
                 statistics.mean(judge.content(o, held_out[n]) for n, o in outputs.items()))
 
@@ -86,18 +98,26 @@ def main(argv):
         for name, image in held_out.items():
             outputs[name] = tf_nst.transfer(image, style, image_size=256, weights="imagenet_q8").astype(np.float32)
         cpu, wall = (_cpu_seconds() - cpu) / len(held_out), (time.perf_counter() - wall) / len(held_out)
+        transferred = list(outputs.values())
         style_distance = statistics.mean(judge.style(o, judged_style) for o in outputs.values())
         content_distance = statistics.mean(judge.content(o, held_out[n]) for n, o in outputs.items())
         print(f"| per-image transfer, defaults, per photo | - | {cpu / _CORES / 60:.1f} min ({wall:.0f} s wall) | "
               f"{style_distance:.3f} | {style_distance / plain[0]:.2f} | {content_distance:.3f} |", flush=True)
-    runs = [("finetune", mode, float(weight)) for mode in _MODES.value for weight in _STYLE_WEIGHTS.value]
+    runs = [("finetune", mode, None if weight is None else float(weight))
+            for mode in _MODES.value for weight in _STYLE_WEIGHTS.value or [None]]
     runs += [("johnson", None, None)] if _JOHNSON.value else []
     targets = [float(m) * 60 * _CORES for m in _MINUTES.value]  # CPU seconds
     for architecture, mode, style_weight in runs:
         train_dir = os.path.join(work, f"{architecture}_{mode}_{style_weight}")
-        name = (f"fine-tuned ({mode}, style weight {style_weight:g})" if architecture == "finetune"
-                else "Johnson from scratch")
-        weights = None if style_weight is None else losses.LossWeights(style=style_weight)
+        weight_text = "train's defaults" if style_weight is None else f"style weight {style_weight:g}"
+        name = f"fine-tuned ({mode}, {weight_text})" if architecture == "finetune" else "Johnson from scratch"
+        given = {"style": style_weight, "tv": _TV.value, "layer_weights": _LAYER_WEIGHTS.value or None}
+        given = {key: value for key, value in given.items() if value is not None}
+        weights = None
+        if given and architecture == "finetune":
+            weights = train_finetune.loss_weights(defaults.STYLE_LAYERS, **given)
+        elif given:
+            weights = losses.LossWeights(**{key: value for key, value in given.items() if key != "layer_weights"})
         cpu = wall = 0.0
         steps, calls = 0, []  # calls: (steps run, CPU seconds) of each train() call
         for target in targets:
@@ -111,9 +131,10 @@ def main(argv):
                     planned = max(1, int((target - cpu - setup) / per_step))
                 run = train.TrainConfig(
                     dataset_dir=photos, train_dir=train_dir, style_image=style_path, architecture=architecture,
-                    finetune=mode or "norms", image_size=_CROP.value, style_size=512, batch_size=4,
+                    finetune=mode or "norms", image_size=_CROP.value, style_size=_STYLE_SIZE.value, batch_size=4,
                     num_steps=steps + planned, checkpoint_every=100_000, summary_every=0, print_every=0,
-                    extractor=vgg.ExtractorConfig(weights="imagenet_q8"), loss_weights=weights)
+                    extractor=vgg.ExtractorConfig(weights="imagenet_q8"), loss_weights=weights,
+                    **({} if _LEARNING_RATE.value is None else {"learning_rate": _LEARNING_RATE.value}))
                 start_cpu, start_wall = _cpu_seconds(), time.perf_counter()
                 result = train.train(run, train.History())
                 used = _cpu_seconds() - start_cpu
@@ -123,6 +144,11 @@ def main(argv):
             style_distance, content_distance = grade(lambda image, m=model: stylize.stylize_image(m, image))
             print(f"| {name} | {steps} | {cpu / _CORES / 60:.1f} min ({wall:.0f} s wall) | {style_distance:.3f} | "
                   f"{style_distance / plain[0]:.2f} | {content_distance:.3f} |", flush=True)
+    if _SHEET.value:
+        if _TRANSFER.value:
+            columns.append(transferred)
+        proof._write_sheet(_SHEET.value, [list(row) for row in zip(*columns)])  # pylint: disable=protected-access
+
 
 if __name__ == "__main__":
     app.run(main)

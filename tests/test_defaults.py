@@ -24,6 +24,9 @@ def test_the_tuned_loss_weights_are_pinned():
     # Chosen by the time to reach the TF recipe's picture on HED VGG16 (BENCHMARKS.md, "Time to a good picture:
     # coarse to fine from noise").
     assert (defaults.INIT, defaults.NUM_SCALES, defaults.COARSE_STEPS) == ("noise", "auto", 100)
+    # The fine-tune's (BENCHMARKS.md, "Fine-tuning: the style's scale and transfer's loss shape").
+    assert (defaults.FINETUNE_STYLE_WEIGHT, defaults.FINETUNE_TV_WEIGHT, defaults.FINETUNE_STYLE_SIZE) == (
+        1.5, defaults.TRANSFER_TV_WEIGHT, defaults.PRETRAINED_STYLE_SIZE)
     # Chosen by the same measure on three pairs (BENCHMARKS.md, "Time to a good picture: the content's detail").
     assert defaults.CONTENT_DETAIL is True
     assert (defaults.AUTO_SCALE_SIZE, defaults.AUTO_MIN_SIDE) == (64, 32)
@@ -70,11 +73,11 @@ def test_the_command_line_flags_default_to_the_shared_values():
     # Each command has its own loss weights (test_each_command_fills_in_its_own_loss_weights); the help says which.
     for name in ("content_weight", "style_weight", "tv_weight"):
         assert default(name) is None
-    assert "(default 8 for transfer, 5 for train, 40 for train --architecture=adain)" in flags.FLAGS[
-        "style_weight"].help
+    assert ("(default 8 for transfer, 5 for train, 1.5 for train --init_from, 40 for train --architecture=adain)"
+            in " ".join(flags.FLAGS["style_weight"].help.split()))
     assert default("style_layer_weights") is None
-    assert "default: for transfer on the default --style_layers 1,1,1,0.5,0, else equal" in " ".join(
-        flags.FLAGS["style_layer_weights"].help.split())
+    assert ("default: for transfer and train --init_from on the default --style_layers 1,1,1,0.5,0, else "
+            "equal") in " ".join(flags.FLAGS["style_layer_weights"].help.split())
     assert (default("image_size"), default("num_steps"), default("optimizer"), default("learning_rate"),
             default("lbfgs_history")) == (defaults.IMAGE_SIZE, defaults.NUM_STEPS, defaults.OPTIMIZER,
                                           defaults.LEARNING_RATE, defaults.LBFGS_HISTORY)
@@ -128,11 +131,20 @@ def test_each_command_fills_in_its_own_loss_weights():
     assert terms(train) == (defaults.CONTENT_WEIGHT, defaults.STYLE_WEIGHT, defaults.TV_WEIGHT)
     assert train.style_layers == {name: 1.0 for name in defaults.STYLE_LAYERS}
     assert trained_adain == adain.loss_weights()
+    with _parsed(*folders, "--init_from=magenta-arbitrary"):
+        finetune = train_cli._train_config().loss_weights  # pylint: disable=protected-access
+    assert terms(finetune) == (defaults.CONTENT_WEIGHT, defaults.FINETUNE_STYLE_WEIGHT, defaults.FINETUNE_TV_WEIGHT)
+    assert finetune.style_layers == dict(zip(defaults.STYLE_LAYERS, defaults.TRANSFER_STYLE_LAYER_WEIGHTS))
     with _parsed(*folders, "--style_weight=7", "--tv_weight=0"):
         transfer = transfer_cli._transfer_config(no_masks).loss_weights  # pylint: disable=protected-access
         train = train_cli._train_config().loss_weights  # pylint: disable=protected-access
+    with _parsed(*folders, "--style_weight=7", "--tv_weight=0", "--init_from=magenta-arbitrary",
+                 "--style_layer_weights=1,2,3,4,5"):
+        finetune = train_cli._train_config().loss_weights  # pylint: disable=protected-access
     assert terms(transfer) == (defaults.CONTENT_WEIGHT, 7.0, 0.0)
     assert terms(train) == (defaults.CONTENT_WEIGHT, 7.0, 0.0)
+    assert terms(finetune) == (defaults.CONTENT_WEIGHT, 7.0, 0.0)
+    assert finetune.style_layers == dict(zip(defaults.STYLE_LAYERS, (1.0, 2.0, 3.0, 4.0, 5.0)))
     # Transfer's layer weights are for the default style layers: other layers weigh 1 each, and given weights win.
     with _parsed(*folders, "--style_layers=block1_conv1,block5_conv1"):
         transfer = transfer_cli._transfer_config(no_masks).loss_weights  # pylint: disable=protected-access
@@ -140,3 +152,26 @@ def test_each_command_fills_in_its_own_loss_weights():
     with _parsed(*folders, "--style_layer_weights=1,1,1,1,1"):
         transfer = transfer_cli._transfer_config(no_masks).loss_weights  # pylint: disable=protected-access
     assert transfer.style_layers == {name: 1.0 for name in defaults.STYLE_LAYERS}
+
+
+def test_a_fine_tune_sees_the_style_and_trains_as_long_as_its_defaults_say():
+    """train's style size and steps: the one-style network's, or the fine-tune's with --init_from (the size the
+    pretrained network sees a style at); given values win; the Python API's TrainConfig resolves the same."""
+    from tf_nst import train  # pylint: disable=import-outside-toplevel
+    from tf_nst.cli import train as train_cli  # pylint: disable=import-outside-toplevel
+
+    folders = ["--dataset_dir=data", "--train_dir=run"]
+    sized = lambda config: (config.style_size, config.num_steps)  # noqa: E731
+    with _parsed(*folders):
+        johnson = train.resolve_defaults(train_cli._train_config())  # pylint: disable=protected-access
+    with _parsed(*folders, "--init_from=magenta-arbitrary"):
+        finetune = train.resolve_defaults(train_cli._train_config())  # pylint: disable=protected-access
+    with _parsed(*folders, "--init_from=magenta-arbitrary", "--train_style_size=300", "--num_train_steps=7"):
+        given = train.resolve_defaults(train_cli._train_config())  # pylint: disable=protected-access
+    assert sized(johnson) == (defaults.TRAIN_STYLE_SIZE, defaults.TRAIN_STEPS)
+    assert sized(finetune) == (defaults.FINETUNE_STYLE_SIZE, defaults.FINETUNE_STEPS)
+    assert defaults.FINETUNE_STYLE_SIZE == defaults.PRETRAINED_STYLE_SIZE != defaults.TRAIN_STYLE_SIZE
+    assert sized(given) == (300, 7)
+    api_config = train.resolve_defaults(train.TrainConfig("data", "run", "style.png", architecture="finetune"))
+    assert sized(api_config) == sized(finetune) and api_config.loss_weights == finetune.loss_weights
+    assert train.resolve_defaults(train.TrainConfig("data", "run", "style.png")).loss_weights is None  # its recipe's

@@ -97,6 +97,24 @@ PRETRAINED_STYLE_SIZE = 256
 # minutes; "norms" trains the fewest weights that get there. "embedding" alone moves slowly and costs more content
 # for its style (after 5 minutes 0.78 of the plain pass's style distance at 1.14 of its content distance).
 FINETUNE = "norms"
+# ... and its loss and style size (train.resolve_defaults). The style is seen at the size at which the arbitrary
+# network's style predictor sees it (PRETRAINED_STYLE_SIZE), so that the fine-tuned network paints the textures at
+# the plain pass's scale: with the style at the one-style network's 512 px the fine-tune learned textures 1.7x too
+# fine for pictures of the plain pass's size. Per-image transfer's TV weight and style layer weights (block5_conv1
+# out), which were tuned on the same HED judge. Together they moved the fine-tune's style/content trade-off
+# below the plain pass's: at its content distance, about 0.88 of its style distance, where train's defaults gave
+# about 0.98 (BENCHMARKS.md, "Fine-tuning: the style's scale and transfer's loss shape"). Style weight 1.5 keeps
+# about the plain pass's content distance; a larger --style_weight trades content for more style. Neither the
+# whole transformer, a larger learning rate nor more steps did better: the distances settle within about 150
+# steps of batch 4 at 128 px, so FINETUNE_STEPS leaves a margin.
+FINETUNE_STYLE_WEIGHT = 1.5
+FINETUNE_TV_WEIGHT = TRANSFER_TV_WEIGHT
+FINETUNE_STYLE_SIZE = PRETRAINED_STYLE_SIZE
+FINETUNE_STEPS = 300
+# The one-style network's (train's "johnson"): the style's longer side, and the steps (Johnson et al. 2016: 40k
+# steps of batch 4).
+TRAIN_STYLE_SIZE = 512
+TRAIN_STEPS = 40_000
 # `video`: the fast path blends each stylised frame with the previous output warped by the flow, this much of
 # the previous output where the flow is reliable (0: plain per-frame); at most VIDEO_MAX_BLEND, so that every
 # frame keeps at least that share of its own stylised picture and nothing compounds over a long shot.

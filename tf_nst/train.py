@@ -61,9 +61,11 @@ class TrainConfig:
       image_size: training crops are image_size x image_size ("adain": a multiple of adain.DOWNSAMPLING).
       resize: the shorter side of every image before its random crop (None: image_size, the Johnson recipe;
         the arbitrary network's is 512, as Huang & Belongie's).
-      style_size: the style image's longer side, in pixels, when its Gram matrices are computed ("johnson").
+      style_size: the style image's longer side, in pixels, when its Gram matrices are computed ("johnson" and
+        "finetune"; None: defaults.TRAIN_STYLE_SIZE, or FINETUNE_STYLE_SIZE for "finetune": resolve_defaults).
       batch_size: global batch size (split across replicas).
-      num_steps: the step to train up to (a resumed run continues to the same total).
+      num_steps: the step to train up to (a resumed run continues to the same total; None: defaults.TRAIN_STEPS,
+        or FINETUNE_STEPS for "finetune").
       learning_rate: Adam's learning rate.
       checkpoint_every: save a checkpoint every N steps (also at the end and on SIGINT/SIGTERM).
       summary_every: write loss scalars and a preview image to TensorBoard every N steps (0: never).
@@ -76,7 +78,8 @@ class TrainConfig:
       width_multiplier, num_residual_blocks: the network's shape (transformer.build_transformer; the arbitrary
         network's decoder takes the width only: adain.build_decoder).
       extractor: the loss network (vgg.ExtractorConfig); for "adain" also the encoder, whose layers are fixed.
-      loss_weights: a losses.LossWeights (None: the architecture's defaults).
+      loss_weights: a losses.LossWeights (None: the architecture's defaults; "finetune":
+        train_finetune.loss_weights).
       seed: seeds the initial weights and the data order.
       finetune: "finetune" only: what trains (train_finetune.FINETUNE_MODES): the style's "embedding", it and the
         "norms"' gamma/beta projections, or "all" of the transformer.
@@ -89,9 +92,9 @@ class TrainConfig:
     style_dir: str | None = None
     image_size: int = 256
     resize: int | None = None
-    style_size: int = 512
+    style_size: int | None = None
     batch_size: int = 4
-    num_steps: int = 40_000
+    num_steps: int | None = None
     learning_rate: float = 1e-3
     checkpoint_every: int = 1000
     summary_every: int = 100
@@ -178,8 +181,22 @@ class History(Callback):
         self.history[step] = terms
 
 
+def resolve_defaults(config):
+    """`config` with what it leaves None filled in by its architecture (tf_nst/defaults.py): the style size, the
+    steps, and a "finetune" run's loss weights (train_finetune.loss_weights; the other architectures' recipes
+    read None as their own)."""
+    finetune = config.architecture == "finetune"
+    filled = {"style_size": defaults.FINETUNE_STYLE_SIZE if finetune else defaults.TRAIN_STYLE_SIZE,
+              "num_steps": defaults.FINETUNE_STEPS if finetune else defaults.TRAIN_STEPS}
+    if finetune:
+        filled["loss_weights"] = train_finetune.loss_weights(config.extractor.style_layers)
+    return dataclasses.replace(config, **{name: value for name, value in filled.items()
+                                          if getattr(config, name) is None})
+
+
 def validate_config(config):
     """Checks everything about a TrainConfig that can be checked before TensorFlow starts."""
+    config = resolve_defaults(config)
     _validate_architecture(config)
     if config.strategy not in STRATEGIES:
         raise UserInputError(f"unknown strategy {config.strategy!r}; use one of {', '.join(STRATEGIES)}")
@@ -421,6 +438,7 @@ def train(config, callback=None):
       UserInputError: a bad config, dataset or style folder, style image or train_dir.
       outputs.FolderInUseError: another run trains in train_dir (it holds its lock file, files.train_lock_name).
     """
+    config = resolve_defaults(config)
     validate_config(config)
     strategy = make_strategy(config.strategy)  # first: multi-worker training needs it before other TF ops
     if config.batch_size < strategy.num_replicas_in_sync:

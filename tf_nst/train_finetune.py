@@ -14,12 +14,23 @@ import tensorflow as tf
 from tf_nst import defaults
 from tf_nst import image_io
 from tf_nst import magenta
+from tf_nst import optimize
 from tf_nst import pretrained
 from tf_nst import train_johnson
 from tf_nst.precision import dtype_policy
 
 # What TrainConfig.finetune trains: the style's embedding; it and the norms' gamma/beta projections; everything.
 FINETUNE_MODES = ("embedding", "norms", "all")
+
+
+def loss_weights(style_layers, content=None, style=None, tv=None, layer_weights=None):
+    """The fine-tune's losses.LossWeights on `style_layers`, the one place its defaults apply: each of content,
+    style and tv is the given weight, else defaults.CONTENT_WEIGHT, FINETUNE_STYLE_WEIGHT and FINETUNE_TV_WEIGHT;
+    the style layers weigh as in per-image transfer (optimize.transfer_loss_weights: `layer_weights` if given,
+    else on the default layers the tuned ones, block5_conv1 out)."""
+    return optimize.transfer_loss_weights(
+        style_layers, content=content, style=defaults.FINETUNE_STYLE_WEIGHT if style is None else style,
+        tv=defaults.FINETUNE_TV_WEIGHT if tv is None else tv, layer_weights=layer_weights)
 
 
 @keras.saving.register_keras_serializable(package="tf_nst")

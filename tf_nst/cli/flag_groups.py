@@ -91,7 +91,7 @@ def define_loss_network(commands=("transfer", "train", "video")):
         style_layer_weights=_once(
             flags.DEFINE_list, "style_layer_weights", None,
             _read_by("Relative weight of each style layer, one per --style_layers entry; 0 leaves a layer out "
-                     "(default: for transfer on the default --style_layers "
+                     "(default: for transfer and train --init_from on the default --style_layers "
                      f"{','.join(f'{w:g}' for w in defaults.TRANSFER_STYLE_LAYER_WEIGHTS)}, else equal).",
                      commands)),
         pooling=_once(flags.DEFINE_enum, "pooling", "max", ["max", "avg"],
@@ -147,18 +147,18 @@ def define_loss_weights(commands=("transfer", "train", "video")):
 
     Their defaults are the command's (None here): per-image transfer and each trained network have their own.
     """
-    def weight(name, what, transfer, train, adain):
+    def weight(name, what, transfer, train, finetune, adain):
         return _once(flags.DEFINE_float, f"{name}_weight", None, _read_by(
-            f"Weight of the {what} loss (default {transfer:g} for transfer, {train:g} for train, {adain:g} for "
-            "train --architecture=adain).", commands), lower_bound=0.0)
+            f"Weight of the {what} loss (default {transfer:g} for transfer, {train:g} for train, {finetune:g} for "
+            f"train --init_from, {adain:g} for train --architecture=adain).", commands), lower_bound=0.0)
 
     return LossWeightFlags(
         content=weight("content", "content", defaults.CONTENT_WEIGHT, defaults.CONTENT_WEIGHT,
-                       defaults.ADAIN_CONTENT_WEIGHT),
+                       defaults.CONTENT_WEIGHT, defaults.ADAIN_CONTENT_WEIGHT),
         style=weight("style", "style", defaults.TRANSFER_STYLE_WEIGHT, defaults.STYLE_WEIGHT,
-                     defaults.ADAIN_STYLE_WEIGHT),
+                     defaults.FINETUNE_STYLE_WEIGHT, defaults.ADAIN_STYLE_WEIGHT),
         tv=weight("tv", "total-variation (smoothness)", defaults.TRANSFER_TV_WEIGHT, defaults.TV_WEIGHT,
-                  defaults.ADAIN_TV_WEIGHT))
+                  defaults.FINETUNE_TV_WEIGHT, defaults.ADAIN_TV_WEIGHT))
 
 
 def define_style(commands=("transfer", "train", "stylize", "serve-request", "batch", "video")):

@@ -63,12 +63,14 @@ _TRAIN_IMAGE_SIZE = flags.DEFINE_integer(
     "train_image_size", 256, "Side of the square training crops, in pixels (adain: a multiple of 8).",
     lower_bound=16, upper_bound=defaults.MAX_IMAGE_SIZE)
 _TRAIN_STYLE_SIZE = flags.DEFINE_integer(
-    "train_style_size", 512, "Longer side of the style image, in pixels.", lower_bound=16,
-    upper_bound=defaults.MAX_IMAGE_SIZE)
+    "train_style_size", None, f"Longer side of the style image, in pixels (default {defaults.TRAIN_STYLE_SIZE}; "
+    f"{defaults.FINETUNE_STYLE_SIZE} with --init_from, the size the pretrained network sees a style at).",
+    lower_bound=16, upper_bound=defaults.MAX_IMAGE_SIZE)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 4, "Global batch size (split across replicas).", lower_bound=1,
                                    upper_bound=defaults.MAX_BATCH_SIZE)
 _NUM_TRAIN_STEPS = flags.DEFINE_integer(
-    "num_train_steps", 40_000, "Total training steps (a resumed run trains up to it).", lower_bound=1,
+    "num_train_steps", None, f"Total training steps (a resumed run trains up to it; default "
+    f"{defaults.TRAIN_STEPS:,}, {defaults.FINETUNE_STEPS} with --init_from).", lower_bound=1,
     upper_bound=defaults.MAX_TRAIN_STEPS)
 _TRAIN_LEARNING_RATE = flags.DEFINE_float(
     "train_learning_rate", 1e-3, "Adam learning rate of the network's weights.", lower_bound=0.0)
@@ -142,7 +144,8 @@ def _check_memory():
     """Refuses, before TensorFlow loads, a batch of crops whose training would not fit in the available memory
     (memory.estimate_train_bytes; the style image at --train_style_size counted)."""
     available = memory.available_bytes()
-    style_side = _TRAIN_STYLE_SIZE.value
+    style_side = _TRAIN_STYLE_SIZE.value or (defaults.FINETUNE_STYLE_SIZE if _INIT_FROM.value
+                                             else defaults.TRAIN_STYLE_SIZE)
     needed = memory.estimate_train_bytes(_BATCH_SIZE.value, _TRAIN_IMAGE_SIZE.value, style_side * style_side)
     if not memory.within(needed, available):
         raise UserInputError(
@@ -166,22 +169,27 @@ def _train_config():
         checkpoint_every=_CHECKPOINT_EVERY.value, summary_every=_SUMMARY_EVERY.value,
         print_every=_PRINT_EVERY.value, strategy=_STRATEGY.value, precision=_precision(),
         width_multiplier=_WIDTH_MULTIPLIER.value, seed=_SEED.value, extractor=_NETWORK.extractor_config(_SEED.value),
-        loss_weights=_adain_loss_weights() if adain else _WEIGHTS.loss_weights(
-            _NETWORK, defaults.CONTENT_WEIGHT, defaults.STYLE_WEIGHT, defaults.TV_WEIGHT))
+        loss_weights=_loss_weights(adain))
+
+
+def _loss_weights(adain):
+    """The loss weights of the flags given and the network's defaults where they are not (tf_nst/defaults.py)."""
+    if adain:
+        from tf_nst import adain as adain_lib  # pylint: disable=import-outside-toplevel
+
+        return adain_lib.loss_weights(**_WEIGHTS.given())
+    if _INIT_FROM.value:
+        from tf_nst import train_finetune  # pylint: disable=import-outside-toplevel
+
+        return train_finetune.loss_weights(_NETWORK.style_layers.value, **_WEIGHTS.given(),
+                                           layer_weights=_NETWORK.style_layer_weights.value)
+    return _WEIGHTS.loss_weights(_NETWORK, defaults.CONTENT_WEIGHT, defaults.STYLE_WEIGHT, defaults.TV_WEIGHT)
 
 
 def _precision():
     """--precision, with "auto" read as float32: bfloat16 training has not been measured (defaults.PRECISION)."""
     value = _NETWORK.precision.value
     return "float32" if value == precision_lib.AUTO else value
-
-
-def _adain_loss_weights():
-    """The adain network's weights (tf_nst/defaults.py), with any --content_weight, --style_weight and
-    --tv_weight given."""
-    from tf_nst import adain  # pylint: disable=import-outside-toplevel
-
-    return adain.loss_weights(**_WEIGHTS.given())
 
 
 class _TrainReporter:
@@ -234,7 +242,7 @@ def _train():
     common.import_tensorflow()
     from tf_nst import train  # pylint: disable=import-outside-toplevel
 
-    config = _train_config()
+    config = train.resolve_defaults(_train_config())
     common.warn_slow_settings(config.precision)
     absl_logging.set_verbosity(absl_logging.WARNING)  # checkpoint saving logs at INFO every time
     result = train.train(config, _TrainReporter(config.num_steps, config.architecture, config.precision))
