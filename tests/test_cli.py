@@ -254,7 +254,7 @@ def test_two_styles_coarse_to_fine_from_the_command_line(files):
     result = run_cli(f"--content={files['content']}", f"--style={files['style']},{files['coffee']}",
                      "--style_blend_weights=0.7,0.3", "--num_scales=2", "--coarse_steps=1", "--style_scale=0.8",
                      f"--output={files['out']}", "--weights=none", "--image_size=64", "--num_steps=2",
-                     "--print_every=1")
+                     "--print_every=1", "--init=noise")
     assert result.returncode == 0, result.stderr
     assert "3 lbfgs steps over 2 scale(s) from noise, 2 style(s)" in result.stdout
     assert [line.split()[1] for line in result.stdout.splitlines() if line.startswith("step ")] == [

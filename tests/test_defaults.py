@@ -22,8 +22,9 @@ def test_the_tuned_loss_weights_are_pinned():
     # Chosen from loss curves judged on HED VGG16 (BENCHMARKS.md, "Stopping when the picture stops changing").
     assert (defaults.TOLERANCE, defaults.TOLERANCE_WINDOW) == (0.003, 20)
     # Chosen by the time to reach the TF recipe's picture on HED VGG16 (BENCHMARKS.md, "Time to a good picture:
-    # coarse to fine from noise").
-    assert (defaults.INIT, defaults.NUM_SCALES, defaults.COARSE_STEPS) == ("noise", "auto", 100)
+    # coarse to fine from noise", and "... from the pretrained picture, with the network loaded": "auto" starts
+    # from it where it is installed, else from noise).
+    assert (defaults.INIT, defaults.NUM_SCALES, defaults.COARSE_STEPS) == ("auto", "auto", 100)
     # The fine-tune's (BENCHMARKS.md, "Fine-tuning: the style's scale and transfer's loss shape").
     assert (defaults.FINETUNE_STYLE_WEIGHT, defaults.FINETUNE_TV_WEIGHT, defaults.FINETUNE_STYLE_SIZE) == (
         1.5, defaults.TRANSFER_TV_WEIGHT, defaults.PRETRAINED_STYLE_SIZE)

