@@ -265,7 +265,7 @@ def test_auto_scales_stop_before_a_small_style_gets_too_small_for_the_layers():
     extractor_config = vgg.ExtractorConfig(weights="none")  # block5_conv1: 16 px at least
     sizes = lambda images: optimize.scale_sizes(*images[0].shape[:2], images[2].num_scales, 2.0)
     # Every style layer in the loss, block5_conv1 too (transfer's default leaves it out: below).
-    every = optimize.TransferConfig(loss_weights=losses.LossWeights())
+    every = optimize.TransferConfig(loss_weights=losses.LossWeights(), init="noise")  # coarse to fine
     default = api.sized_images(content, [style], 512, 1.0, extractor_config, every)
     assert len(sizes(default)) == 4  # the style is 341 px at full size, 43 px at the coarsest scale
     # A style of 0.25 x 512 px is 85 px on its shorter side: 21 px at 1/4 of the size, 11 px at 1/8.
@@ -275,5 +275,5 @@ def test_auto_scales_stop_before_a_small_style_gets_too_small_for_the_layers():
         api.sized_images(content, [style], 512, 0.25, extractor_config, dataclasses.replace(every, num_scales=4))
     # With block5_conv1 at weight 0 (transfer's default) the deepest layer used is block4_conv2, 8 px at least:
     # the 11 px style fits at 1/8, so the fourth scale stays.
-    small = api.sized_images(content, [style], 512, 0.25, extractor_config, optimize.TransferConfig())
+    small = api.sized_images(content, [style], 512, 0.25, extractor_config, optimize.TransferConfig(init="noise"))
     assert len(sizes(small)) == 4

@@ -76,9 +76,12 @@ def test_num_steps_help_says_what_it_counts_and_the_default_total():
     assert "finest scale" in entry and "--coarse_steps" in entry, entry
     from tf_nst import defaults, optimize  # pylint: disable=import-outside-toplevel
 
-    config = optimize.resolve_num_scales(optimize.TransferConfig(), (341, 512), [], ("block4_conv1",))
-    total = optimize.count_steps(341, 512, config)  # the sample photo at the default --image_size
-    assert f"{total} at the defaults" in entry and defaults.NUM_STEPS < total, (total, entry)
+    totals = {}  # the sample photo at the default --image_size, from each of the starts --init=auto picks
+    for init in ("noise", "pretrained"):
+        config = optimize.resolve_num_scales(optimize.TransferConfig(init=init), (341, 512), [], ("block4_conv1",))
+        totals[init] = optimize.count_steps(341, 512, config)
+    assert f"at the defaults {totals['noise']} from noise" in entry and defaults.NUM_STEPS < totals["noise"], entry
+    assert f"{totals['pretrained']} from the pretrained picture" in entry and totals["pretrained"] == 300, entry
 
 
 def test_the_eta_reads_as_a_duration():
@@ -205,7 +208,7 @@ def run_offline(pastiche, *args, env):
 def test_offline_default_weights_fall_back_to_the_8bit_vgg19(files, tmp_path):
     env = {"KERAS_HOME": str(tmp_path / "keras")}
     args = (f"--content={files['content']}", f"--style={files['style']}", f"--output={files['out']}",
-            "--image_size=32", "--num_steps=2")
+            "--image_size=32", "--num_steps=2", "--init=noise")  # no pretrained network converted into KERAS_HOME
     result = run_offline("pastiche", *args, env=env)
     assert result.returncode == 0, result.stderr
     # Said once (the weights are resolved once), and the first line names what was loaded.

@@ -385,7 +385,7 @@ def test_auto_scales_in_transfer_leave_out_a_scale_at_which_a_style_would_be_too
     extractor, config, _ = random_case  # block2_conv1: 2 px at least
     layers = [*config.style_layers, *config.content_layers]
     content, style = np.full((256, 256, 3), 128.0, np.float32), np.full((5, 5, 3), 128.0, np.float32)
-    run_config = optimize.TransferConfig(num_steps=1, coarse_steps=1, tolerance=0.0)
+    run_config = optimize.TransferConfig(num_steps=1, coarse_steps=1, tolerance=0.0, init="noise")
     # 256 px alone gives 3 scales; the 5 px style would be 1 px at the coarsest (1/4), 2 px at 1/2.
     assert optimize.auto_num_scales(256, 256, 2.0) == 3
     resolved = optimize.resolve_num_scales(run_config, content.shape, [style.shape], layers)

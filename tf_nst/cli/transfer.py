@@ -44,9 +44,10 @@ _PRINT_EVERY = flag_groups.define_print_every()
 _OPTIMIZER = flags.DEFINE_enum("optimizer", defaults.OPTIMIZER, ["lbfgs", "adam"], "Optimiser.")
 _NUM_STEPS = flags.DEFINE_integer(
     "num_steps", defaults.NUM_STEPS, "Optimiser iterations at the finest scale (the full size); each coarser "
-    "scale runs --coarse_steps steps before it, and the first line and the progress count them all "
-    f"({defaults.NUM_STEPS + 3 * defaults.COARSE_STEPS} at the defaults: {defaults.NUM_STEPS} + 3 x "
-    f"{defaults.COARSE_STEPS} over 4 scales at 512 px). --tolerance may stop a scale sooner.", lower_bound=1,
+    "scale runs --coarse_steps steps before it, and the first line and the progress count them all (at the "
+    f"defaults {defaults.NUM_STEPS + 3 * defaults.COARSE_STEPS} from noise: {defaults.NUM_STEPS} + 3 x "
+    f"{defaults.COARSE_STEPS} over 4 scales at 512 px; {defaults.NUM_STEPS} from the pretrained picture, at one "
+    "scale). --tolerance may stop a scale sooner.", lower_bound=1,
     upper_bound=defaults.MAX_STEPS)
 _LEARNING_RATE = flags.DEFINE_float(
     "learning_rate", defaults.LEARNING_RATE, "Adam step size in pixel units ([0, 255] images).", lower_bound=0.0)
