@@ -47,6 +47,8 @@ _TV = flags.DEFINE_float("finetune_tv_weight", None, "The TV weight of every run
 _LAYER_WEIGHTS = flags.DEFINE_list("finetune_style_layer_weights", [], "The style layers' relative weights, "
                                     "shallowest first (default: train's, equal).")
 _LEARNING_RATE = flags.DEFINE_float("finetune_learning_rate", None, "Adam's learning rate (default: train's).")
+_MORE_PHOTOS = flags.DEFINE_bool("finetune_more_photos", False, "Train on bench_adain_proof.py's wider photo set "
+                                  "(its --style_variants photos) rather than its seven.")
 _SHEET = flags.DEFINE_string("finetune_sheet", "", "Write a picture sheet here (JPEG): a row per held-out photo, "
                               "then the plain pass, each network as judged, per-image transfer; empty: none.")
 _TRANSFER = flags.DEFINE_bool("transfer", True, "Also per-image transfer at its defaults (256 px) per held-out photo.")
@@ -64,7 +66,7 @@ def main(argv):
     work = tempfile.mkdtemp()
     photos = os.path.join(work, "photos")
     os.makedirs(photos)
-    for name in proof._TRAIN_PHOTOS:  # pylint: disable=protected-access
+    for name in proof._MORE_PHOTOS if _MORE_PHOTOS.value else proof._TRAIN_PHOTOS:  # pylint: disable=protected-access
         image_io.write_image(os.path.join(photos, f"{name}.png"), proof._image(name))  # pylint: disable=protected-access
     style_path = os.path.join(work, "style.png")
     style = proof._image(_STYLE_NAME.value)  # pylint: disable=protected-access
