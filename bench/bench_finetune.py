@@ -39,6 +39,8 @@ _MINUTES = flags.DEFINE_list("minutes", ["2", "5", "10"], "The 2-core CPU minute
 _JOHNSON = flags.DEFINE_bool("johnson", True, "Also a Johnson network from scratch, to the same steps.")
 _STYLE_NAME = flags.DEFINE_string("finetune_style", "hubble_deep_field", "The style (a scikit-image name).")
 _CROP = flags.DEFINE_integer("crop", 128, "Training crop side.")
+_RESIZE = flags.DEFINE_integer("finetune_resize", None, "Each training photo's shorter side before its crop "
+                               "(default: train's).")
 _STYLE_WEIGHTS = flags.DEFINE_list("finetune_style_weights", [], "Style weights to fine-tune with, each a run per "
                                    "mode (content weight 1); none: one run per mode at train's default.")
 _STYLE_SIZE = flags.DEFINE_integer("finetune_style_size", None, "The style image's longer side for the training's "
@@ -133,7 +135,7 @@ def main(argv):
                     planned = max(1, int((target - cpu - setup) / per_step))
                 run = train.TrainConfig(
                     dataset_dir=photos, train_dir=train_dir, style_image=style_path, architecture=architecture,
-                    finetune=mode or "norms", image_size=_CROP.value, style_size=_STYLE_SIZE.value, batch_size=4,
+                    finetune=mode or "norms", image_size=_CROP.value, resize=_RESIZE.value, style_size=_STYLE_SIZE.value, batch_size=4,
                     num_steps=steps + planned, checkpoint_every=100_000, summary_every=0, print_every=0,
                     extractor=vgg.ExtractorConfig(weights="imagenet_q8"), loss_weights=weights,
                     **({} if _LEARNING_RATE.value is None else {"learning_rate": _LEARNING_RATE.value}))

@@ -65,6 +65,21 @@ def test_training_crops_are_square_for_any_aspect_ratio(tmp_path, height, width)
         assert crop.min() >= 0 and crop.max() <= 255
 
 
+@pytest.mark.parametrize("architecture", ["johnson", "finetune"])
+def test_the_one_style_networks_crop_after_the_resize_they_are_given(tmp_path, architecture):
+    """Stripes 2 px apart in a 32 px image: kept at resize=32, blurred to grey when shrunk to the 16 px crop."""
+    path = str(tmp_path / "stripes.png")
+    Image.fromarray(np.tile(np.array([0, 255], np.uint8)[None, :, None], (32, 16, 3))).save(path)
+    files = train_data.DatasetFiles((path,), ())
+    for resize, sharp in ((None, False), (32, True)):
+        config = _tiny_config(str(tmp_path), str(tmp_path / "run"), path, image_size=16, resize=resize,
+                              architecture=architecture)
+        recipe = train.ARCHITECTURES[architecture](config, None)
+        crops = np.concatenate([next(iter(recipe.dataset(files, seed=0))).numpy(),
+                                recipe.preview_inputs(files, 1).numpy()])
+        assert (crops.std() > 100) == sharp, (resize, crops.std())
+
+
 def _relative_gram_distance(extractor, images, style_grams):
     """Mean over the style layers of ||G(images) - G(style)||^2 / ||G(style)||^2 (losses.style_layer_loss)."""
     features = extractor(images)

@@ -72,11 +72,12 @@ class JohnsonRecipe:
 
     def dataset(self, files, seed):
         config = self.config
-        return make_dataset(files.images, config.image_size, config.batch_size, seed=seed)
+        return make_dataset(files.images, config.image_size, config.batch_size, seed=seed, resize=config.resize)
 
     def preview_inputs(self, files, count):
         """The fixed images that the preview stylises: the first training images, centre-cropped."""
-        return tf.stack([load_crop(path, self.config.image_size, random=False) for path in files.images[:count]])
+        return tf.stack([load_crop(path, self.config.image_size, random=False, resize=self.config.resize)
+                         for path in files.images[:count]])
 
     @staticmethod
     def preview(model, inputs):
