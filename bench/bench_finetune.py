@@ -1,7 +1,7 @@
 """Fine-tuning the pretrained network for one style (issue "start from the pretrained network", §2): the HED
 judge's style and content distances on held-out photos after N minutes of `train --init_from=magenta-arbitrary`,
 against (a) the plain one-pass arbitrary network with that style, (b) a Johnson network trained from scratch as
-long, (c) per-image transfer at its defaults.
+long, (c) per-image transfer at its defaults (or at --transfer_style_weights, on --transfer_features).
 
 Each run trains through the library's `train` (the command's Trainer) on bench_adain_proof.py's training photos
 (--crop crops, batch 4, the 8-bit VGG19 loss network, train's default loss weights). It is resumed call after
@@ -52,8 +52,15 @@ _LEARNING_RATE = flags.DEFINE_float("finetune_learning_rate", None, "Adam's lear
 _MORE_PHOTOS = flags.DEFINE_bool("finetune_more_photos", False, "Train on bench_adain_proof.py's wider photo set "
                                   "(its --style_variants photos) rather than its seven.")
 _SHEET = flags.DEFINE_string("finetune_sheet", "", "Write a picture sheet here (JPEG): a row per held-out photo, "
-                              "then the plain pass, each network as judged, per-image transfer; empty: none.")
+                              "then the plain pass, each network as judged, per-image transfer (its last style "
+                              "weight); empty: none.")
 _TRANSFER = flags.DEFINE_bool("transfer", True, "Also per-image transfer at its defaults (256 px) per held-out photo.")
+_TRANSFER_WEIGHTS = flags.DEFINE_list("transfer_style_weights", [], "Per-image transfer's style weights, a row each "
+                                      "(none: its default).")
+_TRANSFER_FEATURES = flags.DEFINE_enum("transfer_features", "vgg19_q8", ["vgg19_q8", "judge"],
+                                       "Per-image transfer's loss network: the 8-bit VGG19 (its default offline), or "
+                                       "the judge's own HED VGG16, a diagnostic of the loss network (the judge is "
+                                       "then not independent).")
 
 
 def _cpu_seconds():
@@ -98,15 +105,21 @@ def main(argv):
     if _TRANSFER.value:
         import tf_nst  # pylint: disable=import-outside-toplevel
 
-        cpu, wall, outputs = _cpu_seconds(), time.perf_counter(), {}
-        for name, image in held_out.items():
-            outputs[name] = tf_nst.transfer(image, style, image_size=256, weights="imagenet_q8").astype(np.float32)
-        cpu, wall = (_cpu_seconds() - cpu) / len(held_out), (time.perf_counter() - wall) / len(held_out)
-        transferred = list(outputs.values())
-        style_distance = statistics.mean(judge.style(o, judged_style) for o in outputs.values())
-        content_distance = statistics.mean(judge.content(o, held_out[n]) for n, o in outputs.items())
-        print(f"| per-image transfer, defaults, per photo | - | {cpu / _CORES / 60:.1f} min ({wall:.0f} s wall) | "
-              f"{style_distance:.3f} | {style_distance / plain[0]:.2f} | {content_distance:.3f} |", flush=True)
+        features = ({"weights": "imagenet_q8"} if _TRANSFER_FEATURES.value == "vgg19_q8"
+                    else {"backbone": "vgg16", "weights": real_features.weights_path("hed")})
+        for weight in _TRANSFER_WEIGHTS.value or [None]:
+            options = {**features, **({} if weight is None else {"style_weight": float(weight)})}
+            cpu, wall, outputs = _cpu_seconds(), time.perf_counter(), {}
+            for name, image in held_out.items():
+                outputs[name] = tf_nst.transfer(image, style, image_size=256, **options).astype(np.float32)
+            cpu, wall = (_cpu_seconds() - cpu) / len(held_out), (time.perf_counter() - wall) / len(held_out)
+            transferred = list(outputs.values())
+            style_distance = statistics.mean(judge.style(o, judged_style) for o in outputs.values())
+            content_distance = statistics.mean(judge.content(o, held_out[n]) for n, o in outputs.items())
+            label = ("defaults" if weight is None else f"style weight {float(weight):g}") + (
+                ", on the judge's features" if _TRANSFER_FEATURES.value == "judge" else "")
+            print(f"| per-image transfer, {label}, per photo | - | {cpu / _CORES / 60:.1f} min ({wall:.0f} s wall) | "
+                  f"{style_distance:.3f} | {style_distance / plain[0]:.2f} | {content_distance:.3f} |", flush=True)
     runs = [("finetune", mode, None if weight is None else float(weight))
             for mode in _MODES.value for weight in _STYLE_WEIGHTS.value or [None]]
     runs += [("johnson", None, None)] if _JOHNSON.value else []
@@ -135,7 +148,8 @@ def main(argv):
                     planned = max(1, int((target - cpu - setup) / per_step))
                 run = train.TrainConfig(
                     dataset_dir=photos, train_dir=train_dir, style_image=style_path, architecture=architecture,
-                    finetune=mode or "norms", image_size=_CROP.value, resize=_RESIZE.value, style_size=_STYLE_SIZE.value, batch_size=4,
+                    finetune=mode or "norms", image_size=_CROP.value, resize=_RESIZE.value,
+                    style_size=_STYLE_SIZE.value, batch_size=4,
                     num_steps=steps + planned, checkpoint_every=100_000, summary_every=0, print_every=0,
                     extractor=vgg.ExtractorConfig(weights="imagenet_q8"), loss_weights=weights,
                     **({} if _LEARNING_RATE.value is None else {"learning_rate": _LEARNING_RATE.value}))
