@@ -4,11 +4,11 @@ against (a) the plain one-pass arbitrary network with that style, (b) a Johnson 
 long, (c) per-image transfer at its defaults (or at --transfer_style_weights, on --transfer_features).
 
 Each run trains through the library's `train` (the command's Trainer) on bench_adain_proof.py's training photos
-(--crop crops, batch 4, the 8-bit VGG19 loss network, train's default loss weights). It is resumed call after
-call, each to a step count planned from the last call's cost, so that one run passes every --minutes point; each
-point is the network written there. Held out (never trained on): chelsea, camera, coins at 256 px; the style:
---finetune_style (a scikit-image name). Distances as in bench_pretrained_quality.py (HED VGG16: style over its
-style layers' channel moments, content at block4_conv2).
+(--crop crops, batch 4, the 8-bit VGG19 loss network, train's default loss weights for the architecture:
+train.resolve_defaults). It is resumed call after call, each to a step count planned from the last call's cost, so
+that one run passes every --minutes point; each point is the network written there. Held out (never trained on):
+chelsea, camera, coins at 256 px; the style: --finetune_style (a scikit-image name). Distances as in
+bench_pretrained_quality.py (HED VGG16: style over its style layers' channel moments, content at block4_conv2).
 
 "Minutes" are the 2-core machine's: the training process's CPU seconds (every thread's, set-up included)
 divided by the cores, so that a run that shares the machine is charged what it used, not what it waited; the
@@ -42,7 +42,7 @@ _CROP = flags.DEFINE_integer("crop", 128, "Training crop side.")
 _RESIZE = flags.DEFINE_integer("finetune_resize", None, "Each training photo's shorter side before its crop "
                                "(default: train's).")
 _STYLE_WEIGHTS = flags.DEFINE_list("finetune_style_weights", [], "Style weights to fine-tune with, each a run per "
-                                   "mode (content weight 1); none: one run per mode at train's default.")
+                                   "mode (content weight 1); none: one run per mode at train's default for it.")
 _STYLE_SIZE = flags.DEFINE_integer("finetune_style_size", None, "The style image's longer side for the training's "
                                    "Gram targets (default: train's).")
 _TV = flags.DEFINE_float("finetune_tv_weight", None, "The TV weight of every run (default: train's).")
@@ -126,7 +126,7 @@ def main(argv):
     targets = [float(m) * 60 * _CORES for m in _MINUTES.value]  # CPU seconds
     for architecture, mode, style_weight in runs:
         train_dir = os.path.join(work, f"{architecture}_{mode}_{style_weight}")
-        weight_text = "train's defaults" if style_weight is None else f"style weight {style_weight:g}"
+        weight_text = "its defaults" if style_weight is None else f"style weight {style_weight:g}"
         name = f"fine-tuned ({mode}, {weight_text})" if architecture == "finetune" else "Johnson from scratch"
         given = {"style": style_weight, "tv": _TV.value, "layer_weights": _LAYER_WEIGHTS.value or None}
         given = {key: value for key, value in given.items() if value is not None}
