@@ -10,9 +10,9 @@ import tensorflow as tf
 from tf_nst import adain
 from tf_nst import losses
 from tf_nst.precision import dtype_policy
+from tf_nst.train_data import centre_crops
 from tf_nst.train_data import DatasetFiles
 from tf_nst.train_data import find_images
-from tf_nst.train_data import load_crop
 from tf_nst.train_data import make_pair_dataset
 
 
@@ -88,10 +88,8 @@ class AdainRecipe:
 
     def preview_inputs(self, files, count):
         """The first `count` content and style images, centre-cropped: the rows and columns of the grid."""
-        def crops(paths):
-            return tf.stack([load_crop(path, self.config.image_size, random=False, resize=self.config.resize)
-                             for path in paths[:count]])
-        return crops(files.content.images), crops(files.style.images)
+        return tuple(centre_crops(paths[:count], self.config.image_size, self.config.resize)
+                     for paths in (files.content.images, files.style.images))
 
     def preview(self, decoder, inputs):
         """One grid image [1, (S + 1) H, (C + 1) W, 3]: the contents along the top, the styles down the left,

@@ -77,6 +77,12 @@ def load_crop(path, image_size, random, resize=None):
     return tf.image.resize_with_crop_or_pad(image, image_size, image_size)
 
 
+def centre_crops(paths, image_size, resize=None):
+    """The images at `paths` as load_crop's centre crops, stacked: [len(paths), image_size, image_size, 3]
+    (the fixed inputs of a training preview)."""
+    return tf.stack([load_crop(path, image_size, random=False, resize=resize) for path in paths])
+
+
 def make_dataset(paths, image_size, batch_size, seed=0, resize=None):
     """An endless, shuffled, batched dataset of random crops (load_crop); [batch, size, size, 3] float32 in
     [0, 255]."""

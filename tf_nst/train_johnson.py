@@ -11,8 +11,8 @@ from tf_nst import losses
 from tf_nst import transformer
 from tf_nst import vgg
 from tf_nst.precision import dtype_policy
+from tf_nst.train_data import centre_crops
 from tf_nst.train_data import find_images
-from tf_nst.train_data import load_crop
 from tf_nst.train_data import load_style
 from tf_nst.train_data import make_dataset
 
@@ -76,8 +76,7 @@ class JohnsonRecipe:
 
     def preview_inputs(self, files, count):
         """The fixed images that the preview stylises: the first training images, centre-cropped."""
-        return tf.stack([load_crop(path, self.config.image_size, random=False, resize=self.config.resize)
-                         for path in files.images[:count]])
+        return centre_crops(files.images[:count], self.config.image_size, self.config.resize)
 
     @staticmethod
     def preview(model, inputs):
